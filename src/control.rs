@@ -1,0 +1,97 @@
+//! The commands the dashboard and the admin API send to the core. Control flows one
+//! way: observers send a [`Command`] on a channel, only the core changes state, and
+//! the optional reply says what happened.
+
+use tokio::sync::{mpsc, oneshot};
+
+use crate::event::{BackendId, TunnelId};
+
+/// Close code for a backend kill or a tunnel closed by an operator: service restart.
+pub const CLOSE_SERVICE_RESTART: u16 = 1012;
+/// Close code sent to everyone when the proxy shuts down: going away.
+pub const CLOSE_GOING_AWAY: u16 = 1001;
+
+/// What the core is asked to do.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Command {
+    /// Stop giving the backend new tunnels; existing ones run on.
+    Drain(BackendId),
+    /// Undo a drain (or a disable): the backend takes new tunnels again.
+    Undrain(BackendId),
+    /// Re-enable a disabled (for instance killed) backend.
+    Enable(BackendId),
+    /// Take no new tunnels, leave the existing ones alone.
+    Disable(BackendId),
+    /// Disable the backend and close all its tunnels at a frame boundary with a Close
+    /// frame (`code`, `reason`), so clients reconnect elsewhere.
+    Kill {
+        backend: BackendId,
+        code: u16,
+        reason: String,
+    },
+    /// Close one tunnel at a frame boundary with a Close frame.
+    CloseTunnel {
+        id: TunnelId,
+        code: u16,
+        reason: String,
+    },
+    /// Close every tunnel with 1001 and stop, as SIGTERM does.
+    Shutdown,
+}
+
+/// What became of a command.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    Done,
+    /// How many tunnels were asked to close.
+    Closing(usize),
+    UnknownBackend(BackendId),
+    UnknownTunnel(TunnelId),
+}
+
+/// A command and where to send its outcome.
+#[derive(Debug)]
+pub struct Request {
+    pub command: Command,
+    pub reply: Option<oneshot::Sender<Outcome>>,
+}
+
+/// The sending half handed to observers; cheap to clone.
+#[derive(Debug, Clone)]
+pub struct ControlHandle {
+    tx: mpsc::Sender<Request>,
+}
+
+/// The core went away before it could answer.
+#[derive(Debug, thiserror::Error)]
+#[error("the proxy core has stopped")]
+pub struct CoreGone;
+
+impl ControlHandle {
+    pub fn new(tx: mpsc::Sender<Request>) -> Self {
+        Self { tx }
+    }
+
+    /// Sends a command and waits for its outcome.
+    pub async fn send(&self, command: Command) -> Result<Outcome, CoreGone> {
+        let (reply, rx) = oneshot::channel();
+        self.tx
+            .send(Request {
+                command,
+                reply: Some(reply),
+            })
+            .await
+            .map_err(|_| CoreGone)?;
+        rx.await.map_err(|_| CoreGone)
+    }
+
+    /// Sends a command without waiting; for callers that must not block (a UI tick).
+    pub fn try_send(&self, command: Command) -> Result<(), CoreGone> {
+        self.tx
+            .try_send(Request {
+                command,
+                reply: None,
+            })
+            .map_err(|_| CoreGone)
+    }
+}

@@ -1,0 +1,16 @@
+//! tunnelscope: a WebSocket-aware reverse proxy and load balancer with a live
+//! terminal inspector.
+//!
+//! Module map (dependencies point downwards only):
+//!
+//! - [`config`], [`event`], [`control`]: leaves. The TOML schema; the events the core
+//!   publishes; the commands observers send to it.
+//! - [`proxy`]: listeners, TLS, the HTTP upgrade, backend pools, the tunnel relay and
+//!   its sans-IO frame scanner. Knows nothing of any observer.
+//!
+//! Only `main.rs` wires the parts together.
+
+pub mod config;
+pub mod control;
+pub mod event;
+pub mod proxy;

@@ -1,0 +1,1 @@
+//! The proxy core: everything between accepting a client and relaying its tunnel.
