@@ -550,3 +550,15 @@ pub mod duration {
         Ok(Duration::from_millis(n.saturating_mul(ms)))
     }
 }
+
+impl Config {
+    /// A short summary for `tunnelscope check`.
+    pub fn check_report(&self) -> String {
+        format!(
+            "{} listener(s), {} route(s), {} pool(s)\n",
+            self.listeners.len(),
+            self.routes.len(),
+            self.pools.len()
+        )
+    }
+}

@@ -1,1 +1,138 @@
-fn main() {}
+//! The `tunnelscope` command: loads the configuration, starts the proxy, and waits
+//! for a signal. Wiring only; everything else lives in the library.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use tunnelscope::config::Config;
+
+/// WebSocket-aware reverse proxy and load balancer with a live terminal inspector.
+#[derive(Parser, Debug)]
+#[command(version, about, args_conflicts_with_subcommands = true)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Cmd>,
+    /// TOML configuration file.
+    #[arg(short, long, value_name = "FILE", conflicts_with_all = ["listen", "upstream"])]
+    config: Option<PathBuf>,
+    /// Quick start without a file: address to listen on (plain ws:// and http://).
+    #[arg(long, value_name = "ADDR", requires = "upstream")]
+    listen: Option<SocketAddr>,
+    /// Quick start: a backend `host:port`; repeat for several (balanced least_conn).
+    #[arg(long, value_name = "HOST:PORT", requires = "listen")]
+    upstream: Vec<String>,
+    /// Run without the dashboard (logs go to stderr).
+    #[arg(long)]
+    headless: bool,
+    /// Log filter, e.g. `info`, `debug`, `tunnelscope=debug` (RUST_LOG also works).
+    #[arg(long, value_name = "FILTER", default_value = "info")]
+    log: String,
+}
+
+#[derive(Subcommand, Debug)]
+enum Cmd {
+    /// Validate a configuration file: exit 0 when usable, 2 when not.
+    Check {
+        /// The file to check.
+        file: PathBuf,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    if let Some(Cmd::Check { file }) = &cli.command {
+        return match Config::load(file) {
+            Ok(config) => {
+                println!("{}: ok", file.display());
+                print!("{}", config.check_report());
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("error: {e}");
+                ExitCode::from(2)
+            }
+        };
+    }
+    let config = match (&cli.config, cli.listen) {
+        (Some(path), _) => match Config::load(path) {
+            Ok(c) => c,
+            Err(e) => {
+                eprintln!("error: {e}");
+                return ExitCode::from(2);
+            }
+        },
+        (None, Some(listen)) => Config::quick(listen, &cli.upstream),
+        (None, None) => {
+            eprintln!(
+                "error: give --config FILE, or --listen ADDR --upstream HOST:PORT for a quick start\n\
+                 (see `tunnelscope --help` and assets/tunnelscope.toml)"
+            );
+            return ExitCode::from(2);
+        }
+    };
+    init_logging(&cli.log);
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(config)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn init_logging(default: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+}
+
+async fn run(config: Config) -> anyhow::Result<()> {
+    let proxy = tunnelscope::proxy::start(config).await?;
+    let first = shutdown_signal().await;
+    tracing::info!("{first} received: closing tunnels (send it again to exit at once)");
+    proxy.shutdown();
+    tokio::select! {
+        _ = proxy.wait() => {}
+        second = shutdown_signal() => {
+            tracing::warn!("second {second}: exiting now");
+            std::process::exit(130);
+        }
+    }
+    Ok(())
+}
+
+/// Resolves on SIGINT or SIGTERM, naming which.
+async fn shutdown_signal() -> &'static str {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        let mut term = match signal(SignalKind::terminate()) {
+            Ok(s) => s,
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+                return "SIGINT";
+            }
+        };
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => "SIGINT",
+            _ = term.recv() => "SIGTERM",
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+        "Ctrl-C"
+    }
+}

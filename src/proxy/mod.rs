@@ -1,1 +1,173 @@
 //! The proxy core: everything between accepting a client and relaying its tunnel.
+//!
+//! [`start`] binds the configured listeners and returns a [`ProxyHandle`]: the
+//! control channel, the event bus, snapshots, and graceful shutdown. The proxy never
+//! waits for an observer: events go on a bounded broadcast channel, and a slow
+//! subscriber lags and resyncs from [`ProxyHandle::snapshot`].
+
+pub mod bufpool;
+pub mod core;
+pub mod frame;
+pub mod headers;
+pub mod http;
+pub mod listener;
+pub mod pool;
+pub mod stream;
+pub mod tls;
+pub mod tunnel;
+pub mod upstream;
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use tokio::net::TcpListener;
+use tokio::sync::{broadcast, mpsc};
+use tokio::task::JoinHandle;
+
+use crate::config::Config;
+use crate::control::{Command, ControlHandle};
+use crate::event::{Event, ListenerInfo, Snapshot};
+
+use self::core::Core;
+use self::upstream::UpstreamTls;
+
+/// The proxy could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// A listen address could not be bound.
+    #[error("listen address {addr} could not be bound: {source} (is another process using it?)")]
+    Bind {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    /// A certificate, key or CA file could not be used.
+    #[error("listener {listener}: {source}")]
+    ListenerTls {
+        listener: String,
+        source: tls::TlsError,
+    },
+    /// A pool's backend TLS settings could not be used.
+    #[error("pool {pool}: {source}")]
+    UpstreamTls { pool: String, source: tls::TlsError },
+}
+
+/// A running proxy.
+pub struct ProxyHandle {
+    core: Arc<Core>,
+    control: ControlHandle,
+    addrs: Vec<SocketAddr>,
+    task: JoinHandle<()>,
+}
+
+impl ProxyHandle {
+    /// Sends commands to the core (drain, kill, close tunnel, shutdown).
+    pub fn control(&self) -> ControlHandle {
+        self.control.clone()
+    }
+
+    /// Events from now on. Call [`snapshot`](Self::snapshot) after subscribing to
+    /// know what was there before.
+    pub fn subscribe(&self) -> broadcast::Receiver<Event> {
+        self.core.bus.subscribe()
+    }
+
+    /// The whole state now: listeners, backends, live tunnels.
+    pub fn snapshot(&self) -> Snapshot {
+        self.core.snapshot()
+    }
+
+    /// The bound addresses, in listener order (useful with port 0).
+    pub fn local_addrs(&self) -> &[SocketAddr] {
+        &self.addrs
+    }
+
+    /// Starts a graceful shutdown: stop accepting, close tunnels with 1001.
+    pub fn shutdown(&self) {
+        self.core.begin_shutdown();
+    }
+
+    /// Resolves once shutdown is complete (all tunnels closed or the grace over).
+    pub async fn wait(self) {
+        let _ = self.task.await;
+    }
+}
+
+/// Binds every listener, loads TLS material, and starts serving.
+pub async fn start(config: Config) -> Result<ProxyHandle, StartError> {
+    let config = Arc::new(config);
+    let mut bound = Vec::new();
+    let mut infos = Vec::new();
+    for l in &config.listeners {
+        let name: Arc<str> = l.display_name().into();
+        let tls = match &l.tls {
+            Some(t) => Some(tokio_rustls::TlsAcceptor::from(
+                tls::server_config(t).map_err(|source| StartError::ListenerTls {
+                    listener: name.to_string(),
+                    source,
+                })?,
+            )),
+            None => None,
+        };
+        let listener = TcpListener::bind(l.bind)
+            .await
+            .map_err(|source| StartError::Bind {
+                addr: l.bind,
+                source,
+            })?;
+        let addr = listener.local_addr().map_err(|source| StartError::Bind {
+            addr: l.bind,
+            source,
+        })?;
+        infos.push(ListenerInfo {
+            name: name.clone(),
+            addr,
+            tls: tls.is_some(),
+        });
+        bound.push(listener::Bound {
+            name,
+            listener,
+            tls,
+        });
+    }
+    let mut upstream_tls = HashMap::new();
+    for (name, pool) in &config.pools {
+        if pool.tls {
+            let cfg = tls::client_config(pool.ca.as_deref()).map_err(|source| {
+                StartError::UpstreamTls {
+                    pool: name.clone(),
+                    source,
+                }
+            })?;
+            upstream_tls.insert(
+                name.clone(),
+                UpstreamTls {
+                    config: cfg,
+                    server_name: pool.server_name.clone(),
+                },
+            );
+        }
+    }
+    let (bus, _) = broadcast::channel(config.inspect.event_capacity);
+    let addrs = infos.iter().map(|i| i.addr).collect();
+    let core = Arc::new(Core::new(config, bus, upstream_tls, infos));
+    for b in bound {
+        tracing::info!(listener = %b.name, addr = %b.listener.local_addr().map(|a| a.to_string()).unwrap_or_default(), tls = b.tls.is_some(), "listening");
+        tokio::spawn(listener::serve(core.clone(), b));
+    }
+    let (tx, rx) = mpsc::channel(256);
+    let task = tokio::spawn(core::run(core.clone(), rx));
+    Ok(ProxyHandle {
+        core,
+        control: ControlHandle::new(tx),
+        addrs,
+        task,
+    })
+}
+
+impl ProxyHandle {
+    /// Convenience for `control().send(Command::Shutdown)` without waiting.
+    pub fn request_shutdown(&self) {
+        let _ = self.control.try_send(Command::Shutdown);
+    }
+}

@@ -1,0 +1,356 @@
+//! The shared state of a running proxy: pools, the tunnel registry, the event bus,
+//! routes, limits, and the one task that applies control commands and publishes
+//! batched frame statistics. Only this task changes admin state.
+
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::SystemTime;
+
+use tokio::sync::{broadcast, mpsc, watch, Notify, OwnedSemaphorePermit, Semaphore};
+
+use super::pool::Pools;
+use super::tunnel::TunnelShared;
+use super::upstream::UpstreamTls;
+use crate::config::{Config, Route};
+use crate::control::{Command, Outcome, Request, CLOSE_GOING_AWAY};
+use crate::event::{Dir, Event, ListenerInfo, Snapshot, TunnelId};
+
+/// Everything connection tasks share. Read-mostly; the few mutable parts are
+/// atomics or std mutexes held for a few instructions, never across an await.
+pub struct Core {
+    pub config: Arc<Config>,
+    pub pools: Pools,
+    pub bus: broadcast::Sender<Event>,
+    pub upstream_tls: HashMap<String, UpstreamTls>,
+    pub listeners: Vec<ListenerInfo>,
+    pub started: SystemTime,
+    tunnels: Mutex<HashMap<TunnelId, Arc<TunnelShared>>>,
+    tunnels_empty: Notify,
+    next_id: AtomicU64,
+    total_tunnels: AtomicU64,
+    shutdown: watch::Sender<bool>,
+    conn_limit: Option<Arc<Semaphore>>,
+    per_ip: Mutex<HashMap<IpAddr, usize>>,
+}
+
+/// Holds a client connection's place under the connection limits.
+pub struct ConnSlot {
+    core: Arc<Core>,
+    ip: IpAddr,
+    _permit: Option<OwnedSemaphorePermit>,
+}
+
+impl Drop for ConnSlot {
+    fn drop(&mut self) {
+        if self.core.config.limits.max_connections_per_ip == 0 {
+            return;
+        }
+        let mut map = lock(&self.core.per_ip);
+        if let Some(n) = map.get_mut(&self.ip) {
+            *n -= 1;
+            if *n == 0 {
+                map.remove(&self.ip);
+            }
+        }
+    }
+}
+
+pub(crate) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+impl Core {
+    pub fn new(
+        config: Arc<Config>,
+        bus: broadcast::Sender<Event>,
+        upstream_tls: HashMap<String, UpstreamTls>,
+        listeners: Vec<ListenerInfo>,
+    ) -> Core {
+        let max = config.limits.max_connections;
+        Core {
+            pools: Pools::new(&config.pools, bus.clone()),
+            config,
+            bus,
+            upstream_tls,
+            listeners,
+            started: SystemTime::now(),
+            tunnels: Mutex::new(HashMap::new()),
+            tunnels_empty: Notify::new(),
+            next_id: AtomicU64::new(1),
+            total_tunnels: AtomicU64::new(0),
+            shutdown: watch::channel(false).0,
+            conn_limit: (max > 0).then(|| Arc::new(Semaphore::new(max))),
+            per_ip: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Publishes an event; having no subscriber is normal.
+    pub fn publish(&self, event: Event) {
+        let _ = self.bus.send(event);
+    }
+
+    pub fn next_id(&self) -> TunnelId {
+        self.next_id.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// A place for a new client connection, or `None` when a limit is reached.
+    pub fn admit(self: &Arc<Self>, ip: IpAddr) -> Option<ConnSlot> {
+        let permit = match &self.conn_limit {
+            Some(sem) => Some(sem.clone().try_acquire_owned().ok()?),
+            None => None,
+        };
+        let per_ip = self.config.limits.max_connections_per_ip;
+        if per_ip > 0 {
+            let mut map = lock(&self.per_ip);
+            let n = map.entry(ip).or_insert(0);
+            if *n >= per_ip {
+                return None;
+            }
+            *n += 1;
+        }
+        Some(ConnSlot {
+            core: self.clone(),
+            ip,
+            _permit: permit,
+        })
+    }
+
+    /// The first route matching host and path, in file order.
+    pub fn route(&self, host: Option<&str>, path: &str) -> Option<(Arc<str>, &str)> {
+        if let Some(pool) = self.config.default_pool() {
+            return Some((Arc::from("/"), pool));
+        }
+        let host = host.map(strip_port);
+        self.config
+            .routes
+            .iter()
+            .find(|r| host_matches(r, host) && path.starts_with(r.path.as_str()))
+            .map(|r| (Arc::from(route_name(r)), r.pool.as_str()))
+    }
+
+    pub fn register(&self, tunnel: Arc<TunnelShared>) {
+        self.total_tunnels.fetch_add(1, Ordering::Relaxed);
+        lock(&self.tunnels).insert(tunnel.id, tunnel.clone());
+        if self.is_shutting_down() {
+            tunnel.request_close(CLOSE_GOING_AWAY, "going away");
+        }
+    }
+
+    pub fn unregister(&self, id: TunnelId) {
+        let mut map = lock(&self.tunnels);
+        map.remove(&id);
+        if map.is_empty() {
+            self.tunnels_empty.notify_waiters();
+        }
+    }
+
+    fn tunnels(&self) -> Vec<Arc<TunnelShared>> {
+        lock(&self.tunnels).values().cloned().collect()
+    }
+
+    pub fn shutdown_signal(&self) -> watch::Receiver<bool> {
+        self.shutdown.subscribe()
+    }
+
+    pub fn is_shutting_down(&self) -> bool {
+        *self.shutdown.borrow()
+    }
+
+    pub fn snapshot(&self) -> Snapshot {
+        let mut tunnels: Vec<_> = self.tunnels().iter().map(|t| t.info()).collect();
+        tunnels.sort_by_key(|t| t.id);
+        Snapshot {
+            listeners: self.listeners.clone(),
+            backends: self.pools.infos(),
+            tunnels,
+            total_tunnels: self.total_tunnels.load(Ordering::Relaxed),
+            started: Some(self.started),
+        }
+    }
+
+    fn apply(&self, command: Command) -> Outcome {
+        let backend = |id| {
+            self.pools
+                .backend(id)
+                .ok_or_else(|| Outcome::UnknownBackend(id.clone()))
+        };
+        let res = match &command {
+            Command::Drain(id) => backend(id).map(|b| b.drain()),
+            Command::Undrain(id) => backend(id).map(|b| b.undrain()),
+            Command::Enable(id) => backend(id).map(|b| b.enable()),
+            Command::Disable(id) => backend(id).map(|b| b.disable()),
+            Command::Kill {
+                backend: id,
+                code,
+                reason,
+            } => {
+                return match backend(id) {
+                    Ok(b) => {
+                        b.disable();
+                        let mut n = 0;
+                        for t in self.tunnels().iter().filter(|t| &t.backend == id) {
+                            t.request_close(*code, reason);
+                            n += 1;
+                        }
+                        tracing::info!(backend = %id, tunnels = n, code, "backend killed");
+                        Outcome::Closing(n)
+                    }
+                    Err(o) => o,
+                }
+            }
+            Command::CloseTunnel { id, code, reason } => {
+                return match lock(&self.tunnels).get(id) {
+                    Some(t) => {
+                        t.request_close(*code, reason);
+                        Outcome::Closing(1)
+                    }
+                    None => Outcome::UnknownTunnel(*id),
+                }
+            }
+            Command::Shutdown => {
+                self.begin_shutdown();
+                Ok(())
+            }
+        };
+        match res {
+            Ok(()) => {
+                tracing::info!(?command, "control command applied");
+                Outcome::Done
+            }
+            Err(o) => o,
+        }
+    }
+
+    /// Stops accepting and asks every tunnel to close with 1001.
+    pub fn begin_shutdown(&self) {
+        if self.shutdown.send_replace(true) {
+            return;
+        }
+        let tunnels = self.tunnels();
+        tracing::info!(tunnels = tunnels.len(), "shutting down");
+        for t in tunnels {
+            t.request_close(CLOSE_GOING_AWAY, "going away");
+        }
+    }
+
+    /// Waits until no tunnel is left.
+    pub async fn tunnels_gone(&self) {
+        loop {
+            let notified = self.tunnels_empty.notified();
+            if lock(&self.tunnels).is_empty() {
+                return;
+            }
+            notified.await;
+        }
+    }
+}
+
+fn strip_port(host: &str) -> &str {
+    if host.starts_with('[') {
+        return host.split(']').next().map_or(host, |h| &h[1..]);
+    }
+    host.rsplit_once(':').map_or(host, |(h, _)| h)
+}
+
+fn host_matches(route: &Route, host: Option<&str>) -> bool {
+    match (&route.host, host) {
+        (None, _) => true,
+        (Some(_), None) => false,
+        (Some(pattern), Some(host)) => match pattern.strip_prefix("*.") {
+            Some(suffix) => {
+                host.len() > suffix.len() + 1
+                    && host[host.len() - suffix.len()..].eq_ignore_ascii_case(suffix)
+                    && host.as_bytes()[host.len() - suffix.len() - 1] == b'.'
+            }
+            None => pattern.eq_ignore_ascii_case(host),
+        },
+    }
+}
+
+fn route_name(route: &Route) -> String {
+    match &route.host {
+        Some(h) => format!("{h}{}", route.path),
+        None => route.path.clone(),
+    }
+}
+
+/// The core task: applies commands and publishes batched frame statistics, until
+/// shutdown is complete.
+pub async fn run(core: Arc<Core>, mut commands: mpsc::Receiver<Request>) {
+    let mut tick = tokio::time::interval(core.config.inspect.stats_interval);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut published: HashMap<TunnelId, (u64, u64, u64)> = HashMap::new();
+    let mut shutdown = core.shutdown_signal();
+    loop {
+        tokio::select! {
+            req = commands.recv() => match req {
+                Some(req) => {
+                    let outcome = core.apply(req.command);
+                    if let Some(reply) = req.reply {
+                        let _ = reply.send(outcome);
+                    }
+                }
+                None => core.begin_shutdown(),
+            },
+            _ = tick.tick() => publish_stats(&core, &mut published),
+            _ = shutdown_begun(&mut shutdown) => break,
+        }
+    }
+    let grace = core.config.timeouts.shutdown_grace;
+    let drain = async {
+        loop {
+            tokio::select! {
+                _ = core.tunnels_gone() => break,
+                _ = tick.tick() => publish_stats(&core, &mut published),
+                req = commands.recv() => if let Some(Request { reply: Some(r), .. }) = req {
+                    let _ = r.send(Outcome::Done);
+                },
+            }
+        }
+    };
+    if tokio::time::timeout(grace, drain).await.is_err() {
+        tracing::warn!("shutdown grace of {grace:?} over; dropping remaining tunnels");
+    }
+}
+
+/// One FrameStats and one FrameSamples event per tunnel that moved since last time.
+fn publish_stats(core: &Core, published: &mut HashMap<TunnelId, (u64, u64, u64)>) {
+    let tunnels = core.tunnels();
+    let mut seen = HashMap::with_capacity(tunnels.len());
+    for t in tunnels {
+        let now = t.progress();
+        let last = published.get(&t.id).copied().unwrap_or((0, 0, 0));
+        seen.insert(t.id, now);
+        if now == last {
+            continue;
+        }
+        core.publish(Event::FrameStats {
+            id: t.id,
+            stats: t.stats(),
+        });
+        let mut samples = Vec::new();
+        t.samples_since(Dir::ClientToBackend, last.1, &mut samples);
+        t.samples_since(Dir::BackendToClient, last.2, &mut samples);
+        if !samples.is_empty() {
+            samples.sort_by_key(|s| s.at);
+            core.publish(Event::FrameSamples { id: t.id, samples });
+        }
+    }
+    // Closed tunnels drop out here.
+    *published = seen;
+}
+
+/// The address a client connection came from, as the access log shows it.
+pub fn peer_ip(addr: &SocketAddr) -> IpAddr {
+    match addr.ip() {
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(IpAddr::V6(v6), IpAddr::V4),
+        v4 => v4,
+    }
+}
+
+/// Resolves once shutdown has begun (without holding the watch guard across awaits).
+pub async fn shutdown_begun(rx: &mut watch::Receiver<bool>) {
+    let _ = rx.wait_for(|s| *s).await;
+}

@@ -1,0 +1,1324 @@
+//! Sans-IO header policy: which HTTP headers cross the proxy, in which direction,
+//! and how a WebSocket upgrade is recognised and validated.
+//!
+//! Everything here is a pure function over [`http::HeaderMap`] (no sockets, no
+//! async, no hyper types), so the whole policy can be unit-tested and reasoned
+//! about on its own. The proxy core calls these functions at three points:
+//!
+//! 1. On a client request: [`wants_upgrade`] / [`is_websocket_upgrade`] classify it,
+//!    [`check_websocket_request`] rejects malformed handshakes before any backend
+//!    sees them, and [`is_trusted`] decides whether the peer's forwarding headers
+//!    are believed.
+//! 2. Towards the backend: [`backend_request_headers`] strips hop-by-hop headers
+//!    and writes `Host`, `X-Forwarded-*`, `X-Real-IP` and the upgrade headers.
+//! 3. Back to the client: [`client_response_headers`] filters the backend's
+//!    response, [`accept_matches`] verifies a 101, and [`negotiated`] reports what
+//!    the two ends agreed on.
+//!
+//! All functions work on raw header bytes where possible, so non-UTF-8 values,
+//! empty values and very long lists are handled without panicking.
+
+use std::borrow::Cow;
+use std::collections::HashSet;
+use std::fmt;
+use std::net::IpAddr;
+
+use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use http::{Method, StatusCode, Uri, Version};
+
+use crate::config::{HashKey, HostHeader};
+
+/// The standard hop-by-hop headers (RFC 9110 §7.6.1 plus the legacy ones every
+/// proxy strips). They describe one connection, never the end-to-end message.
+///
+/// `Proxy-Authorization` is on the list even though nginx forwards it: it carries
+/// credentials addressed to a proxy, tunnelscope does not consume them, and
+/// passing them on would hand them to a backend they were never meant for.
+const HOP_BY_HOP: &[&str] = &[
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "te",
+    "trailer",
+    "transfer-encoding",
+    "upgrade",
+    "proxy-authenticate",
+    "proxy-authorization",
+];
+
+/// Headers the proxy writes itself on the way to the backend; the client's copies
+/// are never forwarded verbatim (trusted peers' values are re-inserted on purpose).
+const MANAGED: &[&str] = &[
+    "host",
+    "x-forwarded-for",
+    "x-forwarded-proto",
+    "x-forwarded-host",
+    "x-real-ip",
+    "forwarded",
+];
+
+/// Why a request was refused before it reached a backend.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Rejection {
+    /// Status to answer with: 400, or 426 when the WebSocket version is not 13
+    /// (the caller then adds `Sec-WebSocket-Version: 13`, RFC 6455 §4.4).
+    pub status: StatusCode,
+    /// Short human-readable reason, suitable for a response body or an event.
+    pub reason: &'static str,
+}
+
+impl fmt::Display for Rejection {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} ({})", self.reason, self.status)
+    }
+}
+
+impl std::error::Error for Rejection {}
+
+/// Who the client is and how it reached us.
+#[derive(Debug, Clone, Copy)]
+pub struct ForwardContext<'a> {
+    /// The TCP peer's address (IPv4-mapped IPv6 is written out as IPv4).
+    pub client_ip: IpAddr,
+    /// The peer is in `trusted_proxies`, so its forwarding headers are believed.
+    pub trusted: bool,
+    /// The client connection to us is TLS.
+    pub tls: bool,
+    /// `host:port` of the chosen backend.
+    pub backend_authority: &'a str,
+}
+
+/// Trims ASCII whitespace from both ends of a byte slice (header list elements
+/// are separated by optional whitespace, RFC 9110 §5.6.1).
+fn trim(bytes: &[u8]) -> &[u8] {
+    let start = bytes
+        .iter()
+        .position(|b| !b.is_ascii_whitespace())
+        .unwrap_or(bytes.len());
+    let end = bytes
+        .iter()
+        .rposition(|b| !b.is_ascii_whitespace())
+        .map_or(start, |i| i + 1);
+    &bytes[start..end]
+}
+
+/// Every non-empty element of a comma-separated header, across all of its lines.
+fn list_elements<'h>(
+    headers: &'h HeaderMap,
+    name: HeaderName,
+) -> impl Iterator<Item = &'h [u8]> + 'h {
+    headers
+        .get_all(name)
+        .into_iter()
+        .flat_map(|v| v.as_bytes().split(|&b| b == b','))
+        .map(trim)
+        .filter(|t| !t.is_empty())
+}
+
+/// Does any line of the list header `name` contain `token` (case-insensitive)?
+fn has_token(headers: &HeaderMap, name: HeaderName, token: &str) -> bool {
+    list_elements(headers, name).any(|t| t.eq_ignore_ascii_case(token.as_bytes()))
+}
+
+/// Is this an upgrade to WebSocket? `Upgrade` has the token `websocket`
+/// (case-insensitive, comma lists allowed) AND `Connection` contains the token
+/// `upgrade` (case-insensitive, any list position, possibly across several
+/// `Connection` lines).
+pub fn is_websocket_upgrade(headers: &HeaderMap) -> bool {
+    has_token(headers, header::UPGRADE, "websocket")
+        && has_token(headers, header::CONNECTION, "upgrade")
+}
+
+/// Does the request ask for any protocol upgrade at all (an `Upgrade` header is
+/// present, or `Connection` names `upgrade`)? Used to refuse h2c and other
+/// upgrades the proxy cannot relay. Deliberately looser than
+/// [`is_websocket_upgrade`]: half an upgrade request is still refused.
+pub fn wants_upgrade(headers: &HeaderMap) -> bool {
+    headers.contains_key(header::UPGRADE) || has_token(headers, header::CONNECTION, "upgrade")
+}
+
+/// Is `key` the canonical base64 (RFC 4648 §4, padded) of exactly 16 bytes?
+///
+/// 16 bytes encode to 22 significant characters plus `==`; the last significant
+/// character carries 2 data bits and 4 zero bits, so anything with those bits set
+/// is not what a real encoder emits and is refused too.
+fn is_websocket_key(key: &[u8]) -> bool {
+    fn sextet(b: u8) -> Option<u8> {
+        match b {
+            b'A'..=b'Z' => Some(b - b'A'),
+            b'a'..=b'z' => Some(b - b'a' + 26),
+            b'0'..=b'9' => Some(b - b'0' + 52),
+            b'+' => Some(62),
+            b'/' => Some(63),
+            _ => None,
+        }
+    }
+    if key.len() != 24 {
+        return false;
+    }
+    let (body, pad) = key.split_at(22);
+    if pad != b"==" {
+        return false;
+    }
+    let mut last = 0;
+    for &b in body {
+        match sextet(b) {
+            Some(v) => last = v,
+            None => return false,
+        }
+    }
+    last & 0x0f == 0
+}
+
+/// Checks an upgrade request before it is forwarded, so nothing ambiguous
+/// reaches a backend: method `GET`, HTTP/1.1, a WebSocket upgrade
+/// ([`is_websocket_upgrade`]), `Sec-WebSocket-Key` present once and the base64 of
+/// exactly 16 bytes, `Sec-WebSocket-Version` present once and equal to `13`.
+///
+/// `Err` carries 400, or 426 when a single version other than 13 was requested
+/// (the caller adds `Sec-WebSocket-Version: 13`). A missing or repeated version
+/// header is a malformed handshake, hence 400.
+pub fn check_websocket_request(
+    method: &Method,
+    version: Version,
+    headers: &HeaderMap,
+) -> Result<(), Rejection> {
+    let bad = |reason| {
+        Err(Rejection {
+            status: StatusCode::BAD_REQUEST,
+            reason,
+        })
+    };
+    if method != Method::GET {
+        return bad("WebSocket handshake must use GET");
+    }
+    if version != Version::HTTP_11 {
+        return bad("WebSocket handshake must use HTTP/1.1");
+    }
+    if !is_websocket_upgrade(headers) {
+        return bad("not a WebSocket upgrade (need Upgrade: websocket and Connection: upgrade)");
+    }
+
+    let mut keys = headers.get_all(header::SEC_WEBSOCKET_KEY).into_iter();
+    match (keys.next(), keys.next()) {
+        (None, _) => return bad("missing Sec-WebSocket-Key"),
+        (Some(_), Some(_)) => return bad("repeated Sec-WebSocket-Key"),
+        (Some(k), None) if !is_websocket_key(k.as_bytes()) => {
+            return bad("Sec-WebSocket-Key is not base64 of 16 bytes")
+        }
+        (Some(_), None) => {}
+    }
+
+    let mut versions = headers.get_all(header::SEC_WEBSOCKET_VERSION).into_iter();
+    match (versions.next(), versions.next()) {
+        (None, _) => bad("missing Sec-WebSocket-Version"),
+        (Some(_), Some(_)) => bad("repeated Sec-WebSocket-Version"),
+        (Some(v), None) if v.as_bytes() != b"13" => Err(Rejection {
+            status: StatusCode::UPGRADE_REQUIRED,
+            reason: "unsupported Sec-WebSocket-Version (only 13)",
+        }),
+        (Some(_), None) => Ok(()),
+    }
+}
+
+/// Names listed in `Connection` that are actually present in `headers`.
+///
+/// Only present names are kept, so the set is bounded by the header count no
+/// matter how long a hostile `Connection` list is.
+fn connection_named(headers: &HeaderMap) -> HashSet<HeaderName> {
+    list_elements(headers, header::CONNECTION)
+        .filter_map(|t| HeaderName::from_bytes(t).ok())
+        .filter(|n| headers.contains_key(n))
+        .collect()
+}
+
+/// Copies every header of `src` that `keep` accepts, preserving order and
+/// repeated values.
+fn copy_filtered(src: &HeaderMap, mut keep: impl FnMut(&HeaderName) -> bool) -> HeaderMap {
+    let mut out = HeaderMap::with_capacity(src.keys_len() + 8);
+    for (name, value) in src {
+        if keep(name) {
+            out.append(name.clone(), value.clone());
+        }
+    }
+    // RFC 9112 §6.3: with Transfer-Encoding present, Content-Length is
+    // meaningless and must not travel on next to a re-framed body, or the next
+    // hop could read a different message boundary than we did (smuggling).
+    if src.contains_key(header::TRANSFER_ENCODING) {
+        out.remove(header::CONTENT_LENGTH);
+    }
+    out
+}
+
+/// The non-empty values of `name` in `src`, unless `name` was listed in
+/// `Connection` (then it belonged to the previous hop only and counts as absent).
+fn present_values<'h>(
+    src: &'h HeaderMap,
+    named: &HashSet<HeaderName>,
+    name: HeaderName,
+) -> Vec<&'h HeaderValue> {
+    if named.contains(&name) {
+        return Vec::new();
+    }
+    src.get_all(name)
+        .into_iter()
+        .filter(|v| !trim(v.as_bytes()).is_empty())
+        .collect()
+}
+
+/// The client's Host (first line), or the request authority when it sent none.
+fn client_host(client: &HeaderMap, authority: Option<&str>) -> Option<HeaderValue> {
+    client
+        .get(header::HOST)
+        .filter(|v| !trim(v.as_bytes()).is_empty())
+        .cloned()
+        .or_else(|| authority.and_then(|a| HeaderValue::from_str(a).ok()))
+}
+
+/// Headers for the request to the backend.
+///
+/// Strips every header named in `Connection` and the standard hop-by-hop set
+/// (`Connection`, `Keep-Alive`, `Proxy-Connection`, `TE`, `Trailer`,
+/// `Transfer-Encoding`, `Upgrade`, `Proxy-Authenticate`, `Proxy-Authorization`;
+/// the last is dropped, unlike nginx, because its credentials are addressed to a
+/// proxy and tunnelscope does not use them). `Content-Length` is dropped when
+/// `Transfer-Encoding` was present. Then:
+///
+/// - `upgrade == true`: `Upgrade: websocket`, `Connection: upgrade` (what nginx's
+///   `map $http_upgrade $connection_upgrade` produces);
+/// - `upgrade == false`: `Connection: keep-alive` (the caller may override).
+///
+/// `Host` follows `host`: [`HostHeader::Keep`] = the client's first `Host`
+/// (never erased by naming it in `Connection`); with no `Host` this function
+/// leaves it out — use [`backend_request_headers_from_parts`] to fall back to the
+/// request authority. [`HostHeader::Backend`] = `backend_authority`;
+/// [`HostHeader::Set`] = that value. A configured value that is not a valid
+/// header value falls back to the `Keep` behaviour rather than panicking.
+///
+/// Forwarding headers (`ctx.trusted` = the peer is a trusted proxy; "present"
+/// means a non-empty value not named in `Connection`):
+/// - `X-Forwarded-For`: trusted ? `<existing>, <client_ip>` : `<client_ip>`;
+/// - `X-Forwarded-Proto`: trusted && present ? kept : `https` / `http`;
+/// - `X-Forwarded-Host`: trusted && present ? kept : the client's Host;
+/// - `X-Real-IP`: trusted && present ? kept : `client_ip`;
+/// - `Forwarded`: passed through only from a trusted peer, never appended to.
+///
+/// Everything else (`Sec-WebSocket-*`, `Origin`, `Cookie`, `Authorization`,
+/// custom and repeated headers) passes through in `HeaderMap` order.
+pub fn backend_request_headers(
+    client: &HeaderMap,
+    ctx: &ForwardContext,
+    host: &HostHeader,
+    upgrade: bool,
+) -> HeaderMap {
+    build_backend_headers(client, None, ctx, host, upgrade)
+}
+
+/// [`backend_request_headers`] for a whole request head: identical, except that
+/// with [`HostHeader::Keep`] and no `Host` header the request URI's authority
+/// (absolute-form request target) is used for `Host` and `X-Forwarded-Host`.
+pub fn backend_request_headers_from_parts(
+    parts: &http::request::Parts,
+    ctx: &ForwardContext,
+    host: &HostHeader,
+    upgrade: bool,
+) -> HeaderMap {
+    let authority = parts.uri.authority().map(|a| a.as_str());
+    build_backend_headers(&parts.headers, authority, ctx, host, upgrade)
+}
+
+fn build_backend_headers(
+    client: &HeaderMap,
+    authority: Option<&str>,
+    ctx: &ForwardContext,
+    host: &HostHeader,
+    upgrade: bool,
+) -> HeaderMap {
+    let named = connection_named(client);
+    let mut out = copy_filtered(client, |name| {
+        let n = name.as_str();
+        !HOP_BY_HOP.contains(&n) && !MANAGED.contains(&n) && !named.contains(name)
+    });
+
+    if upgrade {
+        out.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
+        out.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+    } else {
+        out.insert(header::CONNECTION, HeaderValue::from_static("keep-alive"));
+    }
+
+    let original_host = client_host(client, authority);
+    let configured = match host {
+        HostHeader::Keep => None,
+        HostHeader::Backend => HeaderValue::from_str(ctx.backend_authority).ok(),
+        HostHeader::Set(v) => HeaderValue::from_str(v).ok(),
+    };
+    if let Some(h) = configured.or_else(|| original_host.clone()) {
+        out.insert(header::HOST, h);
+    }
+
+    // Write the IP the way nginx's $remote_addr does: a dual-stack listener
+    // reports IPv4 clients as ::ffff:a.b.c.d, which nobody downstream expects.
+    let ip = ctx.client_ip.to_canonical().to_string();
+    let ip_value = HeaderValue::from_str(&ip).unwrap_or(HeaderValue::from_static("unknown"));
+    let from_peer = |name: HeaderName| {
+        if ctx.trusted {
+            present_values(client, &named, name)
+        } else {
+            Vec::new()
+        }
+    };
+
+    let xff = header::HeaderName::from_static("x-forwarded-for");
+    let prior = from_peer(xff.clone());
+    let xff_value = if prior.is_empty() {
+        ip_value.clone()
+    } else {
+        // Joining several lines into one keeps the chain's order explicit for
+        // backends that only read the first line.
+        let mut joined = Vec::new();
+        for v in &prior {
+            joined.extend_from_slice(trim(v.as_bytes()));
+            joined.extend_from_slice(b", ");
+        }
+        joined.extend_from_slice(ip.as_bytes());
+        HeaderValue::from_bytes(&joined).unwrap_or_else(|_| ip_value.clone())
+    };
+    out.insert(xff, xff_value);
+
+    let proto = HeaderName::from_static("x-forwarded-proto");
+    let kept = from_peer(proto.clone());
+    if kept.is_empty() {
+        let scheme = if ctx.tls { "https" } else { "http" };
+        out.insert(proto, HeaderValue::from_static(scheme));
+    } else {
+        append_all(&mut out, proto, kept);
+    }
+
+    let fhost = HeaderName::from_static("x-forwarded-host");
+    let kept = from_peer(fhost.clone());
+    if !kept.is_empty() {
+        append_all(&mut out, fhost, kept);
+    } else if let Some(h) = original_host {
+        out.insert(fhost, h);
+    }
+
+    let real_ip = HeaderName::from_static("x-real-ip");
+    let kept = from_peer(real_ip.clone());
+    if kept.is_empty() {
+        out.insert(real_ip, ip_value);
+    } else {
+        append_all(&mut out, real_ip, kept);
+    }
+
+    append_all(&mut out, header::FORWARDED, from_peer(header::FORWARDED));
+    out
+}
+
+fn append_all(out: &mut HeaderMap, name: HeaderName, values: Vec<&HeaderValue>) {
+    for v in values {
+        out.append(name.clone(), v.clone());
+    }
+}
+
+/// Headers of a backend response going back to the client.
+///
+/// Non-101 responses lose the hop-by-hop set and every header named in
+/// `Connection` (and `Content-Length` when `Transfer-Encoding` was present; hyper
+/// re-frames the body). A `101 Switching Protocols` keeps `Upgrade` and
+/// `Connection`, because they are the handshake, but loses the rest of the set.
+/// `Sec-WebSocket-Accept/-Protocol/-Extensions` and repeated `Set-Cookie` pass.
+pub fn client_response_headers(status: StatusCode, backend: &HeaderMap) -> HeaderMap {
+    let switching = status == StatusCode::SWITCHING_PROTOCOLS;
+    let named = connection_named(backend);
+    copy_filtered(backend, |name| {
+        if switching && (name == header::UPGRADE || name == header::CONNECTION) {
+            return true;
+        }
+        !HOP_BY_HOP.contains(&name.as_str()) && !named.contains(name)
+    })
+}
+
+/// Does the backend's `Sec-WebSocket-Accept` match the client's key (RFC 6455
+/// §4.2.2)? Pass the response's first value (`HeaderMap::get`); `None` is a
+/// mismatch. The comparison is exact: no trimming, no case folding.
+pub fn accept_matches(key: &HeaderValue, accept: Option<&HeaderValue>) -> bool {
+    use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
+    accept.is_some_and(|a| a.as_bytes() == derive_accept_key(key.as_bytes()).as_bytes())
+}
+
+/// Header list for display and events: `HeaderMap` order (first appearance of
+/// each name; repeated values of one name together, in order), values decoded
+/// lossily so non-UTF-8 bytes show as U+FFFD instead of failing.
+pub fn to_list(headers: &HeaderMap) -> Vec<(String, String)> {
+    headers
+        .iter()
+        .map(|(n, v)| {
+            (
+                n.as_str().to_owned(),
+                String::from_utf8_lossy(v.as_bytes()).into_owned(),
+            )
+        })
+        .collect()
+}
+
+/// Is `ip` inside any of the networks? IPv4-mapped IPv6 addresses
+/// (`::ffff:a.b.c.d`, what a dual-stack listener reports) are treated as IPv4;
+/// a network written in mapped form still matches the raw address.
+pub fn is_trusted(ip: IpAddr, nets: &[ipnet::IpNet]) -> bool {
+    let canonical = ip.to_canonical();
+    nets.iter()
+        .any(|n| n.contains(&canonical) || n.contains(&ip))
+}
+
+/// Bytes to text for a hash key: borrowed when valid UTF-8; `None` when empty,
+/// because hashing every keyless client onto one backend is worse than letting
+/// the balancer fall back.
+fn key_text(bytes: &[u8]) -> Option<Cow<'_, str>> {
+    let bytes = trim(bytes);
+    if bytes.is_empty() {
+        return None;
+    }
+    Some(String::from_utf8_lossy(bytes))
+}
+
+/// The key the `hash` balancer uses.
+///
+/// - [`HashKey::Header`]: the first line of that header.
+/// - [`HashKey::Cookie`]: the first cookie of that (case-sensitive) name across
+///   all `Cookie` lines (`a=1; b=2`); surrounding double quotes are removed.
+/// - [`HashKey::Query`]: the first `name=value` of that name in `uri.query()`
+///   (`a=1&b=2`); no percent-decoding, `a` alone has an empty value.
+///
+/// An absent or empty value is `None`. Non-UTF-8 bytes are decoded lossily.
+pub fn hash_key_value<'a>(
+    key: &HashKey,
+    headers: &'a HeaderMap,
+    uri: &'a Uri,
+) -> Option<Cow<'a, str>> {
+    match key {
+        HashKey::Header(name) => {
+            // `get` with an invalid name is a miss, not a panic.
+            key_text(headers.get(name.as_str())?.as_bytes())
+        }
+        HashKey::Cookie(name) => {
+            let value = headers
+                .get_all(header::COOKIE)
+                .into_iter()
+                .flat_map(|v| v.as_bytes().split(|&b| b == b';'))
+                .find_map(|pair| {
+                    let pair = trim(pair);
+                    let eq = pair.iter().position(|&b| b == b'=')?;
+                    (trim(&pair[..eq]) == name.as_bytes()).then(|| trim(&pair[eq + 1..]))
+                })?;
+            let value = value
+                .strip_prefix(b"\"")
+                .and_then(|v| v.strip_suffix(b"\""))
+                .unwrap_or(value);
+            key_text(value)
+        }
+        HashKey::Query(name) => {
+            let value = uri.query()?.split('&').find_map(|pair| {
+                let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+                (k == name).then_some(v)
+            })?;
+            key_text(value.as_bytes())
+        }
+    }
+}
+
+/// What a 101 says was negotiated, for display: the subprotocol
+/// (`Sec-WebSocket-Protocol`), the extensions (`Sec-WebSocket-Extensions`, all
+/// lines joined with `, `), and whether `permessage-deflate` is among them
+/// (then RSV1 is legal on data frames, RFC 7692).
+pub fn negotiated(response: &HeaderMap) -> (Option<String>, Option<String>, bool) {
+    let joined = |name: HeaderName| {
+        let parts: Vec<Cow<'_, str>> = response
+            .get_all(name)
+            .into_iter()
+            .map(|v| trim(v.as_bytes()))
+            .filter(|v| !v.is_empty())
+            .map(String::from_utf8_lossy)
+            .collect();
+        (!parts.is_empty()).then(|| parts.join(", "))
+    };
+    let deflate = list_elements(response, header::SEC_WEBSOCKET_EXTENSIONS).any(|ext| {
+        let name = ext.split(|&b| b == b';').next().unwrap_or_default();
+        trim(name).eq_ignore_ascii_case(b"permessage-deflate")
+    });
+    (
+        joined(header::SEC_WEBSOCKET_PROTOCOL),
+        joined(header::SEC_WEBSOCKET_EXTENSIONS),
+        deflate,
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::net::{Ipv4Addr, Ipv6Addr};
+
+    /// A HeaderMap built line by line, so repeated names stay repeated.
+    fn hm(lines: &[(&str, &str)]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for (n, v) in lines {
+            h.append(
+                HeaderName::from_bytes(n.as_bytes()).unwrap(),
+                HeaderValue::from_str(v).unwrap(),
+            );
+        }
+        h
+    }
+
+    fn values(h: &HeaderMap, name: &str) -> Vec<String> {
+        h.get_all(name)
+            .iter()
+            .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
+            .collect()
+    }
+
+    const KEY: &str = "dGhlIHNhbXBsZSBub25jZQ==";
+
+    fn ws_request() -> HeaderMap {
+        hm(&[
+            ("host", "example.com"),
+            ("upgrade", "websocket"),
+            ("connection", "Upgrade"),
+            ("sec-websocket-key", KEY),
+            ("sec-websocket-version", "13"),
+        ])
+    }
+
+    fn ctx(trusted: bool, tls: bool) -> ForwardContext<'static> {
+        ForwardContext {
+            client_ip: IpAddr::V4(Ipv4Addr::new(203, 0, 113, 7)),
+            trusted,
+            tls,
+            backend_authority: "10.0.0.5:8080",
+        }
+    }
+
+    fn forward(client: &HeaderMap, trusted: bool) -> HeaderMap {
+        backend_request_headers(client, &ctx(trusted, false), &HostHeader::Keep, false)
+    }
+
+    // --- upgrade detection -------------------------------------------------
+
+    #[test]
+    fn upgrade_token_found_in_any_position_and_case() {
+        for conn in [
+            "upgrade",
+            "UPGRADE",
+            "keep-alive, Upgrade",
+            "Upgrade ,keep-alive",
+            "a,,upgrade",
+        ] {
+            let h = hm(&[("upgrade", "WebSocket"), ("connection", conn)]);
+            assert!(is_websocket_upgrade(&h), "Connection: {conn}");
+        }
+    }
+
+    #[test]
+    fn upgrade_token_found_across_two_connection_lines() {
+        let h = hm(&[
+            ("connection", "keep-alive"),
+            ("upgrade", "websocket"),
+            ("connection", "Upgrade"),
+        ]);
+        assert!(is_websocket_upgrade(&h));
+    }
+
+    #[test]
+    fn websocket_found_in_upgrade_list() {
+        let h = hm(&[("upgrade", "h2c, websocket"), ("connection", "upgrade")]);
+        assert!(is_websocket_upgrade(&h));
+    }
+
+    #[test]
+    fn missing_upgrade_websocket_is_not_a_websocket_upgrade() {
+        assert!(!is_websocket_upgrade(&hm(&[("connection", "upgrade")])));
+        assert!(!is_websocket_upgrade(&hm(&[
+            ("upgrade", "h2c"),
+            ("connection", "upgrade")
+        ])));
+        // "websocket" must be a whole token, not a substring.
+        assert!(!is_websocket_upgrade(&hm(&[
+            ("upgrade", "websockets"),
+            ("connection", "upgrade")
+        ])));
+    }
+
+    #[test]
+    fn upgrade_without_connection_token_is_not_a_websocket_upgrade() {
+        assert!(!is_websocket_upgrade(&hm(&[("upgrade", "websocket")])));
+        assert!(!is_websocket_upgrade(&hm(&[
+            ("upgrade", "websocket"),
+            ("connection", "keep-alive, upgraded")
+        ])));
+    }
+
+    #[test]
+    fn wants_upgrade_sees_h2c_and_half_upgrades() {
+        assert!(wants_upgrade(&hm(&[
+            ("upgrade", "h2c"),
+            ("connection", "Upgrade, HTTP2-Settings")
+        ])));
+        assert!(wants_upgrade(&hm(&[("upgrade", "h2c")])));
+        assert!(wants_upgrade(&hm(&[("connection", "upgrade")])));
+        assert!(!wants_upgrade(&hm(&[("connection", "keep-alive")])));
+        assert!(!wants_upgrade(&HeaderMap::new()));
+    }
+
+    // --- handshake validation ---------------------------------------------
+
+    fn check(h: &HeaderMap) -> Result<(), Rejection> {
+        check_websocket_request(&Method::GET, Version::HTTP_11, h)
+    }
+
+    #[test]
+    fn valid_handshake_passes() {
+        assert_eq!(check(&ws_request()), Ok(()));
+    }
+
+    #[test]
+    fn handshake_without_key_is_400() {
+        let mut h = ws_request();
+        h.remove("sec-websocket-key");
+        assert_eq!(check(&h).unwrap_err().status, StatusCode::BAD_REQUEST);
+    }
+
+    #[test]
+    fn handshake_with_short_or_long_key_is_400() {
+        for key in [
+            "dGhlIHNhbXBsZQ==",
+            "dGhlIHNhbXBsZSBub25jZSE=",
+            "",
+            "dGhlIHNhbXBsZSBub25jZQ",
+        ] {
+            let mut h = ws_request();
+            h.insert("sec-websocket-key", HeaderValue::from_str(key).unwrap());
+            assert_eq!(
+                check(&h).unwrap_err().status,
+                StatusCode::BAD_REQUEST,
+                "{key:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn handshake_with_non_base64_key_is_400() {
+        // Right length, wrong alphabet / padding / non-zero trailing bits.
+        for key in [
+            "dGhlIHNhbXBsZSBub25jZQ!=",
+            "dGhlIHNhbXBsZSBub25j-_==",
+            "dGhlIHNhbXBsZSBub25jZQ=A",
+            "dGhlIHNhbXBsZSBub25jZR==",
+        ] {
+            let mut h = ws_request();
+            h.insert("sec-websocket-key", HeaderValue::from_str(key).unwrap());
+            assert_eq!(
+                check(&h).unwrap_err().status,
+                StatusCode::BAD_REQUEST,
+                "{key:?}"
+            );
+        }
+        let mut h = ws_request();
+        h.insert(
+            "sec-websocket-key",
+            HeaderValue::from_bytes(b"dGhlIHNhbXBsZSBub25j\xff\xfe==").unwrap(),
+        );
+        assert_eq!(check(&h).unwrap_err().status, StatusCode::BAD_REQUEST);
+    }
+
+    #[test]
+    fn handshake_with_two_keys_is_400() {
+        let mut h = ws_request();
+        h.append("sec-websocket-key", HeaderValue::from_static(KEY));
+        let r = check(&h).unwrap_err();
+        assert_eq!(r.status, StatusCode::BAD_REQUEST);
+        assert!(r.reason.contains("repeated"));
+    }
+
+    #[test]
+    fn handshake_with_version_8_is_426() {
+        let mut h = ws_request();
+        h.insert("sec-websocket-version", HeaderValue::from_static("8"));
+        assert_eq!(check(&h).unwrap_err().status, StatusCode::UPGRADE_REQUIRED);
+    }
+
+    #[test]
+    fn handshake_with_missing_or_repeated_version_is_400() {
+        let mut h = ws_request();
+        h.remove("sec-websocket-version");
+        assert_eq!(check(&h).unwrap_err().status, StatusCode::BAD_REQUEST);
+        let mut h = ws_request();
+        h.append("sec-websocket-version", HeaderValue::from_static("13"));
+        assert_eq!(check(&h).unwrap_err().status, StatusCode::BAD_REQUEST);
+    }
+
+    #[test]
+    fn handshake_with_post_is_400() {
+        let r = check_websocket_request(&Method::POST, Version::HTTP_11, &ws_request());
+        assert_eq!(r.unwrap_err().status, StatusCode::BAD_REQUEST);
+    }
+
+    #[test]
+    fn handshake_over_http_1_0_or_2_is_400() {
+        for v in [Version::HTTP_10, Version::HTTP_2] {
+            let r = check_websocket_request(&Method::GET, v, &ws_request());
+            assert_eq!(r.unwrap_err().status, StatusCode::BAD_REQUEST, "{v:?}");
+        }
+    }
+
+    #[test]
+    fn handshake_without_upgrade_headers_is_400() {
+        let mut h = ws_request();
+        h.remove("upgrade");
+        assert_eq!(check(&h).unwrap_err().status, StatusCode::BAD_REQUEST);
+    }
+
+    #[test]
+    fn accept_matches_rfc6455_example() {
+        let key = HeaderValue::from_static(KEY);
+        let good = HeaderValue::from_static("s3pPLMBiTxaQ9kYGzzhZRbK+xOo=");
+        let bad = HeaderValue::from_static("s3pPLMBiTxaQ9kYGzzhZRbK+xOp=");
+        assert!(accept_matches(&key, Some(&good)));
+        assert!(!accept_matches(&key, Some(&bad)));
+        assert!(!accept_matches(&key, None));
+        let other = HeaderValue::from_static("AQIDBAUGBwgJCgsMDQ4PEA==");
+        assert!(!accept_matches(&other, Some(&good)));
+    }
+
+    // --- request headers to the backend -------------------------------------
+
+    #[test]
+    fn headers_named_in_connection_are_stripped() {
+        let h = hm(&[
+            ("connection", "upgrade, x-secret"),
+            ("connection", "X-Other"),
+            ("x-secret", "1"),
+            ("x-other", "2"),
+            ("x-kept", "3"),
+        ]);
+        let out = forward(&h, false);
+        assert!(!out.contains_key("x-secret"));
+        assert!(!out.contains_key("x-other"));
+        assert_eq!(values(&out, "x-kept"), ["3"]);
+    }
+
+    #[test]
+    fn every_hop_by_hop_header_is_stripped_from_requests() {
+        // Spelled out rather than taken from HOP_BY_HOP, so shrinking that
+        // list makes this test fail.
+        let hop = [
+            "keep-alive",
+            "proxy-connection",
+            "te",
+            "trailer",
+            "transfer-encoding",
+            "upgrade",
+            "proxy-authenticate",
+            "proxy-authorization",
+        ];
+        let mut lines: Vec<(&str, &str)> = hop.iter().map(|n| (*n, "x")).collect();
+        lines.push(("connection", "close"));
+        lines.push(("x-end-to-end", "y"));
+        let out = forward(&hm(&lines), false);
+        for name in hop {
+            assert!(!out.contains_key(name), "{name} leaked");
+        }
+        assert_eq!(values(&out, "connection"), ["keep-alive"]);
+        assert_eq!(values(&out, "x-end-to-end"), ["y"]);
+    }
+
+    #[test]
+    fn content_length_dropped_next_to_transfer_encoding() {
+        let h = hm(&[("transfer-encoding", "chunked"), ("content-length", "5")]);
+        let out = forward(&h, false);
+        assert!(!out.contains_key("content-length"));
+        assert!(!out.contains_key("transfer-encoding"));
+        let out = forward(&hm(&[("content-length", "5")]), false);
+        assert_eq!(values(&out, "content-length"), ["5"]);
+    }
+
+    #[test]
+    fn upgrade_request_gets_websocket_upgrade_headers() {
+        let mut h = ws_request();
+        h.append("connection", HeaderValue::from_static("keep-alive"));
+        let out = backend_request_headers(&h, &ctx(false, false), &HostHeader::Keep, true);
+        assert_eq!(values(&out, "upgrade"), ["websocket"]);
+        assert_eq!(values(&out, "connection"), ["upgrade"]);
+        assert!(is_websocket_upgrade(&out));
+    }
+
+    #[test]
+    fn plain_request_gets_keep_alive_and_loses_upgrade() {
+        let out = forward(&ws_request(), false);
+        assert_eq!(values(&out, "connection"), ["keep-alive"]);
+        assert!(!out.contains_key("upgrade"));
+    }
+
+    #[test]
+    fn websocket_and_end_to_end_headers_pass_with_duplicates_in_order() {
+        let h = hm(&[
+            ("host", "example.com"),
+            ("upgrade", "websocket"),
+            ("connection", "Upgrade"),
+            ("sec-websocket-key", KEY),
+            ("sec-websocket-version", "13"),
+            ("sec-websocket-protocol", "chat"),
+            ("sec-websocket-protocol", "superchat"),
+            (
+                "sec-websocket-extensions",
+                "permessage-deflate; client_max_window_bits",
+            ),
+            ("origin", "https://example.com"),
+            ("cookie", "a=1"),
+            ("cookie", "b=2"),
+            ("authorization", "Bearer t"),
+            ("x-custom", "one"),
+            ("x-custom", "two"),
+        ]);
+        let out = backend_request_headers(&h, &ctx(false, true), &HostHeader::Keep, true);
+        assert_eq!(values(&out, "sec-websocket-key"), [KEY]);
+        assert_eq!(values(&out, "sec-websocket-version"), ["13"]);
+        assert_eq!(
+            values(&out, "sec-websocket-protocol"),
+            ["chat", "superchat"]
+        );
+        assert_eq!(
+            values(&out, "sec-websocket-extensions"),
+            ["permessage-deflate; client_max_window_bits"]
+        );
+        assert_eq!(values(&out, "origin"), ["https://example.com"]);
+        assert_eq!(values(&out, "cookie"), ["a=1", "b=2"]);
+        assert_eq!(values(&out, "authorization"), ["Bearer t"]);
+        assert_eq!(values(&out, "x-custom"), ["one", "two"]);
+        // Relative order of pass-through names is the client's.
+        let names: Vec<String> = to_list(&out).into_iter().map(|(n, _)| n).collect();
+        let pos = |n: &str| names.iter().position(|x| x == n).unwrap();
+        assert!(pos("sec-websocket-key") < pos("origin"));
+        assert!(pos("origin") < pos("cookie"));
+        assert!(pos("cookie") < pos("x-custom"));
+    }
+
+    #[test]
+    fn xff_appended_for_trusted_peer() {
+        let h = hm(&[
+            ("x-forwarded-for", "198.51.100.1"),
+            ("x-forwarded-for", "10.1.1.1 "),
+        ]);
+        let out = forward(&h, true);
+        assert_eq!(
+            values(&out, "x-forwarded-for"),
+            ["198.51.100.1, 10.1.1.1, 203.0.113.7"]
+        );
+    }
+
+    #[test]
+    fn xff_replaced_for_untrusted_peer() {
+        let h = hm(&[("x-forwarded-for", "1.2.3.4")]);
+        let out = forward(&h, false);
+        assert_eq!(values(&out, "x-forwarded-for"), ["203.0.113.7"]);
+        // Trusted but nothing to append to: just the client.
+        let out = forward(&HeaderMap::new(), true);
+        assert_eq!(values(&out, "x-forwarded-for"), ["203.0.113.7"]);
+    }
+
+    #[test]
+    fn xff_named_in_connection_counts_as_absent() {
+        let h = hm(&[
+            ("connection", "x-forwarded-for"),
+            ("x-forwarded-for", "6.6.6.6"),
+        ]);
+        let out = forward(&h, true);
+        assert_eq!(values(&out, "x-forwarded-for"), ["203.0.113.7"]);
+    }
+
+    #[test]
+    fn v4_mapped_client_ip_written_as_v4() {
+        let mut c = ctx(false, false);
+        c.client_ip = IpAddr::V6(Ipv4Addr::new(192, 0, 2, 9).to_ipv6_mapped());
+        let out = backend_request_headers(&HeaderMap::new(), &c, &HostHeader::Keep, false);
+        assert_eq!(values(&out, "x-forwarded-for"), ["192.0.2.9"]);
+        assert_eq!(values(&out, "x-real-ip"), ["192.0.2.9"]);
+        c.client_ip = IpAddr::V6(Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 1));
+        let out = backend_request_headers(&HeaderMap::new(), &c, &HostHeader::Keep, false);
+        assert_eq!(values(&out, "x-forwarded-for"), ["2001:db8::1"]);
+    }
+
+    #[test]
+    fn proto_is_http_or_https_unless_trusted_peer_set_it() {
+        let h = hm(&[("x-forwarded-proto", "https")]);
+        let plain = backend_request_headers(&h, &ctx(false, false), &HostHeader::Keep, false);
+        assert_eq!(values(&plain, "x-forwarded-proto"), ["http"]);
+        let tls = backend_request_headers(
+            &HeaderMap::new(),
+            &ctx(false, true),
+            &HostHeader::Keep,
+            false,
+        );
+        assert_eq!(values(&tls, "x-forwarded-proto"), ["https"]);
+        let kept = backend_request_headers(&h, &ctx(true, false), &HostHeader::Keep, false);
+        assert_eq!(values(&kept, "x-forwarded-proto"), ["https"]);
+        let absent = backend_request_headers(
+            &HeaderMap::new(),
+            &ctx(true, false),
+            &HostHeader::Keep,
+            false,
+        );
+        assert_eq!(values(&absent, "x-forwarded-proto"), ["http"]);
+    }
+
+    #[test]
+    fn forwarded_host_is_client_host_unless_trusted_peer_set_it() {
+        let h = hm(&[
+            ("host", "app.example"),
+            ("x-forwarded-host", "spoof.example"),
+        ]);
+        assert_eq!(
+            values(&forward(&h, false), "x-forwarded-host"),
+            ["app.example"]
+        );
+        assert_eq!(
+            values(&forward(&h, true), "x-forwarded-host"),
+            ["spoof.example"]
+        );
+        let h = hm(&[("host", "app.example")]);
+        assert_eq!(
+            values(&forward(&h, true), "x-forwarded-host"),
+            ["app.example"]
+        );
+    }
+
+    #[test]
+    fn real_ip_is_client_unless_trusted_peer_set_it() {
+        let h = hm(&[("x-real-ip", "1.1.1.1")]);
+        assert_eq!(values(&forward(&h, false), "x-real-ip"), ["203.0.113.7"]);
+        assert_eq!(values(&forward(&h, true), "x-real-ip"), ["1.1.1.1"]);
+        let empty = hm(&[("x-real-ip", " ")]);
+        assert_eq!(values(&forward(&empty, true), "x-real-ip"), ["203.0.113.7"]);
+    }
+
+    #[test]
+    fn forwarded_header_only_from_trusted_peer() {
+        let h = hm(&[("forwarded", "for=1.2.3.4;proto=https")]);
+        assert!(!forward(&h, false).contains_key("forwarded"));
+        assert_eq!(
+            values(&forward(&h, true), "forwarded"),
+            ["for=1.2.3.4;proto=https"]
+        );
+    }
+
+    #[test]
+    fn host_keep_backend_and_set() {
+        let h = hm(&[("host", "app.example:443")]);
+        let c = ctx(false, true);
+        let keep = backend_request_headers(&h, &c, &HostHeader::Keep, false);
+        assert_eq!(values(&keep, "host"), ["app.example:443"]);
+        let backend = backend_request_headers(&h, &c, &HostHeader::Backend, false);
+        assert_eq!(values(&backend, "host"), ["10.0.0.5:8080"]);
+        assert_eq!(values(&backend, "x-forwarded-host"), ["app.example:443"]);
+        let set = backend_request_headers(&h, &c, &HostHeader::Set("internal".into()), false);
+        assert_eq!(values(&set, "host"), ["internal"]);
+    }
+
+    #[test]
+    fn host_is_single_even_when_client_sent_two() {
+        let h = hm(&[("host", "a.example"), ("host", "b.example")]);
+        assert_eq!(values(&forward(&h, false), "host"), ["a.example"]);
+    }
+
+    #[test]
+    fn host_cannot_be_erased_through_connection() {
+        let h = hm(&[("connection", "host"), ("host", "app.example")]);
+        assert_eq!(values(&forward(&h, false), "host"), ["app.example"]);
+    }
+
+    #[test]
+    fn invalid_set_host_falls_back_to_client_host() {
+        let h = hm(&[("host", "app.example")]);
+        let bad = HostHeader::Set("bad\nvalue".into());
+        let out = backend_request_headers(&h, &ctx(false, false), &bad, false);
+        assert_eq!(values(&out, "host"), ["app.example"]);
+    }
+
+    #[test]
+    fn host_keep_falls_back_to_request_authority() {
+        let (mut parts, ()) = http::Request::get("http://abs.example:8080/chat")
+            .body(())
+            .unwrap()
+            .into_parts();
+        let out = backend_request_headers_from_parts(
+            &parts,
+            &ctx(false, false),
+            &HostHeader::Keep,
+            false,
+        );
+        assert_eq!(values(&out, "host"), ["abs.example:8080"]);
+        assert_eq!(values(&out, "x-forwarded-host"), ["abs.example:8080"]);
+        // Without the parts there is nothing to fall back to.
+        let out =
+            backend_request_headers(&parts.headers, &ctx(false, false), &HostHeader::Keep, false);
+        assert!(!out.contains_key("host"));
+        // A Host header wins over the authority.
+        parts
+            .headers
+            .insert("host", HeaderValue::from_static("h.example"));
+        let out = backend_request_headers_from_parts(
+            &parts,
+            &ctx(false, false),
+            &HostHeader::Keep,
+            false,
+        );
+        assert_eq!(values(&out, "host"), ["h.example"]);
+    }
+
+    #[test]
+    fn hostile_request_headers_do_not_panic() {
+        let mut h = HeaderMap::new();
+        let junk = HeaderValue::from_bytes(b"\xff\xfe, \x80upgrade").unwrap();
+        for name in [
+            "connection",
+            "upgrade",
+            "host",
+            "x-forwarded-for",
+            "cookie",
+            "x-real-ip",
+        ] {
+            h.append(name, junk.clone());
+            h.append(name, HeaderValue::from_static(""));
+        }
+        let long = vec!["x-a"; 50_000].join(", ");
+        h.append("connection", HeaderValue::from_str(&long).unwrap());
+        h.append("x-a", HeaderValue::from_static("gone"));
+        for trusted in [false, true] {
+            for upgrade in [false, true] {
+                let out =
+                    backend_request_headers(&h, &ctx(trusted, false), &HostHeader::Keep, upgrade);
+                assert!(!out.contains_key("x-a"));
+                assert_eq!(out.get_all("host").iter().count(), 1);
+            }
+        }
+        assert!(!is_websocket_upgrade(&h));
+        assert!(check(&h).is_err());
+        assert_eq!(to_list(&h)[0].1, "\u{fffd}\u{fffd}, \u{fffd}upgrade");
+    }
+
+    // --- response headers to the client -------------------------------------
+
+    fn backend_response() -> HeaderMap {
+        hm(&[
+            ("upgrade", "websocket"),
+            ("connection", "Upgrade, x-hop"),
+            ("x-hop", "1"),
+            ("keep-alive", "timeout=5"),
+            ("transfer-encoding", "chunked"),
+            ("trailer", "x-t"),
+            ("proxy-authenticate", "Basic"),
+            ("proxy-connection", "keep-alive"),
+            ("te", "trailers"),
+            ("sec-websocket-accept", "s3pPLMBiTxaQ9kYGzzhZRbK+xOo="),
+            ("sec-websocket-protocol", "chat"),
+            ("sec-websocket-extensions", "permessage-deflate"),
+            ("set-cookie", "a=1"),
+            ("set-cookie", "b=2"),
+        ])
+    }
+
+    fn assert_end_to_end_pass(out: &HeaderMap) {
+        assert_eq!(
+            values(out, "sec-websocket-accept"),
+            ["s3pPLMBiTxaQ9kYGzzhZRbK+xOo="]
+        );
+        assert_eq!(values(out, "sec-websocket-protocol"), ["chat"]);
+        assert_eq!(
+            values(out, "sec-websocket-extensions"),
+            ["permessage-deflate"]
+        );
+        assert_eq!(values(out, "set-cookie"), ["a=1", "b=2"]);
+        for gone in [
+            "x-hop",
+            "keep-alive",
+            "transfer-encoding",
+            "trailer",
+            "proxy-authenticate",
+            "proxy-connection",
+            "te",
+        ] {
+            assert!(!out.contains_key(gone), "{gone} leaked");
+        }
+    }
+
+    #[test]
+    fn switching_protocols_keeps_upgrade_and_connection_only() {
+        let out = client_response_headers(StatusCode::SWITCHING_PROTOCOLS, &backend_response());
+        assert_eq!(values(&out, "upgrade"), ["websocket"]);
+        assert_eq!(values(&out, "connection"), ["Upgrade, x-hop"]);
+        assert_end_to_end_pass(&out);
+    }
+
+    #[test]
+    fn ok_response_loses_all_hop_by_hop() {
+        let out = client_response_headers(StatusCode::OK, &backend_response());
+        assert!(!out.contains_key("upgrade"));
+        assert!(!out.contains_key("connection"));
+        assert_end_to_end_pass(&out);
+    }
+
+    #[test]
+    fn response_content_length_dropped_only_next_to_transfer_encoding() {
+        let h = hm(&[("transfer-encoding", "chunked"), ("content-length", "3")]);
+        assert!(!client_response_headers(StatusCode::OK, &h).contains_key("content-length"));
+        let h = hm(&[("content-length", "3")]);
+        assert_eq!(
+            values(
+                &client_response_headers(StatusCode::OK, &h),
+                "content-length"
+            ),
+            ["3"]
+        );
+    }
+
+    #[test]
+    fn negotiated_reports_protocol_extensions_and_deflate() {
+        let h = hm(&[
+            ("sec-websocket-protocol", "chat"),
+            ("sec-websocket-extensions", "x-foo"),
+            (
+                "sec-websocket-extensions",
+                "Permessage-Deflate ; server_no_context_takeover",
+            ),
+        ]);
+        let (p, e, deflate) = negotiated(&h);
+        assert_eq!(p.as_deref(), Some("chat"));
+        assert_eq!(
+            e.as_deref(),
+            Some("x-foo, Permessage-Deflate ; server_no_context_takeover")
+        );
+        assert!(deflate);
+        let (p, e, deflate) = negotiated(&hm(&[(
+            "sec-websocket-extensions",
+            "permessage-deflate-ish",
+        )]));
+        assert_eq!(
+            (p, e.as_deref(), deflate),
+            (None, Some("permessage-deflate-ish"), false)
+        );
+        assert_eq!(negotiated(&HeaderMap::new()), (None, None, false));
+    }
+
+    #[test]
+    fn to_list_keeps_repeated_values_in_order() {
+        let h = hm(&[("a", "1"), ("b", "2"), ("a", "3")]);
+        let list = to_list(&h);
+        let a: Vec<&str> = list
+            .iter()
+            .filter(|(n, _)| n == "a")
+            .map(|(_, v)| v.as_str())
+            .collect();
+        assert_eq!(a, ["1", "3"]);
+        assert_eq!(list.len(), 3);
+    }
+
+    // --- trust and hashing --------------------------------------------------
+
+    fn nets(list: &[&str]) -> Vec<ipnet::IpNet> {
+        list.iter().map(|n| n.parse().unwrap()).collect()
+    }
+
+    #[test]
+    fn is_trusted_matches_v4_networks() {
+        let n = nets(&["10.0.0.0/8", "192.168.1.1/32"]);
+        assert!(is_trusted("10.200.3.4".parse().unwrap(), &n));
+        assert!(is_trusted("192.168.1.1".parse().unwrap(), &n));
+        assert!(!is_trusted("192.168.1.2".parse().unwrap(), &n));
+        assert!(!is_trusted("11.0.0.1".parse().unwrap(), &n));
+        assert!(!is_trusted("10.0.0.1".parse().unwrap(), &[]));
+    }
+
+    #[test]
+    fn is_trusted_matches_v6_networks() {
+        let n = nets(&["2001:db8::/32", "::1/128"]);
+        assert!(is_trusted("2001:db8:1::5".parse().unwrap(), &n));
+        assert!(is_trusted("::1".parse().unwrap(), &n));
+        assert!(!is_trusted("2001:db9::1".parse().unwrap(), &n));
+        assert!(!is_trusted("10.0.0.1".parse().unwrap(), &n));
+    }
+
+    #[test]
+    fn is_trusted_treats_v4_mapped_as_v4() {
+        let n = nets(&["10.0.0.0/8"]);
+        assert!(is_trusted("::ffff:10.1.2.3".parse().unwrap(), &n));
+        assert!(!is_trusted("::ffff:11.1.2.3".parse().unwrap(), &n));
+        // A network written in mapped form still matches the mapped address.
+        let mapped = nets(&["::ffff:10.0.0.0/104"]);
+        assert!(is_trusted("::ffff:10.1.2.3".parse().unwrap(), &mapped));
+    }
+
+    fn uri(s: &str) -> Uri {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn hash_key_from_header() {
+        let h = hm(&[("x-user", "alice"), ("x-user", "bob"), ("x-empty", "")]);
+        let u = uri("/");
+        let k = |n: &str| hash_key_value(&HashKey::Header(n.into()), &h, &u);
+        assert_eq!(k("x-user").as_deref(), Some("alice"));
+        assert_eq!(k("X-User").as_deref(), Some("alice"));
+        assert_eq!(k("x-missing"), None);
+        assert_eq!(k("x-empty"), None);
+        assert_eq!(k("bad name\n"), None);
+    }
+
+    #[test]
+    fn hash_key_from_cookie() {
+        let h = hm(&[
+            ("cookie", "a=1; sid=abc ;b=2"),
+            ("cookie", "c=3; sid=later; q=\"quoted\"; e="),
+        ]);
+        let u = uri("/");
+        let k = |n: &str| hash_key_value(&HashKey::Cookie(n.into()), &h, &u);
+        assert_eq!(k("sid").as_deref(), Some("abc"));
+        assert_eq!(k("b").as_deref(), Some("2"));
+        assert_eq!(k("c").as_deref(), Some("3"));
+        assert_eq!(k("q").as_deref(), Some("quoted"));
+        assert_eq!(k("SID"), None);
+        assert_eq!(k("e"), None);
+        assert_eq!(k("missing"), None);
+        assert_eq!(
+            hash_key_value(&HashKey::Cookie("a".into()), &HeaderMap::new(), &u),
+            None
+        );
+    }
+
+    #[test]
+    fn hash_key_from_query() {
+        let h = HeaderMap::new();
+        let u = uri("/chat?room=7&flag&user=x&room=9&empty=");
+        let k = |n: &str| hash_key_value(&HashKey::Query(n.into()), &h, &u);
+        assert_eq!(k("room").as_deref(), Some("7"));
+        assert_eq!(k("user").as_deref(), Some("x"));
+        assert_eq!(k("flag"), None);
+        assert_eq!(k("empty"), None);
+        assert_eq!(k("missing"), None);
+        let none = uri("/chat");
+        assert_eq!(
+            hash_key_value(&HashKey::Query("room".into()), &h, &none),
+            None
+        );
+    }
+
+    #[test]
+    fn hash_key_borrows_valid_utf8_and_decodes_the_rest() {
+        let mut h = HeaderMap::new();
+        h.insert("x-k", HeaderValue::from_bytes(b"v\xff").unwrap());
+        h.insert("x-ok", HeaderValue::from_static("fine"));
+        let u = uri("/");
+        let bad = hash_key_value(&HashKey::Header("x-k".into()), &h, &u).unwrap();
+        assert_eq!(bad, "v\u{fffd}");
+        let ok = hash_key_value(&HashKey::Header("x-ok".into()), &h, &u).unwrap();
+        assert!(matches!(ok, Cow::Borrowed("fine")));
+    }
+}

@@ -1,0 +1,118 @@
+//! Accept loops. Each accepted client gets its own task at once: limits are checked,
+//! the TLS handshake (with its timeout) and the HTTP connection all run inside that
+//! task, so a client that stalls or sends garbage affects no one else.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use tokio::net::TcpListener;
+use tokio_rustls::TlsAcceptor;
+use tracing::{debug, warn, Instrument};
+
+use super::core::Core;
+use super::http::{handle, ConnInfo};
+use super::stream::Stream;
+
+/// hyper refuses read buffers under 8 KiB.
+const HYPER_MIN_BUF: usize = 8192;
+
+/// A bound listener ready to serve.
+pub struct Bound {
+    pub name: Arc<str>,
+    pub listener: TcpListener,
+    pub tls: Option<TlsAcceptor>,
+}
+
+/// Accepts until shutdown.
+pub async fn serve(core: Arc<Core>, bound: Bound) {
+    let mut shutdown = core.shutdown_signal();
+    loop {
+        let (tcp, peer) = tokio::select! {
+            _ = super::core::shutdown_begun(&mut shutdown) => break,
+            res = bound.listener.accept() => match res {
+                Ok(pair) => pair,
+                Err(e) => {
+                    // Out of file descriptors and the like: back off instead of spinning.
+                    warn!(listener = %bound.name, error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+        };
+        let Some(slot) = core.admit(super::core::peer_ip(&peer)) else {
+            debug!(%peer, "connection limit reached; closing");
+            drop(tcp);
+            continue;
+        };
+        let span = tracing::info_span!("conn", %peer, listener = %bound.name);
+        let core = core.clone();
+        let name = bound.name.clone();
+        let tls = bound.tls.clone();
+        tokio::spawn(
+            async move {
+                serve_conn(core, name, tls, tcp, peer).await;
+                drop(slot);
+            }
+            .instrument(span),
+        );
+    }
+}
+
+async fn serve_conn(
+    core: Arc<Core>,
+    listener: Arc<str>,
+    tls: Option<TlsAcceptor>,
+    tcp: tokio::net::TcpStream,
+    peer: std::net::SocketAddr,
+) {
+    let _ = tcp.set_nodelay(true);
+    let timeouts = &core.config.timeouts;
+    let stream = match tls {
+        None => Stream::Plain(tcp),
+        Some(acceptor) => {
+            match tokio::time::timeout(timeouts.tls_handshake, acceptor.accept(tcp)).await {
+                Ok(Ok(s)) => Stream::ServerTls(Box::new(s)),
+                Ok(Err(e)) => {
+                    debug!(error = %e, "TLS handshake failed");
+                    return;
+                }
+                Err(_) => {
+                    debug!("TLS handshake timed out");
+                    return;
+                }
+            }
+        }
+    };
+    let info = Arc::new(ConnInfo {
+        is_tls: stream.is_tls(),
+        core: core.clone(),
+        listener,
+        client: peer,
+    });
+    let limits = &core.config.limits;
+    let mut builder = hyper::server::conn::http1::Builder::new();
+    builder
+        .timer(TokioTimer::new())
+        .header_read_timeout(timeouts.request_head)
+        .max_buf_size(limits.max_header_bytes.max(HYPER_MIN_BUF))
+        .max_headers(limits.max_headers)
+        .keep_alive(true);
+    let service = service_fn(move |req| handle(req, info.clone()));
+    let conn = builder
+        .serve_connection(TokioIo::new(stream), service)
+        .with_upgrades();
+    tokio::pin!(conn);
+    let mut shutdown = core.shutdown_signal();
+    let res = tokio::select! {
+        res = conn.as_mut() => res,
+        _ = super::core::shutdown_begun(&mut shutdown) => {
+            conn.as_mut().graceful_shutdown();
+            conn.await
+        }
+    };
+    if let Err(e) = res {
+        debug!(error = %e, "client connection ended with an error");
+    }
+}

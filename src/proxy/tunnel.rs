@@ -1,0 +1,608 @@
+//! The tunnel: after the 101, two byte pumps relay everything unchanged between the
+//! client and the backend. Each pump hands what it forwards to a frame [`Scanner`]
+//! (counting only; frames are never decoded or re-encoded). Buffers are borrowed from
+//! [`bufpool`] only while bytes are in flight, so an idle tunnel holds none.
+//!
+//! Closing on purpose (kill, close command, idle timeout, shutdown) stops each
+//! direction exactly at a frame boundary, sends the client an unmasked Close frame
+//! and the backend a masked one, gives both a short grace to answer, then tears down.
+
+use std::future::poll_fn;
+use std::io;
+use std::pin::Pin;
+use std::sync::Mutex;
+use std::task::{ready, Context, Poll};
+use std::time::{Duration, Instant, SystemTime};
+
+use bytes::Bytes;
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
+use tokio::sync::{broadcast, Notify};
+
+use super::bufpool;
+use super::frame::Scanner;
+use super::stream::Stream;
+use crate::event::{
+    BackendId, Dir, Event, FrameSample, Handshake, Side, TunnelId, TunnelInfo, TunnelStats,
+};
+
+/// What the rest of the proxy can see of a running tunnel. The relay task owns the
+/// sockets; this holds the counters (behind short std mutexes, locked once per read,
+/// never across an await) and the close request mailbox.
+pub struct TunnelShared {
+    pub id: TunnelId,
+    pub opened: SystemTime,
+    pub client: std::net::SocketAddr,
+    pub listener: std::sync::Arc<str>,
+    pub route: std::sync::Arc<str>,
+    pub path: String,
+    pub backend: BackendId,
+    pub handshake: Handshake,
+    c2b: Mutex<Scanner>,
+    b2c: Mutex<Scanner>,
+    close: Mutex<Option<(u16, String)>>,
+    wake: Notify,
+}
+
+/// Settings the relay needs.
+#[derive(Debug, Clone, Copy)]
+pub struct RelaySettings {
+    /// Silence in both directions before the tunnel is closed; zero means never.
+    pub idle: Duration,
+    pub close_grace: Duration,
+    pub strict: bool,
+}
+
+/// How a tunnel ended.
+#[derive(Debug, Clone)]
+pub struct Ending {
+    pub side: Side,
+    pub code: Option<u16>,
+    pub reason: String,
+    /// An I/O error that ended it, if any.
+    pub error: Option<String>,
+}
+
+impl TunnelShared {
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        id: TunnelId,
+        opened: SystemTime,
+        client: std::net::SocketAddr,
+        listener: std::sync::Arc<str>,
+        route: std::sync::Arc<str>,
+        path: String,
+        backend: BackendId,
+        handshake: Handshake,
+        ring: usize,
+        preview: usize,
+        allowed_rsv: u8,
+    ) -> Self {
+        let mut c2b = Scanner::new(Dir::ClientToBackend, ring, preview);
+        let mut b2c = Scanner::new(Dir::BackendToClient, ring, preview);
+        c2b.set_allowed_rsv(allowed_rsv);
+        b2c.set_allowed_rsv(allowed_rsv);
+        Self {
+            id,
+            opened,
+            client,
+            listener,
+            route,
+            path,
+            backend,
+            handshake,
+            c2b: Mutex::new(c2b),
+            b2c: Mutex::new(b2c),
+            close: Mutex::new(None),
+            wake: Notify::new(),
+        }
+    }
+
+    fn scanner(&self, dir: Dir) -> &Mutex<Scanner> {
+        match dir {
+            Dir::ClientToBackend => &self.c2b,
+            Dir::BackendToClient => &self.b2c,
+        }
+    }
+
+    /// Asks the relay to close at the next frame boundary with this Close code.
+    /// The first request wins.
+    pub fn request_close(&self, code: u16, reason: &str) {
+        let mut slot = lock(&self.close);
+        if slot.is_none() {
+            *slot = Some((code, reason.to_string()));
+        }
+        drop(slot);
+        self.wake.notify_one();
+    }
+
+    pub fn stats(&self) -> TunnelStats {
+        TunnelStats {
+            client_to_backend: lock(&self.c2b).stats().clone(),
+            backend_to_client: lock(&self.b2c).stats().clone(),
+        }
+    }
+
+    /// Bytes seen so far in both directions and the next sample sequence numbers:
+    /// cheap change detection for the stats publisher.
+    pub fn progress(&self) -> (u64, u64, u64) {
+        let c = lock(&self.c2b);
+        let b = lock(&self.b2c);
+        (
+            c.stats().bytes + b.stats().bytes,
+            c.next_seq(),
+            b.next_seq(),
+        )
+    }
+
+    /// Kept frame samples of one direction with `seq >= from`.
+    pub fn samples_since(&self, dir: Dir, from: u64, out: &mut Vec<FrameSample>) {
+        let s = lock(self.scanner(dir));
+        out.extend(s.samples().filter(|f| f.seq >= from).cloned());
+    }
+
+    pub fn info(&self) -> TunnelInfo {
+        let mut samples = Vec::new();
+        self.samples_since(Dir::ClientToBackend, 0, &mut samples);
+        self.samples_since(Dir::BackendToClient, 0, &mut samples);
+        samples.sort_by_key(|s| s.at);
+        TunnelInfo {
+            id: self.id,
+            opened: self.opened,
+            client: self.client,
+            listener: self.listener.clone(),
+            route: self.route.clone(),
+            path: self.path.clone(),
+            backend: Some(self.backend.clone()),
+            handshake: Some(self.handshake.clone()),
+            stats: self.stats(),
+            samples,
+        }
+    }
+}
+
+/// Poisoning only means another thread panicked mid-update of plain counters; the
+/// counters are still the best we have.
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Bytes in flight in one direction.
+enum Chunk {
+    Pooled(Box<[u8]>),
+    /// Bytes hyper had already read past the HTTP head.
+    Pre(Bytes),
+}
+
+impl Chunk {
+    fn as_slice(&self) -> &[u8] {
+        match self {
+            Chunk::Pooled(b) => b,
+            Chunk::Pre(b) => b,
+        }
+    }
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    /// Forward everything.
+    Relay,
+    /// Forward up to the end of the current frame, then stop.
+    ToBoundary,
+    /// Read and count, forward nothing (after the proxy sent its Close).
+    Discard,
+}
+
+/// One direction: read from one stream, scan, write to the other.
+struct Half {
+    dir: Dir,
+    chunk: Option<Chunk>,
+    pos: usize,
+    end: usize,
+    eof: bool,
+    shut: bool,
+    stopped: bool,
+    needs_flush: bool,
+}
+
+/// What stopped a direction.
+enum Stop {
+    /// The reader ended and the writer was shut down.
+    Eof,
+    /// At a frame boundary in [`Mode::ToBoundary`].
+    Boundary,
+    /// A protocol violation in strict mode.
+    Violation,
+}
+
+struct Ctx<'a> {
+    shared: &'a TunnelShared,
+    bus: &'a broadcast::Sender<Event>,
+    strict: bool,
+    last_active: Instant,
+    first_close: Option<Side>,
+}
+
+impl Half {
+    fn new(dir: Dir, pre: Bytes) -> Self {
+        let end = pre.len();
+        Self {
+            dir,
+            chunk: (!pre.is_empty()).then_some(Chunk::Pre(pre)),
+            pos: 0,
+            end,
+            eof: false,
+            shut: false,
+            stopped: false,
+            needs_flush: false,
+        }
+    }
+
+    fn side(&self) -> Side {
+        match self.dir {
+            Dir::ClientToBackend => Side::Client,
+            Dir::BackendToClient => Side::Backend,
+        }
+    }
+
+    fn release(&mut self) {
+        if let Some(Chunk::Pooled(b)) = self.chunk.take() {
+            bufpool::give(b);
+        }
+        self.pos = 0;
+        self.end = 0;
+    }
+
+    fn poll(
+        &mut self,
+        cx: &mut Context<'_>,
+        reader: &mut Stream,
+        writer: &mut Stream,
+        mode: Mode,
+        ctx: &mut Ctx<'_>,
+    ) -> Poll<io::Result<Stop>> {
+        loop {
+            if self.shut {
+                return Poll::Ready(Ok(Stop::Eof));
+            }
+            if self.stopped && mode != Mode::Discard {
+                return Poll::Ready(Ok(Stop::Boundary));
+            }
+            if self.pos < self.end {
+                let chunk = self.chunk.as_ref().expect("bytes pending without a chunk");
+                let n =
+                    ready!(Pin::new(&mut *writer)
+                        .poll_write(cx, &chunk.as_slice()[self.pos..self.end]))?;
+                if n == 0 {
+                    return Poll::Ready(Err(io::ErrorKind::WriteZero.into()));
+                }
+                self.pos += n;
+                self.needs_flush = true;
+                continue;
+            }
+            self.release();
+            if self.needs_flush {
+                ready!(Pin::new(&mut *writer).poll_flush(cx))?;
+                self.needs_flush = false;
+            }
+            if self.eof {
+                if mode != Mode::Discard {
+                    ready!(Pin::new(&mut *writer).poll_shutdown(cx))?;
+                }
+                self.shut = true;
+                return Poll::Ready(Ok(Stop::Eof));
+            }
+            if mode == Mode::ToBoundary && lock(ctx.shared.scanner(self.dir)).at_boundary() {
+                self.stopped = true;
+                return Poll::Ready(Ok(Stop::Boundary));
+            }
+            // Borrow a buffer only for this poll: if nothing is ready it goes back.
+            let mut buf = bufpool::take();
+            let mut rb = ReadBuf::new(&mut buf);
+            match Pin::new(&mut *reader).poll_read(cx, &mut rb) {
+                Poll::Pending => {
+                    bufpool::give(buf);
+                    return Poll::Pending;
+                }
+                Poll::Ready(Err(e)) => {
+                    bufpool::give(buf);
+                    return Poll::Ready(Err(e));
+                }
+                Poll::Ready(Ok(())) => {}
+            }
+            let n = rb.filled().len();
+            if n == 0 {
+                bufpool::give(buf);
+                self.eof = true;
+                ctx.first_close.get_or_insert(self.side());
+                continue;
+            }
+            ctx.last_active = Instant::now();
+            let violated = self.scan(&buf[..n], mode, ctx);
+            self.chunk = Some(Chunk::Pooled(buf));
+            if violated && ctx.strict {
+                // The offending bytes are not forwarded.
+                self.release();
+                return Poll::Ready(Ok(Stop::Violation));
+            }
+        }
+    }
+
+    /// Feeds what was read to the scanner and decides how much of it to forward.
+    /// Returns whether a violation was seen.
+    fn scan(&mut self, data: &[u8], mode: Mode, ctx: &mut Ctx<'_>) -> bool {
+        let now = SystemTime::now();
+        let mut violated = false;
+        let (id, dir, bus) = (ctx.shared.id, self.dir, ctx.bus);
+        let mut on_violation = |violation| {
+            violated = true;
+            let _ = bus.send(Event::Violation { id, dir, violation });
+        };
+        let mut scanner = lock(ctx.shared.scanner(self.dir));
+        let had_close = scanner.stats().close.is_some();
+        let forward = match mode {
+            Mode::Relay => {
+                scanner.feed(data, now, &mut on_violation);
+                data.len()
+            }
+            Mode::ToBoundary => {
+                let n = scanner.feed_to_boundary(data, now, &mut on_violation);
+                if scanner.at_boundary() {
+                    self.stopped = true;
+                }
+                n
+            }
+            Mode::Discard => {
+                scanner.feed(data, now, &mut on_violation);
+                // The peer answered our Close: it has nothing more to say.
+                if scanner.stats().close.is_some() {
+                    self.eof = true;
+                }
+                0
+            }
+        };
+        if !had_close && scanner.stats().close.is_some() {
+            ctx.first_close.get_or_insert(self.side());
+        }
+        drop(scanner);
+        self.pos = 0;
+        self.end = forward;
+        violated
+    }
+}
+
+/// Both directions and their streams.
+struct Relay {
+    client: Stream,
+    backend: Stream,
+    up: Half,
+    down: Half,
+}
+
+impl Relay {
+    /// Polls both directions until both stop (or one fails).
+    fn poll(
+        &mut self,
+        cx: &mut Context<'_>,
+        mode: Mode,
+        ctx: &mut Ctx<'_>,
+    ) -> Poll<io::Result<Stop>> {
+        let up = self
+            .up
+            .poll(cx, &mut self.client, &mut self.backend, mode, ctx)?;
+        let down = self
+            .down
+            .poll(cx, &mut self.backend, &mut self.client, mode, ctx)?;
+        match (up, down) {
+            (Poll::Ready(Stop::Violation), _) | (_, Poll::Ready(Stop::Violation)) => {
+                Poll::Ready(Ok(Stop::Violation))
+            }
+            (Poll::Ready(a), Poll::Ready(b)) => Poll::Ready(Ok(match (a, b) {
+                (Stop::Eof, Stop::Eof) => Stop::Eof,
+                _ => Stop::Boundary,
+            })),
+            // Once Close frames went both ways the WebSocket is over: when one peer
+            // hangs up, the other has nothing left to say, so don't wait for it.
+            (Poll::Ready(Stop::Eof), _) | (_, Poll::Ready(Stop::Eof))
+                if mode == Mode::Relay && closed_both_ways(ctx.shared) =>
+            {
+                Poll::Ready(Ok(Stop::Eof))
+            }
+            _ => Poll::Pending,
+        }
+    }
+
+    async fn run(&mut self, mode: Mode, ctx: &mut Ctx<'_>) -> io::Result<Stop> {
+        poll_fn(|cx| self.poll(cx, mode, ctx)).await
+    }
+}
+
+/// Relays until the tunnel ends; returns how it ended.
+pub async fn run(
+    shared: &TunnelShared,
+    client: Stream,
+    client_pre: Bytes,
+    backend: Stream,
+    backend_pre: Bytes,
+    settings: RelaySettings,
+    bus: &broadcast::Sender<Event>,
+) -> Ending {
+    let mut relay = Relay {
+        client,
+        backend,
+        up: Half::new(Dir::ClientToBackend, client_pre),
+        down: Half::new(Dir::BackendToClient, backend_pre),
+    };
+    let mut ctx = Ctx {
+        shared,
+        bus,
+        strict: settings.strict,
+        last_active: Instant::now(),
+        first_close: None,
+    };
+    let idle = settings.idle;
+    let mut idle_deadline = tokio::time::Instant::now() + idle;
+    let (code, reason) = loop {
+        tokio::select! {
+            res = relay.run(Mode::Relay, &mut ctx) => match res {
+                Ok(Stop::Violation) => break (1002, "protocol error".to_string()),
+                Ok(_) => return natural_ending(shared, &ctx, None),
+                Err(e) => return natural_ending(shared, &ctx, Some(e)),
+            },
+            _ = shared.wake.notified() => {
+                if let Some(req) = lock(&shared.close).take() {
+                    break req;
+                }
+            }
+            _ = tokio::time::sleep_until(idle_deadline), if !idle.is_zero() => {
+                let quiet = ctx.last_active.elapsed();
+                if quiet >= idle {
+                    break (1001, "idle timeout".to_string());
+                }
+                idle_deadline = tokio::time::Instant::now() + (idle - quiet);
+            }
+        }
+    };
+    close_on_purpose(&mut relay, &mut ctx, settings.close_grace, code, &reason).await;
+    Ending {
+        side: Side::Proxy,
+        code: Some(code),
+        reason,
+        error: None,
+    }
+}
+
+fn closed_both_ways(shared: &TunnelShared) -> bool {
+    lock(&shared.c2b).stats().close.is_some() && lock(&shared.b2c).stats().close.is_some()
+}
+
+fn natural_ending(shared: &TunnelShared, ctx: &Ctx<'_>, error: Option<io::Error>) -> Ending {
+    let side = ctx.first_close.unwrap_or(Side::Client);
+    let dir = match side {
+        Side::Backend => Dir::BackendToClient,
+        _ => Dir::ClientToBackend,
+    };
+    let close = lock(shared.scanner(dir)).stats().close.clone();
+    Ending {
+        side,
+        code: close.as_ref().and_then(|c| c.code),
+        reason: close.map(|c| c.reason).unwrap_or_default(),
+        error: error.map(|e| e.to_string()),
+    }
+}
+
+/// Stops both directions at a frame boundary, sends Close frames, waits a grace for
+/// the peers to answer, then shuts both down.
+async fn close_on_purpose(
+    relay: &mut Relay,
+    ctx: &mut Ctx<'_>,
+    grace: Duration,
+    code: u16,
+    reason: &str,
+) {
+    let _ = tokio::time::timeout(grace, relay.run(Mode::ToBoundary, ctx)).await;
+    let shared = ctx.shared;
+    // A peer only gets our Close if its incoming direction is at a frame boundary,
+    // is still open, and has not carried a Close already.
+    let fits = |half: &Half| {
+        let s = lock(shared.scanner(half.dir));
+        !half.shut && half.pos >= half.end && s.at_boundary() && s.stats().close.is_none()
+    };
+    let to_client = fits(&relay.down);
+    let to_backend = fits(&relay.up);
+    let send = async {
+        if to_client {
+            relay
+                .client
+                .write_all(&close_frame(code, reason, None))
+                .await?;
+            relay.client.flush().await?;
+        }
+        if to_backend {
+            let mask = mask_key(shared.id);
+            relay
+                .backend
+                .write_all(&close_frame(code, reason, Some(mask)))
+                .await?;
+            relay.backend.flush().await?;
+        }
+        io::Result::Ok(())
+    };
+    let _ = tokio::time::timeout(grace, send).await;
+    // Whatever was cut off mid-frame is dropped: after our Close nothing else may go.
+    relay.up.release();
+    relay.down.release();
+    let _ = tokio::time::timeout(grace, relay.run(Mode::Discard, ctx)).await;
+    let _ = tokio::time::timeout(grace, async {
+        let _ = relay.client.shutdown().await;
+        let _ = relay.backend.shutdown().await;
+    })
+    .await;
+}
+
+/// A Close frame: code, then the reason cut to fit a control frame (125 bytes) on a
+/// character boundary; masked when sent to a server.
+pub fn close_frame(code: u16, reason: &str, mask: Option<[u8; 4]>) -> Vec<u8> {
+    let mut cut = reason.len().min(123);
+    while !reason.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    let mut payload = Vec::with_capacity(2 + cut);
+    payload.extend_from_slice(&code.to_be_bytes());
+    payload.extend_from_slice(&reason.as_bytes()[..cut]);
+    let mut frame = Vec::with_capacity(6 + payload.len());
+    frame.push(0x88);
+    match mask {
+        None => {
+            frame.push(payload.len() as u8);
+            frame.extend_from_slice(&payload);
+        }
+        Some(key) => {
+            frame.push(0x80 | payload.len() as u8);
+            frame.extend_from_slice(&key);
+            frame.extend(payload.iter().enumerate().map(|(i, b)| b ^ key[i % 4]));
+        }
+    }
+    frame
+}
+
+/// A masking key nobody can predict: RandomState is seeded from the OS per process
+/// and mixed with the tunnel id and the time.
+fn mask_key(id: TunnelId) -> [u8; 4] {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u64(id);
+    h.write_u128(
+        SystemTime::now()
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos()),
+    );
+    (h.finish() as u32).to_be_bytes()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn close_frame_to_client_is_unmasked_with_code_and_reason() {
+        assert_eq!(
+            close_frame(1012, "bye", None),
+            [0x88, 5, 0x03, 0xF4, b'b', b'y', b'e']
+        );
+    }
+
+    #[test]
+    fn close_frame_to_backend_is_masked() {
+        let f = close_frame(1001, "", Some([1, 2, 3, 4]));
+        assert_eq!(f[..6], [0x88, 0x82, 1, 2, 3, 4]);
+        assert_eq!([f[6] ^ 1, f[7] ^ 2], 1001u16.to_be_bytes());
+    }
+
+    #[test]
+    fn close_reason_is_cut_on_a_char_boundary_to_fit_a_control_frame() {
+        let reason = "é".repeat(100);
+        let f = close_frame(1000, &reason, None);
+        assert!(f[1] as usize <= 125);
+        assert!(std::str::from_utf8(&f[4..]).is_ok());
+    }
+}
