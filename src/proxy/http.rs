@@ -17,6 +17,7 @@ use tracing::{info, warn, Instrument};
 
 use super::core::{peer_ip, Core};
 use super::headers::{self, ForwardContext};
+use super::headtimer::{HeadTimer, InFlight, InFlightGuard};
 use super::pool::{Lease, Pool};
 use super::stream::Stream;
 use super::tunnel::{self, RelaySettings, TunnelShared};
@@ -33,6 +34,8 @@ pub struct ConnInfo {
     pub listener: Arc<str>,
     pub client: SocketAddr,
     pub is_tls: bool,
+    /// Requests on this connection whose response is not finished.
+    pub in_flight: InFlight,
 }
 
 /// A short plain-text answer.
@@ -55,6 +58,46 @@ pub async fn handle(
     req: Request<Incoming>,
     conn: Arc<ConnInfo>,
 ) -> Result<Response<Body>, Infallible> {
+    // The request counts as in flight until hyper drops its response body.
+    let guard = conn.in_flight.start();
+    let resp = route_request(req, &conn).await;
+    let (parts, inner) = resp.into_parts();
+    let body = Tracked {
+        inner,
+        _guard: guard,
+    };
+    Ok(Response::from_parts(parts, body.boxed()))
+}
+
+/// A response body that holds its request's in-flight mark until hyper drops it.
+/// (Written out rather than `map_frame` so the size hint, and with it
+/// Content-Length, survives.)
+struct Tracked {
+    inner: Body,
+    _guard: InFlightGuard,
+}
+
+impl hyper::body::Body for Tracked {
+    type Data = Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<hyper::body::Frame<Bytes>, hyper::Error>>> {
+        std::pin::Pin::new(&mut self.get_mut().inner).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> hyper::body::SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+async fn route_request(req: Request<Incoming>, conn: &Arc<ConnInfo>) -> Response<Body> {
     let host = req
         .headers()
         .get(header::HOST)
@@ -64,21 +107,15 @@ pub async fn handle(
     let path = req.uri().path().to_owned();
     let Some((route, pool_name)) = conn.core.route(host.as_deref(), &path) else {
         info!(%path, host = host.as_deref().unwrap_or(""), "no route");
-        return Ok(text(
-            StatusCode::NOT_FOUND,
-            "no route for this host and path",
-        ));
+        return text(StatusCode::NOT_FOUND, "no route for this host and path");
     };
     let Some(pool) = conn.core.pools.get(pool_name).cloned() else {
-        return Ok(text(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "route names no pool",
-        ));
+        return text(StatusCode::INTERNAL_SERVER_ERROR, "route names no pool");
     };
     if headers::is_websocket_upgrade(req.headers()) {
-        Ok(upgrade(req, &conn, route, &pool).await)
+        upgrade(req, conn, route, &pool).await
     } else {
-        Ok(plain(req, &conn, &pool).await)
+        plain(req, conn, &pool).await
     }
 }
 
@@ -322,7 +359,7 @@ async fn run_tunnel(
         }
     };
     let (Some((client, client_pre)), Some((backend, backend_pre))) =
-        (unwrap_upgraded(client), unwrap_upgraded(backend))
+        (unwrap_client(client), unwrap_upgraded(backend))
     else {
         warn!("upgraded connection of an unexpected type");
         return;
@@ -375,6 +412,12 @@ async fn run_tunnel(
         stats,
     });
     drop(lease);
+}
+
+/// The raw stream and any bytes hyper read past the HTTP head.
+fn unwrap_client(up: hyper::upgrade::Upgraded) -> Option<(Stream, Bytes)> {
+    let parts = up.downcast::<TokioIo<HeadTimer<Stream>>>().ok()?;
+    Some((parts.io.into_inner().into_inner(), parts.read_buf))
 }
 
 /// The raw stream and any bytes hyper read past the HTTP head.

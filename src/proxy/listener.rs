@@ -12,6 +12,7 @@ use tokio_rustls::TlsAcceptor;
 use tracing::{debug, warn, Instrument};
 
 use super::core::Core;
+use super::headtimer::{HeadTimer, InFlight};
 use super::http::{handle, ConnInfo};
 use super::stream::Stream;
 
@@ -85,23 +86,30 @@ async fn serve_conn(
             }
         }
     };
+    let in_flight = InFlight::default();
     let info = Arc::new(ConnInfo {
         is_tls: stream.is_tls(),
         core: core.clone(),
         listener,
         client: peer,
+        in_flight: in_flight.clone(),
     });
     let limits = &core.config.limits;
     let mut builder = hyper::server::conn::http1::Builder::new();
+    // The head deadline is HeadTimer's (it answers 408); hyper's would only hang up.
     builder
         .timer(TokioTimer::new())
-        .header_read_timeout(timeouts.request_head)
+        .header_read_timeout(None)
         .max_buf_size(limits.max_header_bytes.max(HYPER_MIN_BUF))
+        .max_header_size(limits.max_header_bytes)
         .max_headers(limits.max_headers)
         .keep_alive(true);
     let service = service_fn(move |req| handle(req, info.clone()));
     let conn = builder
-        .serve_connection(TokioIo::new(stream), service)
+        .serve_connection(
+            TokioIo::new(HeadTimer::new(stream, in_flight, timeouts.request_head)),
+            service,
+        )
         .with_upgrades();
     tokio::pin!(conn);
     let mut shutdown = core.shutdown_signal();

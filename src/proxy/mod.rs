@@ -9,6 +9,7 @@ pub mod bufpool;
 pub mod core;
 pub mod frame;
 pub mod headers;
+pub mod headtimer;
 pub mod http;
 pub mod listener;
 pub mod pool;

@@ -1,5 +1,17 @@
 //! The TOML configuration: schema, defaults, validation and errors that name the file,
 //! line, column and key. Pure: `from_str` + `validate`, no I/O but [`Config::load`].
+//!
+//! Every problem comes out as one line a person can act on:
+//!
+//! ```text
+//! tunnelscope.toml:12:1: key pool.chat.server[0].wieght: unknown field, expected one of addr, weight, backup (did you mean weight?)
+//! tunnelscope.toml:3:8: key timeouts.idle: unknown unit "x" in "10x" (use ms, s, m, h or d)
+//! tunnelscope.toml:20:1: key route[1].pool: no [pool.caht] is defined (pools: api, chat)
+//! ```
+//!
+//! Layout: this file holds the schema and loading; `validate` the checks the schema
+//! cannot express; `locate` turns byte spans into lines and key paths; `report` the
+//! summary of `tunnelscope check`; [`duration`] the duration syntax.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -7,7 +19,14 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use ipnet::IpNet;
-use serde::Deserialize;
+use serde::{Deserialize, Deserializer};
+
+pub mod duration;
+mod locate;
+mod report;
+mod validate;
+
+use locate::{line_col, tidy_message, KeyPath, Node};
 
 /// The whole file.
 #[derive(Debug, Clone, Deserialize)]
@@ -34,9 +53,12 @@ pub struct Config {
 #[serde(deny_unknown_fields, default)]
 pub struct ProxySettings {
     /// Peers whose X-Forwarded-* / X-Real-IP headers are believed and extended.
+    /// Written as CIDR (`"10.0.0.0/8"`) or a single address (`"10.0.0.1"`).
+    #[serde(deserialize_with = "nets")]
     pub trusted_proxies: Vec<IpNet>,
     /// Close code sent to clients when their backend is killed.
     pub kill_close_code: u16,
+    /// Close reason sent with it (at most 123 bytes).
     pub kill_close_reason: String,
     /// Refuse (close with 1002) tunnels that break RFC 6455 instead of only reporting.
     pub strict: bool,
@@ -61,9 +83,11 @@ pub struct Limits {
     pub max_connections: usize,
     /// Open client connections per client IP (0 = unlimited).
     pub max_connections_per_ip: usize,
-    /// Bytes of request head (request line and headers); 431 beyond.
+    /// Bytes of request head (request line and headers); 431 beyond. At least 1024.
+    /// Enforced exactly (hyper's `max_header_size`); the read buffer itself never
+    /// goes below hyper's floor of 8192 bytes.
     pub max_header_bytes: usize,
-    /// Number of request headers; 431 beyond.
+    /// Number of request headers; 431 beyond. 1 to 1000.
     pub max_headers: usize,
 }
 
@@ -78,7 +102,8 @@ impl Default for Limits {
     }
 }
 
-/// `[timeouts]`: all explicit, no hidden idle cut.
+/// `[timeouts]`: all explicit, no hidden idle cut. All but `idle` and
+/// `shutdown_grace` must be more than 0.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Timeouts {
@@ -100,7 +125,8 @@ pub struct Timeouts {
     /// After a Close frame sent by the proxy, how long peers get to answer.
     #[serde(with = "duration")]
     pub close_grace: Duration,
-    /// On SIGINT/SIGTERM, how long tunnels get to close before the process exits.
+    /// On SIGINT/SIGTERM, how long tunnels get to close before the process exits
+    /// (0 = exit at once).
     #[serde(with = "duration")]
     pub shutdown_grace: Duration,
 }
@@ -119,17 +145,17 @@ impl Default for Timeouts {
     }
 }
 
-/// `[inspect]`: what the frame observer keeps.
+/// `[inspect]`: what the frame observer keeps. Bounded so memory stays bounded.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Inspect {
-    /// Frame summaries kept per tunnel and direction.
+    /// Frame summaries kept per tunnel and direction (0 to 1024).
     pub ring: usize,
-    /// Payload bytes copied (unmasked) into each summary.
+    /// Payload bytes copied (unmasked) into each summary (0 to 4096).
     pub preview_bytes: usize,
-    /// Capacity of the event bus; slower subscribers lag and resync.
+    /// Capacity of the event bus; slower subscribers lag and resync (1 to 1048576).
     pub event_capacity: usize,
-    /// How often frame statistics are published per tunnel.
+    /// How often frame statistics are published per tunnel (at least 10ms).
     #[serde(with = "duration")]
     pub stats_interval: Duration,
 }
@@ -152,6 +178,7 @@ pub struct Listener {
     /// Shown in the dashboard and the access log; defaults to the bind address.
     #[serde(default)]
     pub name: Option<String>,
+    #[serde(deserialize_with = "socket_addr")]
     pub bind: SocketAddr,
     #[serde(default)]
     pub tls: Option<ListenerTls>,
@@ -164,6 +191,8 @@ impl Listener {
 }
 
 /// `[listener.tls]`: certificate chain and key in PEM, plus optional SNI certificates.
+/// Relative paths are resolved against the config file's directory by
+/// [`Config::load`]; the files are read when TLS is set up, not here.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ListenerTls {
@@ -173,10 +202,12 @@ pub struct ListenerTls {
     pub sni: Vec<SniCert>,
 }
 
-/// `[[listener.tls.sni]]`: a certificate served for the given server names.
+/// `[[listener.tls.sni]]`: a certificate served for the given server names (exact or
+/// `*.suffix`, stored lowercase).
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SniCert {
+    #[serde(deserialize_with = "lowercase_names")]
     pub names: Vec<String>,
     pub cert: PathBuf,
     pub key: PathBuf,
@@ -187,8 +218,9 @@ pub struct SniCert {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Route {
-    /// Exact host (port ignored) or `*.suffix`; absent matches every host.
-    #[serde(default)]
+    /// Exact host (port ignored) or `*.suffix`; absent matches every host. Stored
+    /// lowercase.
+    #[serde(default, deserialize_with = "lowercase_host")]
     pub host: Option<String>,
     /// Path prefix; `/` by default.
     #[serde(default = "default_path")]
@@ -215,35 +247,55 @@ pub enum Balance {
     Hash,
 }
 
+impl Balance {
+    /// The name used in the file: `least_conn`, `round_robin`, `ip_hash`, `hash`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Balance::LeastConn => "least_conn",
+            Balance::RoundRobin => "round_robin",
+            Balance::IpHash => "ip_hash",
+            Balance::Hash => "hash",
+        }
+    }
+}
+
 /// Where the `hash` balancer finds its key.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum HashKey {
+    /// A request header; the name is stored lowercase.
     Header(String),
     Cookie(String),
     Query(String),
 }
 
+impl std::fmt::Display for HashKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            HashKey::Header(n) => write!(f, "header:{n}"),
+            HashKey::Cookie(n) => write!(f, "cookie:{n}"),
+            HashKey::Query(n) => write!(f, "query:{n}"),
+        }
+    }
+}
+
 impl<'de> Deserialize<'de> for HashKey {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let s = String::deserialize(d)?;
-        let (kind, name) = s.split_once(':').ok_or_else(|| {
+        let bad = |why: &str| {
             serde::de::Error::custom(format!(
-                "hash_key `{s}` must be `header:NAME`, `cookie:NAME` or `query:NAME`"
+                r#"{s:?} {why}; write "header:NAME", "cookie:NAME" or "query:NAME""#
             ))
-        })?;
+        };
+        let (kind, name) = s.split_once(':').ok_or_else(|| bad("has no kind"))?;
         let name = name.trim();
         if name.is_empty() {
-            return Err(serde::de::Error::custom(
-                "hash_key needs a name after the colon",
-            ));
+            return Err(bad("needs a name after the colon"));
         }
         match kind.trim() {
             "header" => Ok(HashKey::Header(name.to_ascii_lowercase())),
             "cookie" => Ok(HashKey::Cookie(name.to_string())),
             "query" => Ok(HashKey::Query(name.to_string())),
-            other => Err(serde::de::Error::custom(format!(
-                "hash_key kind `{other}` is not one of header, cookie, query"
-            ))),
+            _ => Err(bad("has an unknown kind")),
         }
     }
 }
@@ -261,7 +313,7 @@ pub enum HostHeader {
 }
 
 impl<'de> Deserialize<'de> for HostHeader {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let s = String::deserialize(d)?;
         Ok(match s.as_str() {
             "keep" => HostHeader::Keep,
@@ -277,14 +329,16 @@ impl<'de> Deserialize<'de> for HostHeader {
 pub struct Pool {
     #[serde(default)]
     pub balance: Balance,
+    /// Only with `balance = "hash"`.
     #[serde(default)]
     pub hash_key: Option<HashKey>,
     /// Failed connects within `fail_timeout` that mark a backend down (0 = never).
     #[serde(default = "default_max_fails")]
     pub max_fails: u32,
+    /// The window for `max_fails`, and how long a backend then stays down.
     #[serde(default = "default_fail_timeout", with = "duration")]
     pub fail_timeout: Duration,
-    /// Backends tried for one request before the client gets an error.
+    /// Backends tried for one request before the client gets an error (at least 1).
     #[serde(default = "default_tries")]
     pub tries: u32,
     #[serde(default)]
@@ -292,10 +346,10 @@ pub struct Pool {
     /// Connect to backends over TLS.
     #[serde(default)]
     pub tls: bool,
-    /// PEM CA bundle for backend TLS; system roots when absent.
+    /// PEM CA bundle for backend TLS; system roots when absent. Only with `tls`.
     #[serde(default)]
     pub ca: Option<PathBuf>,
-    /// Server name for backend TLS; the backend's host when absent.
+    /// Server name for backend TLS; the backend's host when absent. Only with `tls`.
     #[serde(default)]
     pub server_name: Option<String>,
     #[serde(rename = "server")]
@@ -329,7 +383,45 @@ fn default_weight() -> u32 {
     1
 }
 
-/// A configuration that could not be used.
+/// A listener address, with a message that says what is expected.
+fn socket_addr<'de, D: Deserializer<'de>>(d: D) -> Result<SocketAddr, D::Error> {
+    let s = String::deserialize(d)?;
+    s.trim().parse().map_err(|_| {
+        serde::de::Error::custom(format!(
+            r#"{s:?} is not IP:port; a listener binds an IP address, e.g. "127.0.0.1:8080", "0.0.0.0:443" or "[::]:443""#
+        ))
+    })
+}
+
+/// CIDR blocks, with bare addresses taken as single hosts.
+fn nets<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<IpNet>, D::Error> {
+    Vec::<String>::deserialize(d)?
+        .iter()
+        .map(|s| {
+            let s = s.trim();
+            s.parse::<IpNet>()
+                .or_else(|_| s.parse::<std::net::IpAddr>().map(IpNet::from))
+                .map_err(|_| {
+                    serde::de::Error::custom(format!(
+                        r#"{s:?} is not an IP address or CIDR block such as "10.0.0.0/8""#
+                    ))
+                })
+        })
+        .collect()
+}
+
+fn lowercase_host<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+    Ok(Option::<String>::deserialize(d)?.map(|h| h.to_ascii_lowercase()))
+}
+
+fn lowercase_names<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
+    let names = Vec::<String>::deserialize(d)?;
+    Ok(names.into_iter().map(|n| n.to_ascii_lowercase()).collect())
+}
+
+/// A configuration that could not be used. Parse and Invalid errors print as one line:
+/// `FILE:LINE:COL: key KEY.PATH: what is wrong` (line and column when the key is in
+/// the file).
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     /// The file could not be read.
@@ -347,106 +439,81 @@ pub enum ConfigError {
 }
 
 impl Config {
-    /// Reads, parses and validates a file.
+    /// Reads, parses and validates a file, then resolves relative paths (TLS
+    /// certificates and keys, CA bundles) against the file's directory.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
         let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
             path: path.to_path_buf(),
             source,
         })?;
-        Config::from_str(&text, &path.display().to_string())
-    }
-
-    /// Parses and validates text; `origin` names it in errors (usually the path).
-    pub fn from_str(text: &str, origin: &str) -> Result<Config, ConfigError> {
-        let config: Config = toml::from_str(text).map_err(|e| {
-            let location = match e.span() {
-                Some(span) => {
-                    let (line, col) = line_col(text, span.start);
-                    format!("{origin}:{line}:{col}")
-                }
-                None => origin.to_string(),
-            };
-            ConfigError::Parse {
-                location,
-                message: e.message().to_string(),
-            }
-        })?;
-        config.validate(origin)?;
+        let mut config = Config::from_str(&text, &path.display().to_string())?;
+        config.resolve_paths(path.parent().unwrap_or(Path::new("")));
         Ok(config)
     }
 
-    /// Checks what the schema alone cannot.
+    /// Parses and validates text; `origin` names it in errors (usually the path).
+    /// Relative paths are left as written.
+    pub fn from_str(text: &str, origin: &str) -> Result<Config, ConfigError> {
+        let config: Config = toml::from_str(text).map_err(|e| {
+            let (position, path) = match e.span() {
+                Some(span) => (
+                    Some(line_col(text, span.start)),
+                    Node::parse(text).and_then(|tree| tree.path_at(&span)),
+                ),
+                None => (None, None),
+            };
+            ConfigError::Parse {
+                location: location(origin, position, path.as_ref()),
+                message: tidy_message(e.message()),
+            }
+        })?;
+        let mut problems = validate::problems(&config);
+        if problems.is_empty() {
+            return Ok(config);
+        }
+        // Report the problem that comes first in the file, as a compiler would.
+        let tree = Node::parse(text);
+        let span_of = |p: &validate::Problem| tree.as_ref().and_then(|t| t.span_of(&p.path));
+        problems.sort_by_key(|p| span_of(p).map_or(usize::MAX, |s| s.start));
+        let first = problems.swap_remove(0);
+        let position = span_of(&first).map(|s| line_col(text, s.start));
+        Err(ConfigError::Invalid {
+            location: location(origin, position, Some(&first.path)),
+            message: first.message,
+        })
+    }
+
+    /// Checks what the schema alone cannot. Without the text there is no line and
+    /// column: the error names `origin` and the key.
     pub fn validate(&self, origin: &str) -> Result<(), ConfigError> {
-        let invalid = |key: &str, message: String| ConfigError::Invalid {
-            location: format!("{origin}: key `{key}`"),
-            message,
+        match validate::problems(self).into_iter().next() {
+            None => Ok(()),
+            Some(p) => Err(ConfigError::Invalid {
+                location: location(origin, None, Some(&p.path)),
+                message: p.message,
+            }),
+        }
+    }
+
+    /// Makes relative file paths (listener and SNI certificates and keys, pool CA
+    /// bundles) relative to `base`, the directory of the config file.
+    pub fn resolve_paths(&mut self, base: &Path) {
+        let fix = |p: &mut PathBuf| {
+            if p.is_relative() && !p.as_os_str().is_empty() {
+                *p = base.join(&*p);
+            }
         };
-        if self.listeners.is_empty() {
-            return Err(invalid(
-                "listener",
-                "at least one [[listener]] is needed".into(),
-            ));
-        }
-        for (i, route) in self.routes.iter().enumerate() {
-            if !self.pools.contains_key(&route.pool) {
-                return Err(invalid(
-                    &format!("route[{i}].pool"),
-                    format!("no [pool.{}] is defined", route.pool),
-                ));
-            }
-            if !route.path.starts_with('/') {
-                return Err(invalid(
-                    &format!("route[{i}].path"),
-                    format!("`{}` must start with /", route.path),
-                ));
+        for tls in self.listeners.iter_mut().filter_map(|l| l.tls.as_mut()) {
+            fix(&mut tls.cert);
+            fix(&mut tls.key);
+            for sni in &mut tls.sni {
+                fix(&mut sni.cert);
+                fix(&mut sni.key);
             }
         }
-        if self.routes.is_empty() && self.pools.len() != 1 {
-            return Err(invalid(
-                "route",
-                "with no [[route]], exactly one [pool.NAME] must be defined".into(),
-            ));
+        for ca in self.pools.values_mut().filter_map(|p| p.ca.as_mut()) {
+            fix(ca);
         }
-        for (name, pool) in &self.pools {
-            if pool.servers.is_empty() {
-                return Err(invalid(
-                    &format!("pool.{name}.server"),
-                    "a pool needs at least one server".into(),
-                ));
-            }
-            if pool.balance == Balance::Hash && pool.hash_key.is_none() {
-                return Err(invalid(
-                    &format!("pool.{name}.hash_key"),
-                    "balance = \"hash\" needs hash_key = \"header:NAME\" (or cookie:, query:)"
-                        .into(),
-                ));
-            }
-            for (i, s) in pool.servers.iter().enumerate() {
-                if s.addr
-                    .rsplit_once(':')
-                    .and_then(|(_, p)| p.parse::<u16>().ok())
-                    .is_none()
-                {
-                    return Err(invalid(
-                        &format!("pool.{name}.server[{i}].addr"),
-                        format!("`{}` must be host:port", s.addr),
-                    ));
-                }
-                if s.weight == 0 {
-                    return Err(invalid(
-                        &format!("pool.{name}.server[{i}].weight"),
-                        "weight must be at least 1".into(),
-                    ));
-                }
-            }
-        }
-        if self.inspect.event_capacity == 0 {
-            return Err(invalid(
-                "inspect.event_capacity",
-                "must be at least 1".into(),
-            ));
-        }
-        Ok(())
     }
 
     /// The pool a request goes to when no route is configured.
@@ -500,65 +567,14 @@ impl Config {
     }
 }
 
-fn line_col(text: &str, offset: usize) -> (usize, usize) {
-    let before = &text[..offset.min(text.len())];
-    let line = before.matches('\n').count() + 1;
-    let col = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
-    (line, col)
-}
-
-/// Durations as `"250ms"`, `"10s"`, `"5m"`, `"1h"`, `"2d"`, or a plain number of seconds.
-pub mod duration {
-    use std::time::Duration;
-
-    use serde::{Deserialize, Deserializer};
-
-    #[derive(Deserialize)]
-    #[serde(untagged)]
-    enum Raw {
-        Secs(u64),
-        Text(String),
+/// `FILE:LINE:COL: key PATH`, leaving out what is not known.
+fn location(origin: &str, position: Option<(usize, usize)>, path: Option<&KeyPath>) -> String {
+    let mut out = origin.to_string();
+    if let Some((line, col)) = position {
+        out.push_str(&format!(":{line}:{col}"));
     }
-
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
-        match Raw::deserialize(d)? {
-            Raw::Secs(s) => Ok(Duration::from_secs(s)),
-            Raw::Text(t) => parse(&t).map_err(serde::de::Error::custom),
-        }
+    if let Some(path) = path.filter(|p| !p.0.is_empty()) {
+        out.push_str(&format!(": key {path}"));
     }
-
-    /// Parses `"250ms"`, `"10s"`, `"1h"`, `"0"`.
-    pub fn parse(text: &str) -> Result<Duration, String> {
-        let t = text.trim();
-        let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
-        let (num, unit) = t.split_at(split);
-        let n: u64 = num
-            .parse()
-            .map_err(|_| format!("`{text}` is not a duration like \"250ms\", \"10s\", \"1h\""))?;
-        let ms = match unit.trim() {
-            "ms" => 1,
-            "" | "s" => 1000,
-            "m" => 60_000,
-            "h" => 3_600_000,
-            "d" => 86_400_000,
-            other => {
-                return Err(format!(
-                    "unknown unit `{other}` in `{text}` (use ms, s, m, h or d)"
-                ))
-            }
-        };
-        Ok(Duration::from_millis(n.saturating_mul(ms)))
-    }
-}
-
-impl Config {
-    /// A short summary for `tunnelscope check`.
-    pub fn check_report(&self) -> String {
-        format!(
-            "{} listener(s), {} route(s), {} pool(s)\n",
-            self.listeners.len(),
-            self.routes.len(),
-            self.pools.len()
-        )
-    }
+    out
 }

@@ -1,0 +1,493 @@
+//! The checks the schema cannot express. Each problem names the key it is about.
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::time::Duration;
+
+use super::locate::{KeyPath, Seg};
+use super::{Balance, Config, HashKey, HostHeader, Pool};
+
+/// One thing wrong, and the key it is about.
+#[derive(Debug)]
+pub(crate) struct Problem {
+    pub path: KeyPath,
+    pub message: String,
+}
+
+/// Bounds, kept here so the messages and the reference agree.
+pub(crate) const MAX_RING: usize = 1024;
+pub(crate) const MAX_PREVIEW_BYTES: usize = 4096;
+pub(crate) const MAX_EVENT_CAPACITY: usize = 1 << 20;
+pub(crate) const MIN_HEADER_BYTES: usize = 1024;
+pub(crate) const MAX_HEADERS: usize = 1000;
+pub(crate) const MIN_STATS_INTERVAL: Duration = Duration::from_millis(10);
+/// A close frame's payload is at most 125 bytes, two of which are the code.
+pub(crate) const MAX_CLOSE_REASON: usize = 123;
+
+/// Every problem found, in no particular order.
+pub(crate) fn problems(c: &Config) -> Vec<Problem> {
+    let mut out = Vec::new();
+    let mut bad = |path: KeyPath, message: String| out.push(Problem { path, message });
+    macro_rules! path { ($($seg:expr),+ $(,)?) => { KeyPath::new([$(Seg::from($seg)),+]) } }
+
+    // [proxy]
+    if let Err(m) = close_code(c.proxy.kill_close_code) {
+        bad(path!("proxy", "kill_close_code"), m);
+    }
+    let reason = c.proxy.kill_close_reason.len();
+    if reason > MAX_CLOSE_REASON {
+        bad(
+            path!("proxy", "kill_close_reason"),
+            format!("is {reason} bytes; a close reason fits in {MAX_CLOSE_REASON}"),
+        );
+    }
+
+    // [limits]
+    if c.limits.max_header_bytes < MIN_HEADER_BYTES {
+        bad(
+            path!("limits", "max_header_bytes"),
+            format!("must be at least {MIN_HEADER_BYTES} (a browser's WebSocket handshake alone is ~500 bytes)"),
+        );
+    }
+    if !(1..=MAX_HEADERS).contains(&c.limits.max_headers) {
+        bad(
+            path!("limits", "max_headers"),
+            format!("must be 1 to {MAX_HEADERS}"),
+        );
+    }
+
+    // [timeouts]
+    let t = &c.timeouts;
+    for (key, d) in [
+        ("tls_handshake", t.tls_handshake),
+        ("request_head", t.request_head),
+        ("connect", t.connect),
+        ("backend_response", t.backend_response),
+        ("close_grace", t.close_grace),
+    ] {
+        if d.is_zero() {
+            bad(
+                path!("timeouts", key),
+                "must be more than 0 (only idle takes 0, meaning never)".into(),
+            );
+        }
+    }
+
+    // [inspect]
+    let i = &c.inspect;
+    for (key, value, max) in [
+        ("ring", i.ring, MAX_RING),
+        ("preview_bytes", i.preview_bytes, MAX_PREVIEW_BYTES),
+    ] {
+        if value > max {
+            bad(
+                path!("inspect", key),
+                format!("{value} is more than {max}; it is kept per tunnel, so it is bounded"),
+            );
+        }
+    }
+    if !(1..=MAX_EVENT_CAPACITY).contains(&i.event_capacity) {
+        bad(
+            path!("inspect", "event_capacity"),
+            format!("must be 1 to {MAX_EVENT_CAPACITY}"),
+        );
+    }
+    if i.stats_interval < MIN_STATS_INTERVAL {
+        bad(
+            path!("inspect", "stats_interval"),
+            "must be at least 10ms".into(),
+        );
+    }
+
+    // [[listener]]
+    if c.listeners.is_empty() {
+        bad(
+            path!("listener"),
+            r#"at least one [[listener]] is needed, e.g. [[listener]] bind = "127.0.0.1:8080""#
+                .into(),
+        );
+    }
+    for (n, l) in c.listeners.iter().enumerate() {
+        match l.name.as_deref() {
+            Some(name) if name.trim().is_empty() => {
+                bad(path!("listener", n, "name"), "must not be empty".into())
+            }
+            Some(name) => {
+                if let Some(j) = c.listeners[..n]
+                    .iter()
+                    .position(|o| o.name.as_deref() == Some(name))
+                {
+                    bad(
+                        path!("listener", n, "name"),
+                        format!("{name:?} is already the name of listener[{j}]"),
+                    );
+                }
+            }
+            None => {}
+        }
+        if let Some(j) = c.listeners[..n]
+            .iter()
+            .position(|o| binds_clash(o.bind, l.bind))
+        {
+            let other = c.listeners[j].bind;
+            bad(
+                path!("listener", n, "bind"),
+                format!("{} clashes with {other} of listener[{j}]", l.bind),
+            );
+        }
+        let Some(tls) = &l.tls else { continue };
+        for (key, p) in [("cert", &tls.cert), ("key", &tls.key)] {
+            if empty_path(p) {
+                bad(
+                    path!("listener", n, "tls", key),
+                    "must be a path to a PEM file".into(),
+                );
+            }
+        }
+        for (s, sni) in tls.sni.iter().enumerate() {
+            if sni.names.is_empty() {
+                bad(
+                    path!("listener", n, "tls", "sni", s, "names"),
+                    r#"needs at least one server name, e.g. ["chat.example.com"]"#.into(),
+                );
+            }
+            for name in &sni.names {
+                if let Err(m) = host_pattern(name) {
+                    bad(path!("listener", n, "tls", "sni", s, "names"), m);
+                }
+            }
+            for (key, p) in [("cert", &sni.cert), ("key", &sni.key)] {
+                if empty_path(p) {
+                    bad(
+                        path!("listener", n, "tls", "sni", s, key),
+                        "must be a path to a PEM file".into(),
+                    );
+                }
+            }
+        }
+    }
+
+    // [[route]]
+    for (n, r) in c.routes.iter().enumerate() {
+        if let Some(host) = &r.host {
+            if let Err(m) = host_pattern(host) {
+                bad(path!("route", n, "host"), m);
+            }
+        }
+        if !r.path.starts_with('/') {
+            bad(
+                path!("route", n, "path"),
+                format!("{:?} must start with /", r.path),
+            );
+        } else if r.path.contains(['?', '#', ' ']) {
+            bad(
+                path!("route", n, "path"),
+                format!(
+                    "{:?} must be a plain path prefix, without query or spaces",
+                    r.path
+                ),
+            );
+        }
+        if !c.pools.contains_key(&r.pool) {
+            let known: Vec<&str> = c.pools.keys().map(String::as_str).collect();
+            bad(
+                path!("route", n, "pool"),
+                format!(
+                    "no [pool.{}] is defined (pools: {})",
+                    r.pool,
+                    if known.is_empty() {
+                        "none".into()
+                    } else {
+                        known.join(", ")
+                    }
+                ),
+            );
+        }
+        let covers = |e: &super::Route| {
+            (e.host.is_none() || e.host == r.host) && (e.path == "/" || e.path == r.path)
+        };
+        if let Some(j) = c.routes[..n].iter().position(covers) {
+            bad(
+                path!("route", n),
+                format!("never matches: route[{j}] comes first and takes all its requests"),
+            );
+        }
+    }
+    if c.pools.is_empty() {
+        bad(
+            path!("pool"),
+            r#"at least one [pool.NAME] with a [[pool.NAME.server]] is needed"#.into(),
+        );
+    } else if c.routes.is_empty() && c.pools.len() > 1 {
+        bad(
+            path!("route"),
+            "with several pools, [[route]] entries must say which requests go to which".into(),
+        );
+    }
+
+    // [pool.NAME]
+    for (name, pool) in &c.pools {
+        if name.is_empty() || name.contains('/') {
+            bad(
+                path!("pool", name),
+                format!("pool name {name:?} must be non-empty and without '/'"),
+            );
+        }
+        check_pool(name, pool, &mut bad);
+    }
+    out
+}
+
+fn check_pool(name: &str, pool: &Pool, bad: &mut impl FnMut(KeyPath, String)) {
+    let key = |k: &str| KeyPath::new(["pool".into(), name.into(), k.into()]);
+    match (pool.balance, &pool.hash_key) {
+        (Balance::Hash, None) => bad(
+            key("hash_key"),
+            r#"balance = "hash" needs hash_key = "header:NAME" (or "cookie:NAME", "query:NAME")"#
+                .into(),
+        ),
+        (Balance::Hash, Some(HashKey::Header(n) | HashKey::Cookie(n) | HashKey::Query(n)))
+            if !n.bytes().all(is_token_byte) =>
+        {
+            bad(
+                key("hash_key"),
+                format!("{n:?} is not a valid header, cookie or parameter name"),
+            )
+        }
+        (other, Some(_)) if other != Balance::Hash => bad(
+            key("hash_key"),
+            format!(
+                r#"would be ignored: balance is "{}"; set balance = "hash" or remove hash_key"#,
+                other.as_str()
+            ),
+        ),
+        _ => {}
+    }
+    if pool.tries == 0 {
+        bad(key("tries"), "must be at least 1".into());
+    }
+    if pool.max_fails > 0 && pool.fail_timeout.is_zero() {
+        bad(
+            key("fail_timeout"),
+            "must be more than 0 while max_fails is not 0 (set max_fails = 0 to never mark servers down)".into(),
+        );
+    }
+    if let HostHeader::Set(h) = &pool.host_header {
+        if h.is_empty() || h.bytes().any(|b| b.is_ascii_control() || b == b' ') {
+            bad(
+                key("host_header"),
+                format!(r#"{h:?} must be "keep", "backend" or a host name"#),
+            );
+        }
+    }
+    if !pool.tls {
+        for (k, set) in [
+            ("ca", pool.ca.is_some()),
+            ("server_name", pool.server_name.is_some()),
+        ] {
+            if set {
+                bad(
+                    key(k),
+                    "would be ignored: tls is false for this pool".into(),
+                );
+            }
+        }
+    }
+    if pool.ca.as_deref().is_some_and(empty_path) {
+        bad(key("ca"), "must be a path to a PEM file".into());
+    }
+    if pool
+        .server_name
+        .as_deref()
+        .is_some_and(|s| s.trim().is_empty())
+    {
+        bad(key("server_name"), "must not be empty".into());
+    }
+    if pool.servers.is_empty() {
+        bad(
+            key("server"),
+            "a pool needs at least one [[pool.NAME.server]]".into(),
+        );
+    }
+    for (i, s) in pool.servers.iter().enumerate() {
+        let at = |k: &str| {
+            KeyPath::new([
+                "pool".into(),
+                name.into(),
+                "server".into(),
+                i.into(),
+                k.into(),
+            ])
+        };
+        if let Err(m) = server_addr(&s.addr) {
+            bad(at("addr"), m);
+        } else if let Some(j) = pool.servers[..i].iter().position(|o| o.addr == s.addr) {
+            bad(
+                at("addr"),
+                format!("{:?} is already server[{j}] of this pool", s.addr),
+            );
+        }
+        if s.weight == 0 {
+            bad(
+                at("weight"),
+                "must be at least 1 (use backup = true, or drain it, to keep a server idle)".into(),
+            );
+        }
+    }
+}
+
+/// A close code a proxy may send (RFC 6455 section 7.4).
+fn close_code(code: u16) -> Result<(), String> {
+    match code {
+        1005 | 1006 | 1015 => Err(format!(
+            "{code} is reserved for reporting and must never be sent; use 1012 (service restart) or 1001 (going away)"
+        )),
+        1004 | 1016..=2999 => Err(format!(
+            "{code} is reserved by RFC 6455; use 1012 (service restart), 1001 (going away) or 4000-4999"
+        )),
+        1000..=4999 => Ok(()),
+        _ => Err(format!("{code} is not a close code (1000 to 4999)")),
+    }
+}
+
+/// Two listeners that cannot both bind. Port 0 (any free port) never clashes.
+fn binds_clash(a: SocketAddr, b: SocketAddr) -> bool {
+    a.port() != 0
+        && a.port() == b.port()
+        && a.is_ipv4() == b.is_ipv4()
+        && (a.ip() == b.ip() || a.ip().is_unspecified() || b.ip().is_unspecified())
+}
+
+fn empty_path(p: &Path) -> bool {
+    p.as_os_str().is_empty()
+}
+
+/// An exact host name or `*.suffix`.
+fn host_pattern(pattern: &str) -> Result<(), String> {
+    let exact = pattern.strip_prefix("*.").unwrap_or(pattern);
+    let label_ok = |l: &str| {
+        !l.is_empty()
+            && l.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+    };
+    let wildcard = exact.len() != pattern.len();
+    let ip6_literal = !wildcard
+        && exact
+            .strip_prefix('[')
+            .and_then(|e| e.strip_suffix(']'))
+            .is_some_and(|ip| ip.parse::<std::net::Ipv6Addr>().is_ok());
+    if ip6_literal || exact.split('.').all(label_ok) {
+        Ok(())
+    } else {
+        Err(format!(
+            r#"{pattern:?} must be an exact host name or "*.suffix", without port, path or other wildcards"#
+        ))
+    }
+}
+
+/// A backend address: `host:port`.
+fn server_addr(addr: &str) -> Result<(), String> {
+    if let Some((scheme, _)) = addr.split_once("://") {
+        return Err(format!(
+            r#"{addr:?} must be host:port without "{scheme}://" (set tls = true on the pool for TLS)"#
+        ));
+    }
+    if addr.contains(['/', ' ']) {
+        return Err(format!(
+            "{addr:?} must be host:port, without path or spaces"
+        ));
+    }
+    let Some((host, port)) = addr.rsplit_once(':') else {
+        return Err(format!(r#"{addr:?} needs a port, as in "{addr}:8080""#));
+    };
+    if !port.parse::<u16>().is_ok_and(|p| p != 0) {
+        return Err(format!("{addr:?} has no valid port (1 to 65535)"));
+    }
+    if host.is_empty() {
+        return Err(format!(
+            r#"{addr:?} needs a host before the port, as in "127.0.0.1{addr}""#
+        ));
+    }
+    if host.contains(':') && !(host.starts_with('[') && host.ends_with(']')) {
+        return Err(format!(
+            r#"{addr:?}: an IPv6 address goes in brackets, as in "[::1]:8080""#
+        ));
+    }
+    Ok(())
+}
+
+/// RFC 9110 token characters (header names), which also covers cookie names.
+fn is_token_byte(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn close_codes() {
+        for ok in [1000, 1001, 1008, 1011, 1012, 1013, 1014, 3000, 4000, 4999] {
+            assert!(close_code(ok).is_ok(), "{ok}");
+        }
+        for no in [0, 999, 1004, 1005, 1006, 1015, 1016, 2999, 5000] {
+            assert!(close_code(no).is_err(), "{no}");
+        }
+    }
+
+    #[test]
+    fn host_patterns() {
+        for ok in [
+            "example.com",
+            "*.example.com",
+            "localhost",
+            "10.0.0.1",
+            "[::1]",
+            "a-b.c_d",
+        ] {
+            assert!(host_pattern(ok).is_ok(), "{ok}");
+        }
+        for no in [
+            "",
+            "*",
+            "*.",
+            "a.*.com",
+            "*example.com",
+            "example.com:80",
+            "a/b",
+            "a..b",
+            "*.[::1]",
+            "[zz]",
+        ] {
+            assert!(host_pattern(no).is_err(), "{no}");
+        }
+    }
+
+    #[test]
+    fn server_addrs() {
+        for ok in ["10.0.0.1:80", "backend:8080", "[::1]:8080"] {
+            assert!(server_addr(ok).is_ok(), "{ok}");
+        }
+        for no in [
+            "10.0.0.1",
+            "ws://a:80",
+            "a:0",
+            ":80",
+            "::1:80",
+            "a:80/x",
+            "a:99999",
+        ] {
+            assert!(server_addr(no).is_err(), "{no}");
+        }
+    }
+
+    #[test]
+    fn bind_clashes() {
+        let a = |s: &str| s.parse::<SocketAddr>().unwrap();
+        assert!(binds_clash(a("127.0.0.1:80"), a("127.0.0.1:80")));
+        assert!(binds_clash(a("0.0.0.0:80"), a("127.0.0.1:80")));
+        assert!(!binds_clash(a("127.0.0.1:0"), a("127.0.0.1:0")));
+        assert!(!binds_clash(a("127.0.0.1:80"), a("127.0.0.2:80")));
+        assert!(!binds_clash(a("127.0.0.1:80"), a("[::1]:80")));
+    }
+}
