@@ -1,0 +1,591 @@
+//! Interoperability with the WebSocket stacks people actually put on either side of a
+//! proxy: Node's `ws` (client and server, permessage-deflate, wss with a private CA)
+//! and Python's `websockets` (client over ws and wss, and as a backend).
+//!
+//! The scripts live in `tests/interop/`. Their dependencies are installed by `.ci/run`
+//! (`npm ci` there, and a venv at `tests/interop/.venv` with `websockets`). Where they
+//! are missing, a test prints `skipping: …` and passes, unless the `CI` environment
+//! variable is set: then it fails and says what to install.
+
+mod common;
+
+use std::collections::BTreeSet;
+use std::ffi::OsString;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{ExitStatus, Stdio};
+use std::sync::{Arc, Mutex};
+
+use common::certs::TestPki;
+use common::*;
+use futures_util::{SinkExt, StreamExt};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader, Lines};
+use tokio::process::{Child, ChildStdin, ChildStdout, Command};
+use tokio::sync::broadcast;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use tokio_tungstenite::tungstenite::protocol::CloseFrame;
+use tokio_tungstenite::tungstenite::Message;
+use tunnelscope::event::{Dir, Event, Handshake, Side, TunnelId, TunnelStats};
+
+/// Hard time limit handed to every script (`INTEROP_LIMIT_MS`): a script that is never
+/// told to finish still exits on its own, even if this test process was killed.
+const SCRIPT_LIMIT_MS: &str = "30000";
+
+/// RSV1: the permessage-deflate "compressed" bit, as [`FrameSample::rsv`] shows it.
+///
+/// [`FrameSample::rsv`]: tunnelscope::event::FrameSample::rsv
+const RSV1: u8 = 0b100;
+
+fn interop_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/interop")
+}
+
+fn in_ci() -> bool {
+    std::env::var_os("CI").is_some_and(|v| !v.is_empty())
+}
+
+/// A missing interop dependency: fatal in CI, a visible skip elsewhere.
+fn unavailable(what: &str, install: &str) {
+    if in_ci() {
+        panic!("CI is set but {what} is missing: {install} (or run .ci/run, which does)");
+    }
+    // Straight to the process's stderr: libtest captures `eprintln!` of passing tests,
+    // and a skip should be seen.
+    use std::io::Write;
+    let _ = writeln!(
+        std::io::stderr(),
+        "skipping: {what} is missing ({install}, or run .ci/run); set CI=1 to fail instead"
+    );
+}
+
+/// Whether `program args…` runs and exits 0 within [`WAIT`].
+async fn runs(program: &Path, args: &[&str]) -> bool {
+    let Ok(mut child) = Command::new(program)
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+    else {
+        return false;
+    };
+    matches!(
+        tokio::time::timeout(WAIT, child.wait()).await,
+        Ok(Ok(status)) if status.success()
+    )
+}
+
+/// `node`, if it is on PATH and `tests/interop/node_modules` holds `ws`.
+async fn node() -> Option<PathBuf> {
+    let node = PathBuf::from("node");
+    if !runs(&node, &["--version"]).await {
+        unavailable(
+            "Node.js (`node` on PATH)",
+            "install Node.js 18 or later, then run `npm ci` in tests/interop",
+        );
+        return None;
+    }
+    if !interop_dir().join("node_modules/ws/package.json").is_file() {
+        unavailable(
+            "the `ws` package in tests/interop/node_modules",
+            "run `npm ci` in tests/interop",
+        );
+        return None;
+    }
+    Some(node)
+}
+
+/// The venv's python (`tests/interop/.venv/bin/python`) if there is one, else
+/// `python3`, provided it can import `websockets`' asyncio API (websockets 13+).
+async fn python() -> Option<PathBuf> {
+    let venv = interop_dir().join(".venv/bin/python");
+    let python = if venv.exists() {
+        venv
+    } else {
+        PathBuf::from("python3")
+    };
+    if !runs(&python, &["-c", "import websockets.asyncio.client"]).await {
+        unavailable(
+            &format!("Python 3 with `websockets` 13 or later ({})", python.display()),
+            "run `python3 -m venv tests/interop/.venv && tests/interop/.venv/bin/pip install 'websockets>=17,<18'`",
+        );
+        return None;
+    }
+    Some(python)
+}
+
+/// A child process with line-oriented stdout, killed (by its PID) when dropped, so a
+/// failing test never leaves a script behind. Every read is bounded by [`WAIT`].
+struct Proc {
+    name: String,
+    child: Child,
+    stdin: Option<ChildStdin>,
+    stdout: Lines<BufReader<ChildStdout>>,
+    /// Everything read from stdout so far, for failure messages.
+    transcript: Vec<String>,
+    stderr: Arc<Mutex<String>>,
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            // SIGKILL to the child's PID; tokio reaps it in the background.
+            let _ = self.child.start_kill();
+        }
+    }
+}
+
+impl Proc {
+    /// Starts `program script args…` in `tests/interop`.
+    fn spawn(program: &Path, script: &str, args: &[OsString]) -> Proc {
+        let mut child = Command::new(program)
+            .arg(interop_dir().join(script))
+            .args(args)
+            .current_dir(interop_dir())
+            .env("INTEROP_LIMIT_MS", SCRIPT_LIMIT_MS)
+            .env("PYTHONUNBUFFERED", "1")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|e| panic!("start {} {script}: {e}", program.display()));
+        let stdin = child.stdin.take();
+        let stdout = BufReader::new(child.stdout.take().expect("piped stdout")).lines();
+        let stderr = Arc::new(Mutex::new(String::new()));
+        let mut err_pipe = child.stderr.take().expect("piped stderr");
+        let sink = stderr.clone();
+        tokio::spawn(async move {
+            let mut buf = [0u8; 4096];
+            while let Ok(n @ 1..) = err_pipe.read(&mut buf).await {
+                sink.lock()
+                    .unwrap()
+                    .push_str(&String::from_utf8_lossy(&buf[..n]));
+            }
+        });
+        Proc {
+            name: script.to_string(),
+            child,
+            stdin,
+            stdout,
+            transcript: Vec::new(),
+            stderr,
+        }
+    }
+
+    fn context(&self) -> String {
+        format!(
+            "{}: stdout so far {:?}; stderr {:?}",
+            self.name,
+            self.transcript,
+            self.stderr.lock().unwrap()
+        )
+    }
+
+    /// The next stdout line; panics on EOF or after [`WAIT`].
+    async fn line(&mut self) -> String {
+        match tokio::time::timeout(WAIT, self.stdout.next_line()).await {
+            Ok(Ok(Some(line))) => {
+                self.transcript.push(line.clone());
+                line
+            }
+            Ok(Ok(None)) => panic!("stdout ended early; {}", self.context()),
+            Ok(Err(e)) => panic!("reading stdout: {e}; {}", self.context()),
+            Err(_) => panic!("no line within {WAIT:?}; {}", self.context()),
+        }
+    }
+
+    async fn expect_line(&mut self, want: &str) {
+        let got = self.line().await;
+        assert_eq!(got, want, "unexpected line; {}", self.context());
+    }
+
+    /// Reads the `listening PORT` line a server script prints first.
+    async fn listening_addr(&mut self) -> SocketAddr {
+        let line = self.line().await;
+        let port: u16 = line
+            .strip_prefix("listening ")
+            .and_then(|p| p.parse().ok())
+            .unwrap_or_else(|| panic!("expected `listening PORT`; {}", self.context()));
+        SocketAddr::from(([127, 0, 0, 1], port))
+    }
+
+    async fn send_line(&mut self, line: &str) {
+        let stdin = self.stdin.as_mut().expect("stdin still open");
+        stdin
+            .write_all(format!("{line}\n").as_bytes())
+            .await
+            .unwrap();
+        stdin.flush().await.unwrap();
+    }
+
+    /// Closes stdin, reads the rest of stdout and waits for the exit, all within
+    /// [`WAIT`]; returns the status and the lines not read before.
+    async fn finish(&mut self) -> (ExitStatus, Vec<String>) {
+        drop(self.stdin.take());
+        let mut rest = Vec::new();
+        let done = tokio::time::timeout(WAIT, async {
+            while let Ok(Some(line)) = self.stdout.next_line().await {
+                rest.push(line);
+            }
+            self.child.wait().await
+        })
+        .await;
+        self.transcript.extend(rest.iter().cloned());
+        match done {
+            Ok(Ok(status)) => (status, rest),
+            Ok(Err(e)) => panic!("waiting for exit: {e}; {}", self.context()),
+            Err(_) => panic!("did not exit within {WAIT:?}; {}", self.context()),
+        }
+    }
+}
+
+/// Every event from subscription on, so a test can wait for one and later check what
+/// else happened (violations) without missing anything in between.
+struct Recorder {
+    rx: broadcast::Receiver<Event>,
+    log: Vec<Event>,
+}
+
+impl Recorder {
+    fn new(rx: broadcast::Receiver<Event>) -> Recorder {
+        Recorder {
+            rx,
+            log: Vec::new(),
+        }
+    }
+
+    /// Waits (at most [`WAIT`]) for an event matching `pred`, logging everything.
+    async fn until<F: FnMut(&Event) -> bool>(&mut self, what: &str, mut pred: F) -> Event {
+        let found = tokio::time::timeout(WAIT, async {
+            loop {
+                match self.rx.recv().await {
+                    Ok(ev) => {
+                        self.log.push(ev.clone());
+                        if pred(&ev) {
+                            return ev;
+                        }
+                    }
+                    Err(broadcast::error::RecvError::Lagged(n)) => {
+                        panic!("test subscriber lagged by {n} events")
+                    }
+                    Err(broadcast::error::RecvError::Closed) => panic!("event bus closed"),
+                }
+            }
+        })
+        .await;
+        found.unwrap_or_else(|_| panic!("no {what} event within {WAIT:?}"))
+    }
+
+    async fn handshake(&mut self) -> (TunnelId, Handshake) {
+        match self
+            .until("Handshake", |e| matches!(e, Event::Handshake { .. }))
+            .await
+        {
+            Event::Handshake { id, handshake } => (id, handshake),
+            _ => unreachable!(),
+        }
+    }
+
+    /// The tunnel's end: close code, who closed, final counters.
+    async fn closed(&mut self, tunnel: TunnelId) -> (Option<u16>, Side, TunnelStats) {
+        match self
+            .until(
+                "TunnelClosed",
+                |e| matches!(e, Event::TunnelClosed { id, .. } if *id == tunnel),
+            )
+            .await
+        {
+            Event::TunnelClosed {
+                code, side, stats, ..
+            } => (code, side, stats),
+            _ => unreachable!(),
+        }
+    }
+
+    fn violations(&self, tunnel: TunnelId) -> Vec<String> {
+        self.log
+            .iter()
+            .filter_map(|e| match e {
+                Event::Violation { id, dir, violation } if *id == tunnel => {
+                    Some(format!("{dir:?}: {violation}"))
+                }
+                _ => None,
+            })
+            .collect()
+    }
+}
+
+/// One listener (wss:// when `pki` is given) in front of one backend; frame samples
+/// published every 20 ms so tests see them while the tunnel is open.
+fn config(pki: Option<&TestPki>, backend: SocketAddr) -> String {
+    let tls = pki.map_or(String::new(), |p| {
+        format!(
+            "[listener.tls]\ncert = \"{}\"\nkey = \"{}\"\n",
+            p.cert_pem.display(),
+            p.key_pem.display()
+        )
+    });
+    format!(
+        "[[listener]]\nbind = \"127.0.0.1:0\"\n{tls}\n[inspect]\nstats_interval = \"20ms\"\n\n\
+         [pool.app]\n[[pool.app.server]]\naddr = \"{backend}\"\n"
+    )
+}
+
+/// The client closed cleanly with 1000, every message crossed, nothing was flagged.
+fn assert_clean_client_close(
+    ended: (Option<u16>, Side, TunnelStats),
+    messages: u64,
+    events: &Recorder,
+    tunnel: TunnelId,
+) {
+    let (code, side, stats) = ended;
+    assert_eq!(code, Some(1000), "close code the proxy saw");
+    assert_eq!(side, Side::Client, "who closed");
+    assert_eq!(stats.client_to_backend.messages, messages, "{stats:?}");
+    assert_eq!(stats.backend_to_client.messages, messages, "{stats:?}");
+    assert_eq!(stats.client_to_backend.violations, 0, "{stats:?}");
+    assert_eq!(stats.backend_to_client.violations, 0, "{stats:?}");
+    assert_eq!(events.violations(tunnel), Vec::<String>::new());
+}
+
+#[tokio::test]
+async fn node_ws_over_wss_negotiates_subprotocol_and_relays_deflate_frames_untouched() {
+    let Some(node) = node().await else { return };
+    let mut server = Proc::spawn(&node, "ws_server.js", &[]);
+    let backend = server.listening_addr().await;
+    let pki = TestPki::new();
+    let proxy = proxy(&config(Some(&pki), backend)).await;
+    let mut events = Recorder::new(proxy.subscribe());
+    let url = format!(
+        "wss://localhost:{}/chat?room=interop",
+        proxy.local_addrs()[0].port()
+    );
+
+    let mut client = Proc::spawn(
+        &node,
+        "ws_client.js",
+        &[url.into(), pki.ca_pem.clone().into()],
+    );
+    client.expect_line("protocol chat.v2").await;
+    client.expect_line("extensions permessage-deflate").await;
+    for line in [
+        "echo text 15 ok",
+        "echo text 4320 ok",
+        "echo binary 6 ok",
+        "echo binary 8192 ok",
+        "ready",
+    ] {
+        client.expect_line(line).await;
+    }
+    server
+        .expect_line(
+            "connection path=/chat?room=interop protocol=chat.v2 extensions=permessage-deflate",
+        )
+        .await;
+
+    // The proxy saw the negotiation as it happened.
+    let (id, handshake) = events.handshake().await;
+    assert_eq!(handshake.subprotocol.as_deref(), Some("chat.v2"));
+    let extensions = handshake.extensions.clone().unwrap_or_default();
+    assert!(
+        extensions.contains("permessage-deflate"),
+        "negotiated extensions {extensions:?}"
+    );
+
+    // The large messages cross compressed (RSV1) both ways; the small ones plain.
+    let mut compressed = BTreeSet::new();
+    let mut other_rsv = Vec::new();
+    events
+        .until("FrameSamples with RSV1 text and binary both ways", |e| {
+            if let Event::FrameSamples { id: t, samples } = e {
+                for s in samples.iter().filter(|_| *t == id) {
+                    match s.rsv {
+                        RSV1 => {
+                            compressed.insert((s.dir == Dir::ClientToBackend, s.opcode));
+                        }
+                        0 => {}
+                        rsv => other_rsv.push(rsv),
+                    }
+                }
+            }
+            compressed.len() == 4
+        })
+        .await;
+    assert_eq!(
+        compressed,
+        BTreeSet::from([(false, 1), (false, 2), (true, 1), (true, 2)]),
+        "(client to backend, opcode) of RSV1 frames"
+    );
+    assert!(other_rsv.is_empty(), "unexpected RSV bits {other_rsv:?}");
+
+    client.send_line("close").await;
+    client.expect_line("closed 1000").await;
+    let (status, rest) = client.finish().await;
+    assert!(status.success(), "ws_client.js exited with {status}");
+    assert_eq!(rest, Vec::<String>::new(), "ws_client.js said more");
+    server.expect_line("close 1000").await;
+
+    let ended = events.closed(id).await;
+    assert_clean_client_close(ended, 4, &events, id);
+}
+
+#[tokio::test]
+async fn node_ws_refuses_the_proxy_certificate_without_the_test_ca() {
+    // Proves the wss test above really verifies the chain: without `ca`, Node's own
+    // roots do not know the test CA and the handshake fails.
+    let Some(node) = node().await else { return };
+    let backend = Backend::start("unreached").await;
+    let pki = TestPki::new();
+    let proxy = proxy(&config(Some(&pki), backend.addr)).await;
+    let url = format!("wss://localhost:{}/", proxy.local_addrs()[0].port());
+
+    let mut client = Proc::spawn(&node, "ws_client.js", &[url.into()]);
+    let line = client.line().await;
+    let (status, _) = client.finish().await;
+    assert_eq!(status.code(), Some(1), "{line}");
+    let code = line.split(' ').nth(1).unwrap_or_default();
+    assert!(
+        [
+            "SELF_SIGNED_CERT_IN_CHAIN",
+            "UNABLE_TO_VERIFY_LEAF_SIGNATURE",
+            "UNABLE_TO_GET_ISSUER_CERT_LOCALLY",
+        ]
+        .contains(&code),
+        "expected a certificate verification error, got {line:?}"
+    );
+    assert!(backend.seen().is_empty(), "no request reaches the backend");
+}
+
+/// Runs `ws_client.py` against `url` (trusting `ca`) and checks its whole report.
+async fn python_client_round_trip(python: &Path, url: String, ca: Option<&Path>) {
+    let mut args: Vec<OsString> = vec![url.into()];
+    if let Some(ca) = ca {
+        args.extend(["--ca".into(), ca.into()]);
+    }
+    let mut client = Proc::spawn(python, "ws_client.py", &args);
+    // The Rust echo backend picks the first subprotocol offered.
+    for line in [
+        "protocol chat.v2",
+        "echo text 17 ok",
+        "echo text 3200 ok",
+        "echo binary 6 ok",
+        "echo binary 70000 ok",
+        "closed sent=1000 received=1000",
+    ] {
+        client.expect_line(line).await;
+    }
+    let (status, rest) = client.finish().await;
+    assert!(status.success(), "ws_client.py exited with {status}");
+    assert_eq!(rest, Vec::<String>::new(), "ws_client.py said more");
+}
+
+#[tokio::test]
+async fn python_websockets_client_round_trips_over_plain_ws() {
+    let Some(python) = python().await else { return };
+    let backend = Backend::start("rust-echo").await;
+    let proxy = proxy(&config(None, backend.addr)).await;
+    let mut events = Recorder::new(proxy.subscribe());
+    let url = format!("ws://127.0.0.1:{}/py/plain", proxy.local_addrs()[0].port());
+
+    python_client_round_trip(&python, url, None).await;
+
+    let (id, handshake) = events.handshake().await;
+    assert_eq!(handshake.subprotocol.as_deref(), Some("chat.v2"));
+    let ended = events.closed(id).await;
+    assert_clean_client_close(ended, 4, &events, id);
+    assert_eq!(backend.seen()[0].path, "/py/plain");
+}
+
+#[tokio::test]
+async fn python_websockets_client_round_trips_over_wss_trusting_the_test_ca() {
+    let Some(python) = python().await else { return };
+    let backend = Backend::start("rust-echo").await;
+    let pki = TestPki::new();
+    let proxy = proxy(&config(Some(&pki), backend.addr)).await;
+    let mut events = Recorder::new(proxy.subscribe());
+    let url = format!("wss://localhost:{}/py/tls", proxy.local_addrs()[0].port());
+
+    python_client_round_trip(&python, url, Some(&pki.ca_pem)).await;
+
+    let (id, _) = events.handshake().await;
+    let ended = events.closed(id).await;
+    assert_clean_client_close(ended, 4, &events, id);
+    let seen = backend.seen();
+    assert_eq!(seen[0].path, "/py/tls");
+    assert_eq!(seen[0].get("x-forwarded-proto").as_deref(), Some("https"));
+}
+
+#[tokio::test]
+async fn tungstenite_client_round_trips_with_a_python_websockets_backend() {
+    let Some(python) = python().await else { return };
+    let mut server = Proc::spawn(&python, "ws_server.py", &[]);
+    let backend = server.listening_addr().await;
+    let proxy = proxy(&config(None, backend)).await;
+    let mut events = Recorder::new(proxy.subscribe());
+
+    let mut request = ws_url(proxy.local_addrs()[0], "/from/rust?x=1")
+        .into_client_request()
+        .unwrap();
+    request.headers_mut().insert(
+        "sec-websocket-protocol",
+        "chat.v2, chat.v1".parse().unwrap(),
+    );
+    let (mut ws, response) = tokio::time::timeout(
+        WAIT,
+        tokio_tungstenite::connect_async_with_config(request, Some(ws_config()), false),
+    )
+    .await
+    .expect("connect in time")
+    .expect("upgrade through the proxy");
+    // websockets picks by the server's own preference: the proxy must relay its choice.
+    assert_eq!(
+        response
+            .headers()
+            .get("sec-websocket-protocol")
+            .map(|v| v.to_str().unwrap()),
+        Some("chat.v1")
+    );
+    server
+        .expect_line("connection path=/from/rust?x=1 protocol=chat.v1 forwarded-proto=http")
+        .await;
+
+    let big: Vec<u8> = (0..200_000u32).map(|i| (i % 253) as u8).collect();
+    let messages = [
+        Message::text("hello from rust"),
+        Message::text("ünïcødé ✓ ".repeat(50)),
+        Message::binary(vec![0u8, 255, 1, 254]),
+        Message::binary(big),
+    ];
+    for m in &messages {
+        ws.send(m.clone()).await.unwrap();
+        assert_eq!(&next_data(&mut ws).await, m);
+    }
+
+    ws.send(Message::Close(Some(CloseFrame {
+        code: CloseCode::Normal,
+        reason: "done".into(),
+    })))
+    .await
+    .unwrap();
+    let echoed = tokio::time::timeout(WAIT, async {
+        while let Some(Ok(msg)) = ws.next().await {
+            if let Message::Close(frame) = msg {
+                return frame.map(|f| u16::from(f.code));
+            }
+        }
+        None
+    })
+    .await
+    .expect("close answered in time");
+    assert_eq!(echoed, Some(1000), "the backend answers the close");
+    server.expect_line("closed 1000").await;
+
+    let (id, handshake) = events.handshake().await;
+    assert_eq!(handshake.subprotocol.as_deref(), Some("chat.v1"));
+    let ended = events.closed(id).await;
+    assert_clean_client_close(ended, messages.len() as u64, &events, id);
+    let (status, _) = server.finish().await;
+    assert!(status.success(), "ws_server.py exited with {status}");
+}
