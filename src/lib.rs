@@ -7,10 +7,12 @@
 //!   publishes; the commands observers send to it.
 //! - [`proxy`]: listeners, TLS, the HTTP upgrade, backend pools, the tunnel relay and
 //!   its sans-IO frame scanner. Knows nothing of any observer.
+//! - [`demo`]: in-process backends and synthetic clients for `tunnelscope demo`.
 //!
 //! Only `main.rs` wires the parts together.
 
 pub mod config;
 pub mod control;
+pub mod demo;
 pub mod event;
 pub mod proxy;

@@ -38,6 +38,16 @@ enum Cmd {
         /// The file to check.
         file: PathBuf,
     },
+    /// Run the built-in demo: three backends and synthetic clients behind the proxy
+    /// on 127.0.0.1:8080 (or a free port), plus a chat page for your browser.
+    Demo {
+        /// Run without the dashboard.
+        #[arg(long)]
+        headless: bool,
+        /// Log filter.
+        #[arg(long, value_name = "FILTER", default_value = "info")]
+        log: String,
+    },
 }
 
 fn main() -> ExitCode {
@@ -54,6 +64,10 @@ fn main() -> ExitCode {
                 ExitCode::from(2)
             }
         };
+    }
+    if let Some(Cmd::Demo { headless: _, log }) = &cli.command {
+        init_logging(log);
+        return block_on(demo());
     }
     let config = match (&cli.config, cli.listen) {
         (Some(path), _) => match Config::load(path) {
@@ -73,6 +87,10 @@ fn main() -> ExitCode {
         }
     };
     init_logging(&cli.log);
+    block_on(run(config))
+}
+
+fn block_on(job: impl std::future::Future<Output = anyhow::Result<()>>) -> ExitCode {
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(rt) => rt,
         Err(e) => {
@@ -80,13 +98,28 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(run(config)) {
+    match runtime.block_on(job) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e:#}");
             ExitCode::FAILURE
         }
     }
+}
+
+async fn demo() -> anyhow::Result<()> {
+    let demo = tunnelscope::demo::Demo::start().await?;
+    eprintln!("{}", demo.summary());
+    let first = shutdown_signal().await;
+    tracing::info!("{first} received: stopping the demo");
+    tokio::select! {
+        _ = demo.stop() => {}
+        second = shutdown_signal() => {
+            tracing::warn!("second {second}: exiting now");
+            std::process::exit(130);
+        }
+    }
+    Ok(())
 }
 
 fn init_logging(default: &str) {
