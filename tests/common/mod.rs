@@ -5,6 +5,9 @@
 #![allow(clippy::result_large_err)]
 
 pub mod certs;
+pub mod http_fixtures;
+pub mod pool_control;
+pub mod resilience;
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
