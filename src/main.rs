@@ -108,13 +108,14 @@ fn block_on(job: impl std::future::Future<Output = anyhow::Result<()>>) -> ExitC
 }
 
 async fn demo() -> anyhow::Result<()> {
+    let mut signals = Signals::new()?;
     let demo = tunnelscope::demo::Demo::start().await?;
     eprintln!("{}", demo.summary());
-    let first = shutdown_signal().await;
+    let first = signals.next().await;
     tracing::info!("{first} received: stopping the demo");
     tokio::select! {
         _ = demo.stop() => {}
-        second = shutdown_signal() => {
+        second = signals.next() => {
             tracing::warn!("second {second}: exiting now");
             std::process::exit(130);
         }
@@ -133,13 +134,14 @@ fn init_logging(default: &str) {
 }
 
 async fn run(config: Config) -> anyhow::Result<()> {
+    let mut signals = Signals::new()?;
     let proxy = tunnelscope::proxy::start(config).await?;
-    let first = shutdown_signal().await;
+    let first = signals.next().await;
     tracing::info!("{first} received: closing tunnels (send it again to exit at once)");
     proxy.shutdown();
     tokio::select! {
         _ = proxy.wait() => {}
-        second = shutdown_signal() => {
+        second = signals.next() => {
             tracing::warn!("second {second}: exiting now");
             std::process::exit(130);
         }
@@ -147,26 +149,27 @@ async fn run(config: Config) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Resolves on SIGINT or SIGTERM, naming which.
-async fn shutdown_signal() -> &'static str {
-    #[cfg(unix)]
-    {
+/// SIGINT and SIGTERM, listened for from before the proxy starts so that no signal
+/// in the first moments kills the process without a graceful shutdown.
+struct Signals {
+    int: tokio::signal::unix::Signal,
+    term: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    fn new() -> anyhow::Result<Signals> {
         use tokio::signal::unix::{signal, SignalKind};
-        let mut term = match signal(SignalKind::terminate()) {
-            Ok(s) => s,
-            Err(_) => {
-                let _ = tokio::signal::ctrl_c().await;
-                return "SIGINT";
-            }
-        };
-        tokio::select! {
-            _ = tokio::signal::ctrl_c() => "SIGINT",
-            _ = term.recv() => "SIGTERM",
-        }
+        Ok(Signals {
+            int: signal(SignalKind::interrupt())?,
+            term: signal(SignalKind::terminate())?,
+        })
     }
-    #[cfg(not(unix))]
-    {
-        let _ = tokio::signal::ctrl_c().await;
-        "Ctrl-C"
+
+    /// Resolves on the next SIGINT or SIGTERM, naming which.
+    async fn next(&mut self) -> &'static str {
+        tokio::select! {
+            _ = self.int.recv() => "SIGINT",
+            _ = self.term.recv() => "SIGTERM",
+        }
     }
 }

@@ -15,7 +15,7 @@ use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
 use tracing::{info, warn, Instrument};
 
-use super::core::{peer_ip, Core};
+use super::core::{peer_ip, ConnSlot, Core};
 use super::headers::{self, ForwardContext};
 use super::headtimer::{HeadTimer, InFlight, InFlightGuard};
 use super::pool::{Lease, Pool};
@@ -36,6 +36,9 @@ pub struct ConnInfo {
     pub is_tls: bool,
     /// Requests on this connection whose response is not finished.
     pub in_flight: InFlight,
+    /// This connection's place under the connection limits; a tunnel made on it
+    /// holds it until the tunnel ends.
+    pub slot: Arc<ConnSlot>,
 }
 
 /// A short plain-text answer.
@@ -333,7 +336,15 @@ async fn upgrade(
     ));
     let span = tracing::info_span!("tunnel", id, client = %conn.client);
     tokio::spawn(
-        run_tunnel(core.clone(), shared, lease, client_upgrade, backend_upgrade).instrument(span),
+        run_tunnel(
+            core.clone(),
+            shared,
+            lease,
+            conn.slot.clone(),
+            client_upgrade,
+            backend_upgrade,
+        )
+        .instrument(span),
     );
     answer
 }
@@ -343,6 +354,7 @@ async fn run_tunnel(
     core: Arc<Core>,
     shared: Arc<TunnelShared>,
     lease: Lease,
+    _slot: Arc<ConnSlot>,
     client: hyper::upgrade::OnUpgrade,
     backend: hyper::upgrade::OnUpgrade,
 ) {

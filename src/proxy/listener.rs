@@ -11,7 +11,7 @@ use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
 use tracing::{debug, warn, Instrument};
 
-use super::core::Core;
+use super::core::{ConnSlot, Core};
 use super::headtimer::{HeadTimer, InFlight};
 use super::http::{handle, ConnInfo};
 use super::stream::Stream;
@@ -52,11 +52,8 @@ pub async fn serve(core: Arc<Core>, bound: Bound) {
         let name = bound.name.clone();
         let tls = bound.tls.clone();
         tokio::spawn(
-            async move {
-                serve_conn(core, name, tls, tcp, peer).await;
-                drop(slot);
-            }
-            .instrument(span),
+            // The slot moves into the connection: a tunnel made on it keeps it.
+            serve_conn(core, name, tls, tcp, peer, Arc::new(slot)).instrument(span),
         );
     }
 }
@@ -67,6 +64,7 @@ async fn serve_conn(
     tls: Option<TlsAcceptor>,
     tcp: tokio::net::TcpStream,
     peer: std::net::SocketAddr,
+    slot: Arc<ConnSlot>,
 ) {
     let _ = tcp.set_nodelay(true);
     let timeouts = &core.config.timeouts;
@@ -93,6 +91,7 @@ async fn serve_conn(
         listener,
         client: peer,
         in_flight: in_flight.clone(),
+        slot,
     });
     let limits = &core.config.limits;
     let mut builder = hyper::server::conn::http1::Builder::new();

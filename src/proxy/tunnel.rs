@@ -244,6 +244,15 @@ impl Half {
         }
     }
 
+    /// A write failed: the side this direction writes to vanished.
+    fn writer_failed(&self, e: io::Error, ctx: &mut Ctx<'_>) -> io::Error {
+        ctx.first_close.get_or_insert(match self.dir {
+            Dir::ClientToBackend => Side::Backend,
+            Dir::BackendToClient => Side::Client,
+        });
+        e
+    }
+
     fn release(&mut self) {
         if let Some(Chunk::Pooled(b)) = self.chunk.take() {
             bufpool::give(b);
@@ -271,9 +280,11 @@ impl Half {
                 let chunk = self.chunk.as_ref().expect("bytes pending without a chunk");
                 let n =
                     ready!(Pin::new(&mut *writer)
-                        .poll_write(cx, &chunk.as_slice()[self.pos..self.end]))?;
+                        .poll_write(cx, &chunk.as_slice()[self.pos..self.end]))
+                    .map_err(|e| self.writer_failed(e, ctx))?;
                 if n == 0 {
-                    return Poll::Ready(Err(io::ErrorKind::WriteZero.into()));
+                    let e = io::ErrorKind::WriteZero.into();
+                    return Poll::Ready(Err(self.writer_failed(e, ctx)));
                 }
                 self.pos += n;
                 self.needs_flush = true;
@@ -281,12 +292,14 @@ impl Half {
             }
             self.release();
             if self.needs_flush {
-                ready!(Pin::new(&mut *writer).poll_flush(cx))?;
+                ready!(Pin::new(&mut *writer).poll_flush(cx))
+                    .map_err(|e| self.writer_failed(e, ctx))?;
                 self.needs_flush = false;
             }
             if self.eof {
                 if mode != Mode::Discard {
-                    ready!(Pin::new(&mut *writer).poll_shutdown(cx))?;
+                    ready!(Pin::new(&mut *writer).poll_shutdown(cx))
+                        .map_err(|e| self.writer_failed(e, ctx))?;
                 }
                 self.shut = true;
                 return Poll::Ready(Ok(Stop::Eof));
@@ -305,6 +318,8 @@ impl Half {
                 }
                 Poll::Ready(Err(e)) => {
                     bufpool::give(buf);
+                    // The side this direction reads from vanished (reset and the like).
+                    ctx.first_close.get_or_insert(self.side());
                     return Poll::Ready(Err(e));
                 }
                 Poll::Ready(Ok(())) => {}
