@@ -273,9 +273,6 @@ impl Half {
             if self.shut {
                 return Poll::Ready(Ok(Stop::Eof));
             }
-            if self.stopped && mode != Mode::Discard {
-                return Poll::Ready(Ok(Stop::Boundary));
-            }
             if self.pos < self.end {
                 let chunk = self.chunk.as_ref().expect("bytes pending without a chunk");
                 let n =
@@ -303,6 +300,10 @@ impl Half {
                 }
                 self.shut = true;
                 return Poll::Ready(Ok(Stop::Eof));
+            }
+            // Only once everything up to the boundary has been written.
+            if self.stopped && mode != Mode::Discard {
+                return Poll::Ready(Ok(Stop::Boundary));
             }
             if mode == Mode::ToBoundary && lock(ctx.shared.scanner(self.dir)).at_boundary() {
                 self.stopped = true;
