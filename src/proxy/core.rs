@@ -135,6 +135,11 @@ impl Core {
         lock(&self.tunnels).insert(tunnel.id, tunnel.clone());
         if self.is_shutting_down() {
             tunnel.request_close(CLOSE_GOING_AWAY, "going away");
+        } else if let Some((code, reason)) =
+            self.pools.backend(&tunnel.backend).and_then(|b| b.killed())
+        {
+            // Picked before a kill, upgraded after it: it must not outlive the kill.
+            tunnel.request_close(code, &reason);
         }
     }
 
@@ -188,7 +193,7 @@ impl Core {
             } => {
                 return match backend(id) {
                     Ok(b) => {
-                        b.disable();
+                        b.kill(*code, reason);
                         let mut n = 0;
                         for t in self.tunnels().iter().filter(|t| &t.backend == id) {
                             t.request_close(*code, reason);

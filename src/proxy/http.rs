@@ -377,6 +377,7 @@ async fn run_tunnel(
         return;
     };
     let id = shared.id;
+    lease.established();
     core.register(shared.clone());
     let settings = RelaySettings {
         idle: core.config.timeouts.idle,

@@ -336,6 +336,9 @@ struct State {
     /// Failures since start (what observers see).
     failures: u64,
     last_error: Option<String>,
+    /// Close code and reason of the kill that disabled it, until re-enabled: a
+    /// tunnel whose handshake was in flight during the kill is closed with it.
+    killed: Option<(u16, String)>,
 }
 
 impl State {
@@ -371,6 +374,7 @@ impl Backend {
                 window_fails: 0,
                 failures: 0,
                 last_error: None,
+                killed: None,
             }),
             events,
         }
@@ -400,13 +404,14 @@ impl Backend {
         true
     }
 
-    /// Counts a tunnel for the backend until the Lease is dropped (active += 1,
-    /// total += 1). Publishes the new counts.
+    /// Counts a connection attempt or tunnel for the backend until the Lease is
+    /// dropped (active += 1), so balancing sees connects in flight. The tunnel
+    /// counts towards `total` once [`Lease::established`] says it upgraded.
+    /// Publishes the new counts.
     pub fn lease(self: &Arc<Self>) -> Lease {
         let info = {
             let mut state = self.state();
             self.active.fetch_add(1, Ordering::Relaxed);
-            self.total.fetch_add(1, Ordering::Relaxed);
             // A pick made just before a drain found no tunnel: "drained" would now be
             // false, so it is draining again until this tunnel ends.
             if state.admin == AdminState::Drained {
@@ -425,7 +430,7 @@ impl Backend {
         self.active.load(Ordering::Relaxed)
     }
 
-    /// Tunnels leased since start.
+    /// Tunnels established since start.
     pub fn total(&self) -> u64 {
         self.total.load(Ordering::Relaxed)
     }
@@ -487,7 +492,20 @@ impl Backend {
 
     /// Draining/Drained/Disabled -> Active.
     pub fn undrain(&self) {
+        self.state().killed = None;
         self.transition(|admin, _| (admin != AdminState::Active).then_some(AdminState::Active));
+    }
+
+    /// Disabled, remembering the Close to send to tunnels of this backend that
+    /// register after the kill (their handshake was in flight).
+    pub fn kill(&self, code: u16, reason: &str) {
+        self.state().killed = Some((code, reason.to_string()));
+        self.disable();
+    }
+
+    /// The kill's Close code and reason while the backend stays killed.
+    pub fn killed(&self) -> Option<(u16, String)> {
+        self.state().killed.clone()
     }
 
     /// Any state -> Disabled: no new tunnels until enabled; existing ones are left to
@@ -498,6 +516,7 @@ impl Backend {
 
     /// Disabled -> Active.
     pub fn enable(&self) {
+        self.state().killed = None;
         self.transition(|admin, _| (admin == AdminState::Disabled).then_some(AdminState::Active));
     }
 
@@ -572,6 +591,14 @@ impl Lease {
     /// The backend this tunnel runs on.
     pub fn backend(&self) -> &Arc<Backend> {
         &self.backend
+    }
+
+    /// The tunnel is up: count it as served (failed connects and plain HTTP
+    /// requests, which also hold a lease while connecting, do not count).
+    pub fn established(&self) {
+        self.backend.total.fetch_add(1, Ordering::Relaxed);
+        let info = self.backend.info();
+        self.backend.publish(info);
     }
 }
 

@@ -527,13 +527,18 @@ fn lease_counts_tunnels() {
     let a = backend(&p, A);
     let one = a.lease();
     let two = a.lease();
+    one.established();
+    two.established();
     assert_eq!(a.active(), 2);
     assert!(Arc::ptr_eq(one.backend(), a));
     drop(one);
     drop(two);
-    let _three = a.lease();
+    let three = a.lease();
     let info = a.info();
-    assert_eq!((info.active_tunnels, info.total_tunnels), (1, 3));
+    // A lease that never got established (a failed connect) is not served.
+    assert_eq!((info.active_tunnels, info.total_tunnels), (1, 2));
+    three.established();
+    assert_eq!(a.info().total_tunnels, 3);
 }
 
 #[test]
@@ -588,13 +593,14 @@ fn concurrent_leases_on_a_draining_backend_end_drained() {
     let p = pool(Balance::LeastConn, &[(A, 1, false)]);
     let a = Arc::clone(backend(&p, A));
     let _held = a.lease();
+    _held.established();
     a.drain();
     let threads: Vec<_> = (0..4)
         .map(|_| {
             let a = Arc::clone(&a);
             std::thread::spawn(move || {
                 for _ in 0..2000 {
-                    drop(a.lease());
+                    a.lease().established();
                 }
             })
         })

@@ -186,6 +186,7 @@ pub struct Recorder {
     pub binaries: Arc<Mutex<Vec<Vec<u8>>>>,
     endings: mpsc::UnboundedReceiver<Ending>,
     gate: Arc<Semaphore>,
+    handshakes: Arc<Semaphore>,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -199,26 +200,43 @@ impl Recorder {
     /// `accept_unmasked`: let unmasked client frames through (to see what a proxy
     /// forwards after a violation) instead of failing the stream on them.
     pub async fn start(name: &str, accept_unmasked: bool) -> Recorder {
+        Recorder::start_with(name, accept_unmasked, false).await
+    }
+
+    /// A recorder that answers each upgrade request only after
+    /// [`Recorder::release_handshake`].
+    pub async fn start_holding_handshakes(name: &str) -> Recorder {
+        Recorder::start_with(name, false, true).await
+    }
+
+    async fn start_with(name: &str, accept_unmasked: bool, hold: bool) -> Recorder {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let texts = Arc::new(Mutex::new(Vec::new()));
         let binaries = Arc::new(Mutex::new(Vec::new()));
         let gate = Arc::new(Semaphore::new(0));
+        let handshakes = Arc::new(Semaphore::new(0));
         let (tx, endings) = mpsc::unbounded_channel();
         let config = ws_config().accept_unmasked_frames(accept_unmasked);
         let received = Received {
             texts: texts.clone(),
             binaries: binaries.clone(),
         };
-        let (name2, gate2) = (name.to_string(), gate.clone());
+        let (name2, gate2, handshakes2) = (name.to_string(), gate.clone(), handshakes.clone());
         let task = tokio::spawn(async move {
             while let Ok((tcp, _)) = listener.accept().await {
                 let (name, received, gate, tx) =
                     (name2.clone(), received.clone(), gate2.clone(), tx.clone());
+                let handshakes = handshakes2.clone();
                 tokio::spawn(async move {
-                    let Ok(ws) =
-                        tokio_tungstenite::accept_async_with_config(tcp, Some(config)).await
-                    else {
+                    let ws = if hold {
+                        held_handshake(tcp, &handshakes, config).await
+                    } else {
+                        tokio_tungstenite::accept_async_with_config(tcp, Some(config))
+                            .await
+                            .ok()
+                    };
+                    let Some(ws) = ws else {
                         return;
                     };
                     let ending = serve_recorded(ws, &name, &received, &gate).await;
@@ -233,8 +251,14 @@ impl Recorder {
             binaries,
             endings,
             gate,
+            handshakes,
             task,
         }
+    }
+
+    /// Lets one held upgrade request be answered with 101.
+    pub fn release_handshake(&self) {
+        self.handshakes.add_permits(1);
     }
 
     /// How the next connection ended (waits for it).
@@ -254,6 +278,40 @@ impl Recorder {
     pub fn release(&self) {
         self.gate.add_permits(1);
     }
+}
+
+/// Reads an upgrade request, waits for a permit, then answers 101 by hand.
+async fn held_handshake(
+    mut tcp: TcpStream,
+    permits: &Semaphore,
+    config: tokio_tungstenite::tungstenite::protocol::WebSocketConfig,
+) -> Option<tokio_tungstenite::WebSocketStream<TcpStream>> {
+    let mut head = Vec::new();
+    while !head.ends_with(b"\r\n\r\n") {
+        head.push(tcp.read_u8().await.ok()?);
+    }
+    let head = String::from_utf8_lossy(&head).into_owned();
+    let key = head.lines().find_map(|l| {
+        let (name, value) = l.split_once(':')?;
+        name.trim()
+            .eq_ignore_ascii_case("sec-websocket-key")
+            .then(|| value.trim().to_string())
+    })?;
+    permits.acquire().await.ok()?.forget();
+    let accept = tokio_tungstenite::tungstenite::handshake::derive_accept_key(key.as_bytes());
+    let response = format!(
+        "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+         Sec-WebSocket-Accept: {accept}\r\n\r\n"
+    );
+    tcp.write_all(response.as_bytes()).await.ok()?;
+    Some(
+        tokio_tungstenite::WebSocketStream::from_raw_socket(
+            tcp,
+            tokio_tungstenite::tungstenite::protocol::Role::Server,
+            Some(config),
+        )
+        .await,
+    )
 }
 
 /// Where a [`Recorder`] connection keeps what it received.
