@@ -7,12 +7,15 @@
 //!   publishes; the commands observers send to it.
 //! - [`proxy`]: listeners, TLS, the HTTP upgrade, backend pools, the tunnel relay and
 //!   its sans-IO frame scanner. Knows nothing of any observer.
+//! - [`dashboard`]: the ratatui inspector. Sees only events, snapshots and the
+//!   control handle, never proxy internals.
 //! - [`demo`]: in-process backends and synthetic clients for `tunnelscope demo`.
 //!
 //! Only `main.rs` wires the parts together.
 
 pub mod config;
 pub mod control;
+pub mod dashboard;
 pub mod demo;
 pub mod event;
 pub mod proxy;

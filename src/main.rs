@@ -1,12 +1,19 @@
-//! The `tunnelscope` command: loads the configuration, starts the proxy, and waits
-//! for a signal. Wiring only; everything else lives in the library.
+//! The `tunnelscope` command: loads the configuration, starts the proxy, and runs
+//! the dashboard (or waits for a signal when headless). Wiring only; everything
+//! else lives in the library.
 
+use std::future::Future;
+use std::io::IsTerminal;
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use clap::{Args, Parser, Subcommand};
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::util::SubscriberInitExt;
 use tunnelscope::config::Config;
+use tunnelscope::dashboard::{self, input::KillClose, Exit, LogReceiver};
+use tunnelscope::proxy::ProxyHandle;
 
 /// WebSocket-aware reverse proxy and load balancer with a live terminal inspector.
 #[derive(Parser, Debug)]
@@ -23,12 +30,22 @@ struct Cli {
     /// Quick start: a backend `host:port`; repeat for several (balanced least_conn).
     #[arg(long, value_name = "HOST:PORT", requires = "listen")]
     upstream: Vec<String>,
-    /// Run without the dashboard (logs go to stderr).
+    #[command(flatten)]
+    run: RunArgs,
+}
+
+/// How to run: with or without the dashboard, and where logs go.
+#[derive(Args, Debug, Clone)]
+struct RunArgs {
+    /// No dashboard: logs go to stderr. Implied when stdout is not a terminal.
     #[arg(long)]
     headless: bool,
     /// Log filter, e.g. `info`, `debug`, `tunnelscope=debug` (RUST_LOG also works).
     #[arg(long, value_name = "FILTER", default_value = "info")]
     log: String,
+    /// With the dashboard, logs are appended to this file (and shown in its log pane).
+    #[arg(long, value_name = "FILE", default_value = "tunnelscope.log")]
+    log_file: PathBuf,
 }
 
 #[derive(Subcommand, Debug)]
@@ -41,33 +58,23 @@ enum Cmd {
     /// Run the built-in demo: three backends and synthetic clients behind the proxy
     /// on 127.0.0.1:8080 (or a free port), plus a chat page for your browser.
     Demo {
-        /// Run without the dashboard.
-        #[arg(long)]
-        headless: bool,
-        /// Log filter.
-        #[arg(long, value_name = "FILTER", default_value = "info")]
-        log: String,
+        #[command(flatten)]
+        run: RunArgs,
     },
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    if let Some(Cmd::Check { file }) = &cli.command {
-        return match Config::load(file) {
-            Ok(config) => {
-                println!("{}: ok", file.display());
-                print!("{}", config.check_report());
-                ExitCode::SUCCESS
-            }
-            Err(e) => {
-                eprintln!("error: {e}");
-                ExitCode::from(2)
-            }
-        };
-    }
-    if let Some(Cmd::Demo { headless: _, log }) = &cli.command {
-        init_logging(log);
-        return block_on(demo());
+    match &cli.command {
+        Some(Cmd::Check { file }) => return check(file),
+        Some(Cmd::Demo { run }) => {
+            let logs = match init_logging(run) {
+                Ok(logs) => logs,
+                Err(e) => return fail(e),
+            };
+            return block_on(demo(logs));
+        }
+        None => {}
     }
     let config = match (&cli.config, cli.listen) {
         (Some(path), _) => match Config::load(path) {
@@ -80,17 +87,72 @@ fn main() -> ExitCode {
         (None, Some(listen)) => Config::quick(listen, &cli.upstream),
         (None, None) => {
             eprintln!(
-                "error: give --config FILE, or --listen ADDR --upstream HOST:PORT for a quick start\n\
-                 (see `tunnelscope --help` and assets/tunnelscope.toml)"
+                "error: give --config FILE, or --listen ADDR --upstream HOST:PORT for a quick start,\n\
+                 or run `tunnelscope demo` (see `tunnelscope --help` and assets/tunnelscope.toml)"
             );
             return ExitCode::from(2);
         }
     };
-    init_logging(&cli.log);
-    block_on(run(config))
+    let logs = match init_logging(&cli.run) {
+        Ok(logs) => logs,
+        Err(e) => return fail(e),
+    };
+    block_on(run(config, logs))
 }
 
-fn block_on(job: impl std::future::Future<Output = anyhow::Result<()>>) -> ExitCode {
+fn check(file: &Path) -> ExitCode {
+    match Config::load(file) {
+        Ok(config) => {
+            println!("{}: ok", file.display());
+            print!("{}", config.check_report());
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn fail(e: anyhow::Error) -> ExitCode {
+    eprintln!("error: {e:#}");
+    ExitCode::FAILURE
+}
+
+/// Headless: logs to stderr, returns `None`. With the dashboard: logs to the log file
+/// and the dashboard's log pane, never onto the screen.
+fn init_logging(args: &RunArgs) -> anyhow::Result<Option<LogReceiver>> {
+    let filter = || {
+        tracing_subscriber::EnvFilter::try_from_default_env()
+            .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(&args.log))
+    };
+    if args.headless || !std::io::stdout().is_terminal() {
+        tracing_subscriber::fmt()
+            .with_env_filter(filter())
+            .with_writer(std::io::stderr)
+            .with_ansi(std::io::stderr().is_terminal())
+            .init();
+        return Ok(None);
+    }
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&args.log_file)
+        .map_err(|e| anyhow::anyhow!("log file {}: {e}", args.log_file.display()))?;
+    let (pane, logs) = dashboard::log_channel(1024);
+    tracing_subscriber::registry()
+        .with(filter())
+        .with(
+            tracing_subscriber::fmt::layer()
+                .with_writer(std::sync::Mutex::new(file))
+                .with_ansi(false),
+        )
+        .with(pane)
+        .init();
+    Ok(Some(logs))
+}
+
+fn block_on(job: impl Future<Output = anyhow::Result<()>>) -> ExitCode {
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(rt) => rt,
         Err(e) => {
@@ -100,53 +162,95 @@ fn block_on(job: impl std::future::Future<Output = anyhow::Result<()>>) -> ExitC
     };
     match runtime.block_on(job) {
         Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("error: {e:#}");
-            ExitCode::FAILURE
-        }
+        Err(e) => fail(e),
     }
 }
 
-async fn demo() -> anyhow::Result<()> {
+async fn run(config: Config, logs: Option<LogReceiver>) -> anyhow::Result<()> {
+    let mut signals = Signals::new()?;
+    let kill = KillClose(
+        config.proxy.kill_close_code,
+        config.proxy.kill_close_reason.clone(),
+    );
+    let proxy = tunnelscope::proxy::start(config).await?;
+    if attend(&proxy, logs, None, kill, &mut signals).await? {
+        proxy.shutdown();
+        finish(proxy.wait(), &mut signals).await;
+    }
+    Ok(())
+}
+
+async fn demo(logs: Option<LogReceiver>) -> anyhow::Result<()> {
     let mut signals = Signals::new()?;
     let demo = tunnelscope::demo::Demo::start().await?;
-    eprintln!("{}", demo.summary());
-    let first = signals.next().await;
-    tracing::info!("{first} received: stopping the demo");
+    if logs.is_none() {
+        eprintln!("{}", demo.summary());
+    }
+    let banner = format!(
+        "demo: open {} in a browser to join the chat · d drain · x kill · ? help",
+        demo.url
+    );
+    let stop = attend(
+        &demo.proxy,
+        logs,
+        Some(banner),
+        KillClose::default(),
+        &mut signals,
+    )
+    .await?;
+    if stop {
+        finish(demo.stop(), &mut signals).await;
+    }
+    Ok(())
+}
+
+/// Runs until it is time to stop: the dashboard quits, or a signal arrives (headless
+/// or not). Returns false when the proxy already stopped by itself.
+async fn attend(
+    proxy: &ProxyHandle,
+    logs: Option<LogReceiver>,
+    banner: Option<String>,
+    kill_close: KillClose,
+    signals: &mut Signals,
+) -> anyhow::Result<bool> {
+    let Some(logs) = logs else {
+        let first = signals.next().await;
+        tracing::info!("{first} received: closing tunnels (send it again to exit at once)");
+        return Ok(true);
+    };
+    // Subscribe before the first snapshot so nothing falls between them.
+    let events = proxy.subscribe();
+    let options = dashboard::Options {
+        logs: Some(logs),
+        banner,
+        kill_close,
+        ..Default::default()
+    };
     tokio::select! {
-        _ = demo.stop() => {}
+        exit = dashboard::run_terminal(events, || proxy.snapshot(), proxy.control(), options) => {
+            match exit? {
+                Exit::ProxyStopped => Ok(false),
+                Exit::Quit | Exit::InputClosed => Ok(true),
+            }
+        }
+        // The terminal is restored when the dashboard future is dropped here.
+        first = signals.next() => {
+            tracing::info!("{first} received: closing tunnels");
+            Ok(true)
+        }
+    }
+}
+
+/// Waits for a graceful stop; a second signal exits at once.
+async fn finish(stop: impl Future<Output = ()>, signals: &mut Signals) {
+    eprintln!("tunnelscope: closing tunnels (Ctrl-C again to exit at once)");
+    tokio::select! {
+        _ = stop => {}
         second = signals.next() => {
             tracing::warn!("second {second}: exiting now");
             std::process::exit(130);
         }
     }
-    Ok(())
-}
-
-fn init_logging(default: &str) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
-}
-
-async fn run(config: Config) -> anyhow::Result<()> {
-    let mut signals = Signals::new()?;
-    let proxy = tunnelscope::proxy::start(config).await?;
-    let first = signals.next().await;
-    tracing::info!("{first} received: closing tunnels (send it again to exit at once)");
-    proxy.shutdown();
-    tokio::select! {
-        _ = proxy.wait() => {}
-        second = signals.next() => {
-            tracing::warn!("second {second}: exiting now");
-            std::process::exit(130);
-        }
-    }
-    Ok(())
 }
 
 /// SIGINT and SIGTERM, listened for from before the proxy starts so that no signal

@@ -1,0 +1,502 @@
+//! Key handling: the [`Ui`] view state (focus, selections, sort, filter, popups) and
+//! [`handle`], which turns a key into UI changes and at most one [`Effect`].
+//!
+//! Destructive commands (kill, close a tunnel, quit with tunnels open) only come out
+//! of here after a confirm popup has been answered with `y`/Enter; drain and enable act
+//! at once because they are undone by pressing the key again.
+
+use std::net::SocketAddr;
+use std::time::SystemTime;
+
+use crate::control::{Command, CLOSE_GOING_AWAY, CLOSE_SERVICE_RESTART};
+use crate::event::{AdminState, BackendId, FrameSample, TunnelId};
+use crossterm::event::{KeyCode, KeyEvent, KeyEventKind, KeyModifiers};
+
+use super::fmt::close_code_name;
+use super::keys::action_for;
+pub use super::keys::{Action, Scope};
+use super::rows::{tunnel_rows, Row, SortKey};
+use super::state::State;
+
+/// Rows moved by PgUp/PgDn.
+const PAGE: usize = 10;
+
+/// The reason sent with close frames the dashboard asks for.
+const KILL_REASON: &str = "backend killed by operator";
+const CLOSE_REASON: &str = "closed by operator";
+
+/// What the run loop must do after a key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Effect {
+    /// Send a command to the proxy core.
+    Send(Command),
+    /// Leave the dashboard; the caller shuts the proxy down.
+    Quit,
+}
+
+/// The overview panel that has the keyboard.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Panel {
+    Backends,
+    #[default]
+    Tunnels,
+}
+
+/// A destructive action waiting for a yes or no.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Pending {
+    Kill {
+        backend: BackendId,
+        tunnels: u64,
+        /// The Close frame the backend's clients get (`[proxy] kill_close_*`).
+        code: u16,
+        reason: String,
+    },
+    CloseTunnel {
+        id: TunnelId,
+        client: SocketAddr,
+        backend: Option<BackendId>,
+    },
+    Quit {
+        tunnels: usize,
+    },
+}
+
+fn tunnels_word(n: u64) -> String {
+    if n == 1 {
+        "1 tunnel".to_string()
+    } else {
+        format!("{n} tunnels")
+    }
+}
+
+impl Pending {
+    /// The question the popup asks, naming what will be closed and with which code.
+    pub fn message(&self) -> String {
+        match self {
+            Pending::Kill {
+                backend,
+                tunnels,
+                code,
+                ..
+            } => format!(
+                "Kill backend {backend}? {} will be closed with code {code} ({}).",
+                tunnels_word(*tunnels),
+                close_code_name(*code),
+            ),
+            Pending::CloseTunnel {
+                id,
+                client,
+                backend,
+            } => {
+                let to = backend
+                    .as_ref()
+                    .map(|b| format!(" → {b}"))
+                    .unwrap_or_default();
+                format!(
+                    "Close tunnel #{id} ({client}{to})? It will be closed with code {CLOSE_SERVICE_RESTART} ({}).",
+                    close_code_name(CLOSE_SERVICE_RESTART),
+                )
+            }
+            Pending::Quit { tunnels } => format!(
+                "Quit tunnelscope? {} open will be closed with code {CLOSE_GOING_AWAY} ({}).",
+                tunnels_word(*tunnels as u64),
+                close_code_name(CLOSE_GOING_AWAY),
+            ),
+        }
+    }
+
+    /// A second line saying what happens afterwards.
+    pub fn consequence(&self) -> &'static str {
+        match self {
+            Pending::Kill { .. } => "It takes no new tunnels until enabled again (e).",
+            Pending::CloseTunnel { .. } => "The client may reconnect to any backend.",
+            Pending::Quit { .. } => "The proxy stops once they have closed.",
+        }
+    }
+
+    fn effect(&self) -> Effect {
+        match self {
+            Pending::Kill {
+                backend,
+                code,
+                reason,
+                ..
+            } => Effect::Send(Command::Kill {
+                backend: backend.clone(),
+                code: *code,
+                reason: reason.clone(),
+            }),
+            Pending::CloseTunnel { id, .. } => Effect::Send(Command::CloseTunnel {
+                id: *id,
+                code: CLOSE_SERVICE_RESTART,
+                reason: CLOSE_REASON.into(),
+            }),
+            Pending::Quit { .. } => Effect::Quit,
+        }
+    }
+}
+
+/// A modal popup.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Popup {
+    Confirm(Pending),
+    Help,
+    /// The `/` prompt; typing edits [`Ui::filter`] live.
+    Filter,
+}
+
+/// The detail view of one tunnel.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Detail {
+    pub id: TunnelId,
+    /// The frame tail as it was when paused; `None` while following live frames.
+    pub frozen: Option<Vec<FrameSample>>,
+    /// Frames scrolled back from the newest shown (0 = bottom).
+    pub scroll: usize,
+}
+
+/// A short message in the footer after an action, e.g. "drain sent".
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Flash {
+    pub text: String,
+    pub at: SystemTime,
+    pub error: bool,
+}
+
+/// Everything about the screen that is not about the proxy. Only [`handle`] (and the
+/// run loop, for flashes) changes it; rendering reads it.
+#[derive(Debug, Clone, Default)]
+pub struct Ui {
+    pub focus: Panel,
+    pub backend_sel: usize,
+    /// The selected tunnel, followed by id so live re-sorting does not move the cursor
+    /// to another tunnel.
+    pub tunnel_sel: Option<TunnelId>,
+    /// Where the selection was, used when the selected tunnel disappears.
+    pub tunnel_idx: usize,
+    pub sort: SortKey,
+    pub sort_desc: bool,
+    pub filter: String,
+    pub popup: Option<Popup>,
+    pub detail: Option<Detail>,
+    pub show_log: bool,
+    pub flash: Option<Flash>,
+    /// Close code and reason a kill sends (the proxy's `kill_close_code/_reason`).
+    pub kill_close: KillClose,
+}
+
+/// The Close frame a kill sends to the backend's clients.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KillClose(pub u16, pub String);
+
+impl Default for KillClose {
+    fn default() -> Self {
+        KillClose(CLOSE_SERVICE_RESTART, KILL_REASON.into())
+    }
+}
+
+impl Ui {
+    /// Which bindings apply now.
+    pub fn scope(&self) -> Scope {
+        match &self.popup {
+            Some(Popup::Confirm(_)) => Scope::Confirm,
+            Some(Popup::Help) => Scope::Help,
+            Some(Popup::Filter) => Scope::Filter,
+            None if self.detail.is_some() => Scope::Detail,
+            None => Scope::Overview,
+        }
+    }
+
+    /// The tunnel rows as the Tunnels panel shows them.
+    pub fn rows<'a>(&self, state: &'a State) -> Vec<Row<'a>> {
+        tunnel_rows(state, self.sort, self.sort_desc, &self.filter)
+    }
+
+    /// Index of the selected row in `rows`: the selected tunnel if still listed, else
+    /// the same position, else nothing when the list is empty.
+    pub fn selected_index(&self, rows: &[Row]) -> Option<usize> {
+        if rows.is_empty() {
+            return None;
+        }
+        self.tunnel_sel
+            .and_then(|id| rows.iter().position(|r| r.tunnel.id == id))
+            .or(Some(self.tunnel_idx.min(rows.len() - 1)))
+    }
+
+    /// The selected backend's index, clamped to the list.
+    pub fn backend_index(&self, state: &State) -> Option<usize> {
+        (!state.backends.is_empty()).then(|| self.backend_sel.min(state.backends.len() - 1))
+    }
+
+    /// Puts a message in the footer.
+    pub fn flash(&mut self, text: impl Into<String>, at: SystemTime, error: bool) {
+        self.flash = Some(Flash {
+            text: text.into(),
+            at,
+            error,
+        });
+    }
+
+    fn select_row(&mut self, rows: &[Row], idx: usize) {
+        if let Some(r) = rows.get(idx) {
+            self.tunnel_sel = Some(r.tunnel.id);
+            self.tunnel_idx = idx;
+        }
+    }
+}
+
+/// Handles one key: updates `ui` and says what else must happen.
+pub fn handle(key: KeyEvent, state: &State, ui: &mut Ui) -> Option<Effect> {
+    let scope = ui.scope();
+    let action = action_for(&key, scope);
+    if scope == Scope::Filter && action.is_none() {
+        edit_filter(key, ui);
+        return None;
+    }
+    perform(action?, state, ui)
+}
+
+fn edit_filter(key: KeyEvent, ui: &mut Ui) {
+    if key.kind == KeyEventKind::Release {
+        return;
+    }
+    match key.code {
+        KeyCode::Char(c) if !key.modifiers.contains(KeyModifiers::CONTROL) => ui.filter.push(c),
+        KeyCode::Backspace => {
+            ui.filter.pop();
+        }
+        _ => {}
+    }
+}
+
+/// Carries out `action` as if its key had been pressed.
+pub fn perform(action: Action, state: &State, ui: &mut Ui) -> Option<Effect> {
+    let now = state.now;
+    match ui.scope() {
+        Scope::Confirm => {
+            let Some(Popup::Confirm(pending)) = ui.popup.take() else {
+                return None;
+            };
+            return match action {
+                Action::Confirm => {
+                    if let Pending::Kill { backend, .. } = &pending {
+                        ui.flash(format!("kill sent: {backend}"), now, false);
+                    } else if let Pending::CloseTunnel { id, .. } = &pending {
+                        ui.flash(format!("close sent: tunnel #{id}"), now, false);
+                    }
+                    Some(pending.effect())
+                }
+                _ => None,
+            };
+        }
+        Scope::Help | Scope::Filter => {
+            if ui.popup == Some(Popup::Filter) {
+                if action == Action::Cancel {
+                    ui.filter.clear();
+                } else {
+                    ui.focus = Panel::Tunnels;
+                }
+            }
+            ui.popup = None;
+            return None;
+        }
+        Scope::Any | Scope::Detail | Scope::Overview => {}
+    }
+    match action {
+        Action::MoveUp => move_by(state, ui, -1),
+        Action::MoveDown => move_by(state, ui, 1),
+        Action::PageUp => move_by(state, ui, -(PAGE as isize)),
+        Action::PageDown => move_by(state, ui, PAGE as isize),
+        Action::Top => move_by(state, ui, isize::MIN / 2),
+        Action::Bottom => move_by(state, ui, isize::MAX / 2),
+        Action::NextPanel | Action::PrevPanel => {
+            ui.focus = match ui.focus {
+                Panel::Backends => Panel::Tunnels,
+                Panel::Tunnels => Panel::Backends,
+            };
+        }
+        Action::Open => open(state, ui),
+        Action::Back => {
+            if ui.detail.take().is_none() {
+                ui.filter.clear();
+            }
+        }
+        Action::Drain => return drain(state, ui),
+        Action::Enable => return enable(state, ui),
+        Action::Kill => {
+            let b = ui.backend_index(state).map(|i| &state.backends[i])?;
+            ui.popup = Some(Popup::Confirm(Pending::Kill {
+                backend: b.id.clone(),
+                tunnels: b.active_tunnels,
+                code: ui.kill_close.0,
+                reason: ui.kill_close.1.clone(),
+            }));
+        }
+        Action::CloseTunnel => close_tunnel(state, ui),
+        Action::Filter => ui.popup = Some(Popup::Filter),
+        Action::Sort => {
+            ui.sort = ui.sort.next();
+            ui.flash(format!("sorted by {}", ui.sort.name()), now, false);
+        }
+        Action::SortReverse => ui.sort_desc = !ui.sort_desc,
+        Action::Pause => toggle_pause(state, ui),
+        Action::ToggleLog => ui.show_log = !ui.show_log,
+        Action::Help => ui.popup = Some(Popup::Help),
+        Action::Quit => {
+            let tunnels = state.live_count();
+            if tunnels == 0 {
+                return Some(Effect::Quit);
+            }
+            ui.popup = Some(Popup::Confirm(Pending::Quit { tunnels }));
+        }
+        Action::Confirm | Action::Cancel => {}
+    }
+    None
+}
+
+fn move_by(state: &State, ui: &mut Ui, delta: isize) {
+    if let Some(d) = ui.detail.as_mut() {
+        // Scrolling back through a moving tail would make rows jump: freeze it first.
+        if delta < 0 && d.frozen.is_none() {
+            d.frozen = state
+                .find(d.id)
+                .map(|(t, _)| t.tail.iter().cloned().collect());
+            ui.flash = Some(Flash {
+                text: "tail paused while scrolling back (p resumes)".into(),
+                at: state.now,
+                error: false,
+            });
+        }
+        let len = tail_len(state, d);
+        d.scroll = clamp(d.scroll as isize - delta, len.saturating_sub(1));
+        return;
+    }
+    match ui.focus {
+        Panel::Backends => {
+            let n = state.backends.len();
+            ui.backend_sel = clamp(ui.backend_sel.min(n) as isize + delta, n.saturating_sub(1));
+        }
+        Panel::Tunnels => {
+            let rows = ui.rows(state);
+            let Some(i) = ui.selected_index(&rows) else {
+                return;
+            };
+            let i = clamp(i as isize + delta, rows.len() - 1);
+            ui.select_row(&rows, i);
+        }
+    }
+}
+
+fn clamp(v: isize, max: usize) -> usize {
+    v.clamp(0, max as isize) as usize
+}
+
+/// How many frames the detail view can scroll through.
+pub fn tail_len(state: &State, d: &Detail) -> usize {
+    match &d.frozen {
+        Some(f) => f.len(),
+        None => state.find(d.id).map_or(0, |(t, _)| t.tail.len()),
+    }
+}
+
+fn open(state: &State, ui: &mut Ui) {
+    match ui.focus {
+        // On a backend, Enter narrows the tunnel list to it: the usual next question.
+        Panel::Backends => {
+            if let Some(i) = ui.backend_index(state) {
+                ui.filter = state.backends[i].id.to_string();
+                ui.focus = Panel::Tunnels;
+            }
+        }
+        Panel::Tunnels => {
+            let rows = ui.rows(state);
+            if let Some(i) = ui.selected_index(&rows) {
+                ui.select_row(&rows, i);
+                ui.detail = Some(Detail {
+                    id: rows[i].tunnel.id,
+                    frozen: None,
+                    scroll: 0,
+                });
+            }
+        }
+    }
+}
+
+fn drain(state: &State, ui: &mut Ui) -> Option<Effect> {
+    let b = ui.backend_index(state).map(|i| &state.backends[i])?;
+    let (cmd, what) = match b.admin {
+        AdminState::Active => (Command::Drain(b.id.clone()), "drain"),
+        AdminState::Draining | AdminState::Drained => (Command::Undrain(b.id.clone()), "undrain"),
+        AdminState::Disabled => {
+            ui.flash(
+                format!("{} is disabled: e enables it", b.id),
+                state.now,
+                true,
+            );
+            return None;
+        }
+    };
+    ui.flash(format!("{what} sent: {}", b.id), state.now, false);
+    Some(Effect::Send(cmd))
+}
+
+fn enable(state: &State, ui: &mut Ui) -> Option<Effect> {
+    let b = ui.backend_index(state).map(|i| &state.backends[i])?;
+    let cmd = match b.admin {
+        AdminState::Disabled => Command::Enable(b.id.clone()),
+        AdminState::Draining | AdminState::Drained => Command::Undrain(b.id.clone()),
+        AdminState::Active => {
+            ui.flash(format!("{} is already active", b.id), state.now, false);
+            return None;
+        }
+    };
+    ui.flash(format!("enable sent: {}", b.id), state.now, false);
+    Some(Effect::Send(cmd))
+}
+
+fn close_tunnel(state: &State, ui: &mut Ui) {
+    let now = state.now;
+    let id = match &ui.detail {
+        Some(d) => Some(d.id),
+        None if ui.focus == Panel::Tunnels => {
+            let rows = ui.rows(state);
+            ui.selected_index(&rows).map(|i| rows[i].tunnel.id)
+        }
+        None => {
+            ui.flash(
+                "select a tunnel first (Tab to the Tunnels panel)",
+                now,
+                true,
+            );
+            return;
+        }
+    };
+    let Some((t, closed)) = id.and_then(|id| state.find(id)) else {
+        return;
+    };
+    if closed.is_some() {
+        ui.flash(format!("tunnel #{} has already closed", t.id), now, true);
+    } else if t.handshake.is_none() {
+        ui.flash(format!("tunnel #{} is still handshaking", t.id), now, true);
+    } else {
+        ui.popup = Some(Popup::Confirm(Pending::CloseTunnel {
+            id: t.id,
+            client: t.client,
+            backend: t.backend.clone(),
+        }));
+    }
+}
+
+fn toggle_pause(state: &State, ui: &mut Ui) {
+    let Some(d) = ui.detail.as_mut() else {
+        return;
+    };
+    if d.frozen.take().is_none() {
+        d.frozen = state
+            .find(d.id)
+            .map(|(t, _)| t.tail.iter().cloned().collect());
+    } else {
+        d.scroll = 0;
+    }
+}

@@ -1,0 +1,204 @@
+//! The live terminal dashboard. It sees the proxy only through the event bus, a
+//! snapshot function and the control handle; it never touches proxy internals.
+//!
+//! - [`state`]: the pure model, built from a snapshot and advanced by events.
+//! - [`keys`] and [`input`]: the binding table, and keys → UI changes and commands.
+//! - [`ui`]: rendering, a pure function of `&State` and `&Ui`.
+//! - [`logs`]: a tracing layer that feeds the log pane instead of the screen.
+//!
+//! [`run`] is the loop (generic over the ratatui backend so tests draw into a
+//! `TestBackend`); [`run_terminal`] wraps it with a real terminal.
+
+pub mod fmt;
+pub mod input;
+pub mod keys;
+pub mod logs;
+pub mod rates;
+pub mod rows;
+pub mod state;
+mod theme;
+pub mod ui;
+
+use std::io;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, SystemTime};
+
+use crate::control::ControlHandle;
+use crate::event::{Event, Snapshot};
+use crossterm::event::{Event as TermEvent, EventStream, KeyEvent};
+use futures_util::StreamExt;
+use ratatui::backend::Backend;
+use ratatui::Terminal;
+use tokio::sync::broadcast::error::TryRecvError;
+use tokio::sync::{broadcast, mpsc};
+use tokio::time::MissedTickBehavior;
+
+pub use input::{handle, Effect, Ui};
+pub use logs::{log_channel, LogLayer, LogReceiver};
+pub use state::State;
+
+/// The dashboard's frame period: 10 frames per second.
+pub const TICK: Duration = Duration::from_millis(100);
+
+/// Why the dashboard returned.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Exit {
+    /// The user quit: the caller should shut the proxy down gracefully.
+    Quit,
+    /// The event bus closed: the proxy has stopped on its own.
+    ProxyStopped,
+    /// The key source ended (the terminal went away).
+    InputClosed,
+}
+
+/// Everything about a run that has a sensible default.
+#[derive(Debug)]
+pub struct Options {
+    /// Time between frames.
+    pub tick: Duration,
+    /// A line under the header (for example the demo's URL).
+    pub banner: Option<String>,
+    /// Log lines for the log pane, from [`log_channel`].
+    pub logs: Option<LogReceiver>,
+    /// The Close code and reason a kill sends.
+    pub kill_close: input::KillClose,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Self {
+            tick: TICK,
+            banner: None,
+            logs: None,
+            kill_close: input::KillClose::default(),
+        }
+    }
+}
+
+/// Runs the dashboard on `terminal` until the user quits or the proxy stops.
+///
+/// On every tick (and on every key) it applies all pending events (resyncing from
+/// `snapshot()` if the bus lagged), handles pending keys, and draws once, so a burst of
+/// events costs one frame, not one per event.
+pub async fn run<B: Backend>(
+    terminal: &mut Terminal<B>,
+    mut events: broadcast::Receiver<Event>,
+    snapshot: impl Fn() -> Snapshot,
+    control: ControlHandle,
+    mut keys: mpsc::Receiver<KeyEvent>,
+    mut options: Options,
+) -> Result<Exit, B::Error> {
+    let mut state = State::from_snapshot(snapshot(), SystemTime::now());
+    state.banner = options.banner.take();
+    let mut ui = Ui {
+        kill_close: options.kill_close.clone(),
+        ..Ui::default()
+    };
+    let mut tick = tokio::time::interval(options.tick);
+    // After a stall, draw once and carry on rather than drawing the missed frames.
+    tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    let mut pending_keys = Vec::new();
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            key = keys.recv() => match key {
+                Some(k) => pending_keys.push(k),
+                None => return Ok(Exit::InputClosed),
+            },
+        }
+        let now = SystemTime::now();
+        let bus_closed = drain_events(&mut events, &mut state, now);
+        if state.needs_resync() {
+            state.resync(snapshot(), now);
+        }
+        state.tick(now);
+        if let Some(logs) = options.logs.as_mut() {
+            while let Ok(rec) = logs.rx.try_recv() {
+                state.push_log(rec.level, rec.line);
+            }
+            state.logs_dropped = logs.dropped.load(Ordering::Relaxed);
+        }
+        while let Ok(k) = keys.try_recv() {
+            pending_keys.push(k);
+        }
+        for key in pending_keys.drain(..) {
+            match handle(key, &state, &mut ui) {
+                Some(Effect::Quit) => return Ok(Exit::Quit),
+                Some(Effect::Send(cmd)) => {
+                    // try_send: a full control queue must not freeze the screen.
+                    if let Err(e) = control.try_send(cmd) {
+                        ui.flash(format!("command not sent: {e}"), now, true);
+                    }
+                }
+                None => {}
+            }
+        }
+        terminal.draw(|f| ui::draw(f, &state, &ui))?;
+        if bus_closed {
+            return Ok(Exit::ProxyStopped);
+        }
+    }
+}
+
+/// Applies every event waiting on the bus; returns whether the bus has closed.
+fn drain_events(
+    events: &mut broadcast::Receiver<Event>,
+    state: &mut State,
+    now: SystemTime,
+) -> bool {
+    loop {
+        match events.try_recv() {
+            Ok(ev) => state.apply(&ev, now),
+            Err(TryRecvError::Empty) => return false,
+            // Missed events cannot be replayed: note it and rebuild from a snapshot.
+            Err(TryRecvError::Lagged(_)) => state.on_lagged(),
+            Err(TryRecvError::Closed) => return true,
+        }
+    }
+}
+
+/// Restores the terminal when dropped, so every way out of [`run_terminal`] (return,
+/// error, unwinding) leaves the shell usable.
+struct Restore;
+
+impl Drop for Restore {
+    fn drop(&mut self) {
+        ratatui::restore();
+    }
+}
+
+/// Runs the dashboard on the real terminal: raw mode, alternate screen, a panic hook
+/// that restores the terminal before the panic message prints, and keys from
+/// crossterm's event stream. The terminal is restored on every exit.
+///
+/// Call it only when stdout is a terminal, and route logs away from stdout/stderr
+/// first (see [`log_channel`]).
+pub async fn run_terminal(
+    events: broadcast::Receiver<Event>,
+    snapshot: impl Fn() -> Snapshot,
+    control: ControlHandle,
+    options: Options,
+) -> io::Result<Exit> {
+    // try_init installs ratatui's restoring panic hook before touching the terminal.
+    let mut terminal = ratatui::try_init()?;
+    let _restore = Restore;
+    let (tx, rx) = mpsc::channel(64);
+    let reader = tokio::spawn(async move {
+        let mut stream = EventStream::new();
+        while let Some(ev) = stream.next().await {
+            match ev {
+                Ok(TermEvent::Key(k)) => {
+                    if tx.send(k).await.is_err() {
+                        break;
+                    }
+                }
+                // Resizes need nothing: every draw fits the current size.
+                Ok(_) => {}
+                Err(_) => break,
+            }
+        }
+    });
+    let exit = run(&mut terminal, events, snapshot, control, rx, options).await;
+    reader.abort();
+    exit
+}

@@ -1,0 +1,493 @@
+//! What the dashboard knows about the proxy: a pure model built from a [`Snapshot`]
+//! and advanced by applying [`Event`]s. No terminal, no channels, no clock of its own
+//! (every call is given `now`), so it is tested by feeding event sequences.
+//!
+//! Everything here is bounded: a frame tail per tunnel, a minute of rates, closed
+//! tunnels for a minute (at most [`CLOSED_MAX`]) and a fixed number of log lines, so a
+//! busy proxy cannot grow the dashboard's memory.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use crate::event::{
+    BackendId, BackendInfo, Dir, Event, FrameSample, Handshake, ListenerInfo, Refusal, Side,
+    Snapshot, TunnelId, TunnelInfo, TunnelStats, Violation,
+};
+use tracing::Level;
+
+use super::rates::{Flow, MsgRate, Rates};
+
+/// Frame samples kept per live tunnel.
+pub const TAIL_CAP: usize = 500;
+/// Frame samples kept per closed tunnel (history is for a glance, not for scrolling).
+pub const CLOSED_TAIL_CAP: usize = 50;
+/// How long a closed tunnel stays listed.
+pub const CLOSED_KEEP: Duration = Duration::from_secs(60);
+/// At most this many closed tunnels are listed, newest kept.
+pub const CLOSED_MAX: usize = 200;
+/// Log lines kept for the log pane.
+pub const LOG_CAP: usize = 1000;
+/// Violations remembered per tunnel (the count goes on).
+const VIOLATIONS_KEPT: usize = 16;
+/// A handshake that has not finished after this long lost its ending while we lagged.
+const PENDING_MAX: Duration = Duration::from_secs(60);
+
+/// A tunnel (or a handshake still in progress) as the dashboard shows it.
+#[derive(Debug, Clone)]
+pub struct Tunnel {
+    pub id: TunnelId,
+    pub opened: SystemTime,
+    pub client: SocketAddr,
+    pub listener: Arc<str>,
+    pub route: Arc<str>,
+    pub path: String,
+    pub backend: Option<BackendId>,
+    /// `None` while the handshake is in progress.
+    pub handshake: Option<Handshake>,
+    pub stats: TunnelStats,
+    /// The most recent frame samples, oldest first.
+    pub tail: VecDeque<FrameSample>,
+    /// Samples ever received, kept or not.
+    pub samples_seen: u64,
+    pub violations: VecDeque<(Dir, Violation)>,
+    pub violation_count: u64,
+    rate: MsgRate,
+    /// Highest sample `seq` kept per direction (client→backend, backend→client).
+    last_seq: [Option<u64>; 2],
+}
+
+impl Tunnel {
+    fn opened(id: TunnelId, at: SystemTime, client: SocketAddr) -> Self {
+        Self {
+            id,
+            opened: at,
+            client,
+            listener: "".into(),
+            route: "".into(),
+            path: String::new(),
+            backend: None,
+            handshake: None,
+            stats: TunnelStats::default(),
+            tail: VecDeque::new(),
+            samples_seen: 0,
+            violations: VecDeque::new(),
+            violation_count: 0,
+            rate: MsgRate::starting(at, 0),
+            last_seq: [None, None],
+        }
+    }
+
+    fn from_info(info: &TunnelInfo, now: SystemTime) -> Self {
+        let mut t = Self::opened(info.id, info.opened, info.client);
+        t.listener = info.listener.clone();
+        t.route = info.route.clone();
+        t.path = info.path.clone();
+        t.backend = info.backend.clone();
+        t.handshake = info.handshake.clone();
+        t.rate = MsgRate::starting(now, messages(&info.stats));
+        t.stats = info.stats.clone();
+        t.push_samples(&info.samples);
+        t
+    }
+
+    /// Messages per second in both directions, as of `now`.
+    pub fn msgs_per_sec(&self, now: SystemTime) -> f64 {
+        self.rate.per_sec(now)
+    }
+
+    /// When the last frame crossed, either way.
+    pub fn last_frame(&self) -> Option<SystemTime> {
+        let a = self.stats.client_to_backend.last_frame;
+        let b = self.stats.backend_to_client.last_frame;
+        a.max(b)
+    }
+
+    pub fn subprotocol(&self) -> Option<&str> {
+        self.handshake.as_ref()?.subprotocol.as_deref()
+    }
+
+    pub fn extensions(&self) -> Option<&str> {
+        self.handshake.as_ref()?.extensions.as_deref()
+    }
+
+    fn push_samples(&mut self, samples: &[FrameSample]) {
+        for s in samples {
+            // A snapshot and the events around it can carry the same sample twice;
+            // `seq` only grows per direction, so anything not newer is a repeat.
+            let last = &mut self.last_seq[s.dir as usize];
+            if last.is_some_and(|l| s.seq <= l) {
+                continue;
+            }
+            *last = Some(s.seq);
+            if self.tail.len() == TAIL_CAP {
+                self.tail.pop_front();
+            }
+            self.tail.push_back(s.clone());
+            self.samples_seen += 1;
+        }
+    }
+}
+
+fn messages(stats: &TunnelStats) -> u64 {
+    stats.client_to_backend.messages + stats.backend_to_client.messages
+}
+
+/// Traffic between two readings of a tunnel's counters, per direction.
+fn delta(old: &TunnelStats, new: &TunnelStats) -> (Flow, Flow) {
+    let d = |o: &crate::event::DirStats, n: &crate::event::DirStats| Flow {
+        msgs: n.messages.saturating_sub(o.messages),
+        bytes: n.bytes.saturating_sub(o.bytes),
+    };
+    (
+        d(&old.client_to_backend, &new.client_to_backend),
+        d(&old.backend_to_client, &new.backend_to_client),
+    )
+}
+
+/// How a listed tunnel ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Ending {
+    Closed {
+        code: Option<u16>,
+        reason: String,
+        side: Side,
+        duration: Duration,
+    },
+    /// The handshake failed; there never was a tunnel.
+    Refused(Refusal),
+    /// It ended while the dashboard lagged behind the event bus.
+    Lost,
+}
+
+/// A tunnel that has ended, kept as history for [`CLOSED_KEEP`].
+#[derive(Debug, Clone)]
+pub struct ClosedTunnel {
+    pub tunnel: Tunnel,
+    pub ending: Ending,
+    pub at: SystemTime,
+}
+
+/// A line for the log pane.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LogLine {
+    pub at: SystemTime,
+    pub level: Level,
+    pub text: String,
+}
+
+/// Proxy-wide counts.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Totals {
+    /// Tunnels established since start (as the core counts them).
+    pub tunnels: u64,
+    pub refused: u64,
+    pub http_requests: u64,
+}
+
+/// The dashboard's model of the proxy.
+#[derive(Debug, Clone)]
+pub struct State {
+    /// The clock as of the last `apply`/`tick`; rendering measures ages against it.
+    pub now: SystemTime,
+    pub started: Option<SystemTime>,
+    pub listeners: Vec<ListenerInfo>,
+    /// In the order the core listed them (configuration order), new ones appended.
+    pub backends: Vec<BackendInfo>,
+    /// Live tunnels and handshakes in progress.
+    pub tunnels: BTreeMap<TunnelId, Tunnel>,
+    /// Ended tunnels, oldest first.
+    pub closed: VecDeque<ClosedTunnel>,
+    pub totals: Totals,
+    pub rates: Rates,
+    pub logs: VecDeque<LogLine>,
+    /// Log lines the tracing layer had to drop because the dashboard fell behind.
+    pub logs_dropped: u64,
+    /// A line shown under the header, e.g. the demo's URL.
+    pub banner: Option<String>,
+    /// Times the dashboard fell behind the bus and resynchronised.
+    pub resyncs: u64,
+    lagged: bool,
+}
+
+impl State {
+    /// The model of a proxy as `snapshot` describes it.
+    pub fn from_snapshot(snapshot: Snapshot, now: SystemTime) -> Self {
+        let mut s = Self {
+            now,
+            started: None,
+            listeners: Vec::new(),
+            backends: Vec::new(),
+            tunnels: BTreeMap::new(),
+            closed: VecDeque::new(),
+            totals: Totals::default(),
+            rates: Rates::default(),
+            logs: VecDeque::new(),
+            logs_dropped: 0,
+            banner: None,
+            resyncs: 0,
+            lagged: false,
+        };
+        s.rates.roll(now);
+        s.load(snapshot, now, false);
+        s
+    }
+
+    /// Advances the model by one event observed at `now`.
+    pub fn apply(&mut self, ev: &Event, now: SystemTime) {
+        self.now = now;
+        self.rates.roll(now);
+        match ev {
+            Event::TunnelOpened {
+                id,
+                at,
+                client,
+                listener,
+                route,
+                path,
+            } => {
+                // Already known when the snapshot was taken after this event was sent.
+                self.tunnels.entry(*id).or_insert_with(|| {
+                    let mut t = Tunnel::opened(*id, *at, *client);
+                    t.listener = listener.clone();
+                    t.route = route.clone();
+                    t.path = path.clone();
+                    t
+                });
+            }
+            Event::BackendChosen { id, backend } => {
+                if let Some(t) = self.tunnels.get_mut(id) {
+                    t.backend = Some(backend.clone());
+                }
+            }
+            Event::Handshake { id, handshake } => {
+                if let Some(t) = self.tunnels.get_mut(id) {
+                    if t.handshake.is_none() {
+                        self.totals.tunnels += 1;
+                    }
+                    t.handshake = Some(handshake.clone());
+                }
+            }
+            Event::Refused { id, refusal } => {
+                self.totals.refused += 1;
+                if let Some(t) = self.tunnels.remove(id) {
+                    self.retire(t, Ending::Refused(refusal.clone()), now);
+                }
+            }
+            Event::FrameStats { id, stats } => {
+                if let Some(t) = self.tunnels.get_mut(id) {
+                    let (c2b, b2c) = delta(&t.stats, stats);
+                    self.rates.add(now, c2b, b2c);
+                    t.stats = stats.clone();
+                    t.rate.record(now, messages(stats));
+                }
+            }
+            Event::FrameSamples { id, samples } => {
+                if let Some(t) = self.tunnels.get_mut(id) {
+                    t.push_samples(samples);
+                }
+            }
+            Event::Violation { id, dir, violation } => {
+                if let Some(t) = self.tunnels.get_mut(id) {
+                    if t.violations.len() == VIOLATIONS_KEPT {
+                        t.violations.pop_front();
+                    }
+                    t.violations.push_back((*dir, *violation));
+                    t.violation_count += 1;
+                }
+            }
+            Event::TunnelClosed {
+                id,
+                code,
+                reason,
+                side,
+                duration,
+                stats,
+            } => {
+                if let Some(mut t) = self.tunnels.remove(id) {
+                    let (c2b, b2c) = delta(&t.stats, stats);
+                    self.rates.add(now, c2b, b2c);
+                    t.stats = stats.clone();
+                    let ending = Ending::Closed {
+                        code: *code,
+                        reason: reason.clone(),
+                        side: *side,
+                        duration: *duration,
+                    };
+                    self.retire(t, ending, now);
+                }
+            }
+            Event::BackendState(info) => self.upsert_backend(info.clone()),
+            Event::HttpRequest { .. } => self.totals.http_requests += 1,
+        }
+    }
+
+    /// Moves time forward without an event: rolls rate buckets, expires history.
+    pub fn tick(&mut self, now: SystemTime) {
+        self.now = now;
+        self.rates.roll(now);
+        while let Some(c) = self.closed.front() {
+            if since(now, c.at) > CLOSED_KEEP || self.closed.len() > CLOSED_MAX {
+                self.closed.pop_front();
+            } else {
+                break;
+            }
+        }
+        let stale: Vec<TunnelId> = self
+            .tunnels
+            .values()
+            .filter(|t| t.handshake.is_none() && since(now, t.opened) > PENDING_MAX)
+            .map(|t| t.id)
+            .collect();
+        for id in stale {
+            if let Some(t) = self.tunnels.remove(&id) {
+                self.retire(t, Ending::Lost, now);
+            }
+        }
+    }
+
+    /// The bus dropped events for us: the next resync must rebuild from a snapshot.
+    pub fn on_lagged(&mut self) {
+        self.lagged = true;
+    }
+
+    /// Whether events were missed since the last resync.
+    pub fn needs_resync(&self) -> bool {
+        self.lagged
+    }
+
+    /// Rebuilds live tunnels and backends from `snapshot` after a lag. Closed history,
+    /// rates, logs and frame tails survive; tunnels that vanished meanwhile move to the
+    /// history as [`Ending::Lost`].
+    pub fn resync(&mut self, snapshot: Snapshot, now: SystemTime) {
+        self.now = now;
+        self.rates.roll(now);
+        self.load(snapshot, now, true);
+        self.lagged = false;
+        self.resyncs += 1;
+    }
+
+    /// Adds a line to the log pane (fed by the tracing layer in [`super::logs`]).
+    pub fn push_log(&mut self, level: Level, line: impl Into<String>) {
+        if self.logs.len() == LOG_CAP {
+            self.logs.pop_front();
+        }
+        self.logs.push_back(LogLine {
+            at: self.now,
+            level,
+            text: line.into(),
+        });
+    }
+
+    /// A live or recently closed tunnel by id.
+    pub fn find(&self, id: TunnelId) -> Option<(&Tunnel, Option<&ClosedTunnel>)> {
+        if let Some(t) = self.tunnels.get(&id) {
+            return Some((t, None));
+        }
+        self.closed
+            .iter()
+            .rev()
+            .find(|c| c.tunnel.id == id)
+            .map(|c| (&c.tunnel, Some(c)))
+    }
+
+    pub fn backend(&self, id: &BackendId) -> Option<&BackendInfo> {
+        self.backends.iter().find(|b| &b.id == id)
+    }
+
+    /// Established tunnels (handshakes in progress not counted).
+    pub fn live_count(&self) -> usize {
+        self.tunnels
+            .values()
+            .filter(|t| t.handshake.is_some())
+            .count()
+    }
+
+    /// How long the proxy has been running.
+    pub fn uptime(&self) -> Option<Duration> {
+        self.started.map(|s| since(self.now, s))
+    }
+
+    /// Each backend's part of the live tunnels, 0.0..=1.0, in `backends` order.
+    pub fn shares(&self) -> Vec<f64> {
+        let total: u64 = self.backends.iter().map(|b| b.active_tunnels).sum();
+        self.backends
+            .iter()
+            .map(|b| {
+                if total == 0 {
+                    0.0
+                } else {
+                    b.active_tunnels as f64 / total as f64
+                }
+            })
+            .collect()
+    }
+
+    fn upsert_backend(&mut self, info: BackendInfo) {
+        match self.backends.iter_mut().find(|b| b.id == info.id) {
+            Some(b) => *b = info,
+            None => self.backends.push(info),
+        }
+    }
+
+    fn retire(&mut self, mut tunnel: Tunnel, ending: Ending, now: SystemTime) {
+        while tunnel.tail.len() > CLOSED_TAIL_CAP {
+            tunnel.tail.pop_front();
+        }
+        tunnel.rate = MsgRate::default();
+        if self.closed.len() == CLOSED_MAX {
+            self.closed.pop_front();
+        }
+        self.closed.push_back(ClosedTunnel {
+            tunnel,
+            ending,
+            at: now,
+        });
+    }
+
+    fn load(&mut self, snapshot: Snapshot, now: SystemTime, merge: bool) {
+        self.listeners = snapshot.listeners;
+        if snapshot.started.is_some() {
+            self.started = snapshot.started;
+        }
+        self.totals.tunnels = snapshot.total_tunnels;
+        for b in snapshot.backends {
+            self.upsert_backend(b);
+        }
+        let mut fresh: BTreeMap<TunnelId, Tunnel> = BTreeMap::new();
+        for info in &snapshot.tunnels {
+            let t = match self.tunnels.remove(&info.id) {
+                Some(mut known) if merge => {
+                    // Traffic we missed while lagging is real traffic: count it.
+                    let (c2b, b2c) = delta(&known.stats, &info.stats);
+                    self.rates.add(now, c2b, b2c);
+                    known.stats = info.stats.clone();
+                    known.backend = info.backend.clone().or(known.backend);
+                    if info.handshake.is_some() {
+                        known.handshake = info.handshake.clone();
+                    }
+                    known.rate.record(now, messages(&info.stats));
+                    known.push_samples(&info.samples);
+                    known
+                }
+                _ => Tunnel::from_info(info, now),
+            };
+            fresh.insert(info.id, t);
+        }
+        // The snapshot lists established tunnels only: handshakes in progress stay,
+        // established ones it no longer lists have closed while we were not looking.
+        for (id, t) in std::mem::take(&mut self.tunnels) {
+            if t.handshake.is_none() {
+                fresh.insert(id, t);
+            } else {
+                self.retire(t, Ending::Lost, now);
+            }
+        }
+        self.tunnels = fresh;
+    }
+}
+
+fn since(now: SystemTime, then: SystemTime) -> Duration {
+    now.duration_since(then).unwrap_or_default()
+}

@@ -1,0 +1,131 @@
+//! The Backends panel: address, admin/health state in colour, live and total tunnels,
+//! a bar of each backend's share of the live tunnels, failures and the last error.
+
+use crate::event::{AdminState, BackendInfo, Health};
+use ratatui::layout::Rect;
+use ratatui::style::{Modifier, Style};
+use ratatui::text::{Line, Span};
+use ratatui::widgets::{Cell, Row, Table, TableState};
+use ratatui::Frame;
+
+use super::super::fmt;
+use super::super::input::{Panel, Ui};
+use super::super::keys::{Action, Scope};
+use super::super::state::State;
+use super::super::theme;
+use super::{fit, hints, panel, widths, Col};
+
+const BAR: u16 = 10;
+
+#[rustfmt::skip]
+const COLS: [Col; 7] = [
+    Col { title: "Backend", width: 20, prio: 0, flex: false },
+    Col { title: "State", width: 19, prio: 1, flex: false },
+    Col { title: "Live", width: 5, prio: 2, flex: false },
+    Col { title: "Total", width: 7, prio: 4, flex: false },
+    Col { title: "Share", width: BAR + 5, prio: 3, flex: false },
+    Col { title: "Fails", width: 5, prio: 5, flex: false },
+    Col { title: "Last error", width: 16, prio: 6, flex: true },
+];
+
+/// Rows the panel wants: every backend if it can, at most half of `avail` (the
+/// table scrolls to keep the selection visible beyond that).
+pub fn height(state: &State, avail: u16) -> u16 {
+    let want = state.backends.len().max(1) as u16 + 3;
+    want.min((avail / 2).max(5))
+}
+
+/// The state word(s): "draining (3 left)" says how long a drain still has to go.
+pub fn state_word(b: &BackendInfo) -> String {
+    let admin = match b.admin {
+        AdminState::Draining => format!("draining ({} left)", b.active_tunnels),
+        other => other.to_string(),
+    };
+    match (b.health, b.admin) {
+        (Health::Down, AdminState::Active) => "down".to_string(),
+        (Health::Down, _) => format!("{admin}, down"),
+        (Health::Up, _) => admin,
+    }
+}
+
+/// `██████▍   ` for a share of 0.0..=1.0, in eighths of a cell.
+pub fn bar(share: f64, width: u16) -> String {
+    const PARTS: [&str; 8] = ["", "▏", "▎", "▍", "▌", "▋", "▊", "▉"];
+    let eighths = (share.clamp(0.0, 1.0) * f64::from(width) * 8.0).round() as usize;
+    let mut s = "█".repeat(eighths / 8);
+    s.push_str(PARTS[eighths % 8]);
+    let used = eighths / 8 + usize::from(!eighths.is_multiple_of(8));
+    s.push_str(&" ".repeat(width as usize - used.min(width as usize)));
+    s
+}
+
+pub fn draw(frame: &mut Frame, area: Rect, state: &State, ui: &Ui) {
+    let focused = ui.focus == Panel::Backends;
+    let title = Line::from(vec![
+        Span::styled(" Backends ", theme::title()),
+        Span::styled(format!("{} ", state.backends.len()), theme::closed()),
+    ]);
+    let hint = hints(
+        &[
+            (Action::Drain, "drain"),
+            (Action::Kill, "kill"),
+            (Action::Enable, "enable"),
+        ],
+        Scope::Overview,
+    );
+    let block = panel(title, hint, focused, area.width);
+    // The name column is as wide as the longest name; spare room goes to the error.
+    let mut cols = COLS;
+    let widest = state
+        .backends
+        .iter()
+        .map(|b| b.id.to_string().len() + if b.backup { 7 } else { 0 });
+    cols[0].width = (widest.max().unwrap_or(7) as u16).clamp(7, 48);
+    let keep = fit(&cols, block.inner(area).width);
+    let shares = state.shares();
+    let rows = state.backends.iter().zip(&shares).map(|(b, share)| {
+        let cells: Vec<Cell> = keep.iter().map(|&c| cell(c, b, *share)).collect();
+        Row::new(cells)
+    });
+    let header = Row::new(keep.iter().map(|&c| Cell::from(cols[c].title))).style(theme::header());
+    let table = Table::new(rows, widths(&cols, &keep))
+        .header(header)
+        .block(block)
+        .row_highlight_style(theme::selected(focused));
+    let mut ts = TableState::default().with_selected(ui.backend_index(state));
+    frame.render_stateful_widget(table, area, &mut ts);
+}
+
+fn cell(col: usize, b: &BackendInfo, share: f64) -> Cell<'static> {
+    match col {
+        0 => {
+            let mut spans = vec![Span::raw(b.id.to_string())];
+            if b.backup {
+                spans.push(Span::styled(" backup", theme::closed()));
+            }
+            Cell::from(Line::from(spans))
+        }
+        1 => Cell::from(Span::styled(
+            state_word(b),
+            theme::backend_state(b.admin, b.health),
+        )),
+        2 => Cell::from(Line::from(b.active_tunnels.to_string()).right_aligned()),
+        3 => Cell::from(Line::from(fmt::count(b.total_tunnels)).right_aligned()),
+        4 => Cell::from(Line::from(vec![
+            Span::styled(bar(share, BAR), Style::new().fg(theme::ACCENT)),
+            Span::raw(format!("{:>4.0}%", share * 100.0)),
+        ])),
+        5 => {
+            let style = if b.failures > 0 {
+                Style::new().fg(theme::BAD)
+            } else {
+                theme::closed()
+            };
+            Cell::from(Line::from(Span::styled(b.failures.to_string(), style)).right_aligned())
+        }
+        _ => Cell::from(Span::styled(
+            b.last_error.clone().unwrap_or_default(),
+            Style::new().fg(theme::BAD).add_modifier(Modifier::DIM),
+        )),
+    }
+}

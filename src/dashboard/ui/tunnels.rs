@@ -1,0 +1,217 @@
+//! The Tunnels panel: one row per live tunnel (or handshake in progress), then the
+//! recently closed ones dimmed with their close code and side. Sorted and filtered by
+//! [`super::super::rows`]; narrow terminals drop the least important columns.
+
+use ratatui::layout::Rect;
+use ratatui::style::{Modifier, Style};
+use ratatui::text::{Line, Span};
+use ratatui::widgets::{Cell, Paragraph, Row, Table, TableState};
+use ratatui::Frame;
+
+use super::super::fmt;
+use super::super::input::{Panel, Ui};
+use super::super::keys::{Action, Scope};
+use super::super::rows::{self, SortKey};
+use super::super::state::{Ending, State};
+use super::super::theme;
+use super::{fit, hints, panel, widths, Col};
+
+/// Columns in display order; the sort key of each is at the same index in
+/// [`SORT_OF`].
+#[rustfmt::skip]
+const COLS: [Col; 12] = [
+    Col { title: "#", width: 5, prio: 0, flex: false },
+    Col { title: "Client", width: 21, prio: 2, flex: false },
+    Col { title: "Path", width: 16, prio: 1, flex: true },
+    Col { title: "Backend", width: 19, prio: 7, flex: false },
+    Col { title: "Proto", width: 9, prio: 9, flex: false },
+    Col { title: "Age", width: 6, prio: 8, flex: false },
+    Col { title: "→Frm", width: 6, prio: 10, flex: false },
+    Col { title: "←Frm", width: 6, prio: 11, flex: false },
+    Col { title: "→Bytes", width: 8, prio: 6, flex: false },
+    Col { title: "←Bytes", width: 8, prio: 5, flex: false },
+    Col { title: "Msg/s", width: 6, prio: 3, flex: false },
+    Col { title: "Last", width: 12, prio: 4, flex: false },
+];
+
+const SORT_OF: [SortKey; 12] = [
+    SortKey::Id,
+    SortKey::Client,
+    SortKey::Path,
+    SortKey::Backend,
+    SortKey::Subprotocol,
+    SortKey::Age,
+    SortKey::FramesC2B,
+    SortKey::FramesB2C,
+    SortKey::BytesC2B,
+    SortKey::BytesB2C,
+    SortKey::Rate,
+    SortKey::Idle,
+];
+
+pub fn draw(frame: &mut Frame, area: Rect, state: &State, ui: &Ui) {
+    let focused = ui.focus == Panel::Tunnels;
+    let rows = ui.rows(state);
+    let live = rows.iter().filter(|r| r.closed.is_none()).count();
+    let mut title = vec![
+        Span::styled(" Tunnels ", theme::title()),
+        Span::styled(format!("{live} live"), Style::new().fg(theme::OK)),
+        Span::styled(format!(" · {} closed ", rows.len() - live), theme::closed()),
+    ];
+    if !ui.filter.is_empty() {
+        title.push(Span::styled(
+            format!("filter \"{}\" ", ui.filter),
+            Style::new().fg(theme::WARN),
+        ));
+    }
+    let arrow = if ui.sort_desc { "▼" } else { "▲" };
+    title.push(Span::styled(
+        format!("sort {} {arrow} ", ui.sort.name()),
+        theme::closed(),
+    ));
+    let hint = hints(
+        &[
+            (Action::Open, "detail"),
+            (Action::CloseTunnel, "close"),
+            (Action::Filter, "filter"),
+            (Action::Sort, "sort"),
+        ],
+        Scope::Overview,
+    );
+    let block = panel(Line::from(title), hint, focused, area.width);
+    let inner = block.inner(area);
+    if rows.is_empty() {
+        frame.render_widget(block, area);
+        let msg = if ui.filter.is_empty() {
+            let to = state
+                .listeners
+                .first()
+                .map(|l| format!(" to {}://{}", if l.tls { "wss" } else { "ws" }, l.addr))
+                .unwrap_or_default();
+            format!("No tunnels yet: connect a WebSocket client{to}")
+        } else {
+            format!(
+                "No tunnel matches \"{}\" (Esc clears the filter)",
+                ui.filter
+            )
+        };
+        let y = inner.y + inner.height / 2;
+        let line = Rect {
+            y,
+            height: 1,
+            ..inner
+        };
+        frame.render_widget(Paragraph::new(msg).style(theme::closed()).centered(), line);
+        return;
+    }
+    // Addresses are as wide as the data needs: IPv4 clients are rarely 21 cells,
+    // IPv6 ones can be much wider.
+    let mut cols = COLS;
+    let widest = |f: &dyn Fn(&rows::Row) -> usize| rows.iter().map(f).max().unwrap_or(0) as u16;
+    cols[1].width = widest(&|r| r.tunnel.client.to_string().len()).clamp(6, 40);
+    cols[3].width =
+        widest(&|r| r.tunnel.backend.as_ref().map_or(1, |b| b.to_string().len())).clamp(7, 40);
+    let keep = fit(&cols, inner.width);
+    let header = Row::new(keep.iter().map(|&c| {
+        let mut t = cols[c].title.to_string();
+        if SORT_OF[c] == ui.sort {
+            t.push_str(arrow);
+        }
+        Cell::from(t)
+    }))
+    .style(theme::header());
+    // Only the rows on screen are formatted: thousands of tunnels cost a sort per
+    // frame, not thousands of formatted rows. The window keeps the selection visible
+    // the way ratatui would from offset 0.
+    let visible = inner.height.saturating_sub(1).max(1) as usize;
+    let selected = ui.selected_index(&rows);
+    let offset = selected.map_or(0, |s| (s + 1).saturating_sub(visible));
+    let window = &rows[offset..(offset + visible).min(rows.len())];
+    let table_rows = window.iter().map(|r| {
+        let cells: Vec<Cell> = keep.iter().map(|&c| cell(c, r, state)).collect();
+        let row = Row::new(cells);
+        if r.closed.is_some() {
+            row.style(theme::closed())
+        } else {
+            row
+        }
+    });
+    let table = Table::new(table_rows, widths(&cols, &keep))
+        .header(header)
+        .block(block)
+        .row_highlight_style(theme::selected(focused));
+    let mut ts = TableState::default().with_selected(selected.map(|s| s - offset));
+    frame.render_stateful_widget(table, area, &mut ts);
+}
+
+fn right(s: String) -> Cell<'static> {
+    Cell::from(Line::from(s).right_aligned())
+}
+
+fn cell(col: usize, r: &rows::Row, state: &State) -> Cell<'static> {
+    let t = r.tunnel;
+    let c2b = &t.stats.client_to_backend;
+    let b2c = &t.stats.backend_to_client;
+    let live = r.closed.is_none();
+    // Coloured numbers only on live rows; history stays uniformly dim.
+    let tint = |c| {
+        if live {
+            Style::new().fg(c)
+        } else {
+            Style::new()
+        }
+    };
+    match col {
+        0 => right(t.id.to_string()),
+        1 => Cell::from(t.client.to_string()),
+        2 => Cell::from(t.path.clone()),
+        3 => Cell::from(match &t.backend {
+            Some(b) => b.to_string(),
+            None => "…".to_string(),
+        }),
+        4 => Cell::from(t.subprotocol().unwrap_or("-").to_string()),
+        5 => {
+            let age = match r.closed.map(|c| &c.ending) {
+                Some(Ending::Closed { duration, .. }) => *duration,
+                _ => fmt::since(state.now, t.opened),
+            };
+            right(fmt::duration(age))
+        }
+        6 => right(fmt::count(c2b.frames())),
+        7 => right(fmt::count(b2c.frames())),
+        8 => Cell::from(
+            Line::from(Span::styled(fmt::bytes(c2b.bytes), tint(theme::C2B))).right_aligned(),
+        ),
+        9 => Cell::from(
+            Line::from(Span::styled(fmt::bytes(b2c.bytes), tint(theme::B2C))).right_aligned(),
+        ),
+        10 => {
+            let rate = if live { t.msgs_per_sec(state.now) } else { 0.0 };
+            right(if live { fmt::rate(rate) } else { "-".into() })
+        }
+        _ => last_cell(r, state),
+    }
+}
+
+/// Time since the last frame for live tunnels; how it ended for closed ones.
+fn last_cell(r: &rows::Row, state: &State) -> Cell<'static> {
+    let t = r.tunnel;
+    let Some(closed) = r.closed else {
+        if t.handshake.is_none() {
+            return Cell::from(Span::styled("handshake", Style::new().fg(theme::WARN)));
+        }
+        return match t.last_frame() {
+            Some(at) => Cell::from(fmt::ago(fmt::since(state.now, at))),
+            None => Cell::from(Span::styled("no frames", theme::closed())),
+        };
+    };
+    let text = match &closed.ending {
+        Ending::Closed { code, side, .. } => {
+            let code = code.map_or_else(|| "-".to_string(), |c| c.to_string());
+            format!("{code} {side}")
+        }
+        Ending::Refused(r) => format!("refused {}", r.status),
+        Ending::Lost => "missed".to_string(),
+    };
+    Cell::from(Span::styled(text, Style::new().add_modifier(Modifier::DIM)))
+}

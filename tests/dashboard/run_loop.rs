@@ -1,0 +1,217 @@
+//! The run loop against real channels: events on a broadcast bus, keys on an mpsc,
+//! commands on the control channel, frames drawn into a `TestBackend` that the test
+//! can read while the loop runs.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use crossterm::event::KeyEvent;
+use ratatui::backend::{Backend, ClearType, TestBackend, WindowSize};
+use ratatui::buffer::Cell;
+use ratatui::layout::{Position, Size};
+use ratatui::Terminal;
+use tokio::sync::{broadcast, mpsc};
+use tunnelscope::control::{Command, ControlHandle};
+use tunnelscope::dashboard::{run, Exit, Options};
+use tunnelscope::event::{AdminState, Event, Snapshot};
+
+use crate::{backend, buffer_text, ch, open_events, snapshot, stats};
+
+/// A `TestBackend` shared with the test, so the screen can be read mid-run.
+#[derive(Clone)]
+struct Shared(Arc<Mutex<TestBackend>>);
+
+impl Shared {
+    fn text(&self) -> String {
+        buffer_text(self.0.lock().unwrap().buffer())
+    }
+}
+
+impl Backend for Shared {
+    type Error = std::convert::Infallible;
+
+    fn draw<'a, I>(&mut self, content: I) -> Result<(), Self::Error>
+    where
+        I: Iterator<Item = (u16, u16, &'a Cell)>,
+    {
+        self.0.lock().unwrap().draw(content)
+    }
+    fn hide_cursor(&mut self) -> Result<(), Self::Error> {
+        self.0.lock().unwrap().hide_cursor()
+    }
+    fn show_cursor(&mut self) -> Result<(), Self::Error> {
+        self.0.lock().unwrap().show_cursor()
+    }
+    fn get_cursor_position(&mut self) -> Result<Position, Self::Error> {
+        self.0.lock().unwrap().get_cursor_position()
+    }
+    fn set_cursor_position<P: Into<Position>>(&mut self, p: P) -> Result<(), Self::Error> {
+        self.0.lock().unwrap().set_cursor_position(p)
+    }
+    fn clear(&mut self) -> Result<(), Self::Error> {
+        self.0.lock().unwrap().clear()
+    }
+    fn clear_region(&mut self, t: ClearType) -> Result<(), Self::Error> {
+        self.0.lock().unwrap().clear_region(t)
+    }
+    fn size(&self) -> Result<Size, Self::Error> {
+        self.0.lock().unwrap().size()
+    }
+    fn window_size(&mut self) -> Result<WindowSize, Self::Error> {
+        self.0.lock().unwrap().window_size()
+    }
+    fn flush(&mut self) -> Result<(), Self::Error> {
+        self.0.lock().unwrap().flush()
+    }
+}
+
+/// Polls the screen until `pred` holds; generous because CI machines are slow.
+async fn wait_for(screen: &Shared, what: &str, pred: impl Fn(&str) -> bool) {
+    for _ in 0..250 {
+        if pred(&screen.text()) {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    panic!("screen never showed {what}:\n{}", screen.text());
+}
+
+struct Rig {
+    screen: Shared,
+    bus: broadcast::Sender<Event>,
+    keys: mpsc::Sender<KeyEvent>,
+    commands: mpsc::Receiver<tunnelscope::control::Request>,
+    task: tokio::task::JoinHandle<Exit>,
+}
+
+fn start(bus_capacity: usize, snap: impl Fn() -> Snapshot + Send + 'static) -> Rig {
+    let screen = Shared(Arc::new(Mutex::new(TestBackend::new(100, 30))));
+    let (bus, events) = broadcast::channel(bus_capacity);
+    let (keys, key_rx) = mpsc::channel(16);
+    let (ctl_tx, commands) = mpsc::channel(16);
+    let mut terminal = Terminal::new(screen.clone()).unwrap();
+    let options = Options {
+        tick: Duration::from_millis(20),
+        ..Options::default()
+    };
+    let task = tokio::spawn(async move {
+        match run(
+            &mut terminal,
+            events,
+            snap,
+            ControlHandle::new(ctl_tx),
+            key_rx,
+            options,
+        )
+        .await
+        {
+            Ok(exit) => exit,
+            Err(never) => match never {},
+        }
+    });
+    Rig {
+        screen,
+        bus,
+        keys,
+        commands,
+        task,
+    }
+}
+
+#[tokio::test]
+async fn events_show_up_keys_act_and_q_then_y_quits() {
+    let mut rig = start(64, snapshot);
+    wait_for(&rig.screen, "the empty overview", |s| {
+        s.contains("No tunnels yet")
+    })
+    .await;
+
+    for ev in open_events(7, "10.1.2.3:50000", "/chat", "127.0.0.1:9001", 0.0) {
+        rig.bus.send(ev).unwrap();
+    }
+    rig.bus
+        .send(Event::FrameStats {
+            id: 7,
+            stats: stats((3, 2048), (4, 4096), 0.0),
+        })
+        .unwrap();
+    rig.bus
+        .send(Event::BackendState(backend(
+            "127.0.0.1:9001",
+            AdminState::Active,
+            1,
+            1,
+        )))
+        .unwrap();
+    wait_for(&rig.screen, "the new tunnel", |s| {
+        s.contains("10.1.2.3:50000") && s.contains("2.0 KiB")
+    })
+    .await;
+
+    // Drain goes straight to the control channel.
+    rig.keys
+        .send(crate::key(crossterm::event::KeyCode::Tab))
+        .await
+        .unwrap();
+    rig.keys.send(ch('d')).await.unwrap();
+    let req = tokio::time::timeout(Duration::from_secs(5), rig.commands.recv())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(req.command, Command::Drain(crate::bid("127.0.0.1:9001")));
+
+    // Quitting with a tunnel open asks first.
+    rig.keys.send(ch('q')).await.unwrap();
+    wait_for(&rig.screen, "the quit question", |s| {
+        s.contains("Quit tunnelscope?")
+    })
+    .await;
+    assert!(!rig.task.is_finished());
+    rig.keys.send(ch('y')).await.unwrap();
+    let exit = tokio::time::timeout(Duration::from_secs(5), rig.task)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(exit, Exit::Quit);
+}
+
+#[tokio::test]
+async fn a_lagging_bus_resyncs_from_the_snapshot() {
+    // The first snapshot builds the state; a later one must be the resync's.
+    let calls = Arc::new(AtomicU64::new(0));
+    let counted = calls.clone();
+    let snap = move || {
+        let mut s = snapshot();
+        s.total_tunnels = if counted.fetch_add(1, Ordering::SeqCst) == 0 {
+            1
+        } else {
+            99
+        };
+        s
+    };
+    let rig = start(4, snap);
+    wait_for(&rig.screen, "the first frame", |s| s.contains("1 total")).await;
+    for i in 0..50u64 {
+        rig.bus
+            .send(Event::BackendState(backend(
+                "127.0.0.1:9001",
+                AdminState::Draining,
+                i,
+                i,
+            )))
+            .unwrap();
+    }
+    wait_for(&rig.screen, "the resync marker", |s| {
+        s.contains("resynced ×1")
+    })
+    .await;
+    assert!(rig.screen.text().contains("99 total"));
+    assert_eq!(calls.load(Ordering::SeqCst), 2);
+    drop(rig.bus);
+    let exit = tokio::time::timeout(Duration::from_secs(5), rig.task)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(exit, Exit::ProxyStopped);
+}
