@@ -17,7 +17,7 @@ use super::super::theme;
 use super::{fit, hints, panel, widths, Col};
 
 /// Columns in display order; the sort key of each is at the same index in
-/// [`SORT_OF`].
+/// [`SortKey::ALL`].
 #[rustfmt::skip]
 const COLS: [Col; 12] = [
     Col { title: "#", width: 5, prio: 0, flex: false },
@@ -32,21 +32,6 @@ const COLS: [Col; 12] = [
     Col { title: "←Bytes", width: 8, prio: 5, flex: false },
     Col { title: "Msg/s", width: 6, prio: 3, flex: false },
     Col { title: "Last", width: 12, prio: 4, flex: false },
-];
-
-const SORT_OF: [SortKey; 12] = [
-    SortKey::Id,
-    SortKey::Client,
-    SortKey::Path,
-    SortKey::Backend,
-    SortKey::Subprotocol,
-    SortKey::Age,
-    SortKey::FramesC2B,
-    SortKey::FramesB2C,
-    SortKey::BytesC2B,
-    SortKey::BytesB2C,
-    SortKey::Rate,
-    SortKey::Idle,
 ];
 
 pub fn draw(frame: &mut Frame, area: Rect, state: &State, ui: &Ui) {
@@ -114,7 +99,7 @@ pub fn draw(frame: &mut Frame, area: Rect, state: &State, ui: &Ui) {
     let keep = fit(&cols, inner.width);
     let header = Row::new(keep.iter().map(|&c| {
         let mut t = cols[c].title.to_string();
-        if SORT_OF[c] == ui.sort {
+        if SortKey::ALL[c] == ui.sort {
             t.push_str(arrow);
         }
         Cell::from(t)
