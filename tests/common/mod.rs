@@ -8,6 +8,7 @@ pub mod certs;
 pub mod http_fixtures;
 pub mod pool_control;
 pub mod resilience;
+pub mod tui;
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
