@@ -9,10 +9,14 @@
 //!   its sans-IO frame scanner. Knows nothing of any observer.
 //! - [`dashboard`]: the ratatui inspector. Sees only events, snapshots and the
 //!   control handle, never proxy internals.
+//! - [`admin`]: the HTTP admin API (JSON state, Prometheus `/metrics`, an event
+//!   stream, control endpoints). Like the dashboard, sees only events, snapshots and
+//!   the control handle.
 //! - [`demo`]: in-process backends and synthetic clients for `tunnelscope demo`.
 //!
 //! Only `main.rs` wires the parts together.
 
+pub mod admin;
 pub mod config;
 pub mod control;
 pub mod dashboard;

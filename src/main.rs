@@ -1,5 +1,6 @@
-//! The `tunnelscope` command: loads the configuration, starts the proxy, and runs
-//! the dashboard (or waits for a signal when headless). Wiring only; everything
+//! The `tunnelscope` command: loads the configuration, starts the proxy (and the
+//! admin API when `[admin] bind` is set), and runs the dashboard (or waits for a
+//! signal when headless). Wiring only; everything
 //! else lives in the library.
 
 use std::future::Future;
@@ -11,6 +12,7 @@ use std::process::ExitCode;
 use clap::{Args, Parser, Subcommand};
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
+use tunnelscope::admin;
 use tunnelscope::config::Config;
 use tunnelscope::dashboard::{self, input::KillClose, Exit, LogReceiver};
 use tunnelscope::proxy::ProxyHandle;
@@ -172,12 +174,43 @@ async fn run(config: Config, logs: Option<LogReceiver>) -> anyhow::Result<()> {
         config.proxy.kill_close_code,
         config.proxy.kill_close_reason.clone(),
     );
+    // Bound first, so a taken admin port fails before any client is served.
+    let admin = bind_admin(&config).await?;
     let proxy = tunnelscope::proxy::start(config).await?;
+    let admin = admin.map(|(listener, token)| {
+        let api = admin::Api::new(
+            proxy.snapshot_source(),
+            proxy.subscribe_source(),
+            proxy.control(),
+        )
+        .with_kill_close(kill.0, kill.1.clone())
+        .with_token(token);
+        admin::spawn(listener, api)
+    });
     if attend(&proxy, logs, None, kill, &mut signals).await? {
         proxy.shutdown();
         finish(proxy.wait(), &mut signals).await;
     }
+    if let Some(admin) = admin {
+        admin.stop().await;
+    }
     Ok(())
+}
+
+/// The admin API's listener and token, when `[admin] bind` is set.
+async fn bind_admin(
+    config: &Config,
+) -> anyhow::Result<Option<(tokio::net::TcpListener, Option<String>)>> {
+    let Some(addr) = config.admin.bind else {
+        return Ok(None);
+    };
+    let listener = tokio::net::TcpListener::bind(addr).await.map_err(|e| {
+        anyhow::anyhow!(
+            "admin API address {addr} could not be bound: {e} (is another process using it?)"
+        )
+    })?;
+    tracing::info!("admin API listening on http://{}", listener.local_addr()?);
+    Ok(Some((listener, config.admin.token.clone())))
 }
 
 async fn demo(logs: Option<LogReceiver>) -> anyhow::Result<()> {
@@ -204,8 +237,9 @@ async fn demo(logs: Option<LogReceiver>) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Runs until it is time to stop: the dashboard quits, or a signal arrives (headless
-/// or not). Returns false when the proxy already stopped by itself.
+/// Runs until it is time to stop: the dashboard quits, a signal arrives (headless or
+/// not), or a shutdown was requested (the admin API). Returns false when the proxy
+/// already stopped by itself.
 async fn attend(
     proxy: &ProxyHandle,
     logs: Option<LogReceiver>,
@@ -214,8 +248,12 @@ async fn attend(
     signals: &mut Signals,
 ) -> anyhow::Result<bool> {
     let Some(logs) = logs else {
-        let first = signals.next().await;
-        tracing::info!("{first} received: closing tunnels (send it again to exit at once)");
+        tokio::select! {
+            first = signals.next() => {
+                tracing::info!("{first} received: closing tunnels (send it again to exit at once)");
+            }
+            _ = proxy.stopping() => tracing::info!("shutdown requested: closing tunnels"),
+        }
         return Ok(true);
     };
     // Subscribe before the first snapshot so nothing falls between them.
@@ -236,6 +274,10 @@ async fn attend(
         // The terminal is restored when the dashboard future is dropped here.
         first = signals.next() => {
             tracing::info!("{first} received: closing tunnels");
+            Ok(true)
+        }
+        _ = proxy.stopping() => {
+            tracing::info!("shutdown requested: closing tunnels");
             Ok(true)
         }
     }

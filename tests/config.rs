@@ -116,6 +116,7 @@ fn minimal_gets_every_default() {
         (d.idle, d.close_grace, d.shutdown_grace)
     );
     assert_eq!(c.proxy.kill_close_code, 1012);
+    assert!(c.admin.bind.is_none() && c.admin.token.is_none());
     assert_eq!(c.listeners[0].display_name(), "127.0.0.1:8080");
     assert_eq!(c.default_pool(), Some("app"));
     let pool = &c.pools["app"];
@@ -137,6 +138,8 @@ fn full_sets_every_setting() {
     assert_eq!(c.limits.max_headers, 200);
     assert_eq!(c.timeouts.idle, Duration::from_secs(7200));
     assert_eq!(c.inspect.stats_interval, Duration::from_millis(500));
+    assert_eq!(c.admin.bind, Some("[::1]:9090".parse().unwrap()));
+    assert_eq!(c.admin.token.as_deref(), Some("full-fixture-token"));
     assert_eq!(c.listeners[0].display_name(), "public");
     assert_eq!(c.listeners[0].tls.as_ref().unwrap().sni.len(), 1);
     assert_eq!(c.routes.len(), 2);
@@ -161,6 +164,32 @@ fn durations_in_every_form() {
     assert_eq!(t.shutdown_grace, Duration::ZERO);
     assert_eq!(duration::parse("1h30m"), Ok(Duration::from_secs(5400)));
     assert_eq!(duration::format(Duration::from_millis(1500)), "1s500ms");
+}
+
+#[test]
+fn admin_api_on_a_public_address_with_a_token() {
+    let c = load(&fixture("valid", "admin.toml"));
+    assert_eq!(c.admin.bind, Some("0.0.0.0:9090".parse().unwrap()));
+    assert_eq!(c.admin.token.as_deref(), Some("s3cret-Token_1"));
+    let report = c.check_report();
+    assert!(
+        report.contains("admin API on 0.0.0.0:9090 (bearer token required)"),
+        "{report}"
+    );
+}
+
+#[test]
+fn admin_api_on_loopback_needs_no_token() {
+    for bind in ["127.0.0.1:9090", "[::1]:0"] {
+        let text = format!(
+            "[admin]\nbind = \"{bind}\"\n\n[[listener]]\nbind = \"127.0.0.1:8080\"\n\n\
+             [[pool.app.server]]\naddr = \"127.0.0.1:9001\"\n"
+        );
+        let c = Config::from_str(&text, "admin.toml").unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(c.admin.bind, Some(bind.parse().unwrap()));
+        assert!(c.admin.token.is_none());
+        assert!(c.check_report().contains("(no token)"));
+    }
 }
 
 #[test]
@@ -276,6 +305,8 @@ fn the_shipped_sample_is_valid() {
     assert_eq!(c.proxy.kill_close_code, 1012);
     assert_eq!(c.proxy.kill_close_reason, "service restart");
     assert!(c.proxy.trusted_proxies.is_empty() && !c.proxy.strict);
+    // The admin API is off unless asked for.
+    assert!(c.admin.bind.is_none() && c.admin.token.is_none());
 }
 
 /// Lines written `#setting` (no space) are settings to turn on; with all of them
@@ -299,6 +330,7 @@ fn the_shipped_sample_is_valid_with_every_option_on() {
     assert_eq!(tls.sni.len(), 1);
     assert!(c.pools["chat"].tls);
     assert_eq!(c.routes.len(), 3);
+    assert!(c.admin.bind.is_some() && c.admin.token.is_some());
 }
 
 #[test]

@@ -40,6 +40,8 @@ pub struct Config {
     pub timeouts: Timeouts,
     #[serde(default)]
     pub inspect: Inspect,
+    #[serde(default)]
+    pub admin: Admin,
     #[serde(default, rename = "listener")]
     pub listeners: Vec<Listener>,
     #[serde(default, rename = "route")]
@@ -169,6 +171,19 @@ impl Default for Inspect {
             stats_interval: Duration::from_millis(250),
         }
     }
+}
+
+/// `[admin]`: the HTTP admin API. Off unless `bind` is set.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Admin {
+    /// Where the admin API listens; `None` means no admin API.
+    #[serde(default, deserialize_with = "opt_socket_addr")]
+    pub bind: Option<SocketAddr>,
+    /// When set, every request needs `Authorization: Bearer TOKEN`. Required for an
+    /// address other than loopback.
+    #[serde(default)]
+    pub token: Option<String>,
 }
 
 /// `[[listener]]`: one bound address, plain or TLS.
@@ -393,6 +408,16 @@ fn socket_addr<'de, D: Deserializer<'de>>(d: D) -> Result<SocketAddr, D::Error> 
     })
 }
 
+/// The admin API's address, with a message that says what is expected.
+fn opt_socket_addr<'de, D: Deserializer<'de>>(d: D) -> Result<Option<SocketAddr>, D::Error> {
+    let s = String::deserialize(d)?;
+    s.trim().parse().map(Some).map_err(|_| {
+        serde::de::Error::custom(format!(
+            r#"{s:?} is not IP:port; the admin API binds an IP address, e.g. "127.0.0.1:9090""#
+        ))
+    })
+}
+
 /// CIDR blocks, with bare addresses taken as single hosts.
 fn nets<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<IpNet>, D::Error> {
     Vec::<String>::deserialize(d)?
@@ -556,6 +581,7 @@ impl Config {
             limits: Limits::default(),
             timeouts: Timeouts::default(),
             inspect: Inspect::default(),
+            admin: Admin::default(),
             listeners: vec![Listener {
                 name: None,
                 bind: listen,

@@ -6,7 +6,7 @@ use super::{duration, Balance, Config};
 
 impl Config {
     /// A short human summary of what this configuration does: listeners (plain or
-    /// TLS), routes in match order, pools with their balance and servers.
+    /// TLS), routes in match order, pools with their balance and servers, the admin API.
     ///
     /// ```text
     /// 1 listener, 2 routes, 2 pools
@@ -17,6 +17,7 @@ impl Config {
     /// pool      chat  least_conn, 3 servers (1 backup)
     /// pool      api   hash on cookie:session, 2 servers
     /// idle timeout 1h, connect 5s, backend response 30s; at most 10000 connections
+    /// admin API on 127.0.0.1:9090 (bearer token required)
     /// ```
     pub fn check_report(&self) -> String {
         let mut out = String::new();
@@ -97,6 +98,13 @@ impl Config {
             duration::format(t.connect),
             duration::format(t.backend_response),
         );
+        if let Some(bind) = self.admin.bind {
+            let auth = match self.admin.token {
+                Some(_) => "bearer token required",
+                None => "no token",
+            };
+            let _ = writeln!(out, "admin API on {bind} ({auth})");
+        }
         out
     }
 }

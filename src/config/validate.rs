@@ -99,6 +99,9 @@ pub(crate) fn problems(c: &Config) -> Vec<Problem> {
         );
     }
 
+    // [admin]
+    check_admin(c, &mut bad);
+
     // [[listener]]
     if c.listeners.is_empty() {
         bad(
@@ -336,6 +339,52 @@ fn check_pool(name: &str, pool: &Pool, bad: &mut impl FnMut(KeyPath, String)) {
     }
 }
 
+fn check_admin(c: &Config, bad: &mut impl FnMut(KeyPath, String)) {
+    let key = |k: &str| KeyPath::new(["admin".into(), k.into()]);
+    let a = &c.admin;
+    match &a.token {
+        Some(t) if t.is_empty() || !t.bytes().all(|b| b.is_ascii_graphic()) => bad(
+            key("token"),
+            "must be printable ASCII without spaces (it is sent as \"Authorization: Bearer TOKEN\")"
+                .into(),
+        ),
+        Some(_) if a.bind.is_none() => bad(
+            key("token"),
+            r#"would be ignored: there is no admin API without bind = "IP:port""#.into(),
+        ),
+        _ => {}
+    }
+    let Some(bind) = a.bind else { return };
+    if a.token.is_none() && !is_loopback(bind) {
+        bad(
+            key("bind"),
+            format!(
+                r#"admin API on a public address needs a token: set token = "..." or bind 127.0.0.1:{}"#,
+                bind.port()
+            ),
+        );
+    }
+    if let Some(j) = c.listeners.iter().position(|l| binds_clash(l.bind, bind)) {
+        bad(
+            key("bind"),
+            format!(
+                "{bind} clashes with {} of listener[{j}]",
+                c.listeners[j].bind
+            ),
+        );
+    }
+}
+
+/// Only this host can reach it (IPv4-mapped loopback counts).
+fn is_loopback(addr: SocketAddr) -> bool {
+    match addr.ip() {
+        std::net::IpAddr::V6(v6) => v6
+            .to_ipv4_mapped()
+            .map_or(v6.is_loopback(), |v4| v4.is_loopback()),
+        ip => ip.is_loopback(),
+    }
+}
+
 /// A close code a proxy may send (RFC 6455 section 7.4).
 fn close_code(code: u16) -> Result<(), String> {
     match code {
@@ -478,6 +527,27 @@ mod tests {
             "a:99999",
         ] {
             assert!(server_addr(no).is_err(), "{no}");
+        }
+    }
+
+    #[test]
+    fn loopback_addresses() {
+        let a = |s: &str| s.parse::<SocketAddr>().unwrap();
+        for ok in [
+            "127.0.0.1:9090",
+            "127.1.2.3:1",
+            "[::1]:9090",
+            "[::ffff:127.0.0.1]:9090",
+        ] {
+            assert!(is_loopback(a(ok)), "{ok}");
+        }
+        for no in [
+            "0.0.0.0:9090",
+            "10.0.0.1:9090",
+            "[::]:9090",
+            "[::ffff:10.0.0.1]:9090",
+        ] {
+            assert!(!is_loopback(a(no)), "{no}");
         }
     }
 

@@ -78,6 +78,33 @@ impl ProxyHandle {
         self.core.snapshot()
     }
 
+    /// [`snapshot`](Self::snapshot) as a `'static` function, for observers that run
+    /// in tasks of their own (the admin API). It does not keep the proxy alive: once the
+    /// proxy is gone it returns an empty snapshot.
+    pub fn snapshot_source(&self) -> impl Fn() -> Snapshot + Send + Sync + 'static {
+        let core = Arc::downgrade(&self.core);
+        move || core.upgrade().map(|c| c.snapshot()).unwrap_or_default()
+    }
+
+    /// [`subscribe`](Self::subscribe) as a `'static` function. It holds no sender, so
+    /// the bus still closes when the proxy is gone (later receivers are closed at once).
+    pub fn subscribe_source(
+        &self,
+    ) -> impl Fn() -> broadcast::Receiver<Event> + Send + Sync + 'static {
+        let core = Arc::downgrade(&self.core);
+        move || match core.upgrade() {
+            Some(c) => c.bus.subscribe(),
+            None => broadcast::channel(1).1,
+        }
+    }
+
+    /// Resolves once a graceful shutdown has begun, whoever asked for it (a signal,
+    /// the dashboard, a `Shutdown` command from the admin API).
+    pub async fn stopping(&self) {
+        let mut rx = self.core.shutdown_signal();
+        core::shutdown_begun(&mut rx).await;
+    }
+
     /// The bound addresses, in listener order (useful with port 0).
     pub fn local_addrs(&self) -> &[SocketAddr] {
         &self.addrs

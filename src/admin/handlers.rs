@@ -1,0 +1,206 @@
+//! The handler of each endpoint, behind the bearer token check. Every refusal is a
+//! JSON error (see `reply`); a control endpoint's answer is the core's outcome.
+
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use http::{HeaderMap, Request, Response, StatusCode};
+use hyper::body::Incoming;
+use serde::Serialize;
+
+use crate::control::{Command, Outcome, CLOSE_SERVICE_RESTART};
+use crate::event::TunnelId;
+
+use super::reply::{self, Body};
+use super::routes::{close_params, route, Action, Endpoint};
+use super::{json, metrics, stream, Api, Ctx};
+
+/// How long a control command may wait for the core.
+const CONTROL_TIMEOUT: Duration = Duration::from_secs(5);
+/// The reason sent with a tunnel closed through the API, as the dashboard does.
+const CLOSE_REASON: &str = "closed by operator";
+
+/// `Authorization: Bearer TOKEN`, compared in constant time.
+fn authorized(headers: &HeaderMap, token: &str) -> bool {
+    let Some(value) = headers
+        .get(http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+    else {
+        return false;
+    };
+    let Some((scheme, given)) = value.trim().split_once(' ') else {
+        return false;
+    };
+    let (given, want) = (given.trim().as_bytes(), token.as_bytes());
+    scheme.eq_ignore_ascii_case("bearer")
+        && given.len() == want.len()
+        && given
+            .iter()
+            .zip(want)
+            .fold(0u8, |acc, (a, b)| acc | (a ^ b))
+            == 0
+}
+
+/// Answers one request; never fails (errors are responses).
+pub(crate) async fn handle(
+    req: Request<Incoming>,
+    ctx: Arc<Ctx>,
+) -> Result<Response<Body>, Infallible> {
+    let api = &ctx.shared.api;
+    if let Some(token) = &api.token {
+        if !authorized(req.headers(), token) {
+            return Ok(reply::unauthorized(
+                "this admin API needs \"Authorization: Bearer TOKEN\" with the [admin] token",
+            ));
+        }
+    }
+    let endpoint = match route(req.method(), req.uri().path()) {
+        Ok(e) => e,
+        Err(miss) => return Ok(miss.reply()),
+    };
+    let query = req.uri().query();
+    Ok(match endpoint {
+        Endpoint::State => {
+            let snapshot = (api.snapshot)();
+            let totals = ctx.shared.relayed.totals(&snapshot);
+            let state = json::State::new(&snapshot, totals, SystemTime::now());
+            reply::json(StatusCode::OK, &state)
+        }
+        Endpoint::Backends => {
+            let snapshot = (api.snapshot)();
+            let backends: Vec<_> = snapshot.backends.iter().map(json::Backend::new).collect();
+            reply::json(StatusCode::OK, &Backends { backends })
+        }
+        Endpoint::Tunnels => {
+            let snapshot = (api.snapshot)();
+            let tunnels: Vec<_> = snapshot.tunnels.iter().map(json::Tunnel::new).collect();
+            reply::json(StatusCode::OK, &Tunnels { tunnels })
+        }
+        Endpoint::Tunnel(id) => {
+            let snapshot = (api.snapshot)();
+            match snapshot.tunnels.iter().find(|t| t.id == id) {
+                Some(t) => reply::json(StatusCode::OK, &json::TunnelDetail::new(t)),
+                None => unknown_tunnel(id),
+            }
+        }
+        Endpoint::CloseTunnel(id) => {
+            match close_params(query, (CLOSE_SERVICE_RESTART, CLOSE_REASON)) {
+                Ok((code, reason)) => control(api, Command::CloseTunnel { id, code, reason }).await,
+                Err(miss) => miss.reply(),
+            }
+        }
+        Endpoint::Backend { backend, action } => {
+            let command = match action {
+                Action::Drain => Command::Drain(backend),
+                Action::Undrain => Command::Undrain(backend),
+                Action::Enable => Command::Enable(backend),
+                Action::Disable => Command::Disable(backend),
+                Action::Kill => {
+                    let (code, reason) = &api.kill_close;
+                    match close_params(query, (*code, reason)) {
+                        Ok((code, reason)) => Command::Kill {
+                            backend,
+                            code,
+                            reason,
+                        },
+                        Err(miss) => return Ok(miss.reply()),
+                    }
+                }
+            };
+            control(api, command).await
+        }
+        Endpoint::Shutdown => match control(api, Command::Shutdown).await {
+            r if r.status() == StatusCode::OK => reply::json(
+                StatusCode::ACCEPTED,
+                &Done {
+                    outcome: "shutting_down",
+                    tunnels: None,
+                },
+            ),
+            r => r,
+        },
+        Endpoint::Events => stream::upgrade(req, ctx.clone()),
+        Endpoint::Metrics => {
+            let snapshot = (api.snapshot)();
+            let totals = ctx.shared.relayed.totals(&snapshot);
+            let uptime = json::uptime_seconds(&snapshot, SystemTime::now());
+            let text = metrics::render(&snapshot, &totals, uptime);
+            reply::with_type(StatusCode::OK, metrics::CONTENT_TYPE, text)
+        }
+    })
+}
+
+#[derive(Serialize)]
+struct Backends<'a> {
+    backends: Vec<json::Backend<'a>>,
+}
+
+#[derive(Serialize)]
+struct Tunnels<'a> {
+    tunnels: Vec<json::Tunnel<'a>>,
+}
+
+/// `{"outcome": "done" | "closing", "tunnels": n}`.
+#[derive(Serialize)]
+struct Done {
+    outcome: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    tunnels: Option<usize>,
+}
+
+fn unknown_tunnel(id: TunnelId) -> Response<Body> {
+    reply::error(
+        StatusCode::NOT_FOUND,
+        format!("no live tunnel {id}; GET /api/tunnels lists them"),
+    )
+}
+
+/// Sends a command to the core and turns its outcome into the answer.
+async fn control(api: &Api, command: Command) -> Response<Body> {
+    let outcome = tokio::time::timeout(CONTROL_TIMEOUT, api.control.send(command)).await;
+    let done = |outcome, tunnels| {
+        reply::json(
+            StatusCode::OK,
+            &Done {
+                outcome,
+                tunnels: Some(tunnels),
+            },
+        )
+    };
+    match outcome {
+        Ok(Ok(Outcome::Done)) => done("done", 0),
+        Ok(Ok(Outcome::Closing(n))) => done("closing", n),
+        Ok(Ok(Outcome::UnknownBackend(id))) => reply::error(
+            StatusCode::NOT_FOUND,
+            format!("no backend {id}; GET /api/backends lists them"),
+        ),
+        Ok(Ok(Outcome::UnknownTunnel(id))) => unknown_tunnel(id),
+        Ok(Err(gone)) => reply::error(StatusCode::SERVICE_UNAVAILABLE, gone.to_string()),
+        Err(_) => reply::error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("the proxy core did not answer within {CONTROL_TIMEOUT:?}"),
+        ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tokens_are_bearer_tokens() {
+        let with = |v: &str| {
+            let mut h = HeaderMap::new();
+            h.insert(http::header::AUTHORIZATION, v.parse().unwrap());
+            h
+        };
+        assert!(authorized(&with("Bearer s3cret"), "s3cret"));
+        assert!(authorized(&with("bearer  s3cret "), "s3cret"));
+        assert!(!authorized(&with("Bearer s3cre"), "s3cret"));
+        assert!(!authorized(&with("Bearer s3creT"), "s3cret"));
+        assert!(!authorized(&with("Basic s3cret"), "s3cret"));
+        assert!(!authorized(&with("s3cret"), "s3cret"));
+        assert!(!authorized(&HeaderMap::new(), "s3cret"));
+    }
+}

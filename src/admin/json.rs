@@ -1,0 +1,383 @@
+//! The JSON shapes of the admin API, borrowed from the event types so nothing is
+//! copied twice. They live here rather than as serde derives on `event.rs`, which
+//! stays a leaf that knows no wire format.
+//!
+//! Times are RFC 3339 in UTC with milliseconds; durations are seconds as numbers;
+//! directions are `client_to_backend` and `backend_to_client`.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::time::SystemTime;
+
+use chrono::{DateTime, SecondsFormat, Utc};
+use serde::Serialize;
+
+use crate::event::{
+    BackendId, BackendInfo, CloseInfo, Dir, DirStats, FrameSample, Handshake as HandshakeInfo,
+    Health, ListenerInfo, OpKind, Snapshot, TunnelInfo, TunnelStats,
+};
+
+use super::relayed::Totals;
+
+/// `2024-05-01T12:00:00.123Z`.
+pub fn rfc3339(at: SystemTime) -> String {
+    DateTime::<Utc>::from(at).to_rfc3339_opts(SecondsFormat::Millis, true)
+}
+
+/// Seconds since the proxy started (0 when unknown).
+pub fn uptime_seconds(s: &Snapshot, now: SystemTime) -> f64 {
+    s.started
+        .and_then(|t| now.duration_since(t).ok())
+        .map_or(0.0, |d| d.as_secs_f64())
+}
+
+pub fn dir_name(dir: Dir) -> &'static str {
+    match dir {
+        Dir::ClientToBackend => "client_to_backend",
+        Dir::BackendToClient => "backend_to_client",
+    }
+}
+
+/// `GET /api/state`, and the first message of `/api/events`.
+#[derive(Serialize)]
+pub struct State<'a> {
+    pub started: Option<String>,
+    pub uptime_seconds: f64,
+    pub listeners: Vec<Listener<'a>>,
+    pub backends: Vec<Backend<'a>>,
+    pub tunnels: Vec<Tunnel<'a>>,
+    pub totals: Totals,
+}
+
+impl<'a> State<'a> {
+    pub fn new(s: &'a Snapshot, totals: Totals, now: SystemTime) -> State<'a> {
+        State {
+            started: s.started.map(rfc3339),
+            uptime_seconds: uptime_seconds(s, now),
+            listeners: s.listeners.iter().map(Listener::new).collect(),
+            backends: s.backends.iter().map(Backend::new).collect(),
+            tunnels: s.tunnels.iter().map(Tunnel::new).collect(),
+            totals,
+        }
+    }
+}
+
+#[derive(Serialize)]
+pub struct Listener<'a> {
+    pub name: &'a str,
+    pub addr: SocketAddr,
+    pub tls: bool,
+}
+
+impl<'a> Listener<'a> {
+    pub fn new(l: &'a ListenerInfo) -> Listener<'a> {
+        Listener {
+            name: &l.name,
+            addr: l.addr,
+            tls: l.tls,
+        }
+    }
+}
+
+/// A backend; `id` is `pool/addr`, and `pool` and `addr` are what the control
+/// endpoints `/api/backends/{pool}/{addr}/...` take.
+#[derive(Serialize)]
+pub struct Backend<'a> {
+    pub id: String,
+    pub pool: &'a str,
+    pub addr: &'a str,
+    pub weight: u32,
+    pub backup: bool,
+    /// `active`, `draining`, `drained` or `disabled`.
+    pub admin: String,
+    /// `up` or `down`.
+    pub health: &'static str,
+    pub active: u64,
+    pub total: u64,
+    pub failures: u64,
+    pub last_error: Option<&'a str>,
+}
+
+impl<'a> Backend<'a> {
+    pub fn new(b: &'a BackendInfo) -> Backend<'a> {
+        Backend {
+            id: b.id.to_string(),
+            pool: &b.id.pool,
+            addr: &b.id.addr,
+            weight: b.weight,
+            backup: b.backup,
+            admin: b.admin.to_string(),
+            health: health_name(b.health),
+            active: b.active_tunnels,
+            total: b.total_tunnels,
+            failures: b.failures,
+            last_error: b.last_error.as_deref(),
+        }
+    }
+}
+
+pub fn health_name(h: Health) -> &'static str {
+    match h {
+        Health::Up => "up",
+        Health::Down => "down",
+    }
+}
+
+/// A live tunnel, as listed.
+#[derive(Serialize)]
+pub struct Tunnel<'a> {
+    pub id: u64,
+    pub client: SocketAddr,
+    pub listener: &'a str,
+    pub route: &'a str,
+    pub path: &'a str,
+    /// `pool/addr`, or null before a backend is chosen.
+    pub backend: Option<String>,
+    pub opened: String,
+    pub subprotocol: Option<&'a str>,
+    pub extensions: Option<&'a str>,
+    pub client_to_backend: Direction<'a>,
+    pub backend_to_client: Direction<'a>,
+}
+
+impl<'a> Tunnel<'a> {
+    pub fn new(t: &'a TunnelInfo) -> Tunnel<'a> {
+        let hs = t.handshake.as_ref();
+        Tunnel {
+            id: t.id,
+            client: t.client,
+            listener: &t.listener,
+            route: &t.route,
+            path: &t.path,
+            backend: t.backend.as_ref().map(BackendId::to_string),
+            opened: rfc3339(t.opened),
+            subprotocol: hs.and_then(|h| h.subprotocol.as_deref()),
+            extensions: hs.and_then(|h| h.extensions.as_deref()),
+            client_to_backend: Direction::new(&t.stats.client_to_backend, false),
+            backend_to_client: Direction::new(&t.stats.backend_to_client, false),
+        }
+    }
+}
+
+/// `GET /api/tunnels/{id}`: the listing plus handshake headers, counts by opcode and
+/// the recent frames.
+#[derive(Serialize)]
+pub struct TunnelDetail<'a> {
+    #[serde(flatten)]
+    pub tunnel: Tunnel<'a>,
+    pub handshake: Option<Handshake<'a>>,
+    pub samples: Vec<Sample>,
+}
+
+impl<'a> TunnelDetail<'a> {
+    pub fn new(t: &'a TunnelInfo) -> TunnelDetail<'a> {
+        let mut tunnel = Tunnel::new(t);
+        tunnel.client_to_backend = Direction::new(&t.stats.client_to_backend, true);
+        tunnel.backend_to_client = Direction::new(&t.stats.backend_to_client, true);
+        TunnelDetail {
+            tunnel,
+            handshake: t.handshake.as_ref().map(Handshake::new),
+            samples: t.samples.iter().map(Sample::new).collect(),
+        }
+    }
+}
+
+/// Header lists are `[name, value]` pairs in the order they were seen.
+#[derive(Serialize)]
+pub struct Handshake<'a> {
+    pub request_in: &'a [(String, String)],
+    pub request_out: &'a [(String, String)],
+    pub response: &'a [(String, String)],
+    pub subprotocol: Option<&'a str>,
+    pub extensions: Option<&'a str>,
+}
+
+impl<'a> Handshake<'a> {
+    pub fn new(h: &'a HandshakeInfo) -> Handshake<'a> {
+        Handshake {
+            request_in: &h.request_in,
+            request_out: &h.request_out,
+            response: &h.response,
+            subprotocol: h.subprotocol.as_deref(),
+            extensions: h.extensions.as_deref(),
+        }
+    }
+}
+
+/// Counters of one direction of one tunnel.
+#[derive(Serialize)]
+pub struct Direction<'a> {
+    pub frames: u64,
+    pub messages: u64,
+    pub bytes: u64,
+    pub last_frame: Option<String>,
+    /// The first Close frame seen this way.
+    pub close: Option<Close<'a>>,
+    pub violations: u64,
+    /// Per opcode (`text`, `binary`, `close`, ...); only in a tunnel's detail and in
+    /// `frame_stats` events.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub by_opcode: Option<BTreeMap<&'static str, OpCounts>>,
+}
+
+impl<'a> Direction<'a> {
+    pub fn new(d: &'a DirStats, by_opcode: bool) -> Direction<'a> {
+        Direction {
+            frames: d.frames(),
+            messages: d.messages,
+            bytes: d.bytes,
+            last_frame: d.last_frame.map(rfc3339),
+            close: d.close.as_ref().map(Close::new),
+            violations: d.violations,
+            by_opcode: by_opcode.then(|| {
+                OpKind::ALL
+                    .iter()
+                    .map(|&k| {
+                        let c = d.op(k);
+                        let counts = OpCounts {
+                            frames: c.frames,
+                            payload_bytes: c.payload_bytes,
+                            wire_bytes: c.wire_bytes,
+                        };
+                        (k.name(), counts)
+                    })
+                    .collect()
+            }),
+        }
+    }
+
+    pub fn both(s: &'a TunnelStats, by_opcode: bool) -> [Direction<'a>; 2] {
+        [
+            Direction::new(&s.client_to_backend, by_opcode),
+            Direction::new(&s.backend_to_client, by_opcode),
+        ]
+    }
+}
+
+#[derive(Serialize)]
+pub struct OpCounts {
+    pub frames: u64,
+    pub payload_bytes: u64,
+    pub wire_bytes: u64,
+}
+
+#[derive(Serialize)]
+pub struct Close<'a> {
+    /// Null for a Close frame without a status code.
+    pub code: Option<u16>,
+    pub reason: &'a str,
+}
+
+impl<'a> Close<'a> {
+    pub fn new(c: &'a CloseInfo) -> Close<'a> {
+        Close {
+            code: c.code,
+            reason: &c.reason,
+        }
+    }
+}
+
+/// One frame summary.
+#[derive(Serialize)]
+pub struct Sample {
+    pub seq: u64,
+    pub at: String,
+    pub dir: &'static str,
+    pub fin: bool,
+    /// RSV1..RSV3 as the low three bits (4 = RSV1, permessage-deflate).
+    pub rsv: u8,
+    pub opcode: u8,
+    /// `text`, `binary`, `close`, `ping`, `pong`, `cont` or `reserved`.
+    pub kind: &'static str,
+    pub masked: bool,
+    /// Payload length announced by the header.
+    pub len: u64,
+    pub preview: Preview,
+}
+
+impl Sample {
+    pub fn new(s: &FrameSample) -> Sample {
+        Sample {
+            seq: s.seq,
+            at: rfc3339(s.at),
+            dir: dir_name(s.dir),
+            fin: s.fin,
+            rsv: s.rsv,
+            opcode: s.opcode,
+            kind: OpKind::from_opcode(s.opcode).name(),
+            masked: s.masked,
+            len: s.len,
+            preview: Preview::new(&s.preview, s.len),
+        }
+    }
+}
+
+/// The first payload bytes (unmasked): as text when they are UTF-8, else as hex.
+#[derive(Debug, PartialEq, Eq, Serialize)]
+pub struct Preview {
+    /// `text` or `hex`.
+    pub encoding: &'static str,
+    pub data: String,
+    /// The payload is longer than the preview.
+    pub truncated: bool,
+}
+
+impl Preview {
+    pub fn new(bytes: &[u8], len: u64) -> Preview {
+        let truncated = (bytes.len() as u64) < len;
+        let text = match std::str::from_utf8(bytes) {
+            Ok(s) => Some(s),
+            // A cut through the last character of a longer payload is still text.
+            Err(e) if truncated && e.error_len().is_none() && e.valid_up_to() > 0 => {
+                std::str::from_utf8(&bytes[..e.valid_up_to()]).ok()
+            }
+            Err(_) => None,
+        };
+        match text {
+            Some(s)
+                if !s
+                    .chars()
+                    .any(|c| c.is_control() && !matches!(c, '\n' | '\r' | '\t')) =>
+            {
+                Preview {
+                    encoding: "text",
+                    data: s.to_string(),
+                    truncated,
+                }
+            }
+            _ => Preview {
+                encoding: "hex",
+                data: bytes.iter().map(|b| format!("{b:02x}")).collect(),
+                truncated,
+            },
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::{Duration, UNIX_EPOCH};
+
+    #[test]
+    fn times_are_rfc3339_utc_with_milliseconds() {
+        let at = UNIX_EPOCH + Duration::from_millis(1_700_000_000_123);
+        assert_eq!(rfc3339(at), "2023-11-14T22:13:20.123Z");
+    }
+
+    #[test]
+    fn previews_are_text_when_they_can_be() {
+        assert_eq!(Preview::new(b"hello", 5).data, "hello");
+        assert_eq!(Preview::new(b"hello", 5).encoding, "text");
+        assert!(Preview::new(b"hel", 5).truncated);
+        // "é" is 0xC3 0xA9: a preview cut between them stays text.
+        let cut = Preview::new(b"caf\xc3", 5);
+        assert_eq!((cut.encoding, cut.data.as_str()), ("text", "caf"));
+        // Not UTF-8, or control bytes (a Close code): hex.
+        let close = Preview::new(&[0x03, 0xe8, b'b', b'y', b'e'], 5);
+        assert_eq!((close.encoding, close.data.as_str()), ("hex", "03e8627965"));
+        assert_eq!(Preview::new(&[0xff, 0x00], 2).data, "ff00");
+        let empty = Preview::new(b"", 0);
+        assert_eq!((empty.encoding, empty.data.as_str()), ("text", ""));
+    }
+}

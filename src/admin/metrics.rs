@@ -1,0 +1,235 @@
+//! Prometheus metrics: `GET /metrics` in the text exposition format 0.0.4, from a
+//! snapshot and the [`Totals`] of relayed traffic (see `relayed`).
+
+use std::fmt::Write;
+
+use crate::event::{AdminState, BackendInfo, Health, Snapshot};
+
+use super::relayed::{Flow, Totals};
+
+/// The content type of [`render`]'s output.
+pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
+
+/// The whole exposition.
+pub fn render(snapshot: &Snapshot, totals: &Totals, uptime_seconds: f64) -> String {
+    let mut out = Exposition::default();
+    out.single(
+        "tunnelscope_uptime_seconds",
+        "Seconds since the proxy started.",
+        "gauge",
+        uptime_seconds,
+    );
+    out.single(
+        "tunnelscope_tunnels_active",
+        "Tunnels open now.",
+        "gauge",
+        totals.tunnels_active,
+    );
+    out.single(
+        "tunnelscope_tunnels_total",
+        "Tunnels opened since the proxy started.",
+        "counter",
+        totals.tunnels_total,
+    );
+    out.per_direction(
+        totals,
+        "tunnelscope_relayed_frames_total",
+        "WebSocket frames relayed by live and closed tunnels, by direction.",
+        |f| f.frames,
+    );
+    out.per_direction(
+        totals,
+        "tunnelscope_relayed_messages_total",
+        "Complete data messages relayed by live and closed tunnels, by direction.",
+        |f| f.messages,
+    );
+    out.per_direction(
+        totals,
+        "tunnelscope_relayed_bytes_total",
+        "Bytes relayed by live and closed tunnels, by direction.",
+        |f| f.bytes,
+    );
+    let backends = &snapshot.backends;
+    out.per_backend(
+        backends,
+        "tunnelscope_backend_tunnels_active",
+        "Tunnels open to the backend now.",
+        "gauge",
+        |b| b.active_tunnels,
+    );
+    out.per_backend(
+        backends,
+        "tunnelscope_backend_tunnels_total",
+        "Tunnels the backend has served.",
+        "counter",
+        |b| b.total_tunnels,
+    );
+    out.per_backend(
+        backends,
+        "tunnelscope_backend_failures_total",
+        "Failed connects and handshakes to the backend.",
+        "counter",
+        |b| b.failures,
+    );
+    out.per_backend(
+        backends,
+        "tunnelscope_backend_up",
+        "1 when passive health checks find the backend up, else 0.",
+        "gauge",
+        |b| u64::from(b.health == Health::Up),
+    );
+    let name = "tunnelscope_backend_admin_state";
+    out.family(
+        name,
+        "1 for the backend's admin state (active, draining, drained, disabled), 0 for the others.",
+        "gauge",
+    );
+    for b in backends {
+        for state in ADMIN_STATES {
+            let label = state.to_string();
+            let labels = [
+                ("pool", &*b.id.pool),
+                ("addr", &*b.id.addr),
+                ("state", &label),
+            ];
+            out.sample(name, &labels, u64::from(b.admin == state));
+        }
+    }
+    out.single(
+        "tunnelscope_admin_events_lagged_total",
+        "Bus events the admin API's traffic counter missed by lagging behind.",
+        "counter",
+        totals.events_lagged,
+    );
+    out.0
+}
+
+const ADMIN_STATES: [AdminState; 4] = [
+    AdminState::Active,
+    AdminState::Draining,
+    AdminState::Drained,
+    AdminState::Disabled,
+];
+
+/// A text exposition being written.
+#[derive(Default)]
+struct Exposition(String);
+
+impl Exposition {
+    fn family(&mut self, name: &str, help: &str, kind: &str) {
+        let _ = writeln!(self.0, "# HELP {name} {help}");
+        let _ = writeln!(self.0, "# TYPE {name} {kind}");
+    }
+
+    fn sample(&mut self, name: &str, labels: &[(&str, &str)], value: impl std::fmt::Display) {
+        self.0.push_str(name);
+        if !labels.is_empty() {
+            self.0.push('{');
+            for (i, (k, v)) in labels.iter().enumerate() {
+                if i > 0 {
+                    self.0.push(',');
+                }
+                let _ = write!(self.0, "{k}=\"{}\"", escape(v));
+            }
+            self.0.push('}');
+        }
+        let _ = writeln!(self.0, " {value}");
+    }
+
+    fn single(&mut self, name: &str, help: &str, kind: &str, value: impl std::fmt::Display) {
+        self.family(name, help, kind);
+        self.sample(name, &[], value);
+    }
+
+    fn per_direction(&mut self, t: &Totals, name: &str, help: &str, get: impl Fn(&Flow) -> u64) {
+        self.family(name, help, "counter");
+        for (dir, flow) in [
+            ("client_to_backend", &t.client_to_backend),
+            ("backend_to_client", &t.backend_to_client),
+        ] {
+            self.sample(name, &[("direction", dir)], get(flow));
+        }
+    }
+
+    fn per_backend(
+        &mut self,
+        backends: &[BackendInfo],
+        name: &str,
+        help: &str,
+        kind: &str,
+        get: impl Fn(&BackendInfo) -> u64,
+    ) {
+        self.family(name, help, kind);
+        for b in backends {
+            self.sample(name, &[("pool", &b.id.pool), ("addr", &b.id.addr)], get(b));
+        }
+    }
+}
+
+/// A label value as the format wants it: backslash, quote and newline escaped.
+fn escape(v: &str) -> String {
+    let mut out = String::with_capacity(v.len());
+    for c in v.chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '"' => out.push_str("\\\""),
+            '\n' => out.push_str("\\n"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::event::BackendId;
+
+    fn backend(pool: &str, addr: &str, admin: AdminState) -> BackendInfo {
+        BackendInfo {
+            id: BackendId::new(pool, addr),
+            weight: 1,
+            backup: false,
+            admin,
+            health: Health::Up,
+            active_tunnels: 2,
+            total_tunnels: 5,
+            failures: 1,
+            last_error: None,
+        }
+    }
+
+    #[test]
+    fn every_sample_follows_its_help_and_type() {
+        let snapshot = Snapshot {
+            backends: vec![backend("app", "10.0.0.1:80", AdminState::Draining)],
+            total_tunnels: 5,
+            ..Snapshot::default()
+        };
+        let text = render(&snapshot, &Totals::default(), 1.5);
+        let mut declared = Vec::new();
+        for line in text.lines() {
+            if let Some(rest) = line.strip_prefix("# TYPE ") {
+                declared.push(rest.split(' ').next().unwrap().to_string());
+            } else if !line.starts_with('#') {
+                let name = line.split(['{', ' ']).next().unwrap();
+                assert_eq!(declared.last().map(String::as_str), Some(name), "{line}");
+            }
+        }
+        assert!(text.contains("tunnelscope_uptime_seconds 1.5\n"));
+        assert!(text.contains(
+            "tunnelscope_backend_admin_state{pool=\"app\",addr=\"10.0.0.1:80\",state=\"draining\"} 1\n"
+        ));
+        assert!(text.contains(
+            "tunnelscope_backend_admin_state{pool=\"app\",addr=\"10.0.0.1:80\",state=\"active\"} 0\n"
+        ));
+        assert!(text
+            .contains("tunnelscope_backend_tunnels_total{pool=\"app\",addr=\"10.0.0.1:80\"} 5\n"));
+    }
+
+    #[test]
+    fn label_values_are_escaped() {
+        assert_eq!(escape(r#"a"b\c"#), r#"a\"b\\c"#);
+        assert_eq!(escape("a\nb"), "a\\nb");
+    }
+}

@@ -1,0 +1,228 @@
+//! The HTTP admin API, for running headless: JSON state, Prometheus metrics, a live
+//! event stream, and the dashboard's controls over HTTP.
+//!
+//! Like the dashboard, it sees the proxy only through a snapshot function, the event
+//! bus and the control handle (all in [`Api`]); it never touches proxy internals, and
+//! control flows one way: a POST becomes a [`Command`](crate::control::Command) and its
+//! [`Outcome`](crate::control::Outcome) becomes the answer.
+//!
+//! - `routes`: method and path → endpoint (pure, unit-tested).
+//! - `handlers`: the bearer token check and each endpoint's handler.
+//! - `json`: the JSON shapes of backends, tunnels and the whole state.
+//! - `events`: the JSON shape of each bus event on `/api/events`.
+//! - `stream`: the `/api/events` WebSocket.
+//! - `relayed`: the one state kept here, traffic of closed tunnels folded from the bus.
+//! - `metrics`: the Prometheus exposition.
+//! - `reply`: JSON and error responses.
+//!
+//! [`serve`] takes an already-bound listener and a shutdown future, so tests bind
+//! `127.0.0.1:0`; [`spawn`] runs it in a task that can be stopped.
+
+mod events;
+mod handlers;
+mod json;
+mod metrics;
+mod relayed;
+mod reply;
+mod routes;
+mod stream;
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{broadcast, mpsc, oneshot, watch, OwnedSemaphorePermit, Semaphore};
+use tokio::task::JoinHandle;
+use tracing::{debug, warn, Instrument};
+
+use crate::control::{ControlHandle, CLOSE_SERVICE_RESTART};
+use crate::event::{Event, Snapshot};
+
+use self::relayed::Relayed;
+
+/// Admin connections open at once (event streams included); more are refused.
+pub const MAX_CONNECTIONS: usize = 64;
+/// Time for a client to send a request head.
+const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
+/// hyper refuses read buffers under 8 KiB; admin requests are small.
+const MAX_BUF: usize = 16 * 1024;
+/// Request headers an admin client may send.
+const MAX_HEADERS: usize = 64;
+/// On shutdown, how long open requests and event streams get to finish.
+const STOP_GRACE: Duration = Duration::from_secs(2);
+
+/// A `'static` snapshot source (see `ProxyHandle::snapshot_source`).
+pub type SnapshotFn = Arc<dyn Fn() -> Snapshot + Send + Sync>;
+/// A `'static` event bus subscription (see `ProxyHandle::subscribe_source`).
+pub type SubscribeFn = Arc<dyn Fn() -> broadcast::Receiver<Event> + Send + Sync>;
+
+/// Everything the admin API knows of the proxy.
+#[derive(Clone)]
+pub struct Api {
+    pub(crate) snapshot: SnapshotFn,
+    pub(crate) subscribe: SubscribeFn,
+    pub(crate) control: ControlHandle,
+    /// Close code and reason a kill sends when the request names none.
+    pub(crate) kill_close: (u16, String),
+    /// When set, every request needs `Authorization: Bearer TOKEN`.
+    pub(crate) token: Option<String>,
+}
+
+impl Api {
+    /// An API without a token whose kills send 1012 "service restart".
+    pub fn new(
+        snapshot: impl Fn() -> Snapshot + Send + Sync + 'static,
+        subscribe: impl Fn() -> broadcast::Receiver<Event> + Send + Sync + 'static,
+        control: ControlHandle,
+    ) -> Api {
+        Api {
+            snapshot: Arc::new(snapshot),
+            subscribe: Arc::new(subscribe),
+            control,
+            kill_close: (CLOSE_SERVICE_RESTART, "service restart".into()),
+            token: None,
+        }
+    }
+
+    /// The Close a kill sends by default (the proxy's `kill_close_code/_reason`).
+    pub fn with_kill_close(mut self, code: u16, reason: impl Into<String>) -> Api {
+        self.kill_close = (code, reason.into());
+        self
+    }
+
+    /// Requires `Authorization: Bearer TOKEN` on every request when `Some`.
+    pub fn with_token(mut self, token: Option<String>) -> Api {
+        self.token = token;
+        self
+    }
+}
+
+/// What every connection shares.
+pub(crate) struct Shared {
+    pub api: Api,
+    pub relayed: Relayed,
+    /// Flips to true once the server stops; event streams watch it.
+    pub stop: watch::Sender<bool>,
+}
+
+/// One connection's context. An upgraded event stream keeps it too, so it keeps the
+/// connection's place under [`MAX_CONNECTIONS`] and holds the server's shutdown open.
+pub(crate) struct Ctx {
+    pub shared: Arc<Shared>,
+    pub peer: SocketAddr,
+    _permit: OwnedSemaphorePermit,
+    /// Dropped when the connection and its stream end; the server waits for all.
+    _done: mpsc::Sender<()>,
+}
+
+/// Serves the admin API on `listener` until `shutdown` resolves, then lets open
+/// requests and event streams finish (event streams get Close 1001) for a moment.
+pub async fn serve(listener: TcpListener, api: Api, shutdown: impl Future<Output = ()>) {
+    let relayed = Relayed::start((api.subscribe)());
+    let shared = Arc::new(Shared {
+        api,
+        relayed,
+        stop: watch::channel(false).0,
+    });
+    let limit = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+    let (done_tx, mut done_rx) = mpsc::channel::<()>(1);
+    tokio::pin!(shutdown);
+    loop {
+        let (tcp, peer) = tokio::select! {
+            _ = &mut shutdown => break,
+            res = listener.accept() => match res {
+                Ok(pair) => pair,
+                Err(e) => {
+                    // Out of file descriptors and the like: back off instead of spinning.
+                    warn!(error = %e, "admin API accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+        };
+        let Ok(permit) = limit.clone().try_acquire_owned() else {
+            debug!(%peer, "admin API connection limit reached; closing");
+            continue;
+        };
+        let ctx = Arc::new(Ctx {
+            shared: shared.clone(),
+            peer,
+            _permit: permit,
+            _done: done_tx.clone(),
+        });
+        let span = tracing::debug_span!("admin", %peer);
+        tokio::spawn(serve_conn(tcp, ctx).instrument(span));
+    }
+    shared.stop.send_replace(true);
+    drop(done_tx);
+    // recv() returns None once every connection and stream has dropped its sender.
+    if tokio::time::timeout(STOP_GRACE, done_rx.recv())
+        .await
+        .is_err()
+    {
+        debug!("admin API connections still open after the grace; leaving them");
+    }
+}
+
+async fn serve_conn(tcp: TcpStream, ctx: Arc<Ctx>) {
+    let _ = tcp.set_nodelay(true);
+    let mut stop = ctx.shared.stop.subscribe();
+    let mut builder = hyper::server::conn::http1::Builder::new();
+    builder
+        .timer(TokioTimer::new())
+        .header_read_timeout(HEADER_TIMEOUT)
+        .max_buf_size(MAX_BUF)
+        .max_headers(MAX_HEADERS)
+        .keep_alive(true);
+    let service = {
+        let ctx = ctx.clone();
+        service_fn(move |req| handlers::handle(req, ctx.clone()))
+    };
+    let conn = builder
+        .serve_connection(TokioIo::new(tcp), service)
+        .with_upgrades();
+    tokio::pin!(conn);
+    let res = tokio::select! {
+        res = conn.as_mut() => res,
+        _ = stopped(&mut stop) => {
+            conn.as_mut().graceful_shutdown();
+            conn.await
+        }
+    };
+    if let Err(e) = res {
+        debug!(error = %e, "admin connection ended with an error");
+    }
+}
+
+/// Resolves once the server stops (without holding the watch guard across awaits).
+pub(crate) async fn stopped(rx: &mut watch::Receiver<bool>) {
+    let _ = rx.wait_for(|s| *s).await;
+}
+
+/// The admin API running in its own task. Dropping it stops the server too, without
+/// waiting for it.
+pub struct Running {
+    stop: oneshot::Sender<()>,
+    task: JoinHandle<()>,
+}
+
+/// Runs [`serve`] in a task until [`Running::stop`].
+pub fn spawn(listener: TcpListener, api: Api) -> Running {
+    let (stop, stopped) = oneshot::channel::<()>();
+    let task = tokio::spawn(serve(listener, api, async {
+        let _ = stopped.await;
+    }));
+    Running { stop, task }
+}
+
+impl Running {
+    /// Stops accepting, lets open requests finish, and waits for the task.
+    pub async fn stop(self) {
+        let _ = self.stop.send(());
+        let _ = self.task.await;
+    }
+}
