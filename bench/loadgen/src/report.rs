@@ -1,0 +1,593 @@
+//! BENCHMARKS.md: the medians as a table, tunnelscope's ratios against nginx and
+//! HAProxy with the goals from the issue, the load generator's own CPU use, the
+//! machine, and every round's raw values.
+
+use std::fmt::Write as _;
+use std::path::Path;
+use std::process::Command;
+
+use anyhow::Result;
+
+use crate::run::{Figures, RunInfo, ECHO, HANDSHAKE_WORKERS, IDLE_SAMPLE, LARGE};
+use crate::targets::Kind;
+
+/// Every figure key the runner may record.
+pub const FIGURE_KEYS: &[&str] = &[
+    "echo.msgs",
+    "echo.p50",
+    "echo.p99",
+    "echo.cpu_us",
+    "echo.proxy_pct",
+    "echo.loadgen_pct",
+    "echo.backends_pct",
+    "echo.other_pct",
+    "large.mbs",
+    "large.cpu_ms",
+    "large.proxy_pct",
+    "large.loadgen_pct",
+    "large.backends_pct",
+    "large.other_pct",
+    "hs.rate",
+    "hs.cpu_us",
+    "hs.failed",
+    "hs.proxy_pct",
+    "hs.loadgen_pct",
+    "hs.backends_pct",
+    "hs.other_pct",
+    "hs_tls.rate",
+    "hs_tls.cpu_us",
+    "hs_tls.failed",
+    "hs_tls.proxy_pct",
+    "hs_tls.loadgen_pct",
+    "hs_tls.backends_pct",
+    "hs_tls.other_pct",
+    "idle.kib",
+    "idle.opened",
+    "idle.echo_ok_pct",
+    "idle_tls.kib",
+    "idle_tls.opened",
+    "idle_tls.echo_ok_pct",
+];
+
+/// The rows of the main table: key, label, decimals.
+const MAIN_ROWS: &[(&str, &str, usize)] = &[
+    ("echo.msgs", "echo: messages/s", 0),
+    ("echo.p50", "echo: round trip p50 (ms)", 2),
+    ("echo.p99", "echo: round trip p99 (ms)", 2),
+    ("echo.cpu_us", "echo: proxy CPU per message (µs)", 2),
+    ("large.mbs", "1 MiB messages: MB/s", 1),
+    ("large.cpu_ms", "1 MiB messages: proxy CPU per MB (ms)", 3),
+    ("hs.rate", "handshakes/s, plain", 0),
+    ("hs.cpu_us", "proxy CPU per handshake, plain (µs)", 1),
+    ("hs_tls.rate", "handshakes/s, TLS", 0),
+    ("hs_tls.cpu_us", "proxy CPU per handshake, TLS (µs)", 1),
+    ("idle.kib", "memory per idle tunnel, plain (KiB)", 2),
+    ("idle.opened", "idle tunnels opened, plain", 0),
+    (
+        "idle.echo_ok_pct",
+        "idle tunnels still echoing afterwards, plain (% of sample)",
+        0,
+    ),
+    ("idle_tls.kib", "memory per idle tunnel, TLS (KiB)", 2),
+    ("idle_tls.opened", "idle tunnels opened, TLS", 0),
+    (
+        "idle_tls.echo_ok_pct",
+        "idle tunnels still echoing afterwards, TLS (% of sample)",
+        0,
+    ),
+];
+
+fn median(v: &[f64]) -> Option<f64> {
+    let mut v: Vec<f64> = v.iter().copied().filter(|x| x.is_finite()).collect();
+    if v.is_empty() {
+        return None;
+    }
+    v.sort_by(|a, b| a.total_cmp(b));
+    let n = v.len();
+    Some(if n % 2 == 1 {
+        v[n / 2]
+    } else {
+        (v[n / 2 - 1] + v[n / 2]) / 2.0
+    })
+}
+
+fn med(figs: &Figures, kind: Kind, key: &str) -> Option<f64> {
+    figs.iter()
+        .find(|((k, f), _)| *k == kind && *f == key)
+        .and_then(|(_, v)| median(v))
+}
+
+fn fmt(v: Option<f64>, decimals: usize) -> String {
+    match v {
+        Some(x) => format!("{x:.decimals$}"),
+        None => "—".to_string(),
+    }
+}
+
+fn shell(cmd: &str, args: &[&str]) -> String {
+    match Command::new(cmd).args(args).output() {
+        Ok(o) => {
+            let s = format!(
+                "{}{}",
+                String::from_utf8_lossy(&o.stdout),
+                String::from_utf8_lossy(&o.stderr)
+            );
+            s.lines().next().unwrap_or("").trim().to_string()
+        }
+        Err(_) => "(not found)".to_string(),
+    }
+}
+
+fn cpu_model() -> String {
+    std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("model name"))
+                .and_then(|l| l.split(':').nth(1))
+                .map(|m| m.trim().to_string())
+        })
+        .unwrap_or_else(|| "unknown".to_string())
+}
+
+/// One goal from the issue: tunnelscope's figure against a reference target's.
+struct Goal {
+    what: &'static str,
+    key: &'static str,
+    reference: Kind,
+    /// Met when `ratio <= factor` (lower is better) or `ratio >= factor`.
+    lower_better: bool,
+    factor: f64,
+    goal: &'static str,
+}
+
+const GOALS: &[Goal] = &[
+    Goal {
+        what: "CPU per relayed message",
+        key: "echo.cpu_us",
+        reference: Kind::Nginx,
+        lower_better: true,
+        factor: 0.8,
+        goal: "≤ 0.8 × nginx",
+    },
+    Goal {
+        what: "echo messages/s",
+        key: "echo.msgs",
+        reference: Kind::Nginx,
+        lower_better: false,
+        factor: 1.0,
+        goal: "≥ nginx",
+    },
+    Goal {
+        what: "1 MiB messages MB/s",
+        key: "large.mbs",
+        reference: Kind::Nginx,
+        lower_better: false,
+        factor: 3.0,
+        goal: "≥ 3 × nginx",
+    },
+    Goal {
+        what: "round trip p99",
+        key: "echo.p99",
+        reference: Kind::Nginx,
+        lower_better: true,
+        factor: 1.0,
+        goal: "≤ nginx",
+    },
+    Goal {
+        what: "memory per idle tunnel, plain",
+        key: "idle.kib",
+        reference: Kind::Haproxy,
+        lower_better: true,
+        factor: 1.0,
+        goal: "≤ HAProxy",
+    },
+    Goal {
+        what: "memory per idle tunnel, TLS",
+        key: "idle_tls.kib",
+        reference: Kind::Haproxy,
+        lower_better: true,
+        factor: 1.0,
+        goal: "≤ HAProxy",
+    },
+    Goal {
+        what: "handshakes/s, plain",
+        key: "hs.rate",
+        reference: Kind::Nginx,
+        lower_better: false,
+        factor: 1.0,
+        goal: "≥ nginx",
+    },
+    Goal {
+        what: "handshakes/s, TLS",
+        key: "hs_tls.rate",
+        reference: Kind::Nginx,
+        lower_better: false,
+        factor: 1.0,
+        goal: "≥ nginx",
+    },
+];
+
+/// The goal lines as (what, tunnelscope, reference, ratio, goal, met), for the
+/// report and the console.
+pub fn goal_lines(figs: &Figures, dashboard: &str) -> Vec<[String; 6]> {
+    let mut out = Vec::new();
+    for g in GOALS {
+        let ts = med(figs, Kind::Tunnelscope, g.key);
+        let rf = med(figs, g.reference, g.key);
+        let (ratio, met) = match (ts, rf) {
+            (Some(t), Some(r)) if r > 0.0 => {
+                let ratio = t / r;
+                let met = if g.lower_better {
+                    ratio <= g.factor
+                } else {
+                    ratio >= g.factor
+                };
+                (
+                    format!("{ratio:.2}"),
+                    if met { "yes" } else { "**no**" }.to_string(),
+                )
+            }
+            _ => ("—".to_string(), "not measured".to_string()),
+        };
+        out.push([
+            g.what.to_string(),
+            fmt(ts, 2),
+            format!("{} {}", fmt(rf, 2), g.reference),
+            ratio,
+            g.goal.to_string(),
+            met,
+        ]);
+    }
+    let head = med(figs, Kind::Tunnelscope, "echo.msgs");
+    let dash = med(figs, Kind::TunnelscopeDashboard, "echo.msgs");
+    let line = match (head, dash) {
+        (Some(h), Some(d)) if h > 0.0 => {
+            let cost = 100.0 * (h - d) / h;
+            [
+                "dashboard attached: cost in echo messages/s".to_string(),
+                format!("{d:.0} with, {h:.0} without"),
+                "tunnelscope headless".to_string(),
+                format!("{cost:.1} % cost"),
+                "≤ 5 %".to_string(),
+                if cost <= 5.0 { "yes" } else { "**no**" }.to_string(),
+            ]
+        }
+        _ => [
+            "dashboard attached: cost in echo messages/s".to_string(),
+            "—".to_string(),
+            "tunnelscope headless".to_string(),
+            "—".to_string(),
+            "≤ 5 %".to_string(),
+            format!("not measured (dashboard: {dashboard})"),
+        ],
+    };
+    out.push(line);
+    out
+}
+
+pub fn write(out: &Path, figs: &Figures, info: &RunInfo) -> Result<()> {
+    let a = &info.args;
+    let mut kinds = vec![Kind::Direct, Kind::Nginx, Kind::Haproxy, Kind::Tunnelscope];
+    if figs.keys().any(|(k, _)| *k == Kind::TunnelscopeDashboard) {
+        kinds.push(Kind::TunnelscopeDashboard);
+    }
+    let date = shell("date", &["-u", "+%Y-%m-%d %H:%M UTC"]);
+    let mut s = String::new();
+    let w = &mut s;
+    writeln!(w, "# Benchmarks\n")?;
+    writeln!(
+        w,
+        "tunnelscope against nginx and HAProxy, all on 127.0.0.1 in front of the same two Rust echo \
+         backends, driven by the same load generator (`bench/loadgen`, tokio-tungstenite). \
+         Generated by `{}` on {date}; every figure is the median of {} rounds, the targets \
+         alternating within each round. The whole run took {:.0} s.\n",
+        a.rerun,
+        a.rounds,
+        info.elapsed.as_secs_f64()
+    )?;
+    writeln!(w, "## Machine\n")?;
+    writeln!(w, "- CPUs (nproc): {}", shell("nproc", &[]))?;
+    writeln!(w, "- CPU model: {}", cpu_model())?;
+    writeln!(w, "- kernel: {}", shell("uname", &["-sr"]))?;
+    writeln!(w, "- nginx: {}", shell("nginx", &["-v"]))?;
+    writeln!(w, "- HAProxy: {}", shell("haproxy", &["-v"]))?;
+    writeln!(
+        w,
+        "- tunnelscope: {}",
+        shell(&a.tunnelscope.to_string_lossy(), &["--version"])
+    )?;
+    writeln!(w, "- rustc: {}", shell("rustc", &["--version"]))?;
+    let first = info.load_seen.first().cloned().unwrap_or_default();
+    let last = info.load_seen.last().cloned().unwrap_or_default();
+    let peak = info
+        .load_seen
+        .iter()
+        .filter_map(|l| {
+            l.rsplit(": ")
+                .next()?
+                .split_whitespace()
+                .next()?
+                .parse::<f64>()
+                .ok()
+        })
+        .fold(0.0f64, f64::max);
+    writeln!(
+        w,
+        "- load average (1, 5, 15 min) at the {first}; at the {last}; highest 1-minute value seen between tests: {peak:.2}"
+    )?;
+    let mut other: Vec<f64> = figs
+        .iter()
+        .filter(|((_, key), _)| key.ends_with("other_pct"))
+        .flat_map(|(_, v)| v.iter().copied())
+        .collect();
+    other.sort_by(|a, b| a.total_cmp(b));
+    if let (Some(m), Some(hi)) = (median(&other), other.last()) {
+        let noisy = other.iter().filter(|&&x| x > 25.0).count();
+        writeln!(
+            w,
+            "- CPU used by other processes during the measured windows: median {m:.0} %, highest \
+             {hi:.0} % of one core; {noisy} of {} windows above 25 %{}",
+            other.len(),
+            if noisy > 0 {
+                " (**noisy**: the machine was shared; rates in those windows are low, the proxies' own CPU per unit is less affected)"
+            } else {
+                ""
+            }
+        )?;
+    }
+    writeln!(w)?;
+
+    writeln!(w, "## Results\n")?;
+    write!(w, "| figure |")?;
+    for k in &kinds {
+        write!(w, " {k} |")?;
+    }
+    writeln!(w)?;
+    write!(w, "|---|")?;
+    for _ in &kinds {
+        write!(w, "---:|")?;
+    }
+    writeln!(w)?;
+    for (key, label, dec) in MAIN_ROWS {
+        write!(w, "| {label} |")?;
+        for k in &kinds {
+            write!(w, " {} |", fmt(med(figs, *k, key), *dec))?;
+        }
+        writeln!(w)?;
+    }
+    writeln!(
+        w,
+        "\n\"direct\" is the load generator talking to the backends without a proxy (TLS: the \
+         backends terminate it): the physical limit of this machine and load generator. It has \
+         no proxy CPU or memory to report. \"—\": not measured.\n"
+    )?;
+
+    writeln!(w, "## Goals\n")?;
+    writeln!(
+        w,
+        "| goal | tunnelscope | reference | ratio | target | met |"
+    )?;
+    writeln!(w, "|---|---:|---:|---:|---|---|")?;
+    for l in goal_lines(figs, &info.dashboard) {
+        writeln!(w, "| {} |", l.join(" | "))?;
+    }
+    write!(w, "\nDashboard: {}.", info.dashboard)?;
+    let (h, d) = (
+        med(figs, Kind::Tunnelscope, "echo.cpu_us"),
+        med(figs, Kind::TunnelscopeDashboard, "echo.cpu_us"),
+    );
+    if let (Some(h), Some(d)) = (h, d) {
+        write!(
+            w,
+            " With it attached, tunnelscope's CPU per echoed message is {d:.2} µs against {h:.2} µs \
+             headless ({:+.1} %); round trip p99 {} ms against {} ms.",
+            100.0 * (d - h) / h,
+            fmt(med(figs, Kind::TunnelscopeDashboard, "echo.p99"), 2),
+            fmt(med(figs, Kind::Tunnelscope, "echo.p99"), 2),
+        )?;
+    }
+    writeln!(w, "\n")?;
+
+    writeln!(w, "## Ratios: tunnelscope ÷ nginx and ÷ HAProxy\n")?;
+    writeln!(w, "| figure | ÷ nginx | ÷ HAProxy | better is |")?;
+    writeln!(w, "|---|---:|---:|---|")?;
+    for (key, label, _) in MAIN_ROWS {
+        if key.ends_with("opened") || key.ends_with("echo_ok_pct") {
+            continue;
+        }
+        let t = med(figs, Kind::Tunnelscope, key);
+        let r = |k| match (t, med(figs, k, key)) {
+            (Some(t), Some(r)) if r > 0.0 => format!("{:.2}", t / r),
+            _ => "—".to_string(),
+        };
+        let better = if key.contains("cpu") || key.contains(".p") || key.ends_with("kib") {
+            "lower"
+        } else {
+            "higher"
+        };
+        writeln!(
+            w,
+            "| {label} | {} | {} | {better} |",
+            r(Kind::Nginx),
+            r(Kind::Haproxy)
+        )?;
+    }
+
+    writeln!(w, "\n## Is the load generator the bottleneck?\n")?;
+    let cores = shell("nproc", &[]).parse::<u32>().unwrap_or(1);
+    writeln!(
+        w,
+        "Two checks. First, without a proxy in the path, how much more the same load \
+         generator and backends do than through the best proxy (above 1: the load generator \
+         produces more than any proxy relays here):\n"
+    )?;
+    writeln!(
+        w,
+        "| test | direct | best proxied | direct ÷ best proxied |"
+    )?;
+    writeln!(w, "|---|---:|---:|---:|")?;
+    for (key, name) in [
+        ("echo.msgs", "echo messages/s"),
+        ("large.mbs", "1 MiB messages MB/s"),
+        ("hs.rate", "handshakes/s, plain"),
+        ("hs_tls.rate", "handshakes/s, TLS"),
+    ] {
+        let d = med(figs, Kind::Direct, key);
+        let best = [Kind::Nginx, Kind::Haproxy, Kind::Tunnelscope]
+            .iter()
+            .filter_map(|k| med(figs, *k, key))
+            .fold(None, |m: Option<f64>, x| Some(m.map_or(x, |m| m.max(x))));
+        let ratio = match (d, best) {
+            (Some(d), Some(b)) if b > 0.0 => format!("{:.2}", d / b),
+            _ => "—".to_string(),
+        };
+        writeln!(w, "| {name} | {} | {} | {ratio} |", fmt(d, 0), fmt(best, 0))?;
+    }
+    writeln!(
+        w,
+        "\nSecond, the CPU each party used during the measured windows, in % of one core (this \
+         machine has {cores} cores: {}% is all of it). The load generator is one process (a \
+         tokio runtime with one thread per core); the two backends are one thread each. When \
+         the total is near {}%, the machine is saturated: all parties share the same cores, so a \
+         proxy that needs more CPU per message leaves less to the load generator and backends, \
+         and the proxied rates measure the whole machine's work per message. The proxy's own \
+         share is the \"proxy CPU per …\" rows, which do not depend on that. \"other \
+         processes\" is the rest of the machine's busy time during the window (`/proc/stat`): \
+         other users of a shared machine, and tmux drawing the dashboard; when it is large, \
+         the rates above are noisy.\n",
+        cores * 100,
+        cores * 100
+    )?;
+    writeln!(
+        w,
+        "| test | target | proxy | load generator | backends | total | other processes |"
+    )?;
+    writeln!(w, "|---|---|---:|---:|---:|---:|---:|")?;
+    for (pre, name) in [
+        ("echo", "echo"),
+        ("large", "1 MiB"),
+        ("hs", "handshakes"),
+        ("hs_tls", "handshakes TLS"),
+    ] {
+        for k in &kinds {
+            let p = med(figs, *k, &format!("{pre}.proxy_pct"));
+            let l = med(figs, *k, &format!("{pre}.loadgen_pct"));
+            let b = med(figs, *k, &format!("{pre}.backends_pct"));
+            let (Some(l), Some(b)) = (l, b) else {
+                continue;
+            };
+            let p = if *k == Kind::Direct { None } else { p };
+            let total = p.unwrap_or(0.0) + l + b;
+            let other = med(figs, *k, &format!("{pre}.other_pct"));
+            writeln!(
+                w,
+                "| {name} | {k} | {} | {l:.0} | {b:.0} | {total:.0} | {} |",
+                fmt(p, 0),
+                fmt(other, 0)
+            )?;
+        }
+    }
+
+    writeln!(w, "\n## Method\n")?;
+    writeln!(
+        w,
+        "- **echo**: {} tunnels, {} binary messages of {} bytes in flight on each; every echo is \
+         answered with a new message (the client batches the writes it can make at once). \
+         messages/s counts echoes received in a {} s window after {} s of warm-up; the round \
+         trip is measured from a timestamp in each message. CPU per message is the proxy's \
+         user+system time (from `/proc/PID/stat`, nginx's master and worker together) over the \
+         window divided by the echoes; each echo crosses the proxy twice.",
+        ECHO.tunnels, ECHO.in_flight, ECHO.size, a.echo_secs, a.warm_secs
+    )?;
+    writeln!(
+        w,
+        "- **1 MiB messages**: {} tunnels, {} messages of 1 MiB in flight on each, {} s window. \
+         MB/s = echoed payload (10^6 bytes) per second, each MB crossing the proxy once each way; \
+         CPU per MB likewise.",
+        LARGE.tunnels, LARGE.in_flight, a.large_secs
+    )?;
+    writeln!(
+        w,
+        "- **handshakes**: {HANDSHAKE_WORKERS} workers each connect, upgrade, send a Close and wait \
+         for the connection to end, in a loop, for {} s. TLS: a fresh full handshake every time \
+         (the client never resumes a session), ECDSA P-256 certificate made with rcgen for this \
+         run and used by every TLS terminator; TLS ends at the proxy, the backends are plain.",
+        a.handshake_secs
+    )?;
+    writeln!(
+        w,
+        "- **idle memory**: {} tunnels opened (64 handshakes at a time) and left idle; the \
+         proxy's VmRSS (`/proc/PID/status`, nginx master + worker) 1 s after the last one opened, \
+         minus before the first, divided by the tunnels. Then one message on {IDLE_SAMPLE} \
+         tunnels spread over them must come back. Open files: 20,000 per process.",
+        a.idle_tunnels
+    )?;
+    writeln!(
+        w,
+        "- Each target is started fresh for each test, checked with one echo, measured, and \
+         stopped. The backends are two processes of `loadgen backend` (tokio-tungstenite, one \
+         thread each). nginx: the classic WebSocket configuration (map $http_upgrade \
+         $connection_upgrade, upstream with least_conn, proxy_http_version 1.1, \
+         Upgrade/Connection/Host headers, proxy_read_timeout 3600s), 1 worker, \
+         worker_connections 20000, access_log off. HAProxy: mode http, nbthread 1, balance \
+         leastconn, timeout tunnel 3600s, maxconn 9000. tunnelscope: `--headless --log warn`, \
+         two listeners, pool with least_conn, idle = \"1h\", everything else default (its \
+         runtime uses every core). tunnelscope + dashboard: the same file without `--headless`, \
+         in a detached 160×48 tmux session of its own (tmux's CPU counts as other processes). \
+         The exact files are written by `bench/loadgen/src/targets.rs`."
+    )?;
+
+    writeln!(w, "\n## Rerun\n")?;
+    writeln!(w, "```sh\n{}\n```\n", a.rerun)?;
+    writeln!(
+        w,
+        "It installs nginx and HAProxy from Debian if missing (and leaves no service of theirs \
+         running), builds tunnelscope and the load generator in release mode, runs everything \
+         above and rewrites this file. Options: `bench/run.sh --rounds 5`, `--dashboard on|off`, \
+         `--quick` (short windows, 1 round: a smoke test). Keep the machine otherwise idle: every \
+         figure here is sensitive to other load."
+    )?;
+
+    if !info.notes.is_empty() {
+        writeln!(w, "\n## Failures during the run\n")?;
+        for n in &info.notes {
+            writeln!(w, "- {}", n.replace('\n', " "))?;
+        }
+    }
+
+    writeln!(w, "\n## Every round\n")?;
+    writeln!(
+        w,
+        "<details><summary>Values per round, in run order</summary>\n"
+    )?;
+    writeln!(w, "| target | figure | rounds |")?;
+    writeln!(w, "|---|---|---|")?;
+    for ((k, key), v) in figs {
+        let vals: Vec<String> = v.iter().map(|x| format!("{x:.3}")).collect();
+        writeln!(w, "| {k} | {key} | {} |", vals.join(", "))?;
+    }
+    writeln!(w, "\nLoad average before each test:\n")?;
+    for l in &info.load_seen {
+        writeln!(w, "- {l}")?;
+    }
+    writeln!(w, "\n</details>")?;
+    std::fs::write(out, s)?;
+
+    println!(
+        "\n{:<46} {:>14} {:>22} {:>8}  {:<14} met",
+        "goal", "tunnelscope", "reference", "ratio", "target"
+    );
+    for l in goal_lines(figs, &info.dashboard) {
+        println!(
+            "{:<46} {:>14} {:>22} {:>8}  {:<14} {}",
+            l[0],
+            l[1],
+            l[2],
+            l[3],
+            l[4],
+            l[5].replace('*', "")
+        );
+    }
+    Ok(())
+}

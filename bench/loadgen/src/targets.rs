@@ -1,0 +1,567 @@
+//! The targets: what runs between the load generator and the two echo backends,
+//! with the config files written for each, and starting and stopping them. Every
+//! process started here is written to `pids` in the work directory until it is
+//! stopped, so `bench/run.sh` can kill leftovers by PID if this program dies.
+
+use std::fmt;
+use std::fs;
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+use tokio_rustls::TlsConnector;
+
+use crate::net::Endpoint;
+use crate::procfs;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Kind {
+    /// The load generator straight to the backends: the physical limit.
+    Direct,
+    Nginx,
+    Haproxy,
+    /// tunnelscope --headless.
+    Tunnelscope,
+    /// tunnelscope with its dashboard drawing in a tmux pseudo-terminal.
+    TunnelscopeDashboard,
+}
+
+impl fmt::Display for Kind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Kind::Direct => "direct",
+            Kind::Nginx => "nginx",
+            Kind::Haproxy => "HAProxy",
+            Kind::Tunnelscope => "tunnelscope",
+            Kind::TunnelscopeDashboard => "tunnelscope + dashboard",
+        })
+    }
+}
+
+/// Everything the targets share: the backends, the certificate, the binaries.
+pub struct Env {
+    pub dir: PathBuf,
+    pub backends_plain: [SocketAddr; 2],
+    pub backends_tls: [SocketAddr; 2],
+    pub tunnelscope: PathBuf,
+    pub tls: TlsConnector,
+    /// The backends' processes.
+    pub backend_pids: Vec<u32>,
+    backend_children: Vec<Child>,
+}
+
+/// A started target.
+pub struct Running {
+    pub kind: Kind,
+    /// Root process whose tree is measured; `None` for the direct target.
+    pub pid: Option<u32>,
+    pub plain: Endpoint,
+    pub tls: Endpoint,
+    child: Option<Child>,
+    /// tmux socket name, for the dashboard target.
+    tmux: Option<String>,
+}
+
+/// A free port on 127.0.0.1 (bound and released; the small race is acceptable here).
+pub fn free_port() -> Result<SocketAddr> {
+    let l = TcpListener::bind("127.0.0.1:0")?;
+    Ok(l.local_addr()?)
+}
+
+fn record_pid(dir: &Path, pid: u32, add: bool) {
+    let path = dir.join("pids");
+    let mut pids: Vec<u32> = fs::read_to_string(&path)
+        .unwrap_or_default()
+        .split_whitespace()
+        .filter_map(|p| p.parse().ok())
+        .collect();
+    pids.retain(|&p| p != pid);
+    if add {
+        pids.push(pid);
+    }
+    let text: String = pids.iter().map(|p| format!("{p}\n")).collect();
+    let _ = fs::write(path, text);
+}
+
+fn spawn(dir: &Path, log: &str, cmd: &mut Command) -> Result<Child> {
+    let out = fs::File::create(dir.join(log))?;
+    let child = cmd
+        .stdin(Stdio::null())
+        .stdout(out.try_clone()?)
+        .stderr(out)
+        .spawn()
+        .with_context(|| format!("starting {:?}", cmd.get_program()))?;
+    record_pid(dir, child.id(), true);
+    Ok(child)
+}
+
+/// Waits until every address accepts TCP connections, or fails after 10 s.
+fn wait_listening(addrs: &[SocketAddr], what: &str, log: &Path) -> Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    for a in addrs {
+        while TcpStream::connect_timeout(a, Duration::from_millis(200)).is_err() {
+            if Instant::now() > deadline {
+                let tail = fs::read_to_string(log).unwrap_or_default();
+                bail!("{what} is not listening on {a} after 10s; its log:\n{tail}");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+    Ok(())
+}
+
+/// SIGTERM, then SIGKILL after `grace`; reaps our own child.
+fn terminate(dir: &Path, pid: u32, child: Option<&mut Child>, grace: Duration) {
+    // SAFETY: kill has no memory-safety preconditions; pid is a process we started.
+    unsafe { libc::kill(pid as i32, libc::SIGTERM) };
+    let deadline = Instant::now() + grace;
+    let mut child = child;
+    loop {
+        let gone = match child.as_deref_mut() {
+            Some(c) => matches!(c.try_wait(), Ok(Some(_))),
+            None => !procfs::alive(pid),
+        };
+        if gone {
+            break;
+        }
+        if Instant::now() > deadline {
+            // SAFETY: as above.
+            unsafe { libc::kill(pid as i32, libc::SIGKILL) };
+            if let Some(c) = child.as_deref_mut() {
+                let _ = c.wait();
+            }
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    record_pid(dir, pid, false);
+}
+
+impl Env {
+    /// Makes the certificate and starts the two echo backends (this same binary).
+    pub fn start(dir: PathBuf, tunnelscope: PathBuf) -> Result<Env> {
+        crate::net::make_cert(&dir)?;
+        let me = std::env::current_exe()?;
+        let mut env = Env {
+            backends_plain: [free_port()?, free_port()?],
+            backends_tls: [free_port()?, free_port()?],
+            tls: crate::net::tls_connector(&dir.join("cert.pem"))?,
+            tunnelscope,
+            backend_pids: Vec::new(),
+            backend_children: Vec::new(),
+            dir,
+        };
+        for i in 0..2 {
+            let log = format!("backend{}.log", i + 1);
+            let child = spawn(
+                &env.dir,
+                &log,
+                Command::new(&me)
+                    .arg("backend")
+                    .arg("--plain")
+                    .arg(env.backends_plain[i].to_string())
+                    .arg("--tls")
+                    .arg(env.backends_tls[i].to_string())
+                    .arg("--cert")
+                    .arg(env.dir.join("cert.pem"))
+                    .arg("--key")
+                    .arg(env.dir.join("key.pem")),
+            )?;
+            env.backend_pids.push(child.id());
+            env.backend_children.push(child);
+            let addrs = [env.backends_plain[i], env.backends_tls[i]];
+            wait_listening(&addrs, "echo backend", &env.dir.join(log))?;
+        }
+        Ok(env)
+    }
+
+    pub fn stop(&mut self) {
+        for mut c in std::mem::take(&mut self.backend_children) {
+            terminate(&self.dir, c.id(), Some(&mut c), Duration::from_secs(2));
+        }
+    }
+
+    fn endpoint(&self, addr: SocketAddr, tls: bool) -> Endpoint {
+        Endpoint {
+            addrs: vec![addr],
+            tls: tls.then(|| self.tls.clone()),
+        }
+    }
+
+    /// Starts a fresh instance of a target and waits until it listens.
+    pub fn start_target(&self, kind: Kind) -> Result<Running> {
+        if kind == Kind::Direct {
+            return Ok(Running {
+                kind,
+                pid: None,
+                plain: Endpoint {
+                    addrs: self.backends_plain.to_vec(),
+                    tls: None,
+                },
+                tls: Endpoint {
+                    addrs: self.backends_tls.to_vec(),
+                    tls: Some(self.tls.clone()),
+                },
+                child: None,
+                tmux: None,
+            });
+        }
+        let (plain, tls) = (free_port()?, free_port()?);
+        let d = &self.dir;
+        let (b1, b2) = (self.backends_plain[0], self.backends_plain[1]);
+        let (cert, key) = (d.join("cert.pem"), d.join("key.pem"));
+        let log = d.join(format!("{}.log", slug(kind)));
+        let (child, pid, tmux) = match kind {
+            Kind::Nginx => {
+                let conf = d.join("nginx.conf");
+                fs::write(&conf, nginx_conf(d, plain, tls, [b1, b2], &cert, &key))?;
+                let c = spawn(
+                    d,
+                    "nginx.log",
+                    Command::new("nginx")
+                        .arg("-p")
+                        .arg(d)
+                        .arg("-e")
+                        .arg(&log)
+                        .arg("-c")
+                        .arg(&conf)
+                        .arg("-g")
+                        .arg("daemon off;"),
+                )?;
+                let pid = c.id();
+                (Some(c), pid, None)
+            }
+            Kind::Haproxy => {
+                let conf = d.join("haproxy.cfg");
+                fs::write(
+                    &conf,
+                    haproxy_conf(plain, tls, [b1, b2], &d.join("combined.pem")),
+                )?;
+                let c = spawn(
+                    d,
+                    "haproxy.log",
+                    Command::new("haproxy").arg("-db").arg("-f").arg(&conf),
+                )?;
+                let pid = c.id();
+                (Some(c), pid, None)
+            }
+            Kind::Tunnelscope => {
+                let conf = d.join("tunnelscope.toml");
+                fs::write(&conf, tunnelscope_conf(plain, tls, [b1, b2], &cert, &key))?;
+                let c = spawn(
+                    d,
+                    "tunnelscope.log",
+                    Command::new(&self.tunnelscope)
+                        .arg("--config")
+                        .arg(&conf)
+                        .arg("--headless")
+                        .arg("--log")
+                        .arg("warn"),
+                )?;
+                let pid = c.id();
+                (Some(c), pid, None)
+            }
+            Kind::TunnelscopeDashboard => {
+                let conf = d.join("tunnelscope-dashboard.toml");
+                fs::write(&conf, tunnelscope_conf(plain, tls, [b1, b2], &cert, &key))?;
+                let (sock, pid) = tmux_start(d, &self.tunnelscope, &conf)?;
+                (None, pid, Some(sock))
+            }
+            Kind::Direct => unreachable!("handled above"),
+        };
+        let running = Running {
+            kind,
+            pid: Some(pid),
+            plain: self.endpoint(plain, false),
+            tls: self.endpoint(tls, true),
+            child,
+            tmux,
+        };
+        if let Err(e) = wait_listening(&[plain, tls], &kind.to_string(), &log) {
+            running.stop(d);
+            return Err(e);
+        }
+        Ok(running)
+    }
+}
+
+impl Running {
+    pub fn stop(mut self, dir: &Path) {
+        if let Some(pid) = self.pid {
+            terminate(dir, pid, self.child.as_mut(), Duration::from_secs(5));
+        }
+        if let Some(sock) = self.tmux.take() {
+            tmux_stop(dir, &sock);
+        }
+    }
+}
+
+fn slug(kind: Kind) -> &'static str {
+    match kind {
+        Kind::Direct => "direct",
+        Kind::Nginx => "nginx-error",
+        Kind::Haproxy => "haproxy",
+        Kind::Tunnelscope => "tunnelscope",
+        Kind::TunnelscopeDashboard => "tunnelscope-dashboard",
+    }
+}
+
+/// The classic nginx WebSocket setup, one worker, logs in the work directory.
+/// `worker_connections` and `worker_rlimit_nofile` only make room for 8,000 tunnels
+/// (each is two connections).
+pub fn nginx_conf(
+    dir: &Path,
+    plain: SocketAddr,
+    tls: SocketAddr,
+    b: [SocketAddr; 2],
+    cert: &Path,
+    key: &Path,
+) -> String {
+    let d = dir.display();
+    format!(
+        r#"worker_processes 1;
+worker_rlimit_nofile 20000;
+pid {d}/nginx.pid;
+error_log {d}/nginx-error.log warn;
+events {{
+    worker_connections 20000;
+}}
+http {{
+    access_log off;
+    client_body_temp_path {d}/nginx-tmp/body;
+    proxy_temp_path {d}/nginx-tmp/proxy;
+    fastcgi_temp_path {d}/nginx-tmp/fastcgi;
+    uwsgi_temp_path {d}/nginx-tmp/uwsgi;
+    scgi_temp_path {d}/nginx-tmp/scgi;
+
+    map $http_upgrade $connection_upgrade {{
+        default upgrade;
+        ''      close;
+    }}
+    upstream websocket {{
+        least_conn;
+        server {b0};
+        server {b1};
+    }}
+    server {{
+        listen {plain};
+        listen {tls} ssl;
+        ssl_certificate {cert};
+        ssl_certificate_key {key};
+        location / {{
+            proxy_pass http://websocket;
+            proxy_http_version 1.1;
+            proxy_set_header Upgrade $http_upgrade;
+            proxy_set_header Connection $connection_upgrade;
+            proxy_set_header Host $host;
+            proxy_read_timeout 3600s;
+        }}
+    }}
+}}
+"#,
+        b0 = b[0],
+        b1 = b[1],
+        cert = cert.display(),
+        key = key.display(),
+    )
+}
+
+/// HAProxy in HTTP mode, one thread, leastconn, one-hour tunnel timeout.
+/// `maxconn` only makes room for 8,000 tunnels.
+pub fn haproxy_conf(plain: SocketAddr, tls: SocketAddr, b: [SocketAddr; 2], pem: &Path) -> String {
+    format!(
+        r#"global
+    nbthread 1
+    maxconn 9000
+
+defaults
+    mode http
+    maxconn 9000
+    timeout connect 5s
+    timeout client 30s
+    timeout server 30s
+    timeout http-request 10s
+    timeout tunnel 3600s
+
+frontend ws
+    bind {plain}
+    bind {tls} ssl crt {pem}
+    default_backend app
+
+backend app
+    balance leastconn
+    server b1 {b0}
+    server b2 {b1}
+"#,
+        b0 = b[0],
+        b1 = b[1],
+        pem = pem.display(),
+    )
+}
+
+/// tunnelscope with the same two backends; everything else at its defaults.
+pub fn tunnelscope_conf(
+    plain: SocketAddr,
+    tls: SocketAddr,
+    b: [SocketAddr; 2],
+    cert: &Path,
+    key: &Path,
+) -> String {
+    format!(
+        r#"[timeouts]
+idle = "1h"
+
+[[listener]]
+bind = "{plain}"
+
+[[listener]]
+bind = "{tls}"
+[listener.tls]
+cert = "{cert}"
+key = "{key}"
+
+[pool.app]
+balance = "least_conn"
+[[pool.app.server]]
+addr = "{b0}"
+[[pool.app.server]]
+addr = "{b1}"
+"#,
+        b0 = b[0],
+        b1 = b[1],
+        cert = cert.display(),
+        key = key.display(),
+    )
+}
+
+fn tmux(sock: &str) -> Command {
+    let mut c = Command::new("tmux");
+    c.arg("-L").arg(sock);
+    c
+}
+
+fn tmux_out(sock: &str, args: &[&str]) -> Result<String> {
+    let out = tmux(sock).args(args).output().context("running tmux")?;
+    if !out.status.success() {
+        bail!(
+            "tmux {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
+}
+
+/// Starts tunnelscope (no --headless) in a detached 160x48 tmux session on a tmux
+/// server of our own; returns the socket name and tunnelscope's PID. The pane stays
+/// after tunnelscope exits, so a failure to start can be read from it.
+fn tmux_start(dir: &Path, bin: &Path, conf: &Path) -> Result<(String, u32)> {
+    let sock = format!("tsbench-{}", std::process::id());
+    let tmux_conf = dir.join("tmux.conf");
+    fs::write(&tmux_conf, "set -g remain-on-exit on\nset -g status off\n")?;
+    let mut cmd = format!(
+        "exec '{}' --config '{}' --log warn",
+        bin.display(),
+        conf.display()
+    );
+    // With the dashboard, logs go to a file (tunnelscope.log in the working directory
+    // unless told otherwise): keep it in the work directory.
+    let help = Command::new(bin).arg("--help").output()?;
+    if String::from_utf8_lossy(&help.stdout).contains("--log-file") {
+        cmd.push_str(&format!(
+            " --log-file '{}'",
+            dir.join("tunnelscope-dashboard-app.log").display()
+        ));
+    }
+    let (cwd, tconf) = (dir.to_string_lossy(), tmux_conf.to_string_lossy());
+    tmux_out(
+        &sock,
+        &[
+            "-f",
+            &tconf,
+            "new-session",
+            "-d",
+            "-s",
+            "ts",
+            "-c",
+            &cwd,
+            "-x",
+            "160",
+            "-y",
+            "48",
+            &cmd,
+        ],
+    )?;
+    let server: u32 = tmux_out(&sock, &["display-message", "-p", "-t", "ts", "#{pid}"])?.parse()?;
+    record_pid(dir, server, true);
+    let pid: u32 =
+        tmux_out(&sock, &["display-message", "-p", "-t", "ts", "#{pane_pid}"])?.parse()?;
+    record_pid(dir, pid, true);
+    std::thread::sleep(Duration::from_millis(300));
+    if tmux_out(
+        &sock,
+        &["display-message", "-p", "-t", "ts", "#{pane_dead}"],
+    )? == "1"
+    {
+        let screen = tmux_out(&sock, &["capture-pane", "-p", "-t", "ts"]).unwrap_or_default();
+        record_pid(dir, pid, false);
+        tmux_stop(dir, &sock);
+        bail!("tunnelscope exited at once in tmux:\n{}", screen.trim());
+    }
+    Ok((sock, pid))
+}
+
+fn tmux_stop(dir: &Path, sock: &str) {
+    let server = tmux_out(sock, &["display-message", "-p", "#{pid}"]).ok();
+    let path = tmux_out(sock, &["display-message", "-p", "#{socket_path}"]).ok();
+    let _ = tmux(sock).arg("kill-server").output();
+    if let Some(pid) = server.and_then(|s| s.parse::<u32>().ok()) {
+        record_pid(dir, pid, false);
+    }
+    // A killed server can leave its socket file behind.
+    if let Some(p) = path.filter(|p| p.contains(sock)) {
+        let _ = fs::remove_file(p);
+    }
+}
+
+/// Whether tunnelscope without --headless draws a dashboard: its `--help` mentions
+/// one and, started in a tmux pane, it switches to the alternate screen or draws
+/// box characters within 3 s. Anything else (no such mode yet) means no.
+pub fn dashboard_available(dir: &Path, bin: &Path, b: [SocketAddr; 2]) -> Result<bool> {
+    let help = Command::new(bin).arg("--help").output()?;
+    let help = String::from_utf8_lossy(&help.stdout).to_lowercase();
+    if !help.contains("dashboard") {
+        return Ok(false);
+    }
+    let (plain, tls) = (free_port()?, free_port()?);
+    let conf = dir.join("tunnelscope-probe.toml");
+    fs::write(
+        &conf,
+        tunnelscope_conf(plain, tls, b, &dir.join("cert.pem"), &dir.join("key.pem")),
+    )?;
+    let (sock, pid) = match tmux_start(dir, bin, &conf) {
+        Ok(started) => started,
+        Err(e) => {
+            eprintln!("dashboard probe: {e:#}");
+            return Ok(false);
+        }
+    };
+    let deadline = Instant::now() + Duration::from_secs(3);
+    let mut seen = false;
+    while Instant::now() < deadline && !seen {
+        std::thread::sleep(Duration::from_millis(250));
+        let alt = tmux_out(
+            &sock,
+            &["display-message", "-p", "-t", "ts", "#{alternate_on}"],
+        );
+        let screen = tmux_out(&sock, &["capture-pane", "-p", "-t", "ts"]).unwrap_or_default();
+        let boxes = screen
+            .chars()
+            .any(|c| matches!(c, '─' | '│' | '┌' | '╭' | '┐' | '╮'));
+        seen = procfs::alive(pid) && (alt.is_ok_and(|a| a == "1") || boxes);
+    }
+    terminate(dir, pid, None, Duration::from_secs(5));
+    tmux_stop(dir, &sock);
+    Ok(seen)
+}
