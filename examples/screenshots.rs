@@ -13,7 +13,6 @@
 
 use std::fmt::Write as _;
 use std::net::SocketAddr;
-use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use crossterm::event::{KeyCode, KeyEvent};
@@ -96,13 +95,8 @@ fn addr(s: &str) -> SocketAddr {
     s.parse().expect("literal address")
 }
 
-fn headers(pairs: &[(&str, &str)]) -> Arc<Vec<(String, String)>> {
-    Arc::new(
-        pairs
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect(),
-    )
+fn headers(pairs: &[(&str, &str)]) -> tunnelscope::event::Headers {
+    tunnelscope::event::Headers::from_pairs(pairs.iter().copied())
 }
 
 fn handshake(client: &str, host: &str, proto: Option<&str>, deflate: bool) -> Handshake {

@@ -767,9 +767,7 @@ async fn snapshot_lists_listeners_backends_with_counts_and_live_tunnels() {
         assert!(t.backend.is_some());
         assert_eq!(text_frames(&t.stats), (1, 1), "whoami and its answer");
         let hs = t.handshake.as_ref().expect("the handshake is kept");
-        let has = |list: &[(String, String)], name: &str| {
-            list.iter().any(|(n, _)| n.eq_ignore_ascii_case(name))
-        };
+        let has = |list: &tunnelscope::event::Headers, name: &str| list.get(name).is_some();
         assert!(has(&hs.request_in, "sec-websocket-key"));
         assert!(has(&hs.request_out, "x-forwarded-for"));
         assert!(has(&hs.response, "sec-websocket-accept"));

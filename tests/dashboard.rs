@@ -12,7 +12,6 @@ mod run_loop;
 mod state;
 
 use std::net::SocketAddr;
-use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
@@ -78,13 +77,8 @@ pub fn snapshot() -> Snapshot {
     }
 }
 
-fn headers(pairs: &[(&str, &str)]) -> Arc<Vec<(String, String)>> {
-    Arc::new(
-        pairs
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect(),
-    )
+fn headers(pairs: &[(&str, &str)]) -> tunnelscope::event::Headers {
+    tunnelscope::event::Headers::from_pairs(pairs.iter().copied())
 }
 
 pub fn handshake(deflate: bool) -> Handshake {

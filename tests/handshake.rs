@@ -323,7 +323,7 @@ async fn handshake_event_carries_the_request_in_and_out_the_response_and_the_sub
             .collect()
     };
     // As the client sent it.
-    let inbound = &handshake.request_in;
+    let inbound = &handshake.request_in.to_vec();
     assert_eq!(list(inbound, "x-secret"), ["for the proxy only"]);
     assert_eq!(list(inbound, "keep-alive"), ["timeout=5"]);
     assert_eq!(list(inbound, "connection"), ["Upgrade, X-Secret"]);
@@ -339,7 +339,7 @@ async fn handshake_event_carries_the_request_in_and_out_the_response_and_the_sub
     assert!(list(&out, "x-secret").is_empty());
 
     // The backend's 101.
-    let response = &handshake.response;
+    let response = &handshake.response.to_vec();
     assert_eq!(list(response, "sec-websocket-accept"), [WS_ACCEPT]);
     assert_eq!(list(response, "sec-websocket-protocol"), ["chat.v2"]);
     assert_eq!(list(response, "set-cookie"), ["backend=seen; Path=/"]);

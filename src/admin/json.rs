@@ -185,9 +185,9 @@ impl<'a> TunnelDetail<'a> {
 /// Header lists are `[name, value]` pairs in the order they were seen.
 #[derive(Serialize)]
 pub struct Handshake<'a> {
-    pub request_in: &'a [(String, String)],
-    pub request_out: &'a [(String, String)],
-    pub response: &'a [(String, String)],
+    pub request_in: Vec<(&'a str, &'a str)>,
+    pub request_out: Vec<(&'a str, &'a str)>,
+    pub response: Vec<(&'a str, &'a str)>,
     pub subprotocol: Option<&'a str>,
     pub extensions: Option<&'a str>,
 }
@@ -195,9 +195,9 @@ pub struct Handshake<'a> {
 impl<'a> Handshake<'a> {
     pub fn new(h: &'a HandshakeInfo) -> Handshake<'a> {
         Handshake {
-            request_in: &h.request_in,
-            request_out: &h.request_out,
-            response: &h.response,
+            request_in: h.request_in.iter().collect(),
+            request_out: h.request_out.iter().collect(),
+            response: h.response.iter().collect(),
             subprotocol: h.subprotocol.as_deref(),
             extensions: h.extensions.as_deref(),
         }

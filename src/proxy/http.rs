@@ -251,7 +251,7 @@ async fn upgrade(
         .parse()
         .unwrap_or_else(|_| "/".parse().expect("valid uri"));
     *out.headers_mut() = out_headers;
-    let request_out = headers::to_list(out.headers());
+    let request_out = headers::to_headers(out.headers());
 
     let (mut sender, http_conn) =
         match hyper::client::conn::http1::handshake(TokioIo::new(stream)).await {
@@ -301,9 +301,9 @@ async fn upgrade(
     }
     let (subprotocol, extensions, deflate) = headers::negotiated(resp.headers());
     let handshake = Handshake {
-        request_in: Arc::new(headers::to_list(req.headers())),
-        request_out: Arc::new(request_out),
-        response: Arc::new(headers::to_list(resp.headers())),
+        request_in: headers::to_headers(req.headers()),
+        request_out,
+        response: headers::to_headers(resp.headers()),
         subprotocol,
         extensions,
     };

@@ -269,7 +269,7 @@ fn headers(frame: &mut Frame, area: Rect, t: &Tunnel) {
             };
             lines.push(Line::from(vec![
                 Span::styled(format!("{k}: "), theme::closed()),
-                Span::styled(v.clone(), value),
+                Span::styled(v, value),
             ]));
         }
         if more > 0 {
