@@ -322,6 +322,12 @@ pub async fn run(core: Arc<Core>, mut commands: mpsc::Receiver<Request>) {
 
 /// One FrameStats and one FrameSamples event per tunnel that moved since last time.
 fn publish_stats(core: &Core, published: &mut HashMap<TunnelId, (u64, u64, u64)>) {
+    // Nobody listening (headless): don't copy counters and samples for nothing. A
+    // subscriber that arrives later starts from a snapshot anyway.
+    if core.bus.receiver_count() == 0 {
+        published.clear();
+        return;
+    }
     let tunnels = core.tunnels();
     let mut seen = HashMap::with_capacity(tunnels.len());
     for t in tunnels {
