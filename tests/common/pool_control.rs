@@ -286,17 +286,7 @@ async fn held_handshake(
     permits: &Semaphore,
     config: tokio_tungstenite::tungstenite::protocol::WebSocketConfig,
 ) -> Option<tokio_tungstenite::WebSocketStream<TcpStream>> {
-    let mut head = Vec::new();
-    while !head.ends_with(b"\r\n\r\n") {
-        head.push(tcp.read_u8().await.ok()?);
-    }
-    let head = String::from_utf8_lossy(&head).into_owned();
-    let key = head.lines().find_map(|l| {
-        let (name, value) = l.split_once(':')?;
-        name.trim()
-            .eq_ignore_ascii_case("sec-websocket-key")
-            .then(|| value.trim().to_string())
-    })?;
+    let (_, key) = super::read_upgrade_head(&mut tcp).await?;
     permits.acquire().await.ok()?.forget();
     let accept = tokio_tungstenite::tungstenite::handshake::derive_accept_key(key.as_bytes());
     let response = format!(
@@ -425,7 +415,6 @@ pub async fn raw_upgrade(addr: SocketAddr) -> TcpStream {
     )
     .await
     .unwrap();
-    // Byte by byte so nothing after the head is swallowed.
     let mut head = Vec::new();
     tokio::time::timeout(WAIT, async {
         while !head.ends_with(b"\r\n\r\n") {

@@ -262,18 +262,7 @@ impl RawBackend {
 }
 
 async fn answer_upgrade(mut tcp: TcpStream) -> Option<RawConn> {
-    // Byte by byte so nothing after the head is swallowed.
-    let mut head = Vec::new();
-    while !head.ends_with(b"\r\n\r\n") {
-        head.push(tcp.read_u8().await.ok()?);
-    }
-    let head = String::from_utf8_lossy(&head).into_owned();
-    let key = head.lines().find_map(|l| {
-        let (name, value) = l.split_once(':')?;
-        name.trim()
-            .eq_ignore_ascii_case("sec-websocket-key")
-            .then(|| value.trim().to_string())
-    })?;
+    let (head, key) = super::read_upgrade_head(&mut tcp).await?;
     let accept = derive_accept_key(key.as_bytes());
     let resp = format!(
         "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
