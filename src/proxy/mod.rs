@@ -13,6 +13,7 @@ pub mod headtimer;
 pub mod http;
 pub mod listener;
 pub mod pool;
+pub mod shared;
 pub mod stream;
 pub mod tls;
 pub mod tunnel;

@@ -1,5 +1,5 @@
 //! The tunnel: after the 101, two byte pumps relay everything unchanged between the
-//! client and the backend. Each pump hands what it forwards to a frame [`Scanner`]
+//! client and the backend. Each pump hands what it forwards to a frame [`Scanner`](super::frame::Scanner)
 //! (counting only; frames are never decoded or re-encoded). Buffers are borrowed from
 //! [`bufpool`] only while bytes are in flight, so an idle tunnel holds none.
 //!
@@ -10,38 +10,18 @@
 use std::future::poll_fn;
 use std::io;
 use std::pin::Pin;
-use std::sync::Mutex;
 use std::task::{ready, Context, Poll};
 use std::time::{Duration, Instant, SystemTime};
 
 use bytes::Bytes;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
-use tokio::sync::{broadcast, Notify};
+use tokio::sync::broadcast;
 
 use super::bufpool;
-use super::frame::Scanner;
+use super::shared::lock;
+pub use super::shared::TunnelShared;
 use super::stream::Stream;
-use crate::event::{
-    BackendId, Dir, Event, FrameSample, Handshake, Side, TunnelId, TunnelInfo, TunnelStats,
-};
-
-/// What the rest of the proxy can see of a running tunnel. The relay task owns the
-/// sockets; this holds the counters (behind short std mutexes, locked once per read,
-/// never across an await) and the close request mailbox.
-pub struct TunnelShared {
-    pub id: TunnelId,
-    pub opened: SystemTime,
-    pub client: std::net::SocketAddr,
-    pub listener: std::sync::Arc<str>,
-    pub route: std::sync::Arc<str>,
-    pub path: String,
-    pub backend: BackendId,
-    pub handshake: Handshake,
-    c2b: Mutex<Scanner>,
-    b2c: Mutex<Scanner>,
-    close: Mutex<Option<(u16, String)>>,
-    wake: Notify,
-}
+use crate::event::{Dir, Event, Side, TunnelId};
 
 /// Settings the relay needs.
 #[derive(Debug, Clone, Copy)]
@@ -60,110 +40,6 @@ pub struct Ending {
     pub reason: String,
     /// An I/O error that ended it, if any.
     pub error: Option<String>,
-}
-
-impl TunnelShared {
-    #[allow(clippy::too_many_arguments)]
-    pub fn new(
-        id: TunnelId,
-        opened: SystemTime,
-        client: std::net::SocketAddr,
-        listener: std::sync::Arc<str>,
-        route: std::sync::Arc<str>,
-        path: String,
-        backend: BackendId,
-        handshake: Handshake,
-        ring: usize,
-        preview: usize,
-        allowed_rsv: u8,
-    ) -> Self {
-        let mut c2b = Scanner::new(Dir::ClientToBackend, ring, preview);
-        let mut b2c = Scanner::new(Dir::BackendToClient, ring, preview);
-        c2b.set_allowed_rsv(allowed_rsv);
-        b2c.set_allowed_rsv(allowed_rsv);
-        Self {
-            id,
-            opened,
-            client,
-            listener,
-            route,
-            path,
-            backend,
-            handshake,
-            c2b: Mutex::new(c2b),
-            b2c: Mutex::new(b2c),
-            close: Mutex::new(None),
-            wake: Notify::new(),
-        }
-    }
-
-    fn scanner(&self, dir: Dir) -> &Mutex<Scanner> {
-        match dir {
-            Dir::ClientToBackend => &self.c2b,
-            Dir::BackendToClient => &self.b2c,
-        }
-    }
-
-    /// Asks the relay to close at the next frame boundary with this Close code.
-    /// The first request wins.
-    pub fn request_close(&self, code: u16, reason: &str) {
-        let mut slot = lock(&self.close);
-        if slot.is_none() {
-            *slot = Some((code, reason.to_string()));
-        }
-        drop(slot);
-        self.wake.notify_one();
-    }
-
-    pub fn stats(&self) -> TunnelStats {
-        TunnelStats {
-            client_to_backend: lock(&self.c2b).stats().clone(),
-            backend_to_client: lock(&self.b2c).stats().clone(),
-        }
-    }
-
-    /// Bytes seen so far in both directions and the next sample sequence numbers:
-    /// cheap change detection for the stats publisher.
-    pub fn progress(&self) -> (u64, u64, u64) {
-        let c = lock(&self.c2b);
-        let b = lock(&self.b2c);
-        (
-            c.stats().bytes + b.stats().bytes,
-            c.next_seq(),
-            b.next_seq(),
-        )
-    }
-
-    /// Kept frame samples of one direction with `seq >= from`.
-    pub fn samples_since(&self, dir: Dir, from: u64, out: &mut Vec<FrameSample>) {
-        let s = lock(self.scanner(dir));
-        out.extend(s.samples().filter(|f| f.seq >= from).cloned());
-    }
-
-    pub fn info(&self) -> TunnelInfo {
-        let mut samples = Vec::new();
-        self.samples_since(Dir::ClientToBackend, 0, &mut samples);
-        self.samples_since(Dir::BackendToClient, 0, &mut samples);
-        samples.sort_by_key(|s| s.at);
-        TunnelInfo {
-            id: self.id,
-            opened: self.opened,
-            client: self.client,
-            listener: self.listener.clone(),
-            route: self.route.clone(),
-            path: self.path.clone(),
-            backend: Some(self.backend.clone()),
-            handshake: Some(self.handshake.clone()),
-            stats: self.stats(),
-            samples,
-        }
-    }
-}
-
-/// Poisoning only means another thread panicked mid-update of plain counters; the
-/// counters are still the best we have.
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 /// Bytes in flight in one direction.
