@@ -43,8 +43,11 @@ pub struct Tmux {
     /// The server's socket, in the caller's scratch directory.
     socket: PathBuf,
     session: String,
-    /// The program in the pane, once known (the pane runs it without a shell).
+    /// The program in the pane, once known (a child of the pane's `sh`).
     pid: Option<u32>,
+    /// Where the pane's `sh` writes the program's exit status: tmux's own
+    /// `pane_dead_status` is sometimes never filled in.
+    status_file: PathBuf,
     /// The last screen captured, printed if the test panics.
     last: String,
 }
@@ -71,10 +74,12 @@ impl Tmux {
             "set -g remain-on-exit on\nset -g status off\nset -g history-limit 0\n",
         )
         .expect("write tmux config");
+        let status_file = scratch.join(format!("{name}.status"));
         let mut tmux = Tmux {
             socket: scratch.join(format!("{name}.sock")),
             session: name,
             pid: None,
+            status_file,
             last: String::new(),
         };
         let mut cmd = Command::new("tmux");
@@ -88,17 +93,22 @@ impl Tmux {
         for (k, v) in env {
             cmd.arg("-e").arg(format!("{k}={v}"));
         }
-        // More than one argument: tmux runs the program directly, without a shell.
-        cmd.arg(program).args(args);
+        // sh runs the program in the foreground of the pane's terminal and records
+        // its exit status ($0 is the status file, "$@" the program and its args).
+        cmd.args(["sh", "-c", "\"$@\"; echo $? > \"$0\""])
+            .arg(&tmux.status_file)
+            .arg(program)
+            .args(args);
         let out = cmd.output().expect("run tmux new-session");
         assert!(
             out.status.success(),
             "tmux new-session failed: {}",
             String::from_utf8_lossy(&out.stderr)
         );
-        tmux.pid = tmux
+        let shell: Option<u32> = tmux
             .pane_field("pane_pid")
             .and_then(|p| p.trim().parse().ok());
+        tmux.pid = shell.and_then(child_of);
         tmux
     }
 
@@ -134,12 +144,17 @@ impl Tmux {
     /// The exit status once the program has exited, `None` while it runs. A vanished
     /// session counts as exited with an unknown status (`Some(None)`).
     pub fn exit_status(&self) -> Option<Option<i32>> {
+        if let Ok(text) = std::fs::read_to_string(&self.status_file) {
+            if let Ok(code) = text.trim().parse() {
+                return Some(Some(code));
+            }
+        }
         match self.pane_field("pane_dead") {
+            // The session is gone, or the shell died without writing a status.
             None => Some(None),
-            Some(d) if d == "1" => Some(
-                self.pane_field("pane_dead_status")
-                    .and_then(|s| s.parse().ok()),
-            ),
+            Some(d) if d == "1" && std::fs::read_to_string(&self.status_file).is_err() => {
+                Some(None)
+            }
             Some(_) => None,
         }
     }
@@ -220,6 +235,23 @@ impl Tmux {
             tokio::time::sleep(POLL).await;
         }
     }
+}
+
+/// The first child of `parent` (the program the pane's `sh` started), waiting a
+/// bounded time for it to appear. Linux `/proc`.
+fn child_of(parent: u32) -> Option<u32> {
+    let start = Instant::now();
+    while start.elapsed() < WAIT {
+        let path = format!("/proc/{parent}/task/{parent}/children");
+        if let Some(pid) = std::fs::read_to_string(path)
+            .ok()
+            .and_then(|c| c.split_whitespace().next().and_then(|p| p.parse().ok()))
+        {
+            return Some(pid);
+        }
+        std::thread::sleep(POLL);
+    }
+    None
 }
 
 /// Whether process `pid` still runs (a zombie counts as gone). Linux `/proc`.
