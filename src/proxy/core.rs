@@ -91,6 +91,12 @@ impl Core {
         let _ = self.bus.send(event);
     }
 
+    /// Whether anyone listens. Per-tunnel events are built only if so: headless
+    /// without the admin API, nobody would ever see them.
+    pub fn observed(&self) -> bool {
+        self.bus.receiver_count() > 0
+    }
+
     pub fn next_id(&self) -> TunnelId {
         self.next_id.fetch_add(1, Ordering::Relaxed)
     }

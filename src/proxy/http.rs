@@ -209,14 +209,16 @@ async fn upgrade(
     }
     let id = core.next_id();
     let path = path_and_query(&req);
-    core.publish(Event::TunnelOpened {
-        id,
-        at: SystemTime::now(),
-        client: conn.client,
-        listener: conn.listener.clone(),
-        route: route.clone(),
-        path: path.clone(),
-    });
+    if core.observed() {
+        core.publish(Event::TunnelOpened {
+            id,
+            at: SystemTime::now(),
+            client: conn.client,
+            listener: conn.listener.clone(),
+            route: route.clone(),
+            path: path.clone(),
+        });
+    }
     let refuse = |status: StatusCode, reason: String| {
         warn!(tunnel = id, client = %conn.client, %path, status = status.as_u16(), %reason, "upgrade refused");
         core.publish(Event::Refused {
@@ -234,10 +236,12 @@ async fn upgrade(
         Err((status, reason)) => return refuse(status, reason),
     };
     let backend = lease.backend().clone();
-    core.publish(Event::BackendChosen {
-        id,
-        backend: backend.id.clone(),
-    });
+    if core.observed() {
+        core.publish(Event::BackendChosen {
+            id,
+            backend: backend.id.clone(),
+        });
+    }
     let out_headers = headers::backend_request_headers(
         req.headers(),
         &forward_context(conn, &backend.addr),
@@ -307,10 +311,12 @@ async fn upgrade(
         subprotocol,
         extensions,
     };
-    core.publish(Event::Handshake {
-        id,
-        handshake: handshake.clone(),
-    });
+    if core.observed() {
+        core.publish(Event::Handshake {
+            id,
+            handshake: handshake.clone(),
+        });
+    }
     let client_upgrade = hyper::upgrade::on(&mut req);
     let backend_upgrade = hyper::upgrade::on(&mut resp);
     let mut answer = Response::new(
@@ -416,14 +422,16 @@ async fn run_tunnel(
         error = ending.error.as_deref().unwrap_or("-"),
         "tunnel closed"
     );
-    core.publish(Event::TunnelClosed {
-        id,
-        code: ending.code,
-        reason: ending.reason,
-        side: ending.side,
-        duration,
-        stats,
-    });
+    if core.observed() {
+        core.publish(Event::TunnelClosed {
+            id,
+            code: ending.code,
+            reason: ending.reason,
+            side: ending.side,
+            duration,
+            stats,
+        });
+    }
     drop(lease);
 }
 
@@ -527,12 +535,14 @@ fn publish_request(
     backend: Option<crate::event::BackendId>,
     started: Instant,
 ) {
-    core.publish(Event::HttpRequest {
-        client: conn.client,
-        method: method.to_string(),
-        path: path.to_string(),
-        status: status.as_u16(),
-        backend,
-        duration: started.elapsed(),
-    });
+    if core.observed() {
+        core.publish(Event::HttpRequest {
+            client: conn.client,
+            method: method.to_string(),
+            path: path.to_string(),
+            status: status.as_u16(),
+            backend,
+            duration: started.elapsed(),
+        });
+    }
 }

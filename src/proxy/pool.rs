@@ -417,9 +417,11 @@ impl Backend {
             if state.admin == AdminState::Drained {
                 state.admin = AdminState::Draining;
             }
-            self.info_locked(&state)
+            self.observed().then(|| self.info_locked(&state))
         };
-        self.publish(info);
+        if let Some(info) = info {
+            self.publish(info);
+        }
         Lease {
             backend: Arc::clone(self),
         }
@@ -569,6 +571,11 @@ impl Backend {
     fn publish(&self, info: BackendInfo) {
         let _ = self.events.send(Event::BackendState(info));
     }
+
+    /// Whether anyone listens: per-tunnel state events are only built if so.
+    fn observed(&self) -> bool {
+        self.events.receiver_count() > 0
+    }
 }
 
 fn health_of(state: &State) -> Health {
@@ -597,8 +604,10 @@ impl Lease {
     /// requests, which also hold a lease while connecting, do not count).
     pub fn established(&self) {
         self.backend.total.fetch_add(1, Ordering::Relaxed);
-        let info = self.backend.info();
-        self.backend.publish(info);
+        if self.backend.observed() {
+            let info = self.backend.info();
+            self.backend.publish(info);
+        }
     }
 }
 
@@ -611,9 +620,13 @@ impl Drop for Lease {
             if before == 1 && state.admin == AdminState::Draining {
                 state.admin = AdminState::Drained;
             }
-            backend.info_locked(&state)
+            // A drain that completes is always published; counts only if watched.
+            let drained = before == 1 && state.admin == AdminState::Drained;
+            (drained || backend.observed()).then(|| backend.info_locked(&state))
         };
-        backend.publish(info);
+        if let Some(info) = info {
+            backend.publish(info);
+        }
     }
 }
 
