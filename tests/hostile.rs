@@ -783,16 +783,20 @@ async fn run_frame(case: &Case, t: &Target, b: &mut Backends, dir: Dir, bytes: V
                 assert_eq!(op, 0x8, "{name}: expected a Close frame");
                 assert_eq!(payload[..2], 1002u16.to_be_bytes(), "{name}: close code");
                 if dir == Dir::ClientToBackend {
-                    // The backend gets a Close, or (when the proxy's scanner is left
-                    // mid-frame by the withheld bytes, as with the 2^63 length) just
-                    // EOF; never the offending frame.
-                    let mut first = [0u8; 1];
-                    let read = tokio::time::timeout(WAIT, backend.read(&mut first))
+                    // The backend gets a masked Close 1002 (even when the withheld
+                    // bytes left the scanner mid-frame, as with the 2^63 length),
+                    // never the offending frame.
+                    let mut head = [0u8; 2];
+                    tokio::time::timeout(WAIT, backend.read_exact(&mut head))
                         .await
-                        .unwrap_or_else(|_| panic!("{name}: the backend connection lingers"));
-                    if let Ok(1) = read {
-                        assert_eq!(first[0], 0x88, "{name}: the backend got more than a Close");
-                    }
+                        .unwrap_or_else(|_| panic!("{name}: the backend connection lingers"))
+                        .unwrap_or_else(|e| panic!("{name}: the backend got no Close: {e}"));
+                    assert_eq!(head[0], 0x88, "{name}: the backend got more than a Close");
+                    assert_eq!(head[1] & 0x80, 0x80, "{name}: the Close is masked");
+                    let mut rest = vec![0u8; 4 + (head[1] & 0x7f) as usize];
+                    backend.read_exact(&mut rest).await.unwrap();
+                    let code = [rest[4] ^ rest[0], rest[5] ^ rest[1]];
+                    assert_eq!(code, 1002u16.to_be_bytes(), "{name}: backend close code");
                 }
             }
         }

@@ -78,6 +78,10 @@ struct Half {
     shut: bool,
     stopped: bool,
     needs_flush: bool,
+    /// Strict mode withheld a violating chunk read at a frame boundary: the peer
+    /// has received only whole frames, whatever the scanner now says. Holds
+    /// whether a Close had already been forwarded before that chunk.
+    withheld: Option<bool>,
 }
 
 /// What stopped a direction.
@@ -110,6 +114,7 @@ impl Half {
             shut: false,
             stopped: false,
             needs_flush: false,
+            withheld: None,
         }
     }
 
@@ -209,11 +214,18 @@ impl Half {
                 continue;
             }
             ctx.last_active = Instant::now();
+            let before = {
+                let s = lock(ctx.shared.scanner(self.dir));
+                s.at_boundary().then(|| s.stats().close.is_some())
+            };
             let violated = self.scan(&buf[..n], mode, ctx);
             self.chunk = Some(Chunk::Pooled(buf));
             if violated && ctx.strict {
-                // The offending bytes are not forwarded.
+                // The offending bytes are not forwarded, and nothing more from this
+                // side is: it is no longer in step with the scanner.
                 self.release();
+                self.stopped = true;
+                self.withheld = before;
                 return Poll::Ready(Ok(Stop::Violation));
             }
         }
@@ -397,7 +409,12 @@ async fn close_on_purpose(
     // is still open, and has not carried a Close already.
     let fits = |half: &Half| {
         let s = lock(shared.scanner(half.dir));
-        !half.shut && half.pos >= half.end && s.at_boundary() && s.stats().close.is_none()
+        !half.shut
+            && half.pos >= half.end
+            && match half.withheld {
+                Some(close_forwarded) => !close_forwarded,
+                None => s.at_boundary() && s.stats().close.is_none(),
+            }
     };
     let to_client = fits(&relay.down);
     let to_backend = fits(&relay.up);
