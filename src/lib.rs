@@ -23,3 +23,4 @@ pub mod dashboard;
 pub mod demo;
 pub mod event;
 pub mod proxy;
+mod sync;

@@ -10,6 +10,7 @@
 //! counters stay monotonic. Events missed because the task lagged are counted in
 //! `events_lagged` (their tunnels' traffic is then missing).
 
+use crate::sync::lock;
 use std::sync::{Arc, Mutex};
 
 use serde::Serialize;
@@ -125,10 +126,6 @@ impl Relayed {
             events_lagged: f.lagged,
         }
     }
-}
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 #[cfg(test)]

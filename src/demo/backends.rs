@@ -18,6 +18,7 @@
 //! An instance can be stopped (every connection dropped at once, like a crashed
 //! process) and restarted on the same port.
 
+use crate::sync::lock;
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
@@ -149,10 +150,6 @@ impl Instance {
         tokio::spawn(accept_loop(listener, ctx));
         *lock(&self.running) = Some(tx);
     }
-}
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 async fn bind(name: &str, addr: SocketAddr) -> Result<(TcpListener, SocketAddr), DemoError> {

@@ -2,6 +2,7 @@
 //! routes, limits, and the one task that applies control commands and publishes
 //! batched frame statistics. Only this task changes admin state.
 
+use crate::sync::lock;
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -55,10 +56,6 @@ impl Drop for ConnSlot {
             }
         }
     }
-}
-
-pub(crate) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 impl Core {
@@ -361,10 +358,7 @@ fn publish_stats(core: &Core, published: &mut HashMap<TunnelId, (u64, u64, u64)>
 
 /// The address a client connection came from, as the access log shows it.
 pub fn peer_ip(addr: &SocketAddr) -> IpAddr {
-    match addr.ip() {
-        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(IpAddr::V6(v6), IpAddr::V4),
-        v4 => v4,
-    }
+    addr.ip().to_canonical()
 }
 
 /// Resolves once shutdown has begun (without holding the watch guard across awaits).

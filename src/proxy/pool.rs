@@ -16,6 +16,7 @@
 //! Every change of a backend's state or counters is published as
 //! [`Event::BackendState`] so observers stay exact without polling.
 
+use crate::sync::lock;
 use std::cmp::Ordering as CmpOrdering;
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -295,12 +296,6 @@ fn fmix64(mut h: u64) -> u64 {
     h ^= h >> 33;
     h = h.wrapping_mul(0xc4ce_b9fe_1a85_ec53);
     h ^ (h >> 33)
-}
-
-/// Locks a mutex, recovering it if a panic poisoned it: every critical section here
-/// leaves the state consistent, so the data is still good.
-fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    mutex.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 /// One backend server of a pool.

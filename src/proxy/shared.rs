@@ -2,6 +2,7 @@
 //! the two frame scanners (counters, samples) and the close-request mailbox. The
 //! relay task in [`super::tunnel`] owns the sockets; everything else reads this.
 
+use crate::sync::lock;
 use std::sync::Mutex;
 use std::time::SystemTime;
 
@@ -124,10 +125,4 @@ impl TunnelShared {
             samples,
         }
     }
-}
-
-/// Poisoning only means another thread panicked mid-update of plain counters; the
-/// counters are still the best we have.
-pub(super) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
 }

@@ -18,10 +18,10 @@ use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::sync::broadcast;
 
 use super::bufpool;
-use super::shared::lock;
 pub use super::shared::TunnelShared;
 use super::stream::Stream;
 use crate::event::{Dir, Event, Side, TunnelId};
+use crate::sync::lock;
 
 /// Settings the relay needs.
 #[derive(Debug, Clone, Copy)]
