@@ -218,6 +218,20 @@ pub enum Violation {
     BadClosePayload,
     /// RSV bits set that no negotiated extension explains.
     ReservedBits(u8),
+    /// A text message (not compressed) whose payload is not valid UTF-8, including
+    /// one that ends inside a multi-byte sequence.
+    InvalidUtf8,
+}
+
+impl Violation {
+    /// The Close status a strict proxy sends for it: 1007 (invalid frame payload
+    /// data) for bad UTF-8, 1002 (protocol error) for everything else.
+    pub fn close_code(&self) -> u16 {
+        match self {
+            Violation::InvalidUtf8 => 1007,
+            _ => 1002,
+        }
+    }
 }
 
 impl std::fmt::Display for Violation {
@@ -232,6 +246,7 @@ impl std::fmt::Display for Violation {
             Violation::BadContinuation => f.write_str("unexpected continuation"),
             Violation::BadClosePayload => f.write_str("malformed close payload"),
             Violation::ReservedBits(b) => write!(f, "reserved bits {b:#05b}"),
+            Violation::InvalidUtf8 => f.write_str("invalid UTF-8 in a text message"),
         }
     }
 }

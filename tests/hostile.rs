@@ -37,8 +37,9 @@
 //!   over the limit), not 414;
 //! - two identical `Content-Length` headers are either refused (400) or forwarded
 //!   once: the backend never sees two;
-//! - non-UTF-8 text is relayed unchanged and not reported: the scanner never decodes
-//!   payloads (RFC 6455 leaves the 1007 close to the endpoints).
+//! - non-UTF-8 text (uncompressed) is a violation like the others: relayed and
+//!   reported by default, refused under `strict = true`, but with Close 1007 (invalid
+//!   frame payload data, RFC 6455 §7.4.1) instead of 1002.
 
 mod common;
 
@@ -110,7 +111,7 @@ enum Expect {
     ClosedSilently,
     /// Default mode: the violation is published and the bytes cross unchanged.
     /// Strict mode: the violation is published, the bytes do not cross, and the
-    /// client gets a Close 1002.
+    /// client gets a Close 1002 (1007 for bad UTF-8).
     Violation(Violation),
     /// The bytes cross unchanged and no violation is counted.
     Relayed,
@@ -465,6 +466,28 @@ const CASES: &[Case] = &[
         action: Action::Frame(Dir::ClientToBackend, || {
             frame(0x1, b"\xff\xfe\xc0\xaf", Some(MASK))
         }),
+        expect: Expect::Violation(Violation::InvalidUtf8),
+    },
+    Case {
+        name: "text message ending inside a UTF-8 sequence, over two fragments",
+        mode: Mode::Lenient,
+        action: Action::Frame(Dir::BackendToClient, || {
+            let mut f = frame(0x1, b"euro \xe2", None);
+            f[0] &= 0x7F;
+            f.extend(frame(0x0, b"\x82", None));
+            f
+        }),
+        expect: Expect::Violation(Violation::InvalidUtf8),
+    },
+    Case {
+        name: "UTF-8 sequence split across two fragments is fine",
+        mode: Mode::Lenient,
+        action: Action::Frame(Dir::ClientToBackend, || {
+            let mut f = frame(0x1, b"euro \xe2\x82", Some(MASK));
+            f[0] &= 0x7F;
+            f.extend(frame(0x0, b"\xac!", Some(MASK)));
+            f
+        }),
         expect: Expect::Relayed,
     },
     // ---- the same in strict mode: refused with Close 1002 ---------------------------
@@ -513,10 +536,18 @@ const CASES: &[Case] = &[
         expect: Expect::Violation(Violation::ReservedBits(0b010)),
     },
     Case {
-        name: "strict: non-UTF-8 text frame is still relayed",
+        name: "strict: non-UTF-8 text frame from the backend",
         mode: Mode::Strict,
         action: Action::Frame(Dir::BackendToClient, || frame(0x1, b"\xc3\x28", None)),
-        expect: Expect::Relayed,
+        expect: Expect::Violation(Violation::InvalidUtf8),
+    },
+    Case {
+        name: "strict: surrogate in a client text frame",
+        mode: Mode::Strict,
+        action: Action::Frame(Dir::ClientToBackend, || {
+            frame(0x1, b"\xed\xa0\x80", Some(MASK))
+        }),
+        expect: Expect::Violation(Violation::InvalidUtf8),
     },
     // ---- volume -----------------------------------------------------------------
     Case {
@@ -778,10 +809,15 @@ async fn run_frame(case: &Case, t: &Target, b: &mut Backends, dir: Dir, bytes: V
                 assert_eq!(got, bytes, "{name}: not relayed unchanged");
                 assert!(violations_of(&t.proxy, client_addr) >= 1, "{name}: counted");
             } else {
-                // The client is told 1002; the offending bytes never reach the peer.
+                // The client is told 1002 (1007 for bad UTF-8); the offending bytes
+                // never reach the peer.
+                let want = match v {
+                    Violation::InvalidUtf8 => 1007u16,
+                    _ => 1002,
+                };
                 let (op, payload) = read_frame(&mut client).await.expect("a Close, not EOF");
                 assert_eq!(op, 0x8, "{name}: expected a Close frame");
-                assert_eq!(payload[..2], 1002u16.to_be_bytes(), "{name}: close code");
+                assert_eq!(payload[..2], want.to_be_bytes(), "{name}: close code");
                 if dir == Dir::ClientToBackend {
                     // The backend gets a masked Close 1002 (even when the withheld
                     // bytes left the scanner mid-frame, as with the 2^63 length),
@@ -796,7 +832,7 @@ async fn run_frame(case: &Case, t: &Target, b: &mut Backends, dir: Dir, bytes: V
                     let mut rest = vec![0u8; 4 + (head[1] & 0x7f) as usize];
                     backend.read_exact(&mut rest).await.unwrap();
                     let code = [rest[4] ^ rest[0], rest[5] ^ rest[1]];
-                    assert_eq!(code, 1002u16.to_be_bytes(), "{name}: backend close code");
+                    assert_eq!(code, want.to_be_bytes(), "{name}: backend close code");
                 }
             }
         }

@@ -7,8 +7,10 @@
 //! made from headers and close payloads ([`Violation`]), and a ring of recent
 //! [`FrameSample`]s with short unmasked payload previews.
 //!
-//! It never decodes, buffers or re-encodes a payload: apart from the preview and
-//! close-payload bytes it copies, it only counts. It does no I/O and knows nothing of
+//! It never buffers or re-encodes a payload: apart from the preview and close-payload
+//! bytes it copies, it only counts, and checks that uncompressed text messages are
+//! UTF-8 as their bytes go by (a sequence split across frames or chunks is carried
+//! in three bytes of state). It does no I/O and knows nothing of
 //! tokio, so it can be fed byte by byte in tests and fuzzed. Chunks may be split
 //! anywhere, including inside a header; the header is collected in a fixed 14-byte
 //! buffer, so scanning allocates nothing per frame (the ring and its preview buffers
@@ -48,11 +50,11 @@ pub struct Scanner {
     /// says how much of the preview and close payload is already captured.
     pos: u64,
     /// Number of samples to keep (`ring` given to [`Scanner::new`]).
-    ring_cap: u32,
+    ring_cap: u16,
     /// Where the next sample goes in `ring`.
-    ring_next: u32,
+    ring_next: u16,
     /// Payload bytes to copy into each sample.
-    preview_bytes: u32,
+    preview_bytes: u16,
     /// Masking key of the current frame; all zeroes for an unmasked frame, which
     /// makes "unmasking" it a no-op and spares a flag.
     mask: [u8; 4],
@@ -68,6 +70,21 @@ pub struct Scanner {
     dir: Dir,
     /// A fragmented data message has begun and its FIN frame has not been seen.
     in_message: bool,
+    /// Whether the current data message's payload is being checked as UTF-8.
+    text: TextCheck,
+    /// The incomplete UTF-8 sequence at the end of the text payload seen so far.
+    utf8: Utf8Tail,
+}
+
+/// UTF-8 checking of the data message in progress.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum TextCheck {
+    /// Binary, compressed (RSV1: the payload is deflated) or no message.
+    Off,
+    /// An uncompressed text message, valid so far.
+    Checking,
+    /// Found invalid (reported once per message).
+    Failed,
 }
 
 impl Scanner {
@@ -75,7 +92,7 @@ impl Scanner {
     /// each with up to `preview_bytes` payload bytes (unmasked). Allocates nothing
     /// here: the `ring` slots are reserved when the first frame is seen, and each
     /// slot's `preview_bytes` buffer when the slot is first used, so both should be
-    /// bounded by configuration.
+    /// bounded by configuration (each is capped at 65535).
     pub fn new(dir: Dir, ring: usize, preview_bytes: usize) -> Self {
         Self {
             stats: DirStats::default(),
@@ -84,9 +101,9 @@ impl Scanner {
             seq: 0,
             remaining: 0,
             pos: 0,
-            ring_cap: u32::try_from(ring).unwrap_or(u32::MAX),
+            ring_cap: u16::try_from(ring).unwrap_or(u16::MAX),
             ring_next: 0,
-            preview_bytes: u32::try_from(preview_bytes).unwrap_or(u32::MAX),
+            preview_bytes: u16::try_from(preview_bytes).unwrap_or(u16::MAX),
             mask: [0; 4],
             hdr: [0; MAX_HEADER],
             hdr_len: 0,
@@ -95,6 +112,8 @@ impl Scanner {
             allowed_rsv: 0,
             dir,
             in_message: false,
+            text: TextCheck::Off,
+            utf8: Utf8Tail::default(),
         }
     }
 
@@ -272,6 +291,9 @@ impl Scanner {
                 }
                 // A stray continuation is taken as a message whose start was missed,
                 // so one fault is reported once, not again for each later fragment.
+                if !self.in_message {
+                    self.text = TextCheck::Off;
+                }
                 self.in_message = !fin;
             }
             OpKind::Text | OpKind::Binary => {
@@ -279,6 +301,13 @@ impl Scanner {
                     violation(Violation::BadContinuation);
                 }
                 self.in_message = !fin;
+                // RSV1 on a first frame means permessage-deflate compressed it.
+                self.text = if kind == OpKind::Text && rsv & 0b100 == 0 {
+                    TextCheck::Checking
+                } else {
+                    TextCheck::Off
+                };
+                self.utf8 = Utf8Tail::default();
             }
             OpKind::Reserved => {}
         }
@@ -350,7 +379,7 @@ impl Scanner {
             s.len = len;
             s.preview.clear();
         }
-        self.ring_next = ((slot + 1) % self.ring_cap as usize) as u32;
+        self.ring_next = ((slot + 1) % self.ring_cap as usize) as u16;
     }
 
     /// Consumes payload bytes of the current frame (at most up to its end).
@@ -383,6 +412,15 @@ impl Scanner {
             }
         }
 
+        if self.text == TextCheck::Checking
+            && matches!(kind, OpKind::Text | OpKind::Continuation)
+            && !self.utf8_ok(chunk)
+        {
+            self.text = TextCheck::Failed;
+            self.stats.violations += 1;
+            on_violation(Violation::InvalidUtf8);
+        }
+
         self.pos += n as u64;
         self.remaining -= n as u64;
         let count = &mut self.stats.by_opcode[kind as usize];
@@ -395,6 +433,28 @@ impl Scanner {
         (n, false)
     }
 
+    /// Checks the next payload bytes of a text message (masked as on the wire,
+    /// starting at offset `pos` of the current frame). False once they cannot be
+    /// UTF-8.
+    fn utf8_ok(&mut self, chunk: &[u8]) -> bool {
+        if self.mask == [0; 4] {
+            return self.utf8.feed(chunk);
+        }
+        // Unmasked a piece at a time into a stack buffer: nothing is kept.
+        let mut scratch = [0u8; 1024];
+        let mut pos = self.pos;
+        for piece in chunk.chunks(scratch.len()) {
+            let buf = &mut scratch[..piece.len()];
+            buf.copy_from_slice(piece);
+            unmask_in_place(buf, self.mask, pos);
+            if !self.utf8.feed(buf) {
+                return false;
+            }
+            pos += piece.len() as u64;
+        }
+        true
+    }
+
     /// The current frame's last byte has been seen (`pos` is its payload length).
     fn end_frame(&mut self, on_violation: &mut dyn FnMut(Violation)) {
         let fin = self.b0 & 0x80 != 0;
@@ -404,6 +464,12 @@ impl Scanner {
             // BadContinuation) still counts: it ends a message whose start was missed.
             OpKind::Text | OpKind::Binary | OpKind::Continuation if fin => {
                 self.stats.messages += 1;
+                if self.text == TextCheck::Checking && self.utf8.len > 0 {
+                    // The message ended inside a multi-byte sequence.
+                    self.stats.violations += 1;
+                    on_violation(Violation::InvalidUtf8);
+                }
+                self.text = TextCheck::Off;
             }
             OpKind::Close => {
                 let code = (self.pos >= 2).then(|| u16::from_be_bytes(self.close_code));
@@ -420,6 +486,55 @@ impl Scanner {
                 }
             }
             _ => {}
+        }
+    }
+}
+
+/// Streaming UTF-8 validation: the bytes of a sequence cut off at the end of the
+/// last chunk, waiting for the rest.
+#[derive(Debug, Clone, Copy, Default)]
+struct Utf8Tail {
+    bytes: [u8; 3],
+    len: u8,
+}
+
+impl Utf8Tail {
+    /// Takes the next bytes of the text. False if the text so far cannot be UTF-8.
+    fn feed(&mut self, mut bytes: &[u8]) -> bool {
+        if self.len > 0 {
+            // Finish the cut-off sequence first; its lead byte says how long it is.
+            let have = self.len as usize;
+            let need = match self.bytes[0] {
+                0xF0.. => 4,
+                0xE0.. => 3,
+                _ => 2,
+            };
+            let take = (need - have).min(bytes.len());
+            let mut seq = [0u8; 4];
+            seq[..have].copy_from_slice(&self.bytes[..have]);
+            seq[have..have + take].copy_from_slice(&bytes[..take]);
+            match std::str::from_utf8(&seq[..have + take]) {
+                Ok(_) => self.len = 0,
+                Err(e) if e.error_len().is_some() => return false,
+                Err(_) => {
+                    // Still incomplete, and `bytes` is used up.
+                    self.bytes[..have + take].copy_from_slice(&seq[..have + take]);
+                    self.len = (have + take) as u8;
+                    return true;
+                }
+            }
+            bytes = &bytes[take..];
+        }
+        match std::str::from_utf8(bytes) {
+            Ok(_) => true,
+            Err(e) if e.error_len().is_some() => false,
+            Err(e) => {
+                // A valid prefix of a sequence (at most three bytes) ends the chunk.
+                let rest = &bytes[e.valid_up_to()..];
+                self.bytes[..rest.len()].copy_from_slice(rest);
+                self.len = rest.len() as u8;
+                true
+            }
         }
     }
 }

@@ -90,8 +90,8 @@ enum Stop {
     Eof,
     /// At a frame boundary in [`Mode::ToBoundary`].
     Boundary,
-    /// A protocol violation in strict mode.
-    Violation,
+    /// A protocol violation in strict mode, with the Close code it calls for.
+    Violation(u16),
 }
 
 struct Ctx<'a> {
@@ -220,25 +220,25 @@ impl Half {
             };
             let violated = self.scan(&buf[..n], mode, ctx);
             self.chunk = Some(Chunk::Pooled(buf));
-            if violated && ctx.strict {
+            if let (Some(code), true) = (violated, ctx.strict) {
                 // The offending bytes are not forwarded, and nothing more from this
                 // side is: it is no longer in step with the scanner.
                 self.release();
                 self.stopped = true;
                 self.withheld = before;
-                return Poll::Ready(Ok(Stop::Violation));
+                return Poll::Ready(Ok(Stop::Violation(code)));
             }
         }
     }
 
     /// Feeds what was read to the scanner and decides how much of it to forward.
-    /// Returns whether a violation was seen.
-    fn scan(&mut self, data: &[u8], mode: Mode, ctx: &mut Ctx<'_>) -> bool {
+    /// Returns the Close code the first violation seen calls for, if any.
+    fn scan(&mut self, data: &[u8], mode: Mode, ctx: &mut Ctx<'_>) -> Option<u16> {
         let now = SystemTime::now();
-        let mut violated = false;
+        let mut violated = None;
         let (id, dir, bus) = (ctx.shared.id, self.dir, ctx.bus);
-        let mut on_violation = |violation| {
-            violated = true;
+        let mut on_violation = |violation: crate::event::Violation| {
+            violated.get_or_insert(violation.close_code());
             let _ = bus.send(Event::Violation { id, dir, violation });
         };
         let mut scanner = lock(ctx.shared.scanner(self.dir));
@@ -297,8 +297,8 @@ impl Relay {
             .down
             .poll(cx, &mut self.backend, &mut self.client, mode, ctx)?;
         match (up, down) {
-            (Poll::Ready(Stop::Violation), _) | (_, Poll::Ready(Stop::Violation)) => {
-                Poll::Ready(Ok(Stop::Violation))
+            (Poll::Ready(Stop::Violation(code)), _) | (_, Poll::Ready(Stop::Violation(code))) => {
+                Poll::Ready(Ok(Stop::Violation(code)))
             }
             (Poll::Ready(a), Poll::Ready(b)) => Poll::Ready(Ok(match (a, b) {
                 (Stop::Eof, Stop::Eof) => Stop::Eof,
@@ -348,7 +348,10 @@ pub async fn run(
     let (code, reason) = loop {
         tokio::select! {
             res = relay.run(Mode::Relay, &mut ctx) => match res {
-                Ok(Stop::Violation) => break (1002, "protocol error".to_string()),
+                Ok(Stop::Violation(code)) => break (code, match code {
+                    1007 => "invalid payload data",
+                    _ => "protocol error",
+                }.to_string()),
                 Ok(_) => return natural_ending(shared, &ctx, None),
                 Err(e) => return natural_ending(shared, &ctx, Some(e)),
             },
