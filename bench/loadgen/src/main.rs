@@ -4,6 +4,8 @@
 //! - `loadgen backend`: one echo backend.
 //! - `loadgen echo|large|handshake|idle`: one workload against an address you give,
 //!   for poking at a single target by hand (`--pid` to report its CPU and memory).
+//! - `loadgen soak`: the soak test (started by `bench/soak.sh`): 8,000 tunnels for a
+//!   minute, checked messages both ways, the proxy's memory and descriptors.
 
 mod backend;
 mod load;
@@ -11,6 +13,7 @@ mod net;
 mod procfs;
 mod report;
 mod run;
+mod soak;
 mod targets;
 
 use std::net::SocketAddr;
@@ -41,6 +44,10 @@ enum Cmd {
     Handshake(One),
     /// Hold idle tunnels, report the proxy's memory growth per tunnel.
     Idle(One),
+    /// Soak: thousands of tunnels for a minute, sequence-numbered and checksummed
+    /// messages both ways; checks nothing is lost and the proxy's memory and
+    /// descriptors (started by `bench/soak.sh`).
+    Soak(soak::Args),
 }
 
 /// One workload against one address.
@@ -74,6 +81,7 @@ fn main() -> Result<()> {
         Cmd::Large(o) => one(o, "large"),
         Cmd::Handshake(o) => one(o, "handshake"),
         Cmd::Idle(o) => one(o, "idle"),
+        Cmd::Soak(a) => soak::main(a),
     }
 }
 

@@ -127,7 +127,7 @@ pub fn main(mut args: Args) -> Result<()> {
 }
 
 /// The descriptor limit up to the hard limit (8,000 tunnels need 16,000 here).
-fn raise_nofile() {
+pub fn raise_nofile() {
     // SAFETY: getrlimit/setrlimit write/read only the struct we pass.
     unsafe {
         let mut r = libc::rlimit {

@@ -85,7 +85,7 @@ fn record_pid(dir: &Path, pid: u32, add: bool) {
     let _ = fs::write(path, text);
 }
 
-fn spawn(dir: &Path, log: &str, cmd: &mut Command) -> Result<Child> {
+pub fn spawn(dir: &Path, log: &str, cmd: &mut Command) -> Result<Child> {
     let out = fs::File::create(dir.join(log))?;
     let child = cmd
         .stdin(Stdio::null())
@@ -98,7 +98,7 @@ fn spawn(dir: &Path, log: &str, cmd: &mut Command) -> Result<Child> {
 }
 
 /// Waits until every address accepts TCP connections, or fails after 10 s.
-fn wait_listening(addrs: &[SocketAddr], what: &str, log: &Path) -> Result<()> {
+pub fn wait_listening(addrs: &[SocketAddr], what: &str, log: &Path) -> Result<()> {
     let deadline = Instant::now() + Duration::from_secs(10);
     for a in addrs {
         while TcpStream::connect_timeout(a, Duration::from_millis(200)).is_err() {
@@ -113,7 +113,7 @@ fn wait_listening(addrs: &[SocketAddr], what: &str, log: &Path) -> Result<()> {
 }
 
 /// SIGTERM, then SIGKILL after `grace`; reaps our own child.
-fn terminate(dir: &Path, pid: u32, child: Option<&mut Child>, grace: Duration) {
+pub fn terminate(dir: &Path, pid: u32, child: Option<&mut Child>, grace: Duration) {
     // SAFETY: kill has no memory-safety preconditions; pid is a process we started.
     unsafe { libc::kill(pid as i32, libc::SIGTERM) };
     let deadline = Instant::now() + grace;
