@@ -47,7 +47,10 @@ fuzz_target!(|data: &[u8]| {
     parts.feed(a, now, &mut |v| parts_violations.push(v));
     let n = parts.feed_to_boundary(b, now, &mut |v| parts_violations.push(v));
     assert!(n <= b.len());
-    assert!(n == b.len() || parts.at_boundary(), "stopped before a boundary");
+    assert!(
+        n == b.len() || parts.at_boundary(),
+        "stopped before a boundary"
+    );
     check(&parts, &parts_violations, a.len() + n);
     parts.feed(&b[n..], now, &mut |v| parts_violations.push(v));
     check(&parts, &parts_violations, stream.len());
@@ -76,10 +79,8 @@ fn check(s: &Scanner, violations: &[Violation], fed: usize) {
     assert!(st.messages <= s.next_seq());
     let kept = s.samples().count() as u64;
     assert_eq!(kept, s.next_seq().min(RING as u64));
-    let mut expected_seq = s.next_seq() - kept;
-    for sample in s.samples() {
+    for (expected_seq, sample) in (s.next_seq() - kept..).zip(s.samples()) {
         assert_eq!(sample.seq, expected_seq);
-        expected_seq += 1;
         assert_eq!(sample.dir, s.dir());
         assert!(sample.preview.len() <= PREVIEW);
         assert!(sample.preview.len() as u64 <= sample.len);

@@ -235,17 +235,17 @@ fn connection_named(headers: &HeaderMap) -> HashSet<HeaderName> {
 /// Copies every header of `src` that `keep` accepts, preserving order and
 /// repeated values.
 fn copy_filtered(src: &HeaderMap, mut keep: impl FnMut(&HeaderName) -> bool) -> HeaderMap {
-    let mut out = HeaderMap::with_capacity(src.keys_len() + 8);
-    for (name, value) in src {
-        if keep(name) {
-            out.append(name.clone(), value.clone());
-        }
-    }
     // RFC 9112 §6.3: with Transfer-Encoding present, Content-Length is
     // meaningless and must not travel on next to a re-framed body, or the next
     // hop could read a different message boundary than we did (smuggling).
-    if src.contains_key(header::TRANSFER_ENCODING) {
-        out.remove(header::CONTENT_LENGTH);
+    // Skipped while copying rather than removed afterwards: `HeaderMap::remove`
+    // swap-removes, moving the last header into its place and breaking the order.
+    let reframed = src.contains_key(header::TRANSFER_ENCODING);
+    let mut out = HeaderMap::with_capacity(src.keys_len() + 8);
+    for (name, value) in src {
+        if keep(name) && !(reframed && name == header::CONTENT_LENGTH) {
+            out.append(name.clone(), value.clone());
+        }
     }
     out
 }
