@@ -175,7 +175,12 @@ impl Half {
                 self.needs_flush = false;
             }
             if self.eof {
-                if mode != Mode::Discard {
+                // Once Close frames went both ways the tunnel ends now, and closing a
+                // plain socket sends the FIN: a shutdown first would only cost a
+                // syscall per tunnel. TLS still gets its close_notify.
+                let ending =
+                    mode == Mode::Relay && !writer.is_tls() && closed_both_ways(ctx.shared);
+                if mode != Mode::Discard && !ending {
                     ready!(Pin::new(&mut *writer).poll_shutdown(cx))
                         .map_err(|e| self.writer_failed(e, ctx))?;
                 }

@@ -266,8 +266,9 @@ impl Env {
             Kind::TunnelscopeDashboard => {
                 let conf = d.join("tunnelscope-dashboard.toml");
                 fs::write(&conf, tunnelscope_conf(plain, tls, [b1, b2], &cert, &key))?;
-                let (sock, pid) = tmux_start(d, &self.tunnelscope, &conf)?;
-                (None, pid, Some(sock))
+                let (sock, child) = tmux_start(d, &self.tunnelscope, &conf)?;
+                let pid = child.id();
+                (Some(child), pid, Some(sock))
             }
             Kind::Direct => unreachable!("handled above"),
         };
@@ -453,27 +454,21 @@ fn tmux_out(sock: &str, args: &[&str]) -> Result<String> {
     Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
 }
 
-/// Starts tunnelscope (no --headless) in a detached 160x48 tmux session on a tmux
-/// server of our own; returns the socket name and tunnelscope's PID. The pane stays
-/// after tunnelscope exits, so a failure to start can be read from it.
-fn tmux_start(dir: &Path, bin: &Path, conf: &Path) -> Result<(String, u32)> {
+/// Starts tunnelscope (no --headless) drawing into a detached 160x48 tmux pane on a
+/// tmux server of our own; returns the socket name and tunnelscope's process.
+///
+/// tunnelscope is not the pane's command: the pane holds its terminal with `sleep`,
+/// and tunnelscope is started here, as our child, with the pane's tty as stdin,
+/// stdout and stderr. A pane's command runs in a session of its own, and with the
+/// kernel's autogroup scheduling (`/proc/sys/kernel/sched_autogroup_enabled`) a
+/// session of its own is a CPU share of its own: measured that way, headless
+/// tunnelscope itself lost a quarter of its echo rate. Started from here, it shares
+/// a session with the load generator, like every other target, so the comparison
+/// measures the dashboard and nothing else. Keys sent to the pane still reach it.
+fn tmux_start(dir: &Path, bin: &Path, conf: &Path) -> Result<(String, Child)> {
     let sock = format!("tsbench-{}", std::process::id());
     let tmux_conf = dir.join("tmux.conf");
     fs::write(&tmux_conf, "set -g remain-on-exit on\nset -g status off\n")?;
-    let mut cmd = format!(
-        "exec '{}' --config '{}' --log warn",
-        bin.display(),
-        conf.display()
-    );
-    // With the dashboard, logs go to a file (tunnelscope.log in the working directory
-    // unless told otherwise): keep it in the work directory.
-    let help = Command::new(bin).arg("--help").output()?;
-    if String::from_utf8_lossy(&help.stdout).contains("--log-file") {
-        cmd.push_str(&format!(
-            " --log-file '{}'",
-            dir.join("tunnelscope-dashboard-app.log").display()
-        ));
-    }
     let (cwd, tconf) = (dir.to_string_lossy(), tmux_conf.to_string_lossy());
     tmux_out(
         &sock,
@@ -490,26 +485,53 @@ fn tmux_start(dir: &Path, bin: &Path, conf: &Path) -> Result<(String, u32)> {
             "160",
             "-y",
             "48",
-            &cmd,
+            "exec sleep 86400",
         ],
     )?;
     let server: u32 = tmux_out(&sock, &["display-message", "-p", "-t", "ts", "#{pid}"])?.parse()?;
     record_pid(dir, server, true);
-    let pid: u32 =
+    let holder: u32 =
         tmux_out(&sock, &["display-message", "-p", "-t", "ts", "#{pane_pid}"])?.parse()?;
-    record_pid(dir, pid, true);
-    std::thread::sleep(Duration::from_millis(300));
-    if tmux_out(
-        &sock,
-        &["display-message", "-p", "-t", "ts", "#{pane_dead}"],
-    )? == "1"
-    {
-        let screen = tmux_out(&sock, &["capture-pane", "-p", "-t", "ts"]).unwrap_or_default();
-        record_pid(dir, pid, false);
-        tmux_stop(dir, &sock);
-        bail!("tunnelscope exited at once in tmux:\n{}", screen.trim());
+    record_pid(dir, holder, true);
+    let tty = tmux_out(&sock, &["display-message", "-p", "-t", "ts", "#{pane_tty}"])?;
+    let term = tmux_out(&sock, &["show-options", "-gv", "default-terminal"])
+        .unwrap_or_else(|_| "screen".to_string());
+    let open = || {
+        fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(&tty)
+            .with_context(|| format!("opening the pane's tty {tty}"))
+    };
+    let mut cmd = Command::new(bin);
+    cmd.arg("--config").arg(conf).args(["--log", "warn"]);
+    // With the dashboard, logs go to a file (tunnelscope.log in the working directory
+    // unless told otherwise): keep it in the work directory.
+    let help = Command::new(bin).arg("--help").output()?;
+    if String::from_utf8_lossy(&help.stdout).contains("--log-file") {
+        cmd.arg("--log-file")
+            .arg(dir.join("tunnelscope-dashboard-app.log"));
     }
-    Ok((sock, pid))
+    let mut child = cmd
+        .current_dir(dir)
+        .env("TERM", term)
+        .stdin(open()?)
+        .stdout(open()?)
+        .stderr(open()?)
+        .spawn()
+        .with_context(|| format!("starting {}", bin.display()))?;
+    record_pid(dir, child.id(), true);
+    std::thread::sleep(Duration::from_millis(300));
+    if let Ok(Some(status)) = child.try_wait() {
+        let screen = tmux_out(&sock, &["capture-pane", "-p", "-t", "ts"]).unwrap_or_default();
+        record_pid(dir, child.id(), false);
+        tmux_stop(dir, &sock);
+        bail!(
+            "tunnelscope exited at once ({status}) in tmux:\n{}",
+            screen.trim()
+        );
+    }
+    Ok((sock, child))
 }
 
 fn tmux_stop(dir: &Path, sock: &str) {
@@ -540,7 +562,7 @@ pub fn dashboard_available(dir: &Path, bin: &Path, b: [SocketAddr; 2]) -> Result
         &conf,
         tunnelscope_conf(plain, tls, b, &dir.join("cert.pem"), &dir.join("key.pem")),
     )?;
-    let (sock, pid) = match tmux_start(dir, bin, &conf) {
+    let (sock, mut child) = match tmux_start(dir, bin, &conf) {
         Ok(started) => started,
         Err(e) => {
             eprintln!("dashboard probe: {e:#}");
@@ -559,9 +581,9 @@ pub fn dashboard_available(dir: &Path, bin: &Path, b: [SocketAddr; 2]) -> Result
         let boxes = screen
             .chars()
             .any(|c| matches!(c, '─' | '│' | '┌' | '╭' | '┐' | '╮'));
-        seen = procfs::alive(pid) && (alt.is_ok_and(|a| a == "1") || boxes);
+        seen = procfs::alive(child.id()) && (alt.is_ok_and(|a| a == "1") || boxes);
     }
-    terminate(dir, pid, None, Duration::from_secs(5));
+    terminate(dir, child.id(), Some(&mut child), Duration::from_secs(5));
     tmux_stop(dir, &sock);
     Ok(seen)
 }
