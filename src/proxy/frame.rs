@@ -13,8 +13,9 @@
 //! in three bytes of state). It does no I/O and knows nothing of
 //! tokio, so it can be fed byte by byte in tests and fuzzed. Chunks may be split
 //! anywhere, including inside a header; the header is collected in a fixed 14-byte
-//! buffer, so scanning allocates nothing per frame (the ring and its preview buffers
-//! are allocated once, on first use, and then reused).
+//! buffer, so scanning allocates nothing per frame (the ring and one buffer for all
+//! its previews are allocated together at the first frame, and then reused: a
+//! tunnel's memory stops growing once it has seen one frame).
 
 use std::time::SystemTime;
 
@@ -36,7 +37,9 @@ const MAX_CONTROL_PAYLOAD: u64 = 125;
 pub struct Scanner {
     stats: DirStats,
     /// Kept samples; slot `ring_next` is the oldest once the ring is full.
-    ring: Vec<FrameSample>,
+    ring: Vec<SampleHead>,
+    /// Slot `i`'s preview is `previews[i * preview_bytes..][..ring[i].preview_len]`.
+    previews: Box<[u8]>,
     /// Reason bytes of the first close frame, collected while its payload arrives
     /// (they may be split anywhere, even inside a UTF-8 sequence). Moved into
     /// `stats.close` when that frame ends.
@@ -76,6 +79,20 @@ pub struct Scanner {
     utf8: Utf8Tail,
 }
 
+/// A kept frame summary, as [`FrameSample`] but with its preview in the scanner's
+/// shared preview buffer.
+#[derive(Debug, Clone, Copy)]
+struct SampleHead {
+    seq: u64,
+    at: SystemTime,
+    len: u64,
+    preview_len: u16,
+    fin: bool,
+    rsv: u8,
+    opcode: u8,
+    masked: bool,
+}
+
 /// UTF-8 checking of the data message in progress.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum TextCheck {
@@ -90,13 +107,14 @@ enum TextCheck {
 impl Scanner {
     /// A scanner for the direction `dir` that keeps the last `ring` frame summaries,
     /// each with up to `preview_bytes` payload bytes (unmasked). Allocates nothing
-    /// here: the `ring` slots are reserved when the first frame is seen, and each
-    /// slot's `preview_bytes` buffer when the slot is first used, so both should be
-    /// bounded by configuration (each is capped at 65535).
+    /// here: the `ring` slots and `ring * preview_bytes` preview bytes are allocated
+    /// when the first frame is seen, so both should be bounded by configuration (each
+    /// is capped at 65535).
     pub fn new(dir: Dir, ring: usize, preview_bytes: usize) -> Self {
         Self {
             stats: DirStats::default(),
             ring: Vec::new(),
+            previews: Box::default(),
             close_reason: Vec::new(),
             seq: 0,
             remaining: 0,
@@ -186,10 +204,33 @@ impl Scanner {
 
     /// The kept frame summaries, oldest first. The newest one may belong to a frame
     /// whose payload is still arriving (its preview is filled in as it does).
-    pub fn samples(&self) -> impl Iterator<Item = &FrameSample> + '_ {
-        // Until the ring is full `ring_next == ring.len()`, so `older` is empty.
-        let (newer, older) = self.ring.split_at(self.ring_next as usize);
-        older.iter().chain(newer)
+    pub fn samples(&self) -> impl Iterator<Item = FrameSample> + '_ {
+        self.samples_since(0)
+    }
+
+    /// The kept frame summaries with `seq >= from`, oldest first (only those are
+    /// copied out).
+    pub fn samples_since(&self, from: u64) -> impl Iterator<Item = FrameSample> + '_ {
+        // Until the ring is full `ring_next == ring.len()`, so the first part is empty.
+        let next = self.ring_next as usize;
+        let slots = (next..self.ring.len()).chain(0..next);
+        slots
+            .filter(move |&i| self.ring[i].seq >= from)
+            .map(move |i| {
+                let h = &self.ring[i];
+                let at = i * self.preview_bytes as usize;
+                FrameSample {
+                    seq: h.seq,
+                    at: h.at,
+                    dir: self.dir,
+                    fin: h.fin,
+                    rsv: h.rsv,
+                    opcode: h.opcode,
+                    masked: h.masked,
+                    len: h.len,
+                    preview: self.previews[at..at + h.preview_len as usize].to_vec(),
+                }
+            })
     }
 
     /// The `seq` the next frame will get, which is also the number of frames seen.
@@ -348,36 +389,28 @@ impl Scanner {
         if self.ring_cap == 0 {
             return;
         }
-        let (seq, dir) = (self.seq, self.dir);
         let slot = self.ring_next as usize;
+        let head = SampleHead {
+            seq: self.seq,
+            at,
+            len,
+            preview_len: 0,
+            fin,
+            rsv,
+            opcode,
+            masked,
+        };
         if slot == self.ring.len() {
-            // Still filling the ring: the only allocations, once per slot.
+            // Still filling the ring. The only allocations, both at the first frame.
             if self.ring.capacity() == 0 {
-                self.ring.reserve_exact(self.ring_cap as usize);
+                let cap = self.ring_cap as usize;
+                self.ring.reserve_exact(cap);
+                self.previews = vec![0; cap * self.preview_bytes as usize].into_boxed_slice();
             }
-            self.ring.push(FrameSample {
-                seq,
-                at,
-                dir,
-                fin,
-                rsv,
-                opcode,
-                masked,
-                len,
-                preview: Vec::with_capacity(self.preview_bytes as usize),
-            });
+            self.ring.push(head);
         } else {
-            // Reuse the oldest slot, and its preview buffer.
-            let s = &mut self.ring[slot];
-            s.seq = seq;
-            s.at = at;
-            s.dir = dir;
-            s.fin = fin;
-            s.rsv = rsv;
-            s.opcode = opcode;
-            s.masked = masked;
-            s.len = len;
-            s.preview.clear();
+            // Reuse the oldest slot, and its part of the preview buffer.
+            self.ring[slot] = head;
         }
         self.ring_next = ((slot + 1) % self.ring_cap as usize) as u16;
     }
@@ -395,10 +428,12 @@ impl Scanner {
             let (mask, pos) = (self.mask, self.pos);
             let newest =
                 (self.ring_next as usize + self.ring_cap as usize - 1) % self.ring_cap as usize;
-            let preview = &mut self.ring[newest].preview;
-            let start = preview.len();
-            preview.extend_from_slice(&chunk[..want]);
-            unmask_in_place(&mut preview[start..], mask, pos);
+            let head = &mut self.ring[newest];
+            let start = newest * self.preview_bytes as usize + head.preview_len as usize;
+            let preview = &mut self.previews[start..start + want];
+            preview.copy_from_slice(&chunk[..want]);
+            unmask_in_place(preview, mask, pos);
+            head.preview_len += want as u16;
         }
         if kind == OpKind::Close && self.pos < MAX_CONTROL_PAYLOAD {
             let want = (MAX_CONTROL_PAYLOAD - self.pos).min(n as u64) as usize;

@@ -104,7 +104,7 @@ impl TunnelShared {
     /// Kept frame samples of one direction with `seq >= from`.
     pub fn samples_since(&self, dir: Dir, from: u64, out: &mut Vec<FrameSample>) {
         let s = lock(self.scanner(dir));
-        out.extend(s.samples().filter(|f| f.seq >= from).cloned());
+        out.extend(s.samples_since(from));
     }
 
     pub fn info(&self) -> TunnelInfo {
