@@ -534,7 +534,11 @@ pub fn write(out: &Path, figs: &Figures, info: &RunInfo) -> Result<()> {
          leastconn, timeout tunnel 3600s, maxconn 9000. tunnelscope: `--headless --log warn`, \
          two listeners, pool with least_conn, idle = \"1h\", everything else default (its \
          runtime uses every core). tunnelscope + dashboard: the same file without `--headless`, \
-         in a detached 160×48 tmux session of its own (tmux's CPU counts as other processes). \
+         drawing on the tty of a detached 160×48 tmux pane (tmux's CPU counts as other \
+         processes). It is the load generator's child, like every target, not the pane's \
+         command: a pane's command gets a session of its own, which under the kernel's \
+         autogroup scheduling is a CPU share of its own and cost even headless tunnelscope \
+         a quarter of its echo rate. Every target runs in the load generator's session. \
          The exact files are written by `bench/loadgen/src/targets.rs`."
     )?;
 
