@@ -219,11 +219,7 @@ impl Half {
                 continue;
             }
             ctx.last_active = Instant::now();
-            let before = {
-                let s = lock(ctx.shared.scanner(self.dir));
-                s.at_boundary().then(|| s.stats().close.is_some())
-            };
-            let violated = self.scan(&buf[..n], mode, ctx);
+            let (violated, before) = self.scan(&buf[..n], mode, ctx);
             self.chunk = Some(Chunk::Pooled(buf));
             if let (Some(code), true) = (violated, ctx.strict) {
                 // The offending bytes are not forwarded, and nothing more from this
@@ -237,8 +233,9 @@ impl Half {
     }
 
     /// Feeds what was read to the scanner and decides how much of it to forward.
-    /// Returns the Close code the first violation seen calls for, if any.
-    fn scan(&mut self, data: &[u8], mode: Mode, ctx: &mut Ctx<'_>) -> Option<u16> {
+    /// Returns the Close code the first violation seen calls for, if any, and, if the
+    /// chunk began at a frame boundary, whether a Close had been seen before it.
+    fn scan(&mut self, data: &[u8], mode: Mode, ctx: &mut Ctx<'_>) -> (Option<u16>, Option<bool>) {
         let now = SystemTime::now();
         let mut violated = None;
         let (id, dir, bus) = (ctx.shared.id, self.dir, ctx.bus);
@@ -248,6 +245,7 @@ impl Half {
         };
         let mut scanner = lock(ctx.shared.scanner(self.dir));
         let had_close = scanner.stats().close.is_some();
+        let before = scanner.at_boundary().then_some(had_close);
         let forward = match mode {
             Mode::Relay => {
                 scanner.feed(data, now, &mut on_violation);
@@ -275,7 +273,7 @@ impl Half {
         drop(scanner);
         self.pos = 0;
         self.end = forward;
-        violated
+        (violated, before)
     }
 }
 
