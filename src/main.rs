@@ -63,6 +63,17 @@ enum Cmd {
         #[command(flatten)]
         run: RunArgs,
     },
+    /// Run one of the demo's backends on its own, to put behind the proxy: WebSocket
+    /// /echo, /chat and /ticker, and the chat page at /. Prints `listening on ADDR`,
+    /// then runs until SIGINT or SIGTERM. Kill it to see its clients move elsewhere.
+    Backend {
+        /// Address to listen on (port 0 picks a free port).
+        #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:9001")]
+        listen: SocketAddr,
+        /// Name it reports (the chat's "backend" field, the X-Served-By header).
+        #[arg(long, default_value = "app")]
+        name: String,
+    },
 }
 
 fn main() -> ExitCode {
@@ -76,6 +87,7 @@ fn main() -> ExitCode {
             };
             return block_on(demo(logs));
         }
+        Some(Cmd::Backend { listen, name }) => return block_on(backend(*listen, name.clone())),
         None => {}
     }
     let config = match (&cli.config, cli.listen) {
@@ -211,6 +223,20 @@ async fn bind_admin(
     })?;
     tracing::info!("admin API listening on http://{}", listener.local_addr()?);
     Ok(Some((listener, config.admin.token.clone())))
+}
+
+/// `tunnelscope backend`: one demo backend in this process, until a signal.
+async fn backend(listen: SocketAddr, name: String) -> anyhow::Result<()> {
+    let mut signals = Signals::new()?;
+    let backends = tunnelscope::demo::backends::Backends::start_at(&[(&name, listen)]).await?;
+    // Tests and scripts wait for this line to learn the port.
+    println!("listening on {}", backends.addrs()[0]);
+    use std::io::Write;
+    std::io::stdout().flush()?;
+    let signal = signals.next().await;
+    eprintln!("tunnelscope backend: {signal} received, stopping");
+    backends.stop_all();
+    Ok(())
 }
 
 async fn demo(logs: Option<LogReceiver>) -> anyhow::Result<()> {

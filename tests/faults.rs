@@ -259,3 +259,150 @@ async fn a_hundred_tunnels_dropped_without_close_all_end_and_backends_return_to_
     let mut ws = connect(addr, "/").await;
     echo_on(&mut ws, "after the storm").await;
 }
+
+/// `tunnelscope backend` as a separate process: a demo backend (WebSocket `/echo`)
+/// that can be killed with SIGKILL like any crashed server. Killed when dropped.
+struct BackendProcess {
+    child: tokio::process::Child,
+    addr: std::net::SocketAddr,
+}
+
+impl BackendProcess {
+    async fn start(name: &str, listen: &str) -> BackendProcess {
+        use tokio::io::AsyncBufReadExt;
+        let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_tunnelscope"))
+            .args(["backend", "--listen", listen, "--name", name])
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("start `tunnelscope backend`");
+        let stdout = child.stdout.take().unwrap();
+        let mut lines = tokio::io::BufReader::new(stdout).lines();
+        let line = tokio::time::timeout(WAIT, lines.next_line())
+            .await
+            .expect("the backend says where it listens in time")
+            .unwrap()
+            .expect("a line from the backend");
+        let addr = line
+            .strip_prefix("listening on ")
+            .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
+            .parse()
+            .unwrap();
+        BackendProcess { child, addr }
+    }
+
+    /// SIGKILL, by PID, and reap it.
+    async fn kill(mut self) -> std::net::SocketAddr {
+        self.child.kill().await.expect("kill the backend process");
+        self.addr
+    }
+}
+
+/// Connects to `/echo`; returns the client, the backend address it landed on and
+/// the tunnel's id.
+async fn echo_tunnel(
+    addr: std::net::SocketAddr,
+    events: &mut broadcast::Receiver<Event>,
+) -> (Client, String, TunnelId) {
+    let mut ws = connect(addr, "/echo").await;
+    let Event::BackendChosen { backend, id } =
+        wait_event(events, |e| matches!(e, Event::BackendChosen { .. })).await
+    else {
+        unreachable!()
+    };
+    echo_on(&mut ws, "hello").await;
+    (ws, backend.addr.to_string(), id)
+}
+
+/// Issue 4 §4: kill a backend process mid-stream. Its clients get a Close 1011 (not a
+/// bare TCP close), nobody else notices, the next tunnels go to the other backend
+/// while the dead one is marked down, and once it is back it gets tunnels again.
+#[tokio::test]
+async fn a_killed_backend_process_gives_its_clients_close_1011_and_the_others_carry_on() {
+    use tokio_tungstenite::tungstenite::Message;
+    let one = BackendProcess::start("one", "127.0.0.1:0").await;
+    let two = BackendProcess::start("two", "127.0.0.1:0").await;
+    let (one_addr, two_addr) = (one.addr.to_string(), two.addr.to_string());
+    let proxy = proxy(&pool_config(
+        "",
+        "balance = \"least_conn\"\nmax_fails = 1\nfail_timeout = \"1s\"",
+        &[(one.addr, ""), (two.addr, "")],
+    ))
+    .await;
+    let addr = proxy.local_addrs()[0];
+    let mut events = proxy.subscribe();
+
+    // Four tunnels, two on each backend (least_conn).
+    let mut on: HashMap<String, Vec<(Client, TunnelId)>> = HashMap::new();
+    for _ in 0..4 {
+        let (ws, backend, id) = echo_tunnel(addr, &mut events).await;
+        on.entry(backend).or_default().push((ws, id));
+    }
+    assert_eq!(on[&one_addr].len(), 2, "least_conn spreads the tunnels");
+    assert_eq!(on[&two_addr].len(), 2);
+
+    one.kill().await;
+
+    // Each of the dead backend's clients reads a Close 1011, then the end.
+    for (ws, _) in on.get_mut(&one_addr).unwrap() {
+        let got = tokio::time::timeout(WAIT, ws.next())
+            .await
+            .expect("the client hears about it in time");
+        match got {
+            Some(Ok(Message::Close(Some(frame)))) => {
+                assert_eq!(u16::from(frame.code), 1011, "close code");
+                assert_eq!(frame.reason.as_str(), "backend went away");
+            }
+            other => panic!("expected a Close 1011, got {other:?}"),
+        }
+    }
+    // The proxy reports them ended by the backend, with the code the clients got.
+    let mut dead: HashSet<TunnelId> = on[&one_addr].iter().map(|(_, id)| *id).collect();
+    while !dead.is_empty() {
+        if let Event::TunnelClosed { id, code, side, .. } =
+            wait_event(&mut events, |e| matches!(e, Event::TunnelClosed { .. })).await
+        {
+            assert!(dead.remove(&id), "tunnel {id} on the live backend closed");
+            assert_eq!((code, side), (Some(1011), Side::Backend));
+        }
+    }
+
+    // The other backend's tunnels never noticed.
+    for (ws, _) in on.get_mut(&two_addr).unwrap() {
+        echo_on(ws, "still here").await;
+    }
+
+    // New tunnels all go to the live backend; trying the dead one marks it down.
+    for _ in 0..3 {
+        let (ws, backend, _) = echo_tunnel(addr, &mut events).await;
+        assert_eq!(backend, two_addr, "a new tunnel went to the killed backend");
+        drop(ws);
+    }
+    let dead = proxy
+        .snapshot()
+        .backends
+        .into_iter()
+        .find(|b| &*b.id.addr == one_addr.as_str())
+        .unwrap();
+    assert_eq!(dead.health, tunnelscope::event::Health::Down, "{dead:?}");
+
+    // It comes back on its old port; after fail_timeout it is tried again and used.
+    let _back = BackendProcess::start("one", &one_addr).await;
+    let came_back = tokio::time::timeout(WAIT, async {
+        loop {
+            let (ws, backend, _) = echo_tunnel(addr, &mut events).await;
+            drop(ws);
+            if backend == one_addr {
+                return;
+            }
+            // Pacing while fail_timeout runs out, not synchronisation.
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+    })
+    .await;
+    assert!(
+        came_back.is_ok(),
+        "the restarted backend never got a tunnel"
+    );
+}

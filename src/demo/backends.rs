@@ -72,13 +72,19 @@ pub struct Backends {
 impl Backends {
     /// Starts one instance per name on 127.0.0.1, each on a free port.
     pub async fn start(names: &[&str]) -> Result<Backends, DemoError> {
+        let any = SocketAddr::from(([127, 0, 0, 1], 0));
+        let at: Vec<_> = names.iter().map(|n| (*n, any)).collect();
+        Backends::start_at(&at).await
+    }
+
+    /// Starts one instance per (name, address); port 0 picks a free port.
+    pub async fn start_at(at: &[(&str, SocketAddr)]) -> Result<Backends, DemoError> {
         let room = Arc::new(Room::new());
         let mut instances = Vec::new();
-        for name in names {
-            let any = SocketAddr::from(([127, 0, 0, 1], 0));
-            let (listener, addr) = bind(name, any).await?;
+        for &(name, wanted) in at {
+            let (listener, addr) = bind(name, wanted).await?;
             let instance = Instance {
-                name: Arc::from(*name),
+                name: Arc::from(name),
                 addr,
                 running: Mutex::new(None),
             };

@@ -92,7 +92,14 @@ enum Stop {
     Boundary,
     /// A protocol violation in strict mode, with the Close code it calls for.
     Violation(u16),
+    /// The backend's connection ended (EOF or an error) at a frame boundary without a
+    /// Close frame: the backend process went away. The client is owed a Close.
+    BackendGone,
 }
+
+/// The Close the client gets when its backend vanished without one: 1011 ("the
+/// server encountered an unexpected condition"), so it can reconnect elsewhere.
+pub const BACKEND_GONE: (u16, &str) = (1011, "backend went away");
 
 struct Ctx<'a> {
     shared: &'a TunnelShared,
@@ -100,6 +107,8 @@ struct Ctx<'a> {
     strict: bool,
     last_active: Instant,
     first_close: Option<Side>,
+    /// The error the backend's connection ended with, when it vanished.
+    backend_error: Option<io::Error>,
 }
 
 impl Half {
@@ -132,6 +141,22 @@ impl Half {
             Dir::BackendToClient => Side::Client,
         });
         e
+    }
+
+    /// Whether this is the backend-to-client direction, its reader (the backend) has
+    /// gone without a Close while the client had not begun to close (no Close frame,
+    /// no EOF from it), and the client can still be given one: at a frame boundary,
+    /// nothing left to write, the client's side not shut.
+    fn backend_gone(&self, mode: Mode, ctx: &Ctx<'_>) -> bool {
+        if self.dir != Dir::BackendToClient
+            || mode == Mode::Discard
+            || self.shut
+            || ctx.first_close != Some(Side::Backend)
+        {
+            return false;
+        }
+        let s = lock(ctx.shared.scanner(self.dir));
+        self.pos >= self.end && s.at_boundary() && s.stats().close.is_none()
     }
 
     fn release(&mut self) {
@@ -174,6 +199,14 @@ impl Half {
                     .map_err(|e| self.writer_failed(e, ctx))?;
                 self.needs_flush = false;
             }
+            if self.eof && self.backend_gone(mode, ctx) {
+                // Don't pass the EOF on: the client gets a Close first.
+                self.stopped = true;
+                return Poll::Ready(Ok(match mode {
+                    Mode::Relay => Stop::BackendGone,
+                    _ => Stop::Boundary,
+                }));
+            }
             if self.eof {
                 // Once Close frames went both ways the tunnel ends now, and closing a
                 // plain socket sends the FIN: a shutdown first would only cost a
@@ -207,6 +240,11 @@ impl Half {
                     bufpool::give(buf);
                     // The side this direction reads from vanished (reset and the like).
                     ctx.first_close.get_or_insert(self.side());
+                    if self.backend_gone(mode, ctx) {
+                        self.eof = true;
+                        ctx.backend_error = Some(e);
+                        continue;
+                    }
                     return Poll::Ready(Err(e));
                 }
                 Poll::Ready(Ok(())) => {}
@@ -303,6 +341,7 @@ impl Relay {
             (Poll::Ready(Stop::Violation(code)), _) | (_, Poll::Ready(Stop::Violation(code))) => {
                 Poll::Ready(Ok(Stop::Violation(code)))
             }
+            (_, Poll::Ready(Stop::BackendGone)) => Poll::Ready(Ok(Stop::BackendGone)),
             (Poll::Ready(a), Poll::Ready(b)) => Poll::Ready(Ok(match (a, b) {
                 (Stop::Eof, Stop::Eof) => Stop::Eof,
                 _ => Stop::Boundary,
@@ -345,9 +384,11 @@ pub async fn run(
         strict: settings.strict,
         last_active: Instant::now(),
         first_close: None,
+        backend_error: None,
     };
     let idle = settings.idle;
     let mut idle_deadline = tokio::time::Instant::now() + idle;
+    let mut gone = false;
     let (code, reason) = loop {
         tokio::select! {
             res = relay.run(Mode::Relay, &mut ctx) => match res {
@@ -355,6 +396,20 @@ pub async fn run(
                     1007 => "invalid payload data",
                     _ => "protocol error",
                 }.to_string()),
+                Err(e) if ctx.first_close == Some(Side::Backend)
+                    && relay.down.backend_gone(Mode::Relay, &ctx) =>
+                {
+                    // Writing to the backend failed first: it is gone all the same.
+                    ctx.backend_error = Some(e);
+                    relay.down.eof = true;
+                    relay.down.stopped = true;
+                    gone = true;
+                    break (BACKEND_GONE.0, BACKEND_GONE.1.to_string());
+                }
+                Ok(Stop::BackendGone) => {
+                    gone = true;
+                    break (BACKEND_GONE.0, BACKEND_GONE.1.to_string());
+                }
                 Ok(_) => return natural_ending(shared, &ctx, None),
                 Err(e) => return natural_ending(shared, &ctx, Some(e)),
             },
@@ -374,10 +429,11 @@ pub async fn run(
     };
     close_on_purpose(&mut relay, &mut ctx, settings.close_grace, code, &reason).await;
     Ending {
-        side: Side::Proxy,
+        // A vanished backend ended it; the code is the Close the client was given.
+        side: if gone { Side::Backend } else { Side::Proxy },
         code: Some(code),
         reason,
-        error: None,
+        error: ctx.backend_error.map(|e| e.to_string()),
     }
 }
 
