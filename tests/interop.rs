@@ -37,6 +37,10 @@ const SCRIPT_LIMIT_MS: &str = "30000";
 /// [`FrameSample::rsv`]: tunnelscope::event::FrameSample::rsv
 const RSV1: u8 = 0b100;
 
+/// Node `ws` compresses messages from this size on (its default `threshold`); Python
+/// `websockets` compresses every message once permessage-deflate is negotiated.
+const DEFLATE_THRESHOLD: u64 = 1024;
+
 fn interop_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/interop")
 }
@@ -350,6 +354,71 @@ fn assert_clean_client_close(
     assert_eq!(events.violations(tunnel), Vec::<String>::new());
 }
 
+/// The proxy saw `protocol` and permessage-deflate negotiated, and passed the client's
+/// offer to the backend and the backend's answer to the client as they were.
+fn assert_deflate_handshake(handshake: &Handshake, protocol: &str) {
+    assert_eq!(handshake.subprotocol.as_deref(), Some(protocol));
+    let offer = handshake.request_in.get("sec-websocket-extensions");
+    assert!(
+        offer.is_some_and(|o| o.contains("permessage-deflate")),
+        "the client offers permessage-deflate: {offer:?}"
+    );
+    assert_eq!(
+        handshake.request_out.get("sec-websocket-extensions"),
+        offer,
+        "the offer as the backend received it"
+    );
+    let answer = handshake.response.get("sec-websocket-extensions");
+    assert!(
+        answer.is_some_and(|a| a.starts_with("permessage-deflate")),
+        "the backend accepts permessage-deflate: {answer:?}"
+    );
+    assert_eq!(
+        handshake.extensions.as_deref(),
+        answer,
+        "negotiated extensions"
+    );
+}
+
+/// Waits for the tunnel's frame samples to show compressed (RSV1) text and binary
+/// frames both ways. Meanwhile no other RSV bit may appear, and no whole data message
+/// of [`DEFLATE_THRESHOLD`] bytes or more may cross uncompressed: every large message
+/// the scripts send is very compressible.
+async fn expect_compressed_both_ways(events: &mut Recorder, id: TunnelId) {
+    let mut compressed = BTreeSet::new();
+    let mut other_rsv = Vec::new();
+    let mut large_plain = Vec::new();
+    events
+        .until("FrameSamples with RSV1 text and binary both ways", |e| {
+            if let Event::FrameSamples { id: t, samples } = e {
+                for s in samples.iter().filter(|_| *t == id) {
+                    match s.rsv {
+                        RSV1 => {
+                            compressed.insert((s.dir == Dir::ClientToBackend, s.opcode));
+                        }
+                        0 if matches!(s.opcode, 1 | 2) && s.len >= DEFLATE_THRESHOLD => {
+                            large_plain.push((s.dir, s.opcode, s.len));
+                        }
+                        0 => {}
+                        rsv => other_rsv.push(rsv),
+                    }
+                }
+            }
+            compressed.len() == 4
+        })
+        .await;
+    assert_eq!(
+        compressed,
+        BTreeSet::from([(false, 1), (false, 2), (true, 1), (true, 2)]),
+        "(client to backend, opcode) of RSV1 frames"
+    );
+    assert!(other_rsv.is_empty(), "unexpected RSV bits {other_rsv:?}");
+    assert!(
+        large_plain.is_empty(),
+        "large messages crossed uncompressed: {large_plain:?}"
+    );
+}
+
 #[tokio::test]
 async fn node_ws_over_wss_negotiates_subprotocol_and_relays_deflate_frames_untouched() {
     let Some(node) = node().await else { return };
@@ -395,30 +464,7 @@ async fn node_ws_over_wss_negotiates_subprotocol_and_relays_deflate_frames_untou
     );
 
     // The large messages cross compressed (RSV1) both ways; the small ones plain.
-    let mut compressed = BTreeSet::new();
-    let mut other_rsv = Vec::new();
-    events
-        .until("FrameSamples with RSV1 text and binary both ways", |e| {
-            if let Event::FrameSamples { id: t, samples } = e {
-                for s in samples.iter().filter(|_| *t == id) {
-                    match s.rsv {
-                        RSV1 => {
-                            compressed.insert((s.dir == Dir::ClientToBackend, s.opcode));
-                        }
-                        0 => {}
-                        rsv => other_rsv.push(rsv),
-                    }
-                }
-            }
-            compressed.len() == 4
-        })
-        .await;
-    assert_eq!(
-        compressed,
-        BTreeSet::from([(false, 1), (false, 2), (true, 1), (true, 2)]),
-        "(client to backend, opcode) of RSV1 frames"
-    );
-    assert!(other_rsv.is_empty(), "unexpected RSV bits {other_rsv:?}");
+    expect_compressed_both_ways(&mut events, id).await;
 
     client.send_line("close").await;
     client.expect_line("closed 1000").await;
@@ -588,4 +634,125 @@ async fn tungstenite_client_round_trips_with_a_python_websockets_backend() {
     assert_clean_client_close(ended, messages.len() as u64, &events, id);
     let (status, _) = server.finish().await;
     assert!(status.success(), "ws_server.py exited with {status}");
+}
+
+#[tokio::test]
+async fn python_websockets_client_and_node_ws_server_negotiate_subprotocol_and_deflate_through_the_proxy(
+) {
+    // Over wss: the Python client trusts only the test CA.
+    let Some(python) = python().await else { return };
+    let Some(node) = node().await else { return };
+    let mut server = Proc::spawn(&node, "ws_server.js", &[]);
+    let backend = server.listening_addr().await;
+    let pki = TestPki::new();
+    let proxy = proxy(&config(Some(&pki), backend)).await;
+    let mut events = Recorder::new(proxy.subscribe());
+    let url = format!(
+        "wss://localhost:{}/py/to/node?deflate=on",
+        proxy.local_addrs()[0].port()
+    );
+
+    let mut client = Proc::spawn(
+        &python,
+        "ws_client.py",
+        &[
+            url.into(),
+            "--ca".into(),
+            pki.ca_pem.clone().into(),
+            "--extensions".into(),
+            "--more".into(),
+            "--hold".into(),
+        ],
+    );
+    // ws_server.js picks the first subprotocol offered.
+    for line in [
+        "protocol chat.v2",
+        "extensions permessage-deflate",
+        "echo text 17 ok",
+        "echo text 3200 ok",
+        "echo binary 6 ok",
+        "echo binary 70000 ok",
+        "echo text 27 ok",
+        "echo text 10200 ok",
+        "echo binary 262144 ok",
+        "ready",
+    ] {
+        client.expect_line(line).await;
+    }
+    server
+        .expect_line(
+            "connection path=/py/to/node?deflate=on protocol=chat.v2 extensions=permessage-deflate",
+        )
+        .await;
+
+    let (id, handshake) = events.handshake().await;
+    assert_deflate_handshake(&handshake, "chat.v2");
+    expect_compressed_both_ways(&mut events, id).await;
+
+    client.send_line("close").await;
+    client.expect_line("closed sent=1000 received=1000").await;
+    let (status, rest) = client.finish().await;
+    assert!(status.success(), "ws_client.py exited with {status}");
+    assert_eq!(rest, Vec::<String>::new(), "ws_client.py said more");
+    server.expect_line("close 1000").await;
+
+    let ended = events.closed(id).await;
+    assert_clean_client_close(ended, 7, &events, id);
+    let (status, rest) = server.finish().await;
+    assert!(status.success(), "ws_server.js exited with {status}");
+    assert_eq!(rest, Vec::<String>::new(), "ws_server.js said more");
+}
+
+#[tokio::test]
+async fn node_ws_client_and_python_websockets_server_negotiate_subprotocol_and_deflate_through_the_proxy(
+) {
+    // Over plain ws (the Node client's wss path is covered above).
+    let Some(node) = node().await else { return };
+    let Some(python) = python().await else { return };
+    let mut server = Proc::spawn(&python, "ws_server.py", &["--extensions".into()]);
+    let backend = server.listening_addr().await;
+    let proxy = proxy(&config(None, backend)).await;
+    let mut events = Recorder::new(proxy.subscribe());
+    let url = format!(
+        "ws://127.0.0.1:{}/node/to/py?deflate=on",
+        proxy.local_addrs()[0].port()
+    );
+
+    let mut client = Proc::spawn(&node, "ws_client.js", &[url.into(), "--more".into()]);
+    // websockets picks by its own preference (chat.v1) among those offered.
+    for line in [
+        "protocol chat.v1",
+        "extensions permessage-deflate",
+        "echo text 15 ok",
+        "echo text 4320 ok",
+        "echo binary 6 ok",
+        "echo binary 8192 ok",
+        "echo text 25 ok",
+        "echo text 10200 ok",
+        "echo binary 262144 ok",
+        "ready",
+    ] {
+        client.expect_line(line).await;
+    }
+    server
+        .expect_line("connection path=/node/to/py?deflate=on protocol=chat.v1 forwarded-proto=http")
+        .await;
+    server.expect_line("extensions permessage-deflate").await;
+
+    let (id, handshake) = events.handshake().await;
+    assert_deflate_handshake(&handshake, "chat.v1");
+    expect_compressed_both_ways(&mut events, id).await;
+
+    client.send_line("close").await;
+    client.expect_line("closed 1000").await;
+    let (status, rest) = client.finish().await;
+    assert!(status.success(), "ws_client.js exited with {status}");
+    assert_eq!(rest, Vec::<String>::new(), "ws_client.js said more");
+    server.expect_line("closed 1000").await;
+
+    let ended = events.closed(id).await;
+    assert_clean_client_close(ended, 7, &events, id);
+    let (status, rest) = server.finish().await;
+    assert!(status.success(), "ws_server.py exited with {status}");
+    assert_eq!(rest, Vec::<String>::new(), "ws_server.py said more");
 }

@@ -1,12 +1,14 @@
 'use strict';
-// A Node `ws` client driven by tests/interop.rs: node ws_client.js URL [CA_PEM]
+// A Node `ws` client driven by tests/interop.rs: node ws_client.js URL [CA_PEM] [--more]
 //
 // Connects offering subprotocols chat.v2 and chat.v1 and permessage-deflate, trusting
 // only CA_PEM when given (verification stays on). Sends text and binary messages, small
-// and large (large ones are compressed, RSV1), and checks each echo. Reports on stdout:
+// and large (large ones are compressed, RSV1), and checks each echo; --more adds
+// non-ASCII text, small and large, and a larger binary message after the usual four.
+// Reports on stdout:
 //   protocol PROTO
 //   extensions EXTS
-//   echo text|binary BYTES ok     (one per message)
+//   echo text|binary BYTES ok     (one per message; BYTES as sent, UTF-8 for text)
 //   ready                         (then waits for "close" on stdin)
 //   closed CODE
 // Any failure prints "error CODE MESSAGE" and exits 1; a hard time limit exits 3.
@@ -26,7 +28,9 @@ function fail(code, message) {
   process.exit(1);
 }
 
-const [url, caPath] = process.argv.slice(2);
+const args = process.argv.slice(2);
+const flags = new Set(args.filter((a) => a.startsWith('--')));
+const [url, caPath] = args.filter((a) => !a.startsWith('--'));
 const options = { perMessageDeflate: true, handshakeTimeout: 10000 };
 if (caPath) options.ca = fs.readFileSync(caPath);
 
@@ -37,6 +41,13 @@ const messages = [
   [true, Buffer.from([0, 1, 2, 253, 254, 255])],
   [true, Buffer.from(Array.from({ length: 8192 }, (_, i) => i % 16))],
 ];
+if (flags.has('--more')) {
+  messages.push(
+    [false, 'héllo ✓ 🌍 from node'],
+    [false, 'ünïcødé ✓ 🚀 deflated through tunnelscope. '.repeat(200)],
+    [true, Buffer.from(Array.from({ length: 262144 }, (_, i) => (i * 7) % 256))],
+  );
+}
 
 const ws = new WebSocket(url, ['chat.v2', 'chat.v1'], options);
 ws.on('error', (e) => fail(e.code || 'ERROR', e.message));
