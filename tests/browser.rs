@@ -3,10 +3,13 @@
 //! same listener to an echo backend, exchanges messages and writes the echoes into
 //! its DOM, which Chromium dumps.
 //!
-//! Chromium is looked up on PATH (`chromium`, `chromium-browser`). Where it is
-//! missing the test prints `skipping: chromium not installed` and passes, unless the
-//! `CI` environment variable is set: then it fails (CI installs it with
-//! `apt-get install -y chromium`).
+//! It runs only when asked: `TUNNELSCOPE_BROWSER=1 cargo test --test browser`
+//! (otherwise it prints `skipping` and passes). Chromium is looked up on PATH
+//! (`chromium`, `chromium-browser`; Debian: `apt-get install -y chromium`). It is kept
+//! out of the default run and of `.ci/run`: on this project's machines a Chromium run
+//! has twice taken every other process of the session down with it (the first time
+//! run directly, the second time during a full `cargo test` while the Autobahn suite
+//! ran alongside), and CI must not depend on that.
 //!
 //! Chromium leaves helper processes (zygote, crashpad) that outlive it and are
 //! re-parented to whatever reaps orphans, which on some machines is a supervisor that
@@ -148,12 +151,12 @@ impl Drop for KillGroup {
 
 #[tokio::test]
 async fn chromium_loads_a_page_over_https_and_echoes_over_wss_through_the_proxy() {
-    let Some(chromium) = find_chromium() else {
-        if std::env::var_os("CI").is_some() {
-            panic!("chromium not installed (CI must run: apt-get install -y chromium)");
-        }
-        eprintln!("skipping: chromium not installed");
+    if std::env::var_os("TUNNELSCOPE_BROWSER").is_none() {
+        eprintln!("skipping: set TUNNELSCOPE_BROWSER=1 to run headless Chromium");
         return;
+    }
+    let Some(chromium) = find_chromium() else {
+        panic!("TUNNELSCOPE_BROWSER is set but chromium is not installed (apt-get install -y chromium)");
     };
     let pki = TestPki::new();
     let echo = Backend::start("echo").await;
