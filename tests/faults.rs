@@ -406,3 +406,32 @@ async fn a_killed_backend_process_gives_its_clients_close_1011_and_the_others_ca
         "the restarted backend never got a tunnel"
     );
 }
+
+/// With `close_on_backend_loss = false` the proxy stays byte-for-byte transparent:
+/// the killed backend's client sees the connection end with no Close frame, as it
+/// would connected directly.
+#[tokio::test]
+async fn with_close_on_backend_loss_off_a_killed_backend_is_a_bare_tcp_close() {
+    use tokio_tungstenite::tungstenite::Message;
+    let one = BackendProcess::start("one", "127.0.0.1:0").await;
+    let proxy = proxy(&pool_config(
+        "[proxy]\nclose_on_backend_loss = false",
+        "",
+        &[(one.addr, "")],
+    ))
+    .await;
+    let mut events = proxy.subscribe();
+    let (mut ws, _, id) = echo_tunnel(proxy.local_addrs()[0], &mut events).await;
+    one.kill().await;
+    let end = tokio::time::timeout(WAIT, ws.next())
+        .await
+        .expect("the stream ends in time");
+    assert!(
+        !matches!(end, Some(Ok(Message::Close(_)))),
+        "expected no Close frame, got {end:?}"
+    );
+    // Half-closed like a direct connection would be: it ends when the client hangs up.
+    drop(ws);
+    let (code, side, _) = closed(&mut events, id).await;
+    assert_eq!((code, side), (None, Side::Backend));
+}

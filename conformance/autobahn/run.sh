@@ -159,6 +159,12 @@ start_proxy() {
 [[listener]]
 bind = "127.0.0.1:0"
 
+# Byte-for-byte transparency: an echo server that fails a connection (bad UTF-8, say)
+# by closing TCP without a Close must look the same through the proxy. By default the
+# proxy would hand the client a Close 1011 "backend went away" there.
+[proxy]
+close_on_backend_loss = false
+
 [timeouts]
 backend_response = "60s"
 

@@ -64,6 +64,10 @@ pub struct ProxySettings {
     pub kill_close_reason: String,
     /// Refuse (close with 1002) tunnels that break RFC 6455 instead of only reporting.
     pub strict: bool,
+    /// When a backend's connection drops without a Close frame, send its client a
+    /// Close 1011 "backend went away" (at a frame boundary). `false` passes the bare
+    /// TCP close on, byte for byte.
+    pub close_on_backend_loss: bool,
 }
 
 impl Default for ProxySettings {
@@ -73,6 +77,7 @@ impl Default for ProxySettings {
             kill_close_code: crate::control::CLOSE_SERVICE_RESTART,
             kill_close_reason: "service restart".into(),
             strict: false,
+            close_on_backend_loss: true,
         }
     }
 }

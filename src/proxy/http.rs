@@ -389,6 +389,7 @@ async fn run_tunnel(
         idle: core.config.timeouts.idle,
         close_grace: core.config.timeouts.close_grace,
         strict: core.config.proxy.strict,
+        close_on_backend_loss: core.config.proxy.close_on_backend_loss,
     };
     let ending = tunnel::run(
         &shared,

@@ -30,6 +30,8 @@ pub struct RelaySettings {
     pub idle: Duration,
     pub close_grace: Duration,
     pub strict: bool,
+    /// Give the client a Close 1011 when its backend vanishes without one.
+    pub close_on_backend_loss: bool,
 }
 
 /// How a tunnel ended.
@@ -109,6 +111,7 @@ struct Ctx<'a> {
     first_close: Option<Side>,
     /// The error the backend's connection ended with, when it vanished.
     backend_error: Option<io::Error>,
+    close_on_backend_loss: bool,
 }
 
 impl Half {
@@ -148,7 +151,8 @@ impl Half {
     /// no EOF from it), and the client can still be given one: at a frame boundary,
     /// nothing left to write, the client's side not shut.
     fn backend_gone(&self, mode: Mode, ctx: &Ctx<'_>) -> bool {
-        if self.dir != Dir::BackendToClient
+        if !ctx.close_on_backend_loss
+            || self.dir != Dir::BackendToClient
             || mode == Mode::Discard
             || self.shut
             || ctx.first_close != Some(Side::Backend)
@@ -385,6 +389,7 @@ pub async fn run(
         last_active: Instant::now(),
         first_close: None,
         backend_error: None,
+        close_on_backend_loss: settings.close_on_backend_loss,
     };
     let idle = settings.idle;
     let mut idle_deadline = tokio::time::Instant::now() + idle;
