@@ -59,8 +59,10 @@ async fn fourth_tunnel_is_refused_while_three_are_open_and_admitted_once_one_end
 #[tokio::test]
 async fn connections_still_waiting_for_their_request_head_count_against_max_connections() {
     let b = Backend::start("b").await;
+    // One event loop, so one accept queue: connections are admitted in the order they
+    // were made, and the fourth is the one refused.
     let proxy = proxy(&format!(
-        "[limits]\nmax_connections = 3\n{}",
+        "[proxy]\nthreads = 1\n[limits]\nmax_connections = 3\n{}",
         simple_config(&[&b], "")
     ))
     .await;
@@ -85,6 +87,35 @@ async fn connections_still_waiting_for_their_request_head_count_against_max_conn
     drop(waiting.remove(0));
     let mut ws = connect_once_admitted(LOCAL, addr).await;
     echo(&mut ws, "admitted").await;
+}
+
+#[tokio::test]
+async fn max_connections_holds_across_event_loops() {
+    let b = Backend::start("b").await;
+    // Four loops, each with its own accept queue: which connection is refused
+    // depends on which loop gets to it first, but never more than the limit is served.
+    let proxy = proxy(&format!(
+        "[proxy]\nthreads = 4\n[limits]\nmax_connections = 3\n{}",
+        simple_config(&[&b], "")
+    ))
+    .await;
+    let addr = proxy.local_addrs()[0];
+    let mut conns = Vec::new();
+    for _ in 0..6 {
+        conns.push(TcpStream::connect(addr).await.unwrap());
+    }
+    let mut served = 0;
+    let mut refused = 0;
+    for tcp in &mut conns {
+        let _ = tcp.write_all(upgrade_request("/").as_bytes()).await;
+        let out = read_outcome(tcp).await;
+        match out.status() {
+            Some(101) => served += 1,
+            None if out.ended && out.bytes.is_empty() => refused += 1,
+            _ => panic!("unexpected answer: {}", out.text()),
+        }
+    }
+    assert_eq!((served, refused), (3, 3));
 }
 
 #[tokio::test]

@@ -68,6 +68,9 @@ pub struct ProxySettings {
     /// Close 1011 "backend went away" (at a frame boundary). `false` passes the bare
     /// TCP close on, byte for byte.
     pub close_on_backend_loss: bool,
+    /// Event loops relaying traffic, each on a thread of its own with its own share
+    /// of the listening sockets (SO_REUSEPORT). 0: one per CPU.
+    pub threads: usize,
 }
 
 impl Default for ProxySettings {
@@ -78,6 +81,7 @@ impl Default for ProxySettings {
             kill_close_reason: "service restart".into(),
             strict: false,
             close_on_backend_loss: true,
+            threads: 0,
         }
     }
 }

@@ -23,6 +23,8 @@ pub(crate) const MAX_HEADERS: usize = 1000;
 pub(crate) const MIN_STATS_INTERVAL: Duration = Duration::from_millis(10);
 /// A close frame's payload is at most 125 bytes, two of which are the code.
 pub(crate) const MAX_CLOSE_REASON: usize = 123;
+/// Event loop threads; more than this is a typo, not a machine.
+pub(crate) const MAX_THREADS: usize = 1024;
 
 /// Every problem found, in no particular order.
 pub(crate) fn problems(c: &Config) -> Vec<Problem> {
@@ -39,6 +41,13 @@ pub(crate) fn problems(c: &Config) -> Vec<Problem> {
         bad(
             path!("proxy", "kill_close_reason"),
             format!("is {reason} bytes; a close reason fits in {MAX_CLOSE_REASON}"),
+        );
+    }
+
+    if c.proxy.threads > MAX_THREADS {
+        bad(
+            path!("proxy", "threads"),
+            format!("must be 0 (one per CPU) to {MAX_THREADS}"),
         );
     }
 

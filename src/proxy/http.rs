@@ -340,6 +340,9 @@ async fn upgrade(
         core.config.inspect.preview_bytes,
         if deflate { 0b100 } else { 0 },
     ));
+    // Listed (and reachable by kill, close and shutdown) before the client has its
+    // 101: whoever sees the handshake complete finds the tunnel in a snapshot.
+    core.register(shared.clone());
     let span = tracing::info_span!("tunnel", id, client = %conn.client);
     tokio::spawn(
         run_tunnel(
@@ -373,6 +376,7 @@ async fn run_tunnel(
                 .map(|e| e.to_string())
                 .unwrap_or_default();
             warn!(error = %err, "upgrade did not complete");
+            core.unregister(shared.id);
             return;
         }
     };
@@ -380,11 +384,11 @@ async fn run_tunnel(
         (unwrap_client(client), unwrap_upgraded(backend))
     else {
         warn!("upgraded connection of an unexpected type");
+        core.unregister(shared.id);
         return;
     };
     let id = shared.id;
     lease.established();
-    core.register(shared.clone());
     let settings = RelaySettings {
         idle: core.config.timeouts.idle,
         close_grace: core.config.timeouts.close_grace,

@@ -13,6 +13,7 @@ pub mod headtimer;
 pub mod http;
 pub mod listener;
 pub mod pool;
+pub mod shard;
 pub mod shared;
 pub mod stream;
 pub mod tls;
@@ -23,7 +24,6 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use tokio::net::TcpListener;
 use tokio::sync::{broadcast, mpsc};
 use tokio::task::JoinHandle;
 
@@ -52,6 +52,9 @@ pub enum StartError {
     /// A pool's backend TLS settings could not be used.
     #[error("pool {pool}: {source}")]
     UpstreamTls { pool: String, source: tls::TlsError },
+    /// An event loop thread could not be started.
+    #[error("cannot start the event loop threads: {0}")]
+    Threads(std::io::Error),
 }
 
 /// A running proxy.
@@ -122,10 +125,12 @@ impl ProxyHandle {
     }
 }
 
-/// Binds every listener, loads TLS material, and starts serving.
+/// Binds every listener, loads TLS material, and starts serving: `[proxy] threads`
+/// event loops (see [`shard`]), each accepting on every listener.
 pub async fn start(config: Config) -> Result<ProxyHandle, StartError> {
     let config = Arc::new(config);
-    let mut bound = Vec::new();
+    let threads = shard::count(config.proxy.threads);
+    let mut per_shard: Vec<shard::ShardListeners> = (0..threads).map(|_| Vec::new()).collect();
     let mut infos = Vec::new();
     for l in &config.listeners {
         let name: Arc<str> = l.display_name().into();
@@ -138,26 +143,21 @@ pub async fn start(config: Config) -> Result<ProxyHandle, StartError> {
             )),
             None => None,
         };
-        let listener = TcpListener::bind(l.bind)
-            .await
-            .map_err(|source| StartError::Bind {
-                addr: l.bind,
-                source,
-            })?;
-        let addr = listener.local_addr().map_err(|source| StartError::Bind {
+        let bind_error = |source| StartError::Bind {
             addr: l.bind,
             source,
-        })?;
+        };
+        let sockets = shard::bind(l.bind, threads).map_err(bind_error)?;
+        let addr = sockets[0].local_addr().map_err(bind_error)?;
+        tracing::info!(listener = %name, %addr, tls = tls.is_some(), threads, "listening");
         infos.push(ListenerInfo {
             name: name.clone(),
             addr,
             tls: tls.is_some(),
         });
-        bound.push(listener::Bound {
-            name,
-            listener,
-            tls,
-        });
+        for (mine, socket) in per_shard.iter_mut().zip(sockets) {
+            mine.push((name.clone(), socket, tls.clone()));
+        }
     }
     let mut upstream_tls = HashMap::new();
     for (name, pool) in &config.pools {
@@ -180,12 +180,15 @@ pub async fn start(config: Config) -> Result<ProxyHandle, StartError> {
     let (bus, _) = broadcast::channel(config.inspect.event_capacity);
     let addrs = infos.iter().map(|i| i.addr).collect();
     let core = Arc::new(Core::new(config, bus, upstream_tls, infos));
-    for b in bound {
-        tracing::info!(listener = %b.name, addr = %b.listener.local_addr().map(|a| a.to_string()).unwrap_or_default(), tls = b.tls.is_some(), "listening");
-        tokio::spawn(listener::serve(core.clone(), b));
-    }
+    let shards = shard::Shards::start(&core, per_shard).map_err(StartError::Threads)?;
     let (tx, rx) = mpsc::channel(256);
-    let task = tokio::spawn(core::run(core.clone(), rx));
+    let task = tokio::spawn({
+        let core = core.clone();
+        async move {
+            core::run(core, rx).await;
+            shards.stop().await;
+        }
+    });
     Ok(ProxyHandle {
         core,
         control: ControlHandle::new(tx),
