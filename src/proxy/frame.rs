@@ -412,7 +412,12 @@ impl Scanner {
             // Reuse the oldest slot, and its part of the preview buffer.
             self.ring[slot] = head;
         }
-        self.ring_next = ((slot + 1) % self.ring_cap as usize) as u16;
+        // No division on the hot path: the ring wraps by comparison.
+        self.ring_next = if slot + 1 == self.ring_cap as usize {
+            0
+        } else {
+            slot as u16 + 1
+        };
     }
 
     /// Consumes payload bytes of the current frame (at most up to its end).
@@ -426,8 +431,10 @@ impl Scanner {
         if self.ring_cap > 0 && self.pos < u64::from(self.preview_bytes) {
             let want = (u64::from(self.preview_bytes) - self.pos).min(n as u64) as usize;
             let (mask, pos) = (self.mask, self.pos);
-            let newest =
-                (self.ring_next as usize + self.ring_cap as usize - 1) % self.ring_cap as usize;
+            let newest = match self.ring_next {
+                0 => self.ring_cap as usize - 1,
+                next => next as usize - 1,
+            };
             let head = &mut self.ring[newest];
             let start = newest * self.preview_bytes as usize + head.preview_len as usize;
             let preview = &mut self.previews[start..start + want];

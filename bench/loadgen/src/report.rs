@@ -269,8 +269,10 @@ pub fn goal_lines(figs: &Figures, dashboard: &str) -> Vec<[String; 6]> {
 pub fn write(out: &Path, figs: &Figures, info: &RunInfo) -> Result<()> {
     let a = &info.args;
     let mut kinds = vec![Kind::Direct, Kind::Nginx, Kind::Haproxy, Kind::Tunnelscope];
-    if figs.keys().any(|(k, _)| *k == Kind::TunnelscopeDashboard) {
-        kinds.push(Kind::TunnelscopeDashboard);
+    for extra in [Kind::TunnelscopeDashboard, Kind::TunnelscopeOneLoop] {
+        if figs.keys().any(|(k, _)| *k == extra) {
+            kinds.push(extra);
+        }
     }
     let date = shell("date", &["-u", "+%Y-%m-%d %H:%M UTC"]);
     let mut s = String::new();
@@ -532,8 +534,10 @@ pub fn write(out: &Path, figs: &Figures, info: &RunInfo) -> Result<()> {
          Upgrade/Connection/Host headers, proxy_read_timeout 3600s), 1 worker, \
          worker_connections 20000, access_log off. HAProxy: mode http, nbthread 1, balance \
          leastconn, timeout tunnel 3600s, maxconn 9000. tunnelscope: `--headless --log warn`, \
-         two listeners, pool with least_conn, idle = \"1h\", everything else default (its \
-         runtime uses every core). tunnelscope + dashboard: the same file without `--headless`, \
+         two listeners, pool with least_conn, idle = \"1h\", everything else default: one \
+         event loop per CPU, each a thread with its own SO_REUSEPORT socket. tunnelscope, \
+         threads = 1: the same with `[proxy] threads = 1`, one event loop as nginx has one \
+         worker and HAProxy one thread (echo and handshakes only). tunnelscope + dashboard: the same file without `--headless`, \
          drawing on the tty of a detached 160×48 tmux pane (tmux's CPU counts as other \
          processes). It is the load generator's child, like every target, not the pane's \
          command: a pane's command gets a session of its own, which under the kernel's \

@@ -188,6 +188,9 @@ async fn run(args: &Args, env: &Env) -> Result<(Figures, RunInfo)> {
             if test == Test::Echo && with_dashboard {
                 kinds.push(Kind::TunnelscopeDashboard);
             }
+            if matches!(test, Test::Echo | Test::Handshake { .. }) {
+                kinds.push(Kind::TunnelscopeOneLoop);
+            }
             let n = kinds.len();
             kinds.rotate_left(round % n);
             for kind in kinds {

@@ -22,8 +22,11 @@ pub enum Kind {
     Direct,
     Nginx,
     Haproxy,
-    /// tunnelscope --headless.
+    /// tunnelscope --headless at its defaults (one event loop per CPU).
     Tunnelscope,
+    /// tunnelscope --headless with one event loop (`[proxy] threads = 1`), as nginx
+    /// has one worker and HAProxy one thread.
+    TunnelscopeOneLoop,
     /// tunnelscope with its dashboard drawing in a tmux pseudo-terminal.
     TunnelscopeDashboard,
 }
@@ -35,6 +38,7 @@ impl fmt::Display for Kind {
             Kind::Nginx => "nginx",
             Kind::Haproxy => "HAProxy",
             Kind::Tunnelscope => "tunnelscope",
+            Kind::TunnelscopeOneLoop => "tunnelscope, threads = 1",
             Kind::TunnelscopeDashboard => "tunnelscope + dashboard",
         })
     }
@@ -247,9 +251,13 @@ impl Env {
                 let pid = c.id();
                 (Some(c), pid, None)
             }
-            Kind::Tunnelscope => {
-                let conf = d.join("tunnelscope.toml");
-                fs::write(&conf, tunnelscope_conf(plain, tls, [b1, b2], &cert, &key))?;
+            Kind::Tunnelscope | Kind::TunnelscopeOneLoop => {
+                let conf = d.join(format!("{}.toml", slug(kind)));
+                let mut text = tunnelscope_conf(plain, tls, [b1, b2], &cert, &key);
+                if kind == Kind::TunnelscopeOneLoop {
+                    text = format!("[proxy]\nthreads = 1\n\n{text}");
+                }
+                fs::write(&conf, text)?;
                 let c = spawn(
                     d,
                     "tunnelscope.log",
@@ -305,6 +313,7 @@ fn slug(kind: Kind) -> &'static str {
         Kind::Nginx => "nginx-error",
         Kind::Haproxy => "haproxy",
         Kind::Tunnelscope => "tunnelscope",
+        Kind::TunnelscopeOneLoop => "tunnelscope-one-loop",
         Kind::TunnelscopeDashboard => "tunnelscope-dashboard",
     }
 }
