@@ -108,6 +108,10 @@ struct Ctx<'a> {
     bus: &'a broadcast::Sender<Event>,
     strict: bool,
     last_active: Instant,
+    /// The wall clock at one monotonic instant: frames are stamped from the one clock
+    /// read each chunk costs (`last_active`), not from a second one. (A step of the
+    /// wall clock during the tunnel's life is not followed.)
+    anchor: (Instant, SystemTime),
     first_close: Option<Side>,
     /// The error the backend's connection ended with, when it vanished.
     backend_error: Option<io::Error>,
@@ -278,7 +282,8 @@ impl Half {
     /// Returns the Close code the first violation seen calls for, if any, and, if the
     /// chunk began at a frame boundary, whether a Close had been seen before it.
     fn scan(&mut self, data: &[u8], mode: Mode, ctx: &mut Ctx<'_>) -> (Option<u16>, Option<bool>) {
-        let now = SystemTime::now();
+        let (at, wall) = ctx.anchor;
+        let now = wall + ctx.last_active.saturating_duration_since(at);
         let mut violated = None;
         let (id, dir, bus) = (ctx.shared.id, self.dir, ctx.bus);
         let mut on_violation = |violation: crate::event::Violation| {
@@ -387,6 +392,7 @@ pub async fn run(
         bus,
         strict: settings.strict,
         last_active: Instant::now(),
+        anchor: (Instant::now(), SystemTime::now()),
         first_close: None,
         backend_error: None,
         close_on_backend_loss: settings.close_on_backend_loss,
