@@ -30,6 +30,26 @@ fn stat(pid: u32) -> Option<(u32, u64)> {
     Some((ppid, utime + stime))
 }
 
+/// CPU seconds used so far by one thread of `pid`: its main thread when `tid == pid`.
+/// tunnelscope draws its dashboard on its main thread (the relay runs on others).
+pub fn thread_cpu_seconds(pid: u32, tid: u32) -> f64 {
+    let Ok(s) = fs::read_to_string(format!("/proc/{pid}/task/{tid}/stat")) else {
+        return 0.0;
+    };
+    let fields = s
+        .rfind(')')
+        .and_then(|i| s.get(i + 2..))
+        .map(|rest| rest.split_whitespace().collect::<Vec<_>>())
+        .unwrap_or_default();
+    let ticks = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|f| f.parse::<u64>().ok())
+            .unwrap_or(0)
+    };
+    (ticks(11) + ticks(12)) as f64 / clk_tck()
+}
+
 /// The process and every descendant alive now.
 pub fn tree(root: u32) -> Vec<u32> {
     let mut children: HashMap<u32, Vec<u32>> = HashMap::new();
@@ -126,6 +146,8 @@ pub struct Meter {
 pub struct Sample {
     pub at: Instant,
     pub proxy: f64,
+    /// The proxy's main thread alone.
+    pub proxy_main: f64,
     pub backends: f64,
     pub loadgen: f64,
     pub machine: f64,
@@ -136,6 +158,7 @@ impl Meter {
         Sample {
             at: Instant::now(),
             proxy: self.proxy.map_or(0.0, cpu_seconds),
+            proxy_main: self.proxy.map_or(0.0, |p| thread_cpu_seconds(p, p)),
             backends: self.backends.iter().map(|&p| cpu_seconds(p)).sum(),
             // Only this process: the backends and the targets are its children.
             loadgen: stat(std::process::id()).map_or(0.0, |s| s.1 as f64 / clk_tck()),
@@ -153,6 +176,8 @@ impl Meter {
 pub struct Window {
     pub secs: f64,
     pub proxy_cpu: f64,
+    /// Of `proxy_cpu`, what the proxy's main thread used.
+    pub proxy_main_cpu: f64,
     pub backends_cpu: f64,
     pub loadgen_cpu: f64,
     /// Everything else that ran on the machine meanwhile (other users, tmux, ...).
@@ -164,6 +189,7 @@ impl Window {
         Window {
             secs: (b.at - a.at).as_secs_f64(),
             proxy_cpu: b.proxy - a.proxy,
+            proxy_main_cpu: b.proxy_main - a.proxy_main,
             backends_cpu: b.backends - a.backends,
             loadgen_cpu: b.loadgen - a.loadgen,
             other_cpu: ((b.machine - a.machine)

@@ -21,6 +21,7 @@ pub const FIGURE_KEYS: &[&str] = &[
     "echo.loadgen_pct",
     "echo.backends_pct",
     "echo.other_pct",
+    "echo.main_share",
     "large.mbs",
     "large.cpu_ms",
     "large.proxy_pct",
@@ -387,6 +388,19 @@ pub fn write(out: &Path, figs: &Figures, info: &RunInfo) -> Result<()> {
             100.0 * (d - h) / h,
             fmt(med(figs, Kind::TunnelscopeDashboard, "echo.p99"), 2),
             fmt(med(figs, Kind::Tunnelscope, "echo.p99"), 2),
+        )?;
+    }
+    let (h, d) = (
+        med(figs, Kind::Tunnelscope, "echo.main_share"),
+        med(figs, Kind::TunnelscopeDashboard, "echo.main_share"),
+    );
+    if let (Some(h), Some(d)) = (h, d) {
+        write!(
+            w,
+            " The dashboard's own work, measured apart from the noise of the machine: \
+             tunnelscope's main thread, where it draws, used {d:.1} % of tunnelscope's CPU \
+             with the dashboard attached ({h:.1} % headless); the tmux server drawing the \
+             pane is in \"other\" below."
         )?;
     }
     writeln!(w, "\n")?;

@@ -295,6 +295,11 @@ async fn measure(
                 if proxied {
                     push(figs, kind, "echo.cpu_us", cpu_us);
                 }
+                if matches!(kind, Kind::Tunnelscope | Kind::TunnelscopeDashboard) {
+                    // Where the dashboard draws: its own share of the proxy's CPU.
+                    let share = 100.0 * w.proxy_main_cpu / w.proxy_cpu.max(1e-9);
+                    push(figs, kind, "echo.main_share", share);
+                }
                 Ok(format!(
                     "{rate:>9.0} msg/s  p50 {p50:.2} ms  p99 {p99:.2} ms  {cpu_us:.2} µs CPU/msg  cpu%: proxy {p:.0} loadgen {l:.0} backends {b:.0} other {:.0}",
                     w.pct(w.other_cpu)
