@@ -286,4 +286,9 @@ async fn the_access_log_has_one_line_per_tunnel_with_client_backend_path_counts_
     for (key, value) in expected {
         assert_eq!(f.get(key).copied(), Some(value), "{key} in {line}");
     }
+    // The line is logged inside the tunnel's span (its id), within its connection's.
+    assert!(
+        line.contains("conn{") && line.contains("tunnel{id="),
+        "span context in {line}"
+    );
 }
