@@ -66,6 +66,8 @@ pub struct Scanner {
     hdr_len: u8,
     /// First header byte (FIN, RSV1-3, opcode) of the frame whose payload is flowing.
     b0: u8,
+    /// That frame's opcode, decoded once at its header.
+    kind: OpKind,
     /// The first two payload bytes of the current close frame (its status code).
     close_code: [u8; 2],
     /// RSV bits a negotiated extension allows (low three bits, RSV1 = 0b100).
@@ -126,6 +128,7 @@ impl Scanner {
             hdr: [0; MAX_HEADER],
             hdr_len: 0,
             b0: 0,
+            kind: OpKind::Continuation,
             close_code: [0; 2],
             allowed_rsv: 0,
             dir,
@@ -250,6 +253,16 @@ impl Scanner {
         if self.remaining > 0 {
             return self.payload(data, on_violation);
         }
+        // The usual case: a whole header at the start of the chunk, taken in one copy.
+        if self.hdr_len == 0 && data.len() >= 2 {
+            let need = header_len(data[1]);
+            if data.len() >= need {
+                self.hdr[..need].copy_from_slice(&data[..need]);
+                self.hdr_len = need as u8;
+                let ended = self.begin_frame(now, on_violation);
+                return (need, ended);
+            }
+        }
         let mut used = 0;
         loop {
             let have = self.hdr_len as usize;
@@ -361,6 +374,7 @@ impl Scanner {
         self.seq += 1;
 
         self.b0 = b0;
+        self.kind = kind;
         self.pos = 0;
         self.remaining = len;
         self.close_code = [0; 2];
@@ -425,7 +439,7 @@ impl Scanner {
         // `remaining` may exceed usize on 32-bit targets; `data.len()` bounds it.
         let n = self.remaining.min(data.len() as u64) as usize;
         let chunk = &data[..n];
-        let kind = OpKind::from_opcode(self.b0 & 0x0F);
+        let kind = self.kind;
 
         // Only the first few payload bytes are ever copied; the rest is just counted.
         if self.ring_cap > 0 && self.pos < u64::from(self.preview_bytes) {
@@ -437,9 +451,12 @@ impl Scanner {
             };
             let head = &mut self.ring[newest];
             let start = newest * self.preview_bytes as usize + head.preview_len as usize;
-            let preview = &mut self.previews[start..start + want];
-            preview.copy_from_slice(&chunk[..want]);
-            unmask_in_place(preview, mask, pos);
+            unmask_into(
+                &mut self.previews[start..start + want],
+                &chunk[..want],
+                mask,
+                pos,
+            );
             head.preview_len += want as u16;
         }
         if kind == OpKind::Close && self.pos < MAX_CONTROL_PAYLOAD {
@@ -487,8 +504,7 @@ impl Scanner {
         let mut pos = self.pos;
         for piece in chunk.chunks(scratch.len()) {
             let buf = &mut scratch[..piece.len()];
-            buf.copy_from_slice(piece);
-            unmask_in_place(buf, self.mask, pos);
+            unmask_into(buf, piece, self.mask, pos);
             if !self.utf8.feed(buf) {
                 return false;
             }
@@ -500,7 +516,7 @@ impl Scanner {
     /// The current frame's last byte has been seen (`pos` is its payload length).
     fn end_frame(&mut self, on_violation: &mut dyn FnMut(Violation)) {
         let fin = self.b0 & 0x80 != 0;
-        match OpKind::from_opcode(self.b0 & 0x0F) {
+        match self.kind {
             // Counted when the final fragment has fully arrived, not when it begins.
             // A FIN continuation with no message open (already reported as
             // BadContinuation) still counts: it ends a message whose start was missed.
@@ -592,12 +608,14 @@ fn header_len(b1: u8) -> usize {
     2 + ext + key
 }
 
-/// `bytes`, which start at payload offset `pos`, with the masking key removed (the
-/// key index carries on across chunks, hence `pos`).
-/// XORs `bytes` (payload from offset `pos` on) with the masking key, eight bytes at a
-/// time: the preview is copied for every frame, so this is on the relay's hot path.
-fn unmask_in_place(bytes: &mut [u8], mask: [u8; 4], pos: u64) {
+/// Writes `src` (payload from offset `pos` on; the key index carries on across chunks)
+/// into `dst` with the masking key removed, eight bytes at a time in one pass: the
+/// preview is copied for every frame, so this is on the relay's hot path. `dst` and
+/// `src` have the same length.
+fn unmask_into(dst: &mut [u8], src: &[u8], mask: [u8; 4], pos: u64) {
+    debug_assert_eq!(dst.len(), src.len());
     if mask == [0; 4] {
+        dst.copy_from_slice(src);
         return;
     }
     let s = (pos & 3) as usize;
@@ -610,18 +628,19 @@ fn unmask_in_place(bytes: &mut [u8], mask: [u8; 4], pos: u64) {
     let word = u64::from_ne_bytes([
         key[0], key[1], key[2], key[3], key[0], key[1], key[2], key[3],
     ]);
-    let mut words = bytes.chunks_exact_mut(8);
-    for w in &mut words {
-        let mut v = [0u8; 8];
-        v.copy_from_slice(w);
-        w.copy_from_slice(&(u64::from_ne_bytes(v) ^ word).to_ne_bytes());
+    let (dst_words, dst_rest) = dst.as_chunks_mut::<8>();
+    let (src_words, src_rest) = src.as_chunks::<8>();
+    for (d, s) in dst_words.iter_mut().zip(src_words) {
+        *d = (u64::from_ne_bytes(*s) ^ word).to_ne_bytes();
     }
     // The remainder starts at a multiple of 8, so the key lines up again.
-    for (i, b) in words.into_remainder().iter_mut().enumerate() {
-        *b ^= key[i & 3];
+    for (i, (d, b)) in dst_rest.iter_mut().zip(src_rest).enumerate() {
+        *d = b ^ key[i & 3];
     }
 }
 
+/// `bytes`, which start at payload offset `pos`, with the masking key removed, a byte
+/// at a time (for the few close-payload bytes).
 fn unmasked(mask: [u8; 4], pos: u64, bytes: &[u8]) -> impl Iterator<Item = u8> + '_ {
     let start = (pos & 3) as usize;
     bytes

@@ -1036,15 +1036,17 @@ proptest! {
 }
 
 #[test]
-fn unmasking_in_place_matches_bytewise_unmasking_at_every_offset_and_length() {
+fn unmasking_into_matches_bytewise_unmasking_at_every_offset_and_length() {
     let mask = [0x37, 0xfa, 0x21, 0x3d];
     let data: Vec<u8> = (0..40u8).map(|i| i.wrapping_mul(29)).collect();
-    for pos in 0..8u64 {
-        for len in 0..data.len() {
-            let expected: Vec<u8> = super::unmasked(mask, pos, &data[..len]).collect();
-            let mut got = data[..len].to_vec();
-            super::unmask_in_place(&mut got, mask, pos);
-            assert_eq!(got, expected, "pos {pos} len {len}");
+    for key in [mask, [0; 4]] {
+        for pos in 0..8u64 {
+            for len in 0..data.len() {
+                let expected: Vec<u8> = super::unmasked(key, pos, &data[..len]).collect();
+                let mut got = vec![0xAA; len];
+                super::unmask_into(&mut got, &data[..len], key, pos);
+                assert_eq!(got, expected, "key {key:?} pos {pos} len {len}");
+            }
         }
     }
 }
