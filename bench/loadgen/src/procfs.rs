@@ -19,7 +19,13 @@ fn clk_tck() -> f64 {
 
 /// (ppid, utime + stime in ticks) of one process.
 fn stat(pid: u32) -> Option<(u32, u64)> {
-    let s = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    stat_file(&format!("/proc/{pid}/stat"))
+}
+
+/// (ppid, utime + stime in ticks) from a `stat` file of /proc: a process's, or one
+/// thread's (`/proc/PID/task/TID/stat`, which has the same fields).
+fn stat_file(path: &str) -> Option<(u32, u64)> {
+    let s = fs::read_to_string(path).ok()?;
     // The command name may contain spaces and parentheses: fields start after the last ')'.
     let rest = s.get(s.rfind(')')? + 2..)?;
     let f: Vec<&str> = rest.split_whitespace().collect();
@@ -33,21 +39,7 @@ fn stat(pid: u32) -> Option<(u32, u64)> {
 /// CPU seconds used so far by one thread of `pid`: its main thread when `tid == pid`.
 /// tunnelscope draws its dashboard on its main thread (the relay runs on others).
 pub fn thread_cpu_seconds(pid: u32, tid: u32) -> f64 {
-    let Ok(s) = fs::read_to_string(format!("/proc/{pid}/task/{tid}/stat")) else {
-        return 0.0;
-    };
-    let fields = s
-        .rfind(')')
-        .and_then(|i| s.get(i + 2..))
-        .map(|rest| rest.split_whitespace().collect::<Vec<_>>())
-        .unwrap_or_default();
-    let ticks = |i: usize| {
-        fields
-            .get(i)
-            .and_then(|f| f.parse::<u64>().ok())
-            .unwrap_or(0)
-    };
-    (ticks(11) + ticks(12)) as f64 / clk_tck()
+    stat_file(&format!("/proc/{pid}/task/{tid}/stat")).map_or(0.0, |s| s.1 as f64 / clk_tck())
 }
 
 /// The process and every descendant alive now.
