@@ -64,10 +64,10 @@ pub struct Scanner {
     /// Header bytes collected so far (the header may arrive split across feeds).
     hdr: [u8; MAX_HEADER],
     hdr_len: u8,
-    /// First header byte (FIN, RSV1-3, opcode) of the frame whose payload is flowing.
-    b0: u8,
-    /// That frame's opcode, decoded once at its header.
+    /// The opcode of the frame whose payload is flowing, decoded once at its header.
     kind: OpKind,
+    /// Whether that frame is the last of its message (FIN).
+    fin: bool,
     /// The first two payload bytes of the current close frame (its status code).
     close_code: [u8; 2],
     /// RSV bits a negotiated extension allows (low three bits, RSV1 = 0b100).
@@ -127,8 +127,8 @@ impl Scanner {
             mask: [0; 4],
             hdr: [0; MAX_HEADER],
             hdr_len: 0,
-            b0: 0,
             kind: OpKind::Continuation,
+            fin: false,
             close_code: [0; 2],
             allowed_rsv: 0,
             dir,
@@ -373,8 +373,8 @@ impl Scanner {
         self.keep_sample(now, fin, rsv, opcode, masked, len);
         self.seq += 1;
 
-        self.b0 = b0;
         self.kind = kind;
+        self.fin = fin;
         self.pos = 0;
         self.remaining = len;
         self.close_code = [0; 2];
@@ -515,7 +515,7 @@ impl Scanner {
 
     /// The current frame's last byte has been seen (`pos` is its payload length).
     fn end_frame(&mut self, on_violation: &mut dyn FnMut(Violation)) {
-        let fin = self.b0 & 0x80 != 0;
+        let fin = self.fin;
         match self.kind {
             // Counted when the final fragment has fully arrived, not when it begins.
             // A FIN continuation with no message open (already reported as

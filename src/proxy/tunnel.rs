@@ -387,12 +387,13 @@ pub async fn run(
         up: Half::new(Dir::ClientToBackend, client_pre),
         down: Half::new(Dir::BackendToClient, backend_pre),
     };
+    let started = Instant::now();
     let mut ctx = Ctx {
         shared,
         bus,
         strict: settings.strict,
-        last_active: Instant::now(),
-        anchor: (Instant::now(), SystemTime::now()),
+        last_active: started,
+        anchor: (started, SystemTime::now()),
         first_close: None,
         backend_error: None,
         close_on_backend_loss: settings.close_on_backend_loss,
