@@ -464,11 +464,11 @@ pub fn to_list(headers: &HeaderMap) -> Vec<(String, String)> {
 
 /// The same list in the compact form events and tunnels keep.
 pub fn to_headers(headers: &HeaderMap) -> crate::event::Headers {
-    let pairs: Vec<(&str, std::borrow::Cow<'_, str>)> = headers
-        .iter()
-        .map(|(n, v)| (n.as_str(), String::from_utf8_lossy(v.as_bytes())))
-        .collect();
-    crate::event::Headers::from_pairs(pairs.iter().map(|(n, v)| (*n, v.as_ref())))
+    crate::event::Headers::from_pairs(
+        headers
+            .iter()
+            .map(|(n, v)| (n.as_str(), String::from_utf8_lossy(v.as_bytes()))),
+    )
 }
 
 /// Is `ip` inside any of the networks? IPv4-mapped IPv6 addresses
