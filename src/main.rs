@@ -186,6 +186,11 @@ async fn run(config: Config, logs: Option<LogReceiver>) -> anyhow::Result<()> {
         config.proxy.kill_close_code,
         config.proxy.kill_close_reason.clone(),
     );
+    let (admin_hosts, redact, reveal) = (
+        config.admin.hosts.clone(),
+        config.inspect.redact.clone(),
+        config.inspect.reveal_secrets,
+    );
     // Bound first, so a taken admin port fails before any client is served.
     let admin = bind_admin(&config).await?;
     let proxy = tunnelscope::proxy::start(config).await?;
@@ -196,7 +201,9 @@ async fn run(config: Config, logs: Option<LogReceiver>) -> anyhow::Result<()> {
             proxy.control(),
         )
         .with_kill_close(kill.0, kill.1.clone())
-        .with_token(token);
+        .with_token(token)
+        .with_hosts(&admin_hosts)
+        .with_redaction(&redact, reveal);
         admin::spawn(listener, api)
     });
     if attend(&proxy, logs, None, kill, &mut signals).await? {
@@ -322,10 +329,13 @@ async fn finish(stop: impl Future<Output = ()>, signals: &mut Signals) {
 }
 
 /// SIGINT and SIGTERM, listened for from before the proxy starts so that no signal
-/// in the first moments kills the process without a graceful shutdown.
+/// in the first moments kills the process without a graceful shutdown. SIGHUP is
+/// caught too, so that the reflex `kill -HUP` of an nginx user never ends the
+/// process and its tunnels: reload is not implemented yet, and it says so.
 struct Signals {
     int: tokio::signal::unix::Signal,
     term: tokio::signal::unix::Signal,
+    hup: tokio::signal::unix::Signal,
 }
 
 impl Signals {
@@ -334,14 +344,22 @@ impl Signals {
         Ok(Signals {
             int: signal(SignalKind::interrupt())?,
             term: signal(SignalKind::terminate())?,
+            hup: signal(SignalKind::hangup())?,
         })
     }
 
-    /// Resolves on the next SIGINT or SIGTERM, naming which.
+    /// Resolves on the next SIGINT or SIGTERM, naming which. SIGHUP is logged and
+    /// otherwise ignored.
     async fn next(&mut self) -> &'static str {
-        tokio::select! {
-            _ = self.int.recv() => "SIGINT",
-            _ = self.term.recv() => "SIGTERM",
+        loop {
+            tokio::select! {
+                _ = self.int.recv() => return "SIGINT",
+                _ = self.term.recv() => return "SIGTERM",
+                _ = self.hup.recv() => tracing::warn!(
+                    "SIGHUP received: reloading the config is not available yet; \
+                     nothing changed and every tunnel runs on (restart to apply a new config)"
+                ),
+            }
         }
     }
 }

@@ -292,3 +292,32 @@ async fn the_access_log_has_one_line_per_tunnel_with_client_backend_path_counts_
         "span context in {line}"
     );
 }
+
+#[tokio::test]
+async fn sighup_leaves_the_process_running_with_its_tunnels() {
+    let backend = Backend::start("b").await;
+    let dir = tempfile::TempDir::new().unwrap();
+    let file = config_file(dir.path(), "", &backend);
+    let mut proc = Proc::spawn(&["--config", file.to_str().unwrap(), "--headless"]);
+    let addr = proc.listening().await;
+    let mut ws = connect(addr, "/held").await;
+    echo_on(&mut ws, "before").await;
+
+    for _ in 0..3 {
+        proc.signal("HUP");
+        let line = proc
+            .wait_line(|l| l.contains("SIGHUP"))
+            .await
+            .expect("a log line about SIGHUP, not an exit");
+        assert!(line.contains("not available yet"), "{line}");
+    }
+    assert!(proc.running(), "SIGHUP ended the process");
+    // The tunnel made before runs on, and new ones are made.
+    echo_on(&mut ws, "after").await;
+    let mut fresh = connect(addr, "/fresh").await;
+    echo_on(&mut fresh, "new").await;
+
+    proc.signal("TERM");
+    let status = proc.exit_within(WAIT).await;
+    assert!(status.success(), "exit status {status:?}");
+}

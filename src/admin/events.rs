@@ -79,7 +79,7 @@ pub enum Message<'a> {
 }
 
 impl<'a> Message<'a> {
-    pub fn from_event(event: &'a Event) -> Message<'a> {
+    pub fn from_event(event: &'a Event, redact: &super::json::Redact) -> Message<'a> {
         match event {
             Event::TunnelOpened {
                 id,
@@ -102,7 +102,7 @@ impl<'a> Message<'a> {
             },
             Event::Handshake { id, handshake } => Message::Handshake {
                 id: *id,
-                handshake: Handshake::new(handshake),
+                handshake: Handshake::new(handshake, redact),
             },
             Event::Refused { id, refusal } => Message::Refused {
                 id: *id,
@@ -188,8 +188,10 @@ mod tests {
             route: "/chat".into(),
             path: "/chat?room=1".into(),
         };
-        let v: serde_json::Value =
-            serde_json::from_str(&Message::from_event(&opened).to_json()).unwrap();
+        let v: serde_json::Value = serde_json::from_str(
+            &Message::from_event(&opened, &super::json::Redact::default()).to_json(),
+        )
+        .unwrap();
         assert_eq!(v["type"], "tunnel_opened");
         assert_eq!(v["id"], 7);
         assert_eq!(v["at"], "1970-01-01T00:00:01.000Z");

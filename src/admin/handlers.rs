@@ -48,6 +48,10 @@ pub(crate) async fn handle(
     ctx: Arc<Ctx>,
 ) -> Result<Response<Body>, Infallible> {
     let api = &ctx.shared.api;
+    if let Err(refusal) = super::guard::check(req.headers(), &api.hosts) {
+        tracing::warn!(peer = %ctx.peer, "admin request refused: {refusal}");
+        return Ok(reply::error(StatusCode::FORBIDDEN, refusal.to_string()));
+    }
     if let Some(token) = &api.token {
         if !authorized(req.headers(), token) {
             return Ok(reply::unauthorized(
@@ -80,7 +84,7 @@ pub(crate) async fn handle(
         Endpoint::Tunnel(id) => {
             let snapshot = (api.snapshot)();
             match snapshot.tunnels.iter().find(|t| t.id == id) {
-                Some(t) => reply::json(StatusCode::OK, &json::TunnelDetail::new(t)),
+                Some(t) => reply::json(StatusCode::OK, &json::TunnelDetail::new(t, &api.redact)),
                 None => unknown_tunnel(id),
             }
         }

@@ -5,6 +5,7 @@
 //! Times are RFC 3339 in UTC with milliseconds; durations are seconds as numbers;
 //! directions are `client_to_backend` and `backend_to_client`.
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::time::SystemTime;
@@ -170,34 +171,84 @@ pub struct TunnelDetail<'a> {
 }
 
 impl<'a> TunnelDetail<'a> {
-    pub fn new(t: &'a TunnelInfo) -> TunnelDetail<'a> {
+    pub fn new(t: &'a TunnelInfo, redact: &Redact) -> TunnelDetail<'a> {
         let mut tunnel = Tunnel::new(t);
         tunnel.client_to_backend = Direction::new(&t.stats.client_to_backend, true);
         tunnel.backend_to_client = Direction::new(&t.stats.backend_to_client, true);
         TunnelDetail {
             tunnel,
-            handshake: t.handshake.as_ref().map(Handshake::new),
+            handshake: t.handshake.as_ref().map(|h| Handshake::new(h, redact)),
             samples: t.samples.iter().map(Sample::new).collect(),
         }
+    }
+}
+
+/// Headers whose values are credentials: served as `«redacted, N bytes»` unless
+/// `[inspect] reveal_secrets = true`.
+pub const SECRET_HEADERS: [&str; 4] = [
+    "authorization",
+    "proxy-authorization",
+    "cookie",
+    "set-cookie",
+];
+
+/// Which header values the API serves redacted.
+#[derive(Debug, Clone)]
+pub struct Redact {
+    /// Lowercase names; empty when secrets are revealed.
+    names: Vec<String>,
+}
+
+impl Default for Redact {
+    fn default() -> Self {
+        Self::new(&[], false)
+    }
+}
+
+impl Redact {
+    pub fn new(extra: &[String], reveal: bool) -> Redact {
+        let names = if reveal {
+            Vec::new()
+        } else {
+            SECRET_HEADERS
+                .iter()
+                .map(|n| n.to_string())
+                .chain(extra.iter().map(|n| n.to_ascii_lowercase()))
+                .collect()
+        };
+        Redact { names }
+    }
+
+    fn pairs<'a>(&self, list: &'a crate::event::Headers) -> Vec<(&'a str, Cow<'a, str>)> {
+        list.iter()
+            .map(|(name, value)| {
+                if self.names.iter().any(|n| n.eq_ignore_ascii_case(name)) {
+                    let shown = format!("«redacted, {} bytes»", value.len());
+                    (name, Cow::Owned(shown))
+                } else {
+                    (name, Cow::Borrowed(value))
+                }
+            })
+            .collect()
     }
 }
 
 /// Header lists are `[name, value]` pairs in the order they were seen.
 #[derive(Serialize)]
 pub struct Handshake<'a> {
-    pub request_in: Vec<(&'a str, &'a str)>,
-    pub request_out: Vec<(&'a str, &'a str)>,
-    pub response: Vec<(&'a str, &'a str)>,
+    pub request_in: Vec<(&'a str, Cow<'a, str>)>,
+    pub request_out: Vec<(&'a str, Cow<'a, str>)>,
+    pub response: Vec<(&'a str, Cow<'a, str>)>,
     pub subprotocol: Option<&'a str>,
     pub extensions: Option<&'a str>,
 }
 
 impl<'a> Handshake<'a> {
-    pub fn new(h: &'a HandshakeInfo) -> Handshake<'a> {
+    pub fn new(h: &'a HandshakeInfo, redact: &Redact) -> Handshake<'a> {
         Handshake {
-            request_in: h.request_in.iter().collect(),
-            request_out: h.request_out.iter().collect(),
-            response: h.response.iter().collect(),
+            request_in: redact.pairs(&h.request_in),
+            request_out: redact.pairs(&h.request_out),
+            response: redact.pairs(&h.response),
             subprotocol: h.subprotocol.as_deref(),
             extensions: h.extensions.as_deref(),
         }

@@ -7,6 +7,7 @@
 //! [`Outcome`](crate::control::Outcome) becomes the answer.
 //!
 //! - `routes`: method and path → endpoint (pure, unit-tested).
+//! - `guard`: refuses requests from web pages (foreign `Origin`, rebound `Host`).
 //! - `handlers`: the bearer token check and each endpoint's handler.
 //! - `json`: the JSON shapes of backends, tunnels and the whole state.
 //! - `events`: the JSON shape of each bus event on `/api/events`.
@@ -19,6 +20,7 @@
 //! `127.0.0.1:0`; [`spawn`] runs it in a task that can be stopped.
 
 mod events;
+mod guard;
 mod handlers;
 mod json;
 mod metrics;
@@ -70,6 +72,10 @@ pub struct Api {
     pub(crate) kill_close: (u16, String),
     /// When set, every request needs `Authorization: Bearer TOKEN`.
     pub(crate) token: Option<String>,
+    /// Host names accepted besides IP literals and `localhost` (see `guard`).
+    pub(crate) hosts: Arc<[String]>,
+    /// Which header values are served redacted.
+    pub(crate) redact: Arc<json::Redact>,
 }
 
 impl Api {
@@ -85,7 +91,24 @@ impl Api {
             control,
             kill_close: (CLOSE_SERVICE_RESTART, "service restart".into()),
             token: None,
+            hosts: Arc::from(Vec::new()),
+            redact: Arc::new(json::Redact::default()),
         }
+    }
+
+    /// Host names (with or without a port) accepted in `Host` besides IP literals and
+    /// `localhost` (`[admin] hosts`).
+    pub fn with_hosts(mut self, hosts: &[String]) -> Api {
+        self.hosts = hosts.iter().map(|h| h.to_ascii_lowercase()).collect();
+        self
+    }
+
+    /// Serves these headers' values (besides `Authorization`, `Proxy-Authorization`,
+    /// `Cookie` and `Set-Cookie`) as `«redacted, N bytes»`; `reveal` serves every
+    /// value as it is (`[inspect] redact` and `reveal_secrets`).
+    pub fn with_redaction(mut self, extra: &[String], reveal: bool) -> Api {
+        self.redact = Arc::new(json::Redact::new(extra, reveal));
+        self
     }
 
     /// The Close a kill sends by default (the proxy's `kill_close_code/_reason`).

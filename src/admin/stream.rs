@@ -116,7 +116,7 @@ where
                     None | Some(Err(_)) => return Err(End::Client),
                 },
                 event = events.recv() => match event {
-                    Ok(event) => Message::from_event(&event).to_json(),
+                    Ok(event) => Message::from_event(&event, &ctx.shared.api.redact).to_json(),
                     Err(RecvError::Lagged(missed)) => {
                         send(&mut ws, Message::Lagged { missed }.to_json()).await?;
                         snapshot(&ctx)

@@ -100,6 +100,8 @@ pub struct Limits {
     pub max_header_bytes: usize,
     /// Number of request headers; 431 beyond. 1 to 1000.
     pub max_headers: usize,
+    /// Bytes of a plain HTTP request body; 413 beyond (0 = unlimited).
+    pub max_body_bytes: u64,
 }
 
 impl Default for Limits {
@@ -109,6 +111,7 @@ impl Default for Limits {
             max_connections_per_ip: 0,
             max_header_bytes: 16 * 1024,
             max_headers: 100,
+            max_body_bytes: 0,
         }
     }
 }
@@ -127,7 +130,12 @@ pub struct Timeouts {
     /// TCP (and TLS) connect to a backend.
     #[serde(with = "duration")]
     pub connect: Duration,
-    /// Time for a backend to answer a request or upgrade (504 beyond).
+    /// Longest wait for the next bytes of a request body while it is forwarded
+    /// (408 beyond). The client's fault, never the backend's.
+    #[serde(with = "duration")]
+    pub request_body: Duration,
+    /// Time for a backend to answer a request or upgrade once the request (and its
+    /// body) has been sent (504 beyond).
     #[serde(with = "duration")]
     pub backend_response: Duration,
     /// Silence in both directions after which a tunnel is closed (0 = never).
@@ -148,6 +156,7 @@ impl Default for Timeouts {
             tls_handshake: Duration::from_secs(10),
             request_head: Duration::from_secs(10),
             connect: Duration::from_secs(5),
+            request_body: Duration::from_secs(60),
             backend_response: Duration::from_secs(30),
             idle: Duration::from_secs(3600),
             close_grace: Duration::from_secs(2),
@@ -169,6 +178,11 @@ pub struct Inspect {
     /// How often frame statistics are published per tunnel (at least 10ms).
     #[serde(with = "duration")]
     pub stats_interval: Duration,
+    /// Headers whose values the admin API serves as `«redacted, N bytes»`, besides
+    /// `Authorization`, `Proxy-Authorization`, `Cookie` and `Set-Cookie`.
+    pub redact: Vec<String>,
+    /// Serve every header value as it is, credentials included.
+    pub reveal_secrets: bool,
 }
 
 impl Default for Inspect {
@@ -178,6 +192,8 @@ impl Default for Inspect {
             preview_bytes: 64,
             event_capacity: 4096,
             stats_interval: Duration::from_millis(250),
+            redact: Vec::new(),
+            reveal_secrets: false,
         }
     }
 }
@@ -193,6 +209,10 @@ pub struct Admin {
     /// address other than loopback.
     #[serde(default)]
     pub token: Option<String>,
+    /// Host names (with or without a port) the API answers to besides IP literals
+    /// and `localhost`; any other `Host` is refused (DNS rebinding).
+    #[serde(default)]
+    pub hosts: Vec<String>,
 }
 
 /// `[[listener]]`: one bound address, plain or TLS.

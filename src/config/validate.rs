@@ -71,6 +71,7 @@ pub(crate) fn problems(c: &Config) -> Vec<Problem> {
         ("tls_handshake", t.tls_handshake),
         ("request_head", t.request_head),
         ("connect", t.connect),
+        ("request_body", t.request_body),
         ("backend_response", t.backend_response),
         ("close_grace", t.close_grace),
     ] {

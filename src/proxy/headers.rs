@@ -5,7 +5,7 @@
 //! async, no hyper types), so the whole policy can be unit-tested and reasoned
 //! about on its own. The proxy core calls these functions at three points:
 //!
-//! 1. On a client request: [`wants_upgrade`] / [`is_websocket_upgrade`] classify it,
+//! 1. On a client request: [`names_websocket`] / [`is_websocket_upgrade`] classify it,
 //!    [`check_websocket_request`] rejects malformed handshakes before any backend
 //!    sees them, and [`is_trusted`] decides whether the peer's forwarding headers
 //!    are believed.
@@ -129,12 +129,12 @@ pub fn is_websocket_upgrade(headers: &HeaderMap) -> bool {
         && has_token(headers, header::CONNECTION, "upgrade")
 }
 
-/// Does the request ask for any protocol upgrade at all (an `Upgrade` header is
-/// present, or `Connection` names `upgrade`)? Used to refuse h2c and other
-/// upgrades the proxy cannot relay. Deliberately looser than
-/// [`is_websocket_upgrade`]: half an upgrade request is still refused.
-pub fn wants_upgrade(headers: &HeaderMap) -> bool {
-    headers.contains_key(header::UPGRADE) || has_token(headers, header::CONNECTION, "upgrade")
+/// Does the request name `websocket` in `Upgrade`, whether or not the rest of the
+/// handshake is right? Such a request is answered by the proxy (400/426 from
+/// [`check_websocket_request`]) when it is not a valid upgrade, instead of being
+/// forwarded as plain HTTP to a WebSocket backend that would hang up on it.
+pub fn names_websocket(headers: &HeaderMap) -> bool {
+    has_token(headers, header::UPGRADE, "websocket")
 }
 
 /// Is `key` the canonical base64 (RFC 4648 §4, padded) of exactly 16 bytes?
@@ -447,22 +447,9 @@ pub fn accept_matches(key: &HeaderValue, accept: Option<&HeaderValue>) -> bool {
     accept.is_some_and(|a| a.as_bytes() == derive_accept_key(key.as_bytes()).as_bytes())
 }
 
-/// Header list for display and events: `HeaderMap` order (first appearance of
-/// each name; repeated values of one name together, in order), values decoded
-/// lossily so non-UTF-8 bytes show as U+FFFD instead of failing.
-pub fn to_list(headers: &HeaderMap) -> Vec<(String, String)> {
-    headers
-        .iter()
-        .map(|(n, v)| {
-            (
-                n.as_str().to_owned(),
-                String::from_utf8_lossy(v.as_bytes()).into_owned(),
-            )
-        })
-        .collect()
-}
-
-/// The same list in the compact form events and tunnels keep.
+/// Header list for display and events, in the compact form events and tunnels keep:
+/// `HeaderMap` order (first appearance of each name; repeated values of one name
+/// together, in order), values decoded lossily so non-UTF-8 bytes show as U+FFFD.
 pub fn to_headers(headers: &HeaderMap) -> crate::event::Headers {
     crate::event::Headers::from_pairs(
         headers

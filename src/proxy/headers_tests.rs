@@ -1,6 +1,25 @@
 //! Unit tests of `headers.rs`.
 
 use super::*;
+
+/// Does a header map ask for any protocol upgrade at all? (What a forwarded plain
+/// request must never do.)
+fn wants_upgrade(headers: &HeaderMap) -> bool {
+    headers.contains_key(header::UPGRADE) || has_token(headers, header::CONNECTION, "upgrade")
+}
+
+/// The header list as `(name, value)` pairs, values decoded lossily.
+fn to_list(headers: &HeaderMap) -> Vec<(String, String)> {
+    headers
+        .iter()
+        .map(|(n, v)| {
+            (
+                n.as_str().to_owned(),
+                String::from_utf8_lossy(v.as_bytes()).into_owned(),
+            )
+        })
+        .collect()
+}
 use std::net::{Ipv4Addr, Ipv6Addr};
 
 /// A HeaderMap built line by line, so repeated names stay repeated.
@@ -100,6 +119,14 @@ fn upgrade_without_connection_token_is_not_a_websocket_upgrade() {
         ("upgrade", "websocket"),
         ("connection", "keep-alive, upgraded")
     ])));
+}
+
+#[test]
+fn names_websocket_sees_a_half_websocket_upgrade_but_not_h2c() {
+    assert!(names_websocket(&hm(&[("upgrade", "websocket")])));
+    assert!(names_websocket(&hm(&[("upgrade", "h2c, WebSocket")])));
+    assert!(!names_websocket(&hm(&[("upgrade", "h2c")])));
+    assert!(!names_websocket(&hm(&[("connection", "upgrade")])));
 }
 
 #[test]

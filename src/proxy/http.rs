@@ -16,8 +16,9 @@ use hyper_util::rt::TokioIo;
 use tracing::{info, warn, Span};
 
 use super::core::{peer_ip, ConnSlot, Core};
+use super::fault::{Blame, ClientBody, ClientFault, Waited};
 use super::headers::{self, ForwardContext};
-use super::headtimer::{HeadTimer, InFlight, InFlightGuard};
+use super::headtimer::{FramingConflict, HeadTimer, InFlight, InFlightGuard};
 use super::pool::{Lease, Pool};
 use super::stream::Stream;
 use super::tunnel::{self, RelaySettings, TunnelShared};
@@ -36,6 +37,8 @@ pub struct ConnInfo {
     pub is_tls: bool,
     /// Requests on this connection whose response is not finished.
     pub in_flight: InFlight,
+    /// Set when the request head had both Content-Length and Transfer-Encoding.
+    pub framing: FramingConflict,
     /// This connection's place under the connection limits; a tunnel made on it
     /// holds it until the tunnel ends.
     pub slot: Arc<ConnSlot>,
@@ -101,6 +104,17 @@ impl hyper::body::Body for Tracked {
 }
 
 async fn route_request(req: Request<Incoming>, conn: &Arc<ConnInfo>) -> Response<Body> {
+    // hyper keeps Transfer-Encoding and drops Content-Length; the head check saw both.
+    if req.headers().contains_key(header::TRANSFER_ENCODING) && conn.framing.take() {
+        info!(client = %conn.client, "request refused: both Content-Length and Transfer-Encoding");
+        let mut resp = text(
+            StatusCode::BAD_REQUEST,
+            "request has both Content-Length and Transfer-Encoding",
+        );
+        resp.headers_mut()
+            .insert(header::CONNECTION, HeaderValue::from_static("close"));
+        return resp;
+    }
     let host = req
         .headers()
         .get(header::HOST)
@@ -115,7 +129,7 @@ async fn route_request(req: Request<Incoming>, conn: &Arc<ConnInfo>) -> Response
     let Some(pool) = conn.core.pools.get(pool_name).cloned() else {
         return text(StatusCode::INTERNAL_SERVER_ERROR, "route names no pool");
     };
-    if headers::is_websocket_upgrade(req.headers()) {
+    if headers::names_websocket(req.headers()) {
         upgrade(req, conn, route, &pool).await
     } else {
         plain(req, conn, &pool).await
@@ -467,6 +481,13 @@ async fn plain(req: Request<Incoming>, conn: &ConnInfo, pool: &Pool) -> Response
     let started = Instant::now();
     let method = req.method().to_string();
     let path = path_and_query(&req);
+    let limit = core.config.limits.max_body_bytes;
+    if limit > 0 && hyper::body::Body::size_hint(req.body()).lower() > limit {
+        let fault = ClientFault::BodyTooLarge;
+        info!(client = %conn.client, %path, "request refused: {fault}");
+        publish_request(core, conn, &method, &path, fault.status(), None, started);
+        return text(fault.status(), fault.reason());
+    }
     let key = hash_key(pool, &req, &conn.client);
     let (stream, lease) = match connect_backend(core, pool, key.as_deref()).await {
         Ok(ok) => ok,
@@ -480,8 +501,8 @@ async fn plain(req: Request<Incoming>, conn: &ConnInfo, pool: &Pool) -> Response
     let backend = lease.backend().clone();
     drop(lease);
     let (mut parts, body) = req.into_parts();
-    let mut headers = headers::backend_request_headers(
-        &parts.headers,
+    let mut headers = headers::backend_request_headers_from_parts(
+        &parts,
         &forward_context(conn, &backend.addr),
         &pool.config.host_header,
         false,
@@ -493,30 +514,37 @@ async fn plain(req: Request<Incoming>, conn: &ConnInfo, pool: &Pool) -> Response
     parts.uri = path
         .parse()
         .unwrap_or_else(|_| "/".parse().expect("valid uri"));
+    let (body, watch) = ClientBody::new(body, core.config.timeouts.request_body, limit);
     let out = Request::from_parts(parts, body);
     let (mut sender, http_conn) =
         match hyper::client::conn::http1::handshake(TokioIo::new(stream)).await {
             Ok(pair) => pair,
             Err(e) => {
-                return text(
-                    StatusCode::BAD_GATEWAY,
-                    &format!("backend {}: {e}", backend.id),
-                )
+                let reason = format!("backend {}: {e}", backend.id);
+                backend.record_failure(&reason, Instant::now());
+                return text(StatusCode::BAD_GATEWAY, &reason);
             }
         };
     tokio::spawn(http_conn);
     let timeout = core.config.timeouts.backend_response;
-    let resp = match tokio::time::timeout(timeout, sender.send_request(out)).await {
-        Ok(Ok(resp)) => relay_response(resp),
-        Ok(Err(e)) => {
+    let resp = match watch.response(sender.send_request(out), timeout).await {
+        Ok(resp) => relay_response(resp),
+        Err(Waited::Failed(Blame::Client(fault))) => {
+            info!(client = %conn.client, %path, backend = %backend.id, "request abandoned: {fault}");
+            let mut resp = text(fault.status(), fault.reason());
+            resp.headers_mut()
+                .insert(header::CONNECTION, HeaderValue::from_static("close"));
+            resp
+        }
+        Err(Waited::Failed(Blame::Backend(e))) => {
             let reason = format!("backend {} failed the request: {e}", backend.id);
-            warn!(%reason);
+            warn!(client = %conn.client, %path, %reason);
             backend.record_failure(&reason, Instant::now());
             text(StatusCode::BAD_GATEWAY, &reason)
         }
-        Err(_) => {
+        Err(Waited::TimedOut) => {
             let reason = format!("backend {} did not answer within {timeout:?}", backend.id);
-            warn!(%reason);
+            warn!(client = %conn.client, %path, %reason);
             backend.record_failure(&reason, Instant::now());
             text(StatusCode::GATEWAY_TIMEOUT, &reason)
         }

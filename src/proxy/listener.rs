@@ -12,7 +12,7 @@ use tokio_rustls::TlsAcceptor;
 use tracing::{debug, warn, Instrument};
 
 use super::core::{ConnSlot, Core};
-use super::headtimer::{HeadTimer, InFlight};
+use super::headtimer::{FramingConflict, HeadTimer, InFlight};
 use super::http::{handle, ConnInfo};
 use super::stream::Stream;
 
@@ -85,7 +85,9 @@ async fn serve_conn(
         }
     };
     let in_flight = InFlight::default();
+    let framing = FramingConflict::default();
     let info = Arc::new(ConnInfo {
+        framing: framing.clone(),
         is_tls: stream.is_tls(),
         core: core.clone(),
         listener,
@@ -106,7 +108,13 @@ async fn serve_conn(
     let service = service_fn(move |req| handle(req, info.clone()));
     let conn = builder
         .serve_connection(
-            TokioIo::new(HeadTimer::new(stream, in_flight, timeouts.request_head)),
+            TokioIo::new(HeadTimer::new(
+                stream,
+                in_flight,
+                timeouts.request_head,
+                limits.max_header_bytes.max(HYPER_MIN_BUF),
+                framing,
+            )),
             service,
         )
         .with_upgrades();

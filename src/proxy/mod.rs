@@ -7,6 +7,7 @@
 
 pub mod bufpool;
 pub mod core;
+pub mod fault;
 pub mod frame;
 pub mod headers;
 pub mod headtimer;
