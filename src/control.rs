@@ -67,6 +67,17 @@ pub struct ControlHandle {
 #[error("the proxy core has stopped")]
 pub struct CoreGone;
 
+/// Why [`ControlHandle::try_send`] sent nothing.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum TrySendError {
+    /// The command queue is full: the core is busy; try again.
+    #[error("the proxy core is busy (its command queue is full); try again")]
+    Busy,
+    /// The core has stopped.
+    #[error("the proxy core has stopped")]
+    Gone,
+}
+
 impl ControlHandle {
     pub fn new(tx: mpsc::Sender<Request>) -> Self {
         Self { tx }
@@ -86,12 +97,32 @@ impl ControlHandle {
     }
 
     /// Sends a command without waiting; for callers that must not block (a UI tick).
-    pub fn try_send(&self, command: Command) -> Result<(), CoreGone> {
+    pub fn try_send(&self, command: Command) -> Result<(), TrySendError> {
         self.tx
             .try_send(Request {
                 command,
                 reply: None,
             })
-            .map_err(|_| CoreGone)
+            .map_err(|e| match e {
+                mpsc::error::TrySendError::Full(_) => TrySendError::Busy,
+                mpsc::error::TrySendError::Closed(_) => TrySendError::Gone,
+            })
+    }
+}
+
+#[cfg(test)]
+mod try_send_tests {
+    use super::*;
+
+    #[test]
+    fn a_full_queue_is_busy_and_a_closed_one_is_gone() {
+        let (tx, rx) = mpsc::channel(1);
+        let handle = ControlHandle::new(tx);
+        assert_eq!(handle.try_send(Command::Shutdown), Ok(()));
+        let busy = handle.try_send(Command::Shutdown).unwrap_err();
+        assert_eq!(busy, TrySendError::Busy);
+        assert!(busy.to_string().contains("busy"), "{busy}");
+        drop(rx);
+        assert_eq!(handle.try_send(Command::Shutdown), Err(TrySendError::Gone));
     }
 }

@@ -24,3 +24,4 @@ pub mod demo;
 pub mod event;
 pub mod proxy;
 mod sync;
+mod throttle;

@@ -98,7 +98,14 @@ fn main() -> ExitCode {
                 return ExitCode::from(2);
             }
         },
-        (None, Some(listen)) => Config::quick(listen, &cli.upstream),
+        (None, Some(listen)) => {
+            let config = Config::quick(listen, &cli.upstream);
+            if let Err(e) = config.validate("--upstream") {
+                eprintln!("error: {e}");
+                return ExitCode::from(2);
+            }
+            config
+        }
         (None, None) => {
             eprintln!(
                 "error: give --config FILE, or --listen ADDR --upstream HOST:PORT for a quick start,\n\

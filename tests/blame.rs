@@ -68,6 +68,17 @@ async fn send(addr: SocketAddr, bytes: &[u8], then: Then) -> Outcome {
 /// whether the HTTP backend may be contacted at all)
 type FaultCase = (&'static str, Vec<u8>, Then, &'static [u16], bool, bool);
 
+/// A plain request through the proxy, answered by the HTTP backend.
+async fn settle(addr: SocketAddr) {
+    let out = send(
+        addr,
+        b"GET /http/settle HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n",
+        Then::Hold,
+    )
+    .await;
+    assert_eq!(out.status(), Some(200), "{}", out.text());
+}
+
 fn post(path: &str, headers: &str, body: &str) -> Vec<u8> {
     format!("POST {path} HTTP/1.1\r\nHost: localhost\r\n{headers}\r\n{body}").into_bytes()
 }
@@ -200,6 +211,9 @@ async fn client_faults_get_4xx_and_the_same_backends_serve_the_next_client() {
         ),
     ];
     for (name, bytes, then, statuses, silent_ok, may_contact) in cases {
+        // The backend accepts connections in order: once a fresh request through the
+        // proxy has been answered, every earlier connection has been counted.
+        settle(addr).await;
         let (web_conns, ws_seen) = (web.connections(), ws.seen().len());
         let started = Instant::now();
         let out = send(addr, &bytes, then).await;

@@ -321,3 +321,24 @@ async fn sighup_leaves_the_process_running_with_its_tunnels() {
     let status = proc.exit_within(WAIT).await;
     assert!(status.success(), "exit status {status:?}");
 }
+
+#[tokio::test]
+async fn quick_start_refuses_an_upstream_without_a_port_naming_it() {
+    let mut proc = Proc::spawn(&[
+        "--listen",
+        "127.0.0.1:0",
+        "--upstream",
+        "localhost",
+        "--headless",
+    ]);
+    let line = proc
+        .wait_line(|l| l.contains("error"))
+        .await
+        .expect("an error line before the exit");
+    assert!(
+        line.contains("--upstream") && line.contains("needs a port"),
+        "{line}"
+    );
+    let status = proc.exit_within(WAIT).await;
+    assert_eq!(status.code(), Some(2), "{}", proc.seen.join("\n"));
+}

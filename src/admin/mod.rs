@@ -154,6 +154,7 @@ pub async fn serve(listener: TcpListener, api: Api, shutdown: impl Future<Output
     let limit = Arc::new(Semaphore::new(MAX_CONNECTIONS));
     let (done_tx, mut done_rx) = mpsc::channel::<()>(1);
     tokio::pin!(shutdown);
+    let mut accept_errors = crate::throttle::Throttle::new(Duration::from_secs(1));
     loop {
         let (tcp, peer) = tokio::select! {
             _ = &mut shutdown => break,
@@ -161,7 +162,9 @@ pub async fn serve(listener: TcpListener, api: Api, shutdown: impl Future<Output
                 Ok(pair) => pair,
                 Err(e) => {
                     // Out of file descriptors and the like: back off instead of spinning.
-                    warn!(error = %e, "admin API accept failed");
+                    if let Some(suppressed) = accept_errors.allow(std::time::Instant::now()) {
+                        warn!(error = %e, suppressed, "admin API accept failed");
+                    }
                     tokio::time::sleep(Duration::from_millis(50)).await;
                     continue;
                 }

@@ -77,9 +77,10 @@ impl Default for Options {
 
 /// Runs the dashboard on `terminal` until the user quits or the proxy stops.
 ///
-/// On every tick (and on every key) it applies all pending events (resyncing from
-/// `snapshot()` if the bus lagged), handles pending keys, and draws once, so a burst of
-/// events costs one frame, not one per event.
+/// On every tick (and on every key) it applies the pending events, up to
+/// [`MAX_EVENTS_PER_TICK`] (resyncing from `snapshot()` if the bus lagged), handles
+/// pending keys, and draws once, so a burst of events costs one frame, not one per
+/// event, and a flood cannot keep it from drawing or from reading keys.
 pub async fn run<B: Backend>(
     terminal: &mut Terminal<B>,
     mut events: broadcast::Receiver<Event>,
@@ -140,13 +141,18 @@ pub async fn run<B: Backend>(
     }
 }
 
-/// Applies every event waiting on the bus; returns whether the bus has closed.
+/// Most events applied per tick. Under a flood the rest wait for the next tick (or
+/// are lost to lag and resynced): the screen keeps redrawing and keys keep working.
+pub const MAX_EVENTS_PER_TICK: usize = 4096;
+
+/// Applies the events waiting on the bus, at most [`MAX_EVENTS_PER_TICK`]; returns
+/// whether the bus has closed.
 fn drain_events(
     events: &mut broadcast::Receiver<Event>,
     state: &mut State,
     now: SystemTime,
 ) -> bool {
-    loop {
+    for _ in 0..MAX_EVENTS_PER_TICK {
         match events.try_recv() {
             Ok(ev) => state.apply(&ev, now),
             Err(TryRecvError::Empty) => return false,
@@ -155,6 +161,7 @@ fn drain_events(
             Err(TryRecvError::Closed) => return true,
         }
     }
+    false
 }
 
 /// Restores the terminal when dropped, so every way out of [`run_terminal`] (return,
@@ -201,4 +208,37 @@ pub async fn run_terminal(
     let exit = run(&mut terminal, events, snapshot, control, rx, options).await;
     reader.abort();
     exit
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::event::BackendId;
+
+    #[test]
+    fn one_tick_applies_a_bounded_number_of_events_and_leaves_the_rest() {
+        let (bus, mut rx) = broadcast::channel(4 * MAX_EVENTS_PER_TICK);
+        for id in 0..(2 * MAX_EVENTS_PER_TICK) as u64 {
+            bus.send(Event::BackendChosen {
+                id,
+                backend: BackendId::new("app", "127.0.0.1:9001"),
+            })
+            .unwrap();
+        }
+        let now = SystemTime::now();
+        let mut state = State::from_snapshot(Snapshot::default(), now);
+        assert!(!drain_events(&mut rx, &mut state, now));
+        assert_eq!(
+            rx.len(),
+            MAX_EVENTS_PER_TICK,
+            "the rest waits for the next tick"
+        );
+        assert!(!drain_events(&mut rx, &mut state, now));
+        assert_eq!(rx.len(), 0);
+        drop(bus);
+        assert!(
+            drain_events(&mut rx, &mut state, now),
+            "a closed bus is reported"
+        );
+    }
 }

@@ -382,7 +382,17 @@ async fn run_tunnel(
     backend: hyper::upgrade::OnUpgrade,
     span: Span,
 ) {
-    let (client, backend) = match tokio::join!(client, backend) {
+    // Both hand-overs are due at once (the 101 is written, the backend's is in
+    // hand); a client that never lets hyper finish writing the 101 is not waited
+    // for past the backend-response time.
+    let wait = core.config.timeouts.backend_response;
+    let Ok(joined) = tokio::time::timeout(wait, async { tokio::join!(client, backend) }).await
+    else {
+        span.in_scope(|| warn!(timeout = ?wait, "upgrade did not complete in time"));
+        core.unregister(shared.id);
+        return;
+    };
+    let (client, backend) = match joined {
         (Ok(c), Ok(b)) => (c, b),
         (c, b) => {
             let err = c

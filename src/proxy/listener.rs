@@ -29,14 +29,18 @@ pub struct Bound {
 /// Accepts until shutdown.
 pub async fn serve(core: Arc<Core>, bound: Bound) {
     let mut shutdown = core.shutdown_signal();
+    let mut accept_errors = crate::throttle::Throttle::new(Duration::from_secs(1));
     loop {
         let (tcp, peer) = tokio::select! {
             _ = super::core::shutdown_begun(&mut shutdown) => break,
             res = bound.listener.accept() => match res {
                 Ok(pair) => pair,
                 Err(e) => {
-                    // Out of file descriptors and the like: back off instead of spinning.
-                    warn!(listener = %bound.name, error = %e, "accept failed");
+                    // Out of file descriptors and the like: back off instead of spinning,
+                    // and log once a second with a count, not hundreds of lines.
+                    if let Some(suppressed) = accept_errors.allow(std::time::Instant::now()) {
+                        warn!(listener = %bound.name, error = %e, suppressed, "accept failed");
+                    }
                     tokio::time::sleep(Duration::from_millis(50)).await;
                     continue;
                 }
