@@ -156,6 +156,39 @@ async fn ip_hash_spreads_client_ips_and_keeps_each_on_its_backend() {
     );
 }
 
+#[tokio::test]
+async fn ip_hash_behind_a_trusted_proxy_hashes_the_forwarded_client_not_the_proxy() {
+    let (a, b) = (Backend::start("a").await, Backend::start("b").await);
+    let config = format!(
+        "[proxy]\ntrusted_proxies = [\"127.0.0.1\"]\n\n{}",
+        simple_config(&[&a, &b], "balance = \"ip_hash\"")
+    );
+    let proxy = proxy(&config).await;
+    let addr = proxy.local_addrs()[0];
+    // Every tunnel comes from 127.0.0.1 (the trusted proxy), for 40 clients.
+    let mut first: HashMap<String, String> = HashMap::new();
+    let mut held = Vec::new();
+    for round in 0..2 {
+        for host in 2..42u8 {
+            let client = format!("198.51.100.{host}");
+            let xff = format!("{client}, 127.0.0.1");
+            let mut ws = connect_with(addr, "/", &[("X-Forwarded-For", &xff)]).await;
+            let name = whoami(&mut ws).await;
+            if round == 0 {
+                first.insert(client, name);
+            } else {
+                assert_eq!(first[&client], name, "{client} moved to another backend");
+            }
+            held.push(ws);
+        }
+    }
+    let on_a = first.values().filter(|n| *n == "a").count();
+    assert!(
+        (1..40).contains(&on_a),
+        "40 forwarded clients behind one proxy should land on both backends, a got {on_a}"
+    );
+}
+
 /// Two backends behind `balance = "hash"` with `hash_key`; each of 40 keys is sent
 /// twice (all tunnels held open) through a client made by `headers_for(key)` and
 /// `path_for(key)`.

@@ -467,6 +467,33 @@ pub fn is_trusted(ip: IpAddr, nets: &[ipnet::IpNet]) -> bool {
         .any(|n| n.contains(&canonical) || n.contains(&ip))
 }
 
+/// The address of the client behind a chain of trusted proxies, for `ip_hash`: the
+/// TCP peer unless it is trusted; then `X-Forwarded-For` read from the right, past
+/// every trusted hop, to the first untrusted address (nginx's `real_ip_recursive`).
+/// An entry that is not an address stops the walk at the hop that added it; a chain
+/// of nothing but trusted hops gives its leftmost address.
+pub fn original_client(peer: IpAddr, headers: &HeaderMap, nets: &[ipnet::IpNet]) -> IpAddr {
+    if !is_trusted(peer, nets) {
+        return peer;
+    }
+    let entries: Vec<&[u8]> =
+        list_elements(headers, header::HeaderName::from_static("x-forwarded-for")).collect();
+    let mut client = peer;
+    for entry in entries.iter().rev() {
+        let Some(ip) = std::str::from_utf8(entry)
+            .ok()
+            .and_then(|t| t.parse::<IpAddr>().ok())
+        else {
+            return client;
+        };
+        client = ip.to_canonical();
+        if !is_trusted(ip, nets) {
+            return client;
+        }
+    }
+    client
+}
+
 /// Bytes to text for a hash key: borrowed when valid UTF-8; `None` when empty,
 /// because hashing every keyless client onto one backend is worse than letting
 /// the balancer fall back.

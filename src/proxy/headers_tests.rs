@@ -1654,3 +1654,45 @@ impl ParseIp for &[u8] {
         std::str::from_utf8(self).ok()?.parse().ok()
     }
 }
+
+#[test]
+fn original_client_walks_x_forwarded_for_past_trusted_hops_only() {
+    let nets: Vec<ipnet::IpNet> = vec!["10.0.0.0/8".parse().unwrap()];
+    let ip = |s: &str| s.parse::<IpAddr>().unwrap();
+    let xff = hm(&[
+        ("x-forwarded-for", "198.51.100.7, 10.0.0.2"),
+        ("x-forwarded-for", "10.0.0.3"),
+    ]);
+    // From a trusted peer: the first untrusted address from the right.
+    assert_eq!(
+        original_client(ip("10.0.0.1"), &xff, &nets),
+        ip("198.51.100.7")
+    );
+    // From an untrusted peer the header is not believed.
+    assert_eq!(
+        original_client(ip("203.0.113.9"), &xff, &nets),
+        ip("203.0.113.9")
+    );
+    // A spoofed entry left of an untrusted hop is never reached.
+    let spoofed = hm(&[("x-forwarded-for", "1.1.1.1, 203.0.113.5")]);
+    assert_eq!(
+        original_client(ip("10.0.0.1"), &spoofed, &nets),
+        ip("203.0.113.5")
+    );
+    // Garbage stops the walk at the hop that added it; no header: the peer.
+    let junk = hm(&[("x-forwarded-for", "198.51.100.7, not-an-ip, 10.0.0.2")]);
+    assert_eq!(
+        original_client(ip("10.0.0.1"), &junk, &nets),
+        ip("10.0.0.2")
+    );
+    assert_eq!(
+        original_client(ip("10.0.0.1"), &HeaderMap::new(), &nets),
+        ip("10.0.0.1")
+    );
+    // Only trusted hops: the leftmost.
+    let inner = hm(&[("x-forwarded-for", "10.9.9.9, 10.0.0.2")]);
+    assert_eq!(
+        original_client(ip("10.0.0.1"), &inner, &nets),
+        ip("10.9.9.9")
+    );
+}

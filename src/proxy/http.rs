@@ -174,9 +174,17 @@ async fn connect_backend(
     })
 }
 
-fn hash_key(pool: &Pool, req: &Request<Incoming>, client: &SocketAddr) -> Option<String> {
+fn hash_key(pool: &Pool, req: &Request<Incoming>, conn: &ConnInfo) -> Option<String> {
     match pool.config.balance {
-        Balance::IpHash => Some(peer_ip(client).to_string()),
+        // Behind a trusted proxy, the client it forwarded for, not the proxy.
+        Balance::IpHash => Some(
+            headers::original_client(
+                peer_ip(&conn.client),
+                req.headers(),
+                &conn.core.config.proxy.trusted_proxies,
+            )
+            .to_string(),
+        ),
         Balance::Hash => pool
             .config
             .hash_key
@@ -244,7 +252,7 @@ async fn upgrade(
         });
         text(status, &reason)
     };
-    let key = hash_key(pool, &req, &conn.client);
+    let key = hash_key(pool, &req, conn);
     let (stream, lease) = match connect_backend(core, pool, key.as_deref()).await {
         Ok(ok) => ok,
         Err((status, reason)) => return refuse(status, reason),
@@ -498,7 +506,7 @@ async fn plain(req: Request<Incoming>, conn: &ConnInfo, pool: &Pool) -> Response
         publish_request(core, conn, &method, &path, fault.status(), None, started);
         return text(fault.status(), fault.reason());
     }
-    let key = hash_key(pool, &req, &conn.client);
+    let key = hash_key(pool, &req, conn);
     let (stream, lease) = match connect_backend(core, pool, key.as_deref()).await {
         Ok(ok) => ok,
         Err((status, reason)) => {
