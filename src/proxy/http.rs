@@ -333,12 +333,6 @@ async fn upgrade(
         subprotocol,
         extensions,
     };
-    if core.observed() {
-        core.publish(Event::Handshake {
-            id,
-            handshake: handshake.clone(),
-        });
-    }
     let client_upgrade = hyper::upgrade::on(&mut req);
     let backend_upgrade = hyper::upgrade::on(&mut resp);
     let mut answer = Response::new(
@@ -363,8 +357,15 @@ async fn upgrade(
         if deflate { 0b100 } else { 0 },
     ));
     // Listed (and reachable by kill, close and shutdown) before the client has its
-    // 101: whoever sees the handshake complete finds the tunnel in a snapshot.
+    // 101, and before the handshake event: whoever sees the handshake complete, or
+    // resyncs from a snapshot just after it, finds the tunnel listed.
     core.register(shared.clone());
+    if core.observed() {
+        core.publish(Event::Handshake {
+            id,
+            handshake: shared.handshake.clone(),
+        });
+    }
     // The span is entered only where the tunnel logs, not around every poll of its
     // relay: entering and leaving a span on each wake-up was 1% of the relay's CPU.
     let span = tracing::info_span!("tunnel", id, client = %conn.client);
