@@ -8,12 +8,10 @@ mod common;
 #[path = "admin/client.rs"]
 mod client;
 
-use std::net::SocketAddr;
 use std::time::Duration;
 
 use client::*;
 use common::pool_control::{expect_close, hang_up, local_addr};
-use common::resilience::Proc;
 use common::*;
 use futures_util::SinkExt;
 use http::Method;
@@ -565,30 +563,8 @@ async fn bad_requests_get_json_errors() {
 #[tokio::test]
 async fn the_binary_serves_the_admin_api_from_its_config_and_stops_on_request() {
     let a = Backend::start("a").await;
-    let dir = tempfile::TempDir::new().unwrap();
-    let file = dir.path().join("tunnelscope.toml");
-    std::fs::write(
-        &file,
-        format!(
-            "[admin]\nbind = \"127.0.0.1:0\"\ntoken = \"t0ken\"\n\n[[listener]]\nbind = \"127.0.0.1:0\"\n\n\
-             [pool.app]\n[[pool.app.server]]\naddr = \"{}\"\n",
-            a.addr
-        ),
-    )
-    .unwrap();
-    let mut proc = Proc::spawn(&["--config", file.to_str().unwrap(), "--headless"]);
-    let line = proc
-        .wait_line(|l| l.contains("admin API listening on"))
-        .await
-        .unwrap_or_else(|| panic!("exited before the admin API:\n{}", proc.seen.join("\n")));
-    let admin_addr: SocketAddr = line
-        .rsplit("http://")
-        .next()
-        .unwrap()
-        .trim()
-        .parse()
-        .unwrap_or_else(|e| panic!("{line:?}: {e}"));
-    let proxy_addr = proc.listening().await;
+    let (mut proc, admin_addr, proxy_addr, _dir) =
+        spawn_binary(a.addr, "", "token = \"t0ken\"").await;
 
     let mut ws = connect(proxy_addr, "/").await;
     assert_eq!(whoami(&mut ws).await, "a");

@@ -16,7 +16,6 @@ use std::net::SocketAddr;
 use client::*;
 use common::http_fixtures::raw_request;
 use common::pool_control::{connect_with, expect_close, local_addr};
-use common::resilience::Proc;
 use common::*;
 use futures_util::SinkExt;
 use http::Method;
@@ -47,42 +46,12 @@ async fn echo(ws: &mut Client, text: &str) {
     assert_eq!(next_data(ws).await, Message::text(text));
 }
 
-/// The real binary with `[admin]` on loopback and no token: what a developer runs.
-async fn binary(
-    backend: &Backend,
-    admin_extra: &str,
-) -> (Proc, SocketAddr, SocketAddr, tempfile::TempDir) {
-    let dir = tempfile::TempDir::new().unwrap();
-    let file = dir.path().join("tunnelscope.toml");
-    std::fs::write(
-        &file,
-        format!(
-            "[admin]\nbind = \"127.0.0.1:0\"\n{admin_extra}\n\n[[listener]]\nbind = \"127.0.0.1:0\"\n\n\
-             [pool.app]\n[[pool.app.server]]\naddr = \"{}\"\n",
-            backend.addr
-        ),
-    )
-    .unwrap();
-    let mut proc = Proc::spawn(&["--config", file.to_str().unwrap(), "--headless"]);
-    let line = proc
-        .wait_line(|l| l.contains("admin API listening on"))
-        .await
-        .unwrap_or_else(|| panic!("exited before the admin API:\n{}", proc.seen.join("\n")));
-    let admin: SocketAddr = line
-        .rsplit("http://")
-        .next()
-        .unwrap()
-        .trim()
-        .parse()
-        .unwrap();
-    let listen = proc.listening().await;
-    (proc, admin, listen, dir)
-}
-
 #[tokio::test]
 async fn a_web_page_cannot_drive_the_admin_api_but_curl_still_can() {
     let a = Backend::start("a").await;
-    let (mut proc, admin, listen, _dir) = binary(&a, "hosts = [\"proxy.internal\"]").await;
+    // The real binary with `[admin]` on loopback and no token: what a developer runs.
+    let (mut proc, admin, listen, _dir) =
+        spawn_binary(a.addr, "", "hosts = [\"proxy.internal\"]").await;
     let mut ws = connect(listen, "/held").await;
     echo(&mut ws, "before").await;
     let host = admin.to_string();
@@ -190,30 +159,7 @@ async fn credentials_are_redacted_by_default_and_served_with_reveal_secrets() {
         ("[inspect]\nredact = [\"x-api-key\"]", false),
         ("[inspect]\nreveal_secrets = true", true),
     ] {
-        let dir = tempfile::TempDir::new().unwrap();
-        let file = dir.path().join("tunnelscope.toml");
-        std::fs::write(
-            &file,
-            format!(
-                "{extra}\n\n[admin]\nbind = \"127.0.0.1:0\"\n\n[[listener]]\nbind = \"127.0.0.1:0\"\n\n\
-                 [pool.app]\n[[pool.app.server]]\naddr = \"{}\"\n",
-                a.addr
-            ),
-        )
-        .unwrap();
-        let mut proc = Proc::spawn(&["--config", file.to_str().unwrap(), "--headless"]);
-        let line = proc
-            .wait_line(|l| l.contains("admin API listening on"))
-            .await
-            .unwrap();
-        let admin: SocketAddr = line
-            .rsplit("http://")
-            .next()
-            .unwrap()
-            .trim()
-            .parse()
-            .unwrap();
-        let listen = proc.listening().await;
+        let (mut proc, admin, listen, _dir) = spawn_binary(a.addr, extra, "").await;
         let api = Admin::at(admin);
         let mut events = api.events().await;
         let ws = connect_with(

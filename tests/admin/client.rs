@@ -18,6 +18,7 @@ use tokio_tungstenite::tungstenite::Message;
 use tunnelscope::admin::{self, Api, Running};
 use tunnelscope::proxy::ProxyHandle;
 
+use crate::common::resilience::Proc;
 use crate::common::{Client, WAIT};
 
 /// The admin API of one proxy, stopped when the test ends.
@@ -251,4 +252,40 @@ impl Metrics {
             "tunnelscope_relayed_{what}_total{{direction=\"{direction}\"}}"
         ))
     }
+}
+
+/// The real binary from a config file: `top` before an `[admin]` table on
+/// 127.0.0.1:0 (plus `admin_extra` lines), one listener, and pool `app` with one
+/// server. Returns the process, the admin API's and the listener's addresses, and
+/// the directory holding the file (keep it while the process runs).
+pub async fn spawn_binary(
+    backend: SocketAddr,
+    top: &str,
+    admin_extra: &str,
+) -> (Proc, SocketAddr, SocketAddr, tempfile::TempDir) {
+    let dir = tempfile::TempDir::new().unwrap();
+    let file = dir.path().join("tunnelscope.toml");
+    std::fs::write(
+        &file,
+        format!(
+            "{top}\n\n[admin]\nbind = \"127.0.0.1:0\"\n{admin_extra}\n\n\
+             [[listener]]\nbind = \"127.0.0.1:0\"\n\n\
+             [pool.app]\n[[pool.app.server]]\naddr = \"{backend}\"\n"
+        ),
+    )
+    .unwrap();
+    let mut proc = Proc::spawn(&["--config", file.to_str().unwrap(), "--headless"]);
+    let line = proc
+        .wait_line(|l| l.contains("admin API listening on"))
+        .await
+        .unwrap_or_else(|| panic!("exited before the admin API:\n{}", proc.seen.join("\n")));
+    let admin: SocketAddr = line
+        .rsplit("http://")
+        .next()
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap_or_else(|e| panic!("{line:?}: {e}"));
+    let listen = proc.listening().await;
+    (proc, admin, listen, dir)
 }
