@@ -794,3 +794,30 @@ async fn snapshot_lists_listeners_backends_with_counts_and_live_tunnels() {
     let ia = backend_info(&proxy, a.addr);
     assert_eq!((ia.active_tunnels, ia.total_tunnels), (2, 3));
 }
+
+/// Shutdown's closes fit inside `shutdown_grace` even when `close_grace` is longer
+/// and a client never answers the Close: the tunnel is closed and reported by the
+/// proxy, not dropped with its event loop when the grace runs out.
+#[tokio::test]
+async fn shutdown_closes_fit_inside_the_shutdown_grace_when_a_client_never_answers() {
+    let r = Recorder::start("b", false).await;
+    let top = "[timeouts]\nclose_grace = \"30s\"\nshutdown_grace = \"1s\"";
+    let proxy = proxy(&pool_config(top, "", &[(r.addr, "")])).await;
+    let mut events = proxy.subscribe();
+    let mut tcp = raw_upgrade(proxy.local_addrs()[0]).await;
+    wait_event(&mut events, |e| matches!(e, Event::TunnelOpened { .. })).await;
+
+    proxy.shutdown();
+    let (op, payload) = read_frame(&mut tcp).await.expect("a Close frame");
+    assert_eq!((op, &payload[..2]), (0x8, &1001u16.to_be_bytes()[..]));
+    // The client stays silent. The close is over, and reported, within the grace.
+    let ev = wait_event(&mut events, |e| matches!(e, Event::TunnelClosed { .. })).await;
+    let Event::TunnelClosed { code, side, .. } = ev else {
+        unreachable!()
+    };
+    assert_eq!((code, side), (Some(1001), Side::Proxy));
+    tokio::time::timeout(WAIT, proxy.wait())
+        .await
+        .expect("shutdown completes");
+    drop(tcp);
+}

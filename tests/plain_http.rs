@@ -522,3 +522,42 @@ async fn request_with_content_length_and_chunked_is_refused_before_any_backend_i
     assert_eq!(b.connections(), 0, "no backend is contacted");
     assert!(b.requests().is_empty(), "{:?}", b.requests());
 }
+
+/// Shutdown gives a plain request in flight the same grace as a tunnel: a response
+/// the backend sends after shutdown began still reaches the client whole, and the
+/// proxy finishes only after that.
+#[tokio::test]
+async fn shutdown_lets_a_plain_request_in_flight_finish_within_the_grace() {
+    let backend = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let proxy = proxy(&pool_of(
+        &[backend.local_addr().unwrap()],
+        "[timeouts]\nshutdown_grace = \"10s\"",
+    ))
+    .await;
+    let addr = proxy.local_addrs()[0];
+    let client = tokio::spawn(async move {
+        let req = request_bytes("GET /slow HTTP/1.1", &[("host", "front.example")]);
+        raw_request(addr, &req).await.0
+    });
+    let (mut conn, _) = backend.accept().await.unwrap();
+    read_head(&mut conn).await;
+
+    proxy.shutdown();
+    let mut done = tokio::spawn(proxy.wait());
+    assert!(
+        tokio::time::timeout(Duration::from_millis(300), &mut done)
+            .await
+            .is_err(),
+        "the proxy waits for the request in flight"
+    );
+    use tokio::io::AsyncWriteExt;
+    conn.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 5\r\n\r\nlate!")
+        .await
+        .unwrap();
+    let resp = client.await.unwrap();
+    assert_eq!((resp.status, &resp.body[..]), (200, &b"late!"[..]));
+    tokio::time::timeout(WAIT, done)
+        .await
+        .expect("then the proxy finishes")
+        .unwrap();
+}

@@ -5,7 +5,7 @@
 use crate::sync::lock;
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
 
@@ -32,8 +32,14 @@ pub struct Core {
     next_id: AtomicU64,
     total_tunnels: AtomicU64,
     shutdown: watch::Sender<bool>,
+    /// When shutdown's closes must be over (set once shutdown begins).
+    closes_by: std::sync::OnceLock<std::time::Instant>,
     conn_limit: Option<Arc<Semaphore>>,
     per_ip: Mutex<HashMap<IpAddr, usize>>,
+    /// Client connections open (a tunnel keeps its connection's slot), and a
+    /// notice when the last one ends: shutdown waits for requests in flight too.
+    open_slots: AtomicUsize,
+    slots_empty: Notify,
 }
 
 /// Holds a client connection's place under the connection limits.
@@ -45,6 +51,9 @@ pub struct ConnSlot {
 
 impl Drop for ConnSlot {
     fn drop(&mut self) {
+        if self.core.open_slots.fetch_sub(1, Ordering::AcqRel) == 1 {
+            self.core.slots_empty.notify_waiters();
+        }
         if self.core.config.limits.max_connections_per_ip == 0 {
             return;
         }
@@ -78,8 +87,11 @@ impl Core {
             next_id: AtomicU64::new(1),
             total_tunnels: AtomicU64::new(0),
             shutdown: watch::channel(false).0,
+            closes_by: std::sync::OnceLock::new(),
             conn_limit: (max > 0).then(|| Arc::new(Semaphore::new(max))),
             per_ip: Mutex::new(HashMap::new()),
+            open_slots: AtomicUsize::new(0),
+            slots_empty: Notify::new(),
         }
     }
 
@@ -113,6 +125,7 @@ impl Core {
             }
             *n += 1;
         }
+        self.open_slots.fetch_add(1, Ordering::AcqRel);
         Some(ConnSlot {
             core: self.clone(),
             ip,
@@ -137,7 +150,11 @@ impl Core {
         self.total_tunnels.fetch_add(1, Ordering::Relaxed);
         lock(&self.tunnels).insert(tunnel.id, tunnel.clone());
         if self.is_shutting_down() {
-            tunnel.request_close(CLOSE_GOING_AWAY, "going away");
+            tunnel.request_close_by(
+                CLOSE_GOING_AWAY,
+                "going away",
+                self.closes_by.get().copied(),
+            );
         } else if let Some((code, reason)) =
             self.pools.backend(&tunnel.backend).and_then(|b| b.killed())
         {
@@ -231,15 +248,34 @@ impl Core {
         }
     }
 
-    /// Stops accepting and asks every tunnel to close with 1001.
+    /// Stops accepting and asks every tunnel to close with 1001, within the
+    /// shutdown grace.
     pub fn begin_shutdown(&self) {
+        let grace = self.config.timeouts.shutdown_grace;
+        // The closes end a little before the grace does, so each tunnel is closed
+        // and logged by the proxy rather than dropped with its event loop.
+        let margin = (grace / 10).min(std::time::Duration::from_millis(250));
+        let by = *self
+            .closes_by
+            .get_or_init(|| std::time::Instant::now() + grace - margin);
         if self.shutdown.send_replace(true) {
             return;
         }
         let tunnels = self.tunnels();
         tracing::info!(tunnels = tunnels.len(), "shutting down");
         for t in tunnels {
-            t.request_close(CLOSE_GOING_AWAY, "going away");
+            t.request_close_by(CLOSE_GOING_AWAY, "going away", Some(by));
+        }
+    }
+
+    /// Waits until no client connection is left: no request in flight, no tunnel.
+    pub async fn connections_gone(&self) {
+        loop {
+            let notified = self.slots_empty.notified();
+            if self.open_slots.load(Ordering::Acquire) == 0 {
+                return;
+            }
+            notified.await;
         }
     }
 
@@ -310,7 +346,7 @@ pub async fn run(core: Arc<Core>, mut commands: mpsc::Receiver<Request>) {
     let drain = async {
         loop {
             tokio::select! {
-                _ = core.tunnels_gone() => break,
+                _ = async { core.tunnels_gone().await; core.connections_gone().await } => break,
                 _ = tick.tick() => publish_stats(&core, &mut published),
                 req = commands.recv() => if let Some(Request { reply: Some(r), .. }) = req {
                     let _ = r.send(Outcome::Done);
@@ -319,7 +355,7 @@ pub async fn run(core: Arc<Core>, mut commands: mpsc::Receiver<Request>) {
         }
     };
     if tokio::time::timeout(grace, drain).await.is_err() {
-        tracing::warn!("shutdown grace of {grace:?} over; dropping remaining tunnels");
+        tracing::warn!("shutdown grace of {grace:?} over; dropping remaining tunnels and requests");
     }
 }
 

@@ -81,6 +81,18 @@ pub struct Scanner {
     utf8: Utf8Tail,
 }
 
+/// Where [`Scanner::feed_until_violation`] stopped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StrictStop {
+    /// The Close code the violation calls for.
+    pub code: u16,
+    /// Bytes of the chunk before the offending frame, and whether a Close frame was
+    /// seen before it; `None` if that frame began in an earlier chunk.
+    pub frame_start: Option<(usize, bool)>,
+    /// Bytes of the chunk scanned, up to where the violation was found.
+    pub scanned: usize,
+}
+
 /// A kept frame summary, as [`FrameSample`] but with its preview in the scanner's
 /// shared preview buffer.
 #[derive(Debug, Clone, Copy)]
@@ -192,6 +204,39 @@ impl Scanner {
         }
         self.stats.bytes += used as u64;
         used
+    }
+
+    /// Scans `data` as [`feed`](Self::feed) does, but stops where the first
+    /// violation is found (strict mode forwards nothing from its frame on). Returns
+    /// `None` if there was none; otherwise the violation's Close code and, if that
+    /// frame began within `data`, how many bytes precede it (whole frames, safe to
+    /// forward) and whether a Close frame was among what came before it.
+    pub fn feed_until_violation(
+        &mut self,
+        data: &[u8],
+        now: SystemTime,
+        on_violation: &mut dyn FnMut(Violation),
+    ) -> Option<StrictStop> {
+        let mut used = 0;
+        let mut start = None;
+        let mut code = None;
+        while used < data.len() && code.is_none() {
+            if self.at_boundary() {
+                start = Some((used, self.stats.close.is_some()));
+            }
+            let mut seen = |v: Violation| {
+                code.get_or_insert(v.close_code());
+                on_violation(v);
+            };
+            let (n, _) = self.step(&data[used..], now, &mut seen);
+            used += n;
+        }
+        self.stats.bytes += used as u64;
+        code.map(|code| StrictStop {
+            code,
+            frame_start: start,
+            scanned: used,
+        })
     }
 
     /// True when no frame is partially seen: neither part of a header nor part of a

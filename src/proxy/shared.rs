@@ -4,12 +4,22 @@
 
 use crate::sync::lock;
 use std::sync::Mutex;
-use std::time::SystemTime;
+use std::time::{Instant, SystemTime};
 
 use tokio::sync::Notify;
 
 use super::frame::Scanner;
 use crate::event::{BackendId, Dir, FrameSample, Handshake, TunnelId, TunnelInfo, TunnelStats};
+
+/// A request to close a tunnel on purpose.
+#[derive(Debug, Clone)]
+pub struct CloseRequest {
+    pub code: u16,
+    pub reason: String,
+    /// The close must be over by then, even if that leaves less than `close_grace`
+    /// (shutdown's closes fit inside `shutdown_grace`).
+    pub by: Option<Instant>,
+}
 
 /// What the rest of the proxy can see of a running tunnel. The relay task owns the
 /// sockets; this holds the counters (behind short std mutexes, locked once per read,
@@ -25,7 +35,7 @@ pub struct TunnelShared {
     pub handshake: Handshake,
     pub(super) c2b: Mutex<Scanner>,
     pub(super) b2c: Mutex<Scanner>,
-    pub(super) close: Mutex<Option<(u16, String)>>,
+    pub(super) close: Mutex<Option<CloseRequest>>,
     pub(super) wake: Notify,
 }
 
@@ -74,9 +84,27 @@ impl TunnelShared {
     /// Asks the relay to close at the next frame boundary with this Close code.
     /// The first request wins.
     pub fn request_close(&self, code: u16, reason: &str) {
+        self.request_close_by(code, reason, None);
+    }
+
+    /// As [`request_close`](Self::request_close), with the close over by `by`.
+    /// The first request wins, but a later deadline never extends an earlier one.
+    pub fn request_close_by(&self, code: u16, reason: &str, by: Option<Instant>) {
         let mut slot = lock(&self.close);
-        if slot.is_none() {
-            *slot = Some((code, reason.to_string()));
+        match slot.as_mut() {
+            None => {
+                *slot = Some(CloseRequest {
+                    code,
+                    reason: reason.to_string(),
+                    by,
+                })
+            }
+            Some(req) => {
+                req.by = match (req.by, by) {
+                    (Some(a), Some(b)) => Some(a.min(b)),
+                    (a, b) => a.or(b),
+                }
+            }
         }
         drop(slot);
         self.wake.notify_one();

@@ -80,9 +80,11 @@ struct Half {
     shut: bool,
     stopped: bool,
     needs_flush: bool,
-    /// Strict mode withheld a violating chunk read at a frame boundary: the peer
-    /// has received only whole frames, whatever the scanner now says. Holds
-    /// whether a Close had already been forwarded before that chunk.
+    /// The scanner has seen bytes the peer never received (strict mode withheld a
+    /// violating frame, or a close on purpose stopped forwarding mid-chunk), so its
+    /// state no longer says what the peer holds. `Some(false)`: the peer holds whole
+    /// frames and no Close, so it can be sent one; `Some(true)`: it must not be (a
+    /// Close was forwarded already, or it holds part of a frame).
     withheld: Option<bool>,
 }
 
@@ -115,6 +117,8 @@ struct Ctx<'a> {
     first_close: Option<Side>,
     /// The error the backend's connection ended with, when it vanished.
     backend_error: Option<io::Error>,
+    /// The Close code of the first violation strict mode acts on.
+    violation: Option<u16>,
     close_on_backend_loss: bool,
 }
 
@@ -230,7 +234,14 @@ impl Half {
             }
             // Only once everything up to the boundary has been written.
             if self.stopped && mode != Mode::Discard {
-                return Poll::Ready(Ok(Stop::Boundary));
+                return Poll::Ready(Ok(match ctx.violation {
+                    Some(code) if mode == Mode::Relay => Stop::Violation(code),
+                    _ => Stop::Boundary,
+                }));
+            }
+            if mode == Mode::Discard && self.peer_closed(ctx) {
+                self.eof = true;
+                continue;
             }
             if mode == Mode::ToBoundary && lock(ctx.shared.scanner(self.dir)).at_boundary() {
                 self.stopped = true;
@@ -265,52 +276,67 @@ impl Half {
                 continue;
             }
             ctx.last_active = Instant::now();
-            let (violated, before) = self.scan(&buf[..n], mode, ctx);
+            let violated = self.scan(&buf[..n], mode, ctx);
             self.chunk = Some(Chunk::Pooled(buf));
-            if let (Some(code), true) = (violated, ctx.strict) {
-                // The offending bytes are not forwarded, and nothing more from this
-                // side is: it is no longer in step with the scanner.
-                self.release();
+            if let Some(code) = violated {
+                // The offending frame is not forwarded, and nothing more from this
+                // side is: it is no longer in step with the scanner. What came
+                // before it is written first.
                 self.stopped = true;
-                self.withheld = before;
-                return Poll::Ready(Ok(Stop::Violation(code)));
+                ctx.violation.get_or_insert(code);
             }
         }
     }
 
     /// Feeds what was read to the scanner and decides how much of it to forward.
-    /// Returns the Close code the first violation seen calls for, if any, and, if the
-    /// chunk began at a frame boundary, whether a Close had been seen before it.
-    fn scan(&mut self, data: &[u8], mode: Mode, ctx: &mut Ctx<'_>) -> (Option<u16>, Option<bool>) {
+    /// Returns the Close code a violation calls for when strict mode must act on it.
+    fn scan(&mut self, data: &[u8], mode: Mode, ctx: &mut Ctx<'_>) -> Option<u16> {
         let (at, wall) = ctx.anchor;
         let now = wall + ctx.last_active.saturating_duration_since(at);
-        let mut violated = None;
         let (id, dir, bus) = (ctx.shared.id, self.dir, ctx.bus);
-        let mut on_violation = |violation: crate::event::Violation| {
-            violated.get_or_insert(violation.close_code());
+        let mut report = |violation: crate::event::Violation| {
             let _ = bus.send(Event::Violation { id, dir, violation });
         };
         let mut scanner = lock(ctx.shared.scanner(self.dir));
         let had_close = scanner.stats().close.is_some();
-        let before = scanner.at_boundary().then_some(had_close);
+        let mut violated = None;
         let forward = match mode {
+            Mode::Relay if ctx.strict => {
+                match scanner.feed_until_violation(data, now, &mut report) {
+                    None => data.len(),
+                    Some(stop) => {
+                        // The whole frames before the offending one still go; the
+                        // peer then holds only whole frames and can be sent a Close.
+                        // If that frame began in an earlier chunk, the peer holds
+                        // part of it and must not be sent a Close now.
+                        violated = Some(stop.code);
+                        self.withheld = Some(stop.frame_start.is_none_or(|(_, close)| close));
+                        // Kept in step as far as the framing allows, to recognise
+                        // the Close the peer answers with.
+                        scanner.feed(&data[stop.scanned..], now, &mut report);
+                        stop.frame_start.map_or(0, |(n, _)| n)
+                    }
+                }
+            }
             Mode::Relay => {
-                scanner.feed(data, now, &mut on_violation);
+                scanner.feed(data, now, &mut report);
                 data.len()
             }
             Mode::ToBoundary => {
-                let n = scanner.feed_to_boundary(data, now, &mut on_violation);
+                let n = scanner.feed_to_boundary(data, now, &mut report);
                 if scanner.at_boundary() {
                     self.stopped = true;
+                    if n < data.len() {
+                        // The rest is never forwarded, but the scanner must see it
+                        // to stay in step, and to notice a Close the peer sent.
+                        self.withheld = Some(scanner.stats().close.is_some());
+                        scanner.feed(&data[n..], now, &mut report);
+                    }
                 }
                 n
             }
             Mode::Discard => {
-                scanner.feed(data, now, &mut on_violation);
-                // The peer answered our Close: it has nothing more to say.
-                if scanner.stats().close.is_some() {
-                    self.eof = true;
-                }
+                scanner.feed(data, now, &mut report);
                 0
             }
         };
@@ -320,7 +346,13 @@ impl Half {
         drop(scanner);
         self.pos = 0;
         self.end = forward;
-        (violated, before)
+        violated
+    }
+
+    /// After the proxy's Close, a peer that has sent its own Close (answering ours,
+    /// or before it) has nothing more to say.
+    fn peer_closed(&self, ctx: &Ctx<'_>) -> bool {
+        lock(ctx.shared.scanner(self.dir)).stats().close.is_some()
     }
 }
 
@@ -396,18 +428,19 @@ pub async fn run(
         anchor: (started, SystemTime::now()),
         first_close: None,
         backend_error: None,
+        violation: None,
         close_on_backend_loss: settings.close_on_backend_loss,
     };
     let idle = settings.idle;
     let mut idle_deadline = tokio::time::Instant::now() + idle;
     let mut gone = false;
-    let (code, reason) = loop {
+    let (code, reason, by) = loop {
         tokio::select! {
             res = relay.run(Mode::Relay, &mut ctx) => match res {
                 Ok(Stop::Violation(code)) => break (code, match code {
                     1007 => "invalid payload data",
                     _ => "protocol error",
-                }.to_string()),
+                }.to_string(), None),
                 Err(e) if ctx.first_close == Some(Side::Backend)
                     && relay.down.backend_gone(Mode::Relay, &ctx) =>
                 {
@@ -416,30 +449,34 @@ pub async fn run(
                     relay.down.eof = true;
                     relay.down.stopped = true;
                     gone = true;
-                    break (BACKEND_GONE.0, BACKEND_GONE.1.to_string());
+                    break (BACKEND_GONE.0, BACKEND_GONE.1.to_string(), None);
                 }
                 Ok(Stop::BackendGone) => {
                     gone = true;
-                    break (BACKEND_GONE.0, BACKEND_GONE.1.to_string());
+                    break (BACKEND_GONE.0, BACKEND_GONE.1.to_string(), None);
                 }
                 Ok(_) => return natural_ending(shared, &ctx, None),
                 Err(e) => return natural_ending(shared, &ctx, Some(e)),
             },
             _ = shared.wake.notified() => {
                 if let Some(req) = lock(&shared.close).take() {
-                    break req;
+                    break (req.code, req.reason, req.by);
                 }
             }
             _ = tokio::time::sleep_until(idle_deadline), if !idle.is_zero() => {
                 let quiet = ctx.last_active.elapsed();
                 if quiet >= idle {
-                    break (1001, "idle timeout".to_string());
+                    break (1001, "idle timeout".to_string(), None);
                 }
                 idle_deadline = tokio::time::Instant::now() + (idle - quiet);
             }
         }
     };
-    close_on_purpose(&mut relay, &mut ctx, settings.close_grace, code, &reason).await;
+    let mut deadline = tokio::time::Instant::now() + settings.close_grace;
+    if let Some(by) = by {
+        deadline = deadline.min(by.into());
+    }
+    close_on_purpose(&mut relay, &mut ctx, deadline, code, &reason).await;
     Ending {
         // A vanished backend ended it; the code is the Close the client was given.
         side: if gone { Side::Backend } else { Side::Proxy },
@@ -468,17 +505,23 @@ fn natural_ending(shared: &TunnelShared, ctx: &Ctx<'_>, error: Option<io::Error>
     }
 }
 
-/// Stops both directions at a frame boundary, sends Close frames, waits a grace for
-/// the peers to answer, then shuts both down.
+/// Stops both directions at a frame boundary, sends Close frames, waits for the
+/// peers to answer, then shuts both down; all of it over by `deadline` (the close
+/// grace, or less when shutdown's own deadline comes first).
 async fn close_on_purpose(
     relay: &mut Relay,
     ctx: &mut Ctx<'_>,
-    grace: Duration,
+    deadline: tokio::time::Instant,
     code: u16,
     reason: &str,
 ) {
-    let _ = tokio::time::timeout(grace, relay.run(Mode::ToBoundary, ctx)).await;
     let shared = ctx.shared;
+    // A shutdown that begins while this close runs may bring its deadline closer.
+    let by = || match lock(&shared.close).as_ref().and_then(|r| r.by) {
+        Some(b) => deadline.min(b.into()),
+        None => deadline,
+    };
+    let _ = tokio::time::timeout_at(by(), relay.run(Mode::ToBoundary, ctx)).await;
     // A peer only gets our Close if its incoming direction is at a frame boundary,
     // is still open, and has not carried a Close already.
     let fits = |half: &Half| {
@@ -510,12 +553,12 @@ async fn close_on_purpose(
         }
         io::Result::Ok(())
     };
-    let _ = tokio::time::timeout(grace, send).await;
+    let _ = tokio::time::timeout_at(by(), send).await;
     // Whatever was cut off mid-frame is dropped: after our Close nothing else may go.
     relay.up.release();
     relay.down.release();
-    let _ = tokio::time::timeout(grace, relay.run(Mode::Discard, ctx)).await;
-    let _ = tokio::time::timeout(grace, async {
+    let _ = tokio::time::timeout_at(by(), relay.run(Mode::Discard, ctx)).await;
+    let _ = tokio::time::timeout_at(by(), async {
         let _ = relay.client.shutdown().await;
         let _ = relay.backend.shutdown().await;
     })
@@ -561,6 +604,10 @@ fn mask_key(id: TunnelId) -> [u8; 4] {
     );
     (h.finish() as u32).to_be_bytes()
 }
+
+#[cfg(test)]
+#[path = "tunnel_tests.rs"]
+mod relay_tests;
 
 #[cfg(test)]
 mod tests {

@@ -1,0 +1,245 @@
+//! The relay against real loopback sockets, driven on one thread so the test decides
+//! exactly which bytes the relay reads before and after a close on purpose begins.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+
+use super::*;
+use crate::event::{BackendId, Handshake};
+
+/// Longer than any test may take: a close that waits for it has failed.
+const LONG_GRACE: Duration = Duration::from_secs(30);
+const WAIT: Duration = Duration::from_secs(5);
+
+async fn tcp_pair() -> (TcpStream, TcpStream) {
+    let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let a = TcpStream::connect(l.local_addr().unwrap()).await.unwrap();
+    let (b, _) = l.accept().await.unwrap();
+    (a, b)
+}
+
+fn shared() -> Arc<TunnelShared> {
+    Arc::new(TunnelShared::new(
+        7,
+        SystemTime::now(),
+        "127.0.0.1:1".parse().unwrap(),
+        "test".into(),
+        "/".into(),
+        "/".into(),
+        BackendId::new("app", "127.0.0.1:2"),
+        Handshake {
+            request_in: Default::default(),
+            request_out: Default::default(),
+            response: Default::default(),
+            subprotocol: None,
+            extensions: None,
+        },
+        16,
+        64,
+        0,
+    ))
+}
+
+fn frame(opcode: u8, payload: &[u8], mask: Option<[u8; 4]>) -> Vec<u8> {
+    let mut f = vec![0x80 | opcode];
+    let bit = if mask.is_some() { 0x80 } else { 0 };
+    match payload.len() {
+        n if n < 126 => f.push(bit | n as u8),
+        n => {
+            f.push(bit | 126);
+            f.extend_from_slice(&(n as u16).to_be_bytes());
+        }
+    }
+    match mask {
+        None => f.extend_from_slice(payload),
+        Some(k) => {
+            f.extend_from_slice(&k);
+            f.extend(payload.iter().enumerate().map(|(i, b)| b ^ k[i % 4]));
+        }
+    }
+    f
+}
+
+/// Reads one frame (headers up to 16-bit lengths), unmasking it.
+async fn read_frame(s: &mut TcpStream) -> (u8, Vec<u8>) {
+    let mut h = [0; 2];
+    s.read_exact(&mut h).await.unwrap();
+    let mut len = (h[1] & 0x7F) as usize;
+    if len == 126 {
+        let mut l = [0; 2];
+        s.read_exact(&mut l).await.unwrap();
+        len = u16::from_be_bytes(l) as usize;
+    }
+    let mut key = [0; 4];
+    if h[1] & 0x80 != 0 {
+        s.read_exact(&mut key).await.unwrap();
+    }
+    let mut p = vec![0; len];
+    s.read_exact(&mut p).await.unwrap();
+    p.iter_mut().enumerate().for_each(|(i, b)| *b ^= key[i % 4]);
+    (h[0] & 0x0F, p)
+}
+
+struct Running {
+    client: TcpStream,
+    backend: TcpStream,
+    shared: Arc<TunnelShared>,
+    events: broadcast::Receiver<Event>,
+    relay: tokio::task::JoinHandle<Ending>,
+}
+
+async fn relay(strict: bool) -> Running {
+    let (client, client_side) = tcp_pair().await;
+    let (backend_side, backend) = tcp_pair().await;
+    let shared = shared();
+    let (bus, events) = broadcast::channel(64);
+    let settings = RelaySettings {
+        idle: Duration::ZERO,
+        close_grace: LONG_GRACE,
+        strict,
+        close_on_backend_loss: true,
+    };
+    let s = shared.clone();
+    let relay = tokio::spawn(async move {
+        run(
+            &s,
+            Stream::Plain(client_side),
+            Bytes::new(),
+            Stream::Plain(backend_side),
+            Bytes::new(),
+            settings,
+            &bus,
+        )
+        .await
+    });
+    Running {
+        client,
+        backend,
+        shared,
+        events,
+        relay,
+    }
+}
+
+fn violations(events: &mut broadcast::Receiver<Event>) -> usize {
+    let mut n = 0;
+    while let Ok(e) = events.try_recv() {
+        n += usize::from(matches!(e, Event::Violation { .. }));
+    }
+    n
+}
+
+/// A kill arrives mid-frame; the client's next read carries the end of that frame and
+/// the start of another. The rest of that chunk is scanned (not forwarded), so the
+/// client's Close reply is recognised: the tunnel ends as soon as both peers answer,
+/// not after the 30 s grace, and no violation is invented.
+#[tokio::test]
+async fn a_killed_tunnel_whose_peers_answer_the_close_ends_at_once_without_false_violations() {
+    let mut t = relay(false).await;
+    let key = Some([1, 2, 3, 4]);
+    let a = frame(0x2, &[0xAA; 200], key);
+    let b = frame(0x2, &[0xBB; 200], key);
+
+    t.client.write_all(&a[..100]).await.unwrap();
+    let mut got = vec![0; 100];
+    t.backend.read_exact(&mut got).await.unwrap();
+    assert_eq!(got, a[..100]);
+
+    t.shared.request_close(1012, "restart");
+    // On this one thread, the relay now takes the request and waits for the frame's end.
+    tokio::task::yield_now().await;
+    t.client
+        .write_all(&[&a[100..], &b[..20]].concat())
+        .await
+        .unwrap();
+
+    // The backend gets the rest of the frame, then the proxy's masked Close; never b.
+    let mut rest = vec![0; a.len() - 100];
+    t.backend.read_exact(&mut rest).await.unwrap();
+    assert_eq!(rest, a[100..]);
+    let (op, payload) = read_frame(&mut t.backend).await;
+    assert_eq!((op, &payload[..2]), (0x8, &1012u16.to_be_bytes()[..]));
+    let (op, payload) = read_frame(&mut t.client).await;
+    assert_eq!((op, &payload[..2]), (0x8, &1012u16.to_be_bytes()[..]));
+
+    // Both answer: the client after finishing its frame b, as a client may.
+    t.client
+        .write_all(&[&b[20..], &frame(0x8, &1012u16.to_be_bytes(), key)[..]].concat())
+        .await
+        .unwrap();
+    t.backend
+        .write_all(&frame(0x8, &1012u16.to_be_bytes(), None))
+        .await
+        .unwrap();
+
+    let ending = tokio::time::timeout(WAIT, t.relay)
+        .await
+        .expect("ends once both peers answered, not after the grace")
+        .unwrap();
+    assert_eq!((ending.code, ending.side), (Some(1012), Side::Proxy));
+    assert_eq!(violations(&mut t.events), 0, "no violation was sent");
+    let stats = t.shared.stats();
+    assert_eq!(
+        stats
+            .client_to_backend
+            .op(crate::event::OpKind::Binary)
+            .frames,
+        2
+    );
+}
+
+/// Strict mode: whole frames that came before the offending one in the same read
+/// still reach the backend; the offending one does not.
+#[tokio::test]
+async fn strict_mode_forwards_the_valid_frames_read_together_with_a_violation() {
+    let mut t = relay(true).await;
+    let key = Some([9, 8, 7, 6]);
+    let good = [frame(0x1, b"one", key), frame(0x1, b"two", key)].concat();
+    let bad = frame(0x1, b"unmasked", None);
+    t.client
+        .write_all(&[&good[..], &bad[..]].concat())
+        .await
+        .unwrap();
+
+    let mut got = vec![0; good.len()];
+    t.backend.read_exact(&mut got).await.unwrap();
+    assert_eq!(got, good, "the two valid frames are forwarded");
+    let (op, payload) = read_frame(&mut t.backend).await;
+    assert_eq!((op, &payload[..2]), (0x8, &1002u16.to_be_bytes()[..]));
+    let (op, payload) = read_frame(&mut t.client).await;
+    assert_eq!((op, &payload[..2]), (0x8, &1002u16.to_be_bytes()[..]));
+
+    t.client
+        .write_all(&frame(0x8, &1002u16.to_be_bytes(), key))
+        .await
+        .unwrap();
+    t.backend
+        .write_all(&frame(0x8, &1002u16.to_be_bytes(), None))
+        .await
+        .unwrap();
+    let ending = tokio::time::timeout(WAIT, t.relay).await.unwrap().unwrap();
+    assert_eq!(ending.code, Some(1002));
+    assert_eq!(violations(&mut t.events), 1);
+}
+
+/// A close on purpose whose peers never answer is over by the deadline it was
+/// given (shutdown's), not after the close grace.
+#[tokio::test]
+async fn a_close_with_a_deadline_is_over_by_then_even_if_no_peer_answers() {
+    let t = relay(false).await;
+    let by = Instant::now() + Duration::from_millis(300);
+    t.shared.request_close_by(1001, "going away", Some(by));
+    let ending = tokio::time::timeout(WAIT, t.relay)
+        .await
+        .expect("over by the deadline, not after the 30 s grace")
+        .unwrap();
+    assert_eq!(ending.code, Some(1001));
+    assert!(
+        Instant::now() >= by,
+        "the peers were given until the deadline"
+    );
+    drop((t.client, t.backend));
+}
