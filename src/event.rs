@@ -298,6 +298,10 @@ pub struct BackendInfo {
     pub total_tunnels: u64,
     pub failures: u64,
     pub last_error: Option<String>,
+    /// Grows with every state event of this backend. Events from different event
+    /// loops can arrive out of order: apply one only if its version is newer than
+    /// the one held (a snapshot's is that of the last event before it).
+    pub version: u64,
 }
 
 /// A live tunnel as the snapshot describes it.

@@ -55,8 +55,12 @@ pub fn backend(addr: &str, admin: AdminState, active: u64, total: u64) -> Backen
         total_tunnels: total,
         failures: 0,
         last_error: None,
+        // Each call is a newer state, as each event from the proxy is.
+        version: VERSIONS.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
     }
 }
+
+static VERSIONS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
 
 /// A proxy with one listener and three backends, started 100 s before `at(0)`.
 pub fn snapshot() -> Snapshot {

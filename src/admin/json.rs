@@ -97,6 +97,9 @@ pub struct Backend<'a> {
     pub total: u64,
     pub failures: u64,
     pub last_error: Option<&'a str>,
+    /// Grows with every state event of this backend; events may arrive out of
+    /// order, so a client keeps only the highest version it has seen.
+    pub version: u64,
 }
 
 impl<'a> Backend<'a> {
@@ -113,6 +116,7 @@ impl<'a> Backend<'a> {
             total: b.total_tunnels,
             failures: b.failures,
             last_error: b.last_error.as_deref(),
+            version: b.version,
         }
     }
 }

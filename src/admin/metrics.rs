@@ -196,6 +196,7 @@ mod tests {
             total_tunnels: 5,
             failures: 1,
             last_error: None,
+            version: 1,
         }
     }
 

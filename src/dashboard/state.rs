@@ -426,7 +426,9 @@ impl State {
 
     fn upsert_backend(&mut self, info: BackendInfo) {
         match self.backends.iter_mut().find(|b| b.id == info.id) {
-            Some(b) => *b = info,
+            // Events from two event loops can arrive out of order: keep the newest.
+            Some(b) if info.version > b.version => *b = info,
+            Some(_) => {}
             None => self.backends.push(info),
         }
     }

@@ -334,6 +334,9 @@ struct State {
     /// Close code and reason of the kill that disabled it, until re-enabled: a
     /// tunnel whose handshake was in flight during the kill is closed with it.
     killed: Option<(u16, String)>,
+    /// Bumped for every state event, under this lock: events sent from two event
+    /// loops may arrive out of order, and observers keep only the newest.
+    version: u64,
 }
 
 impl State {
@@ -370,6 +373,7 @@ impl Backend {
                 failures: 0,
                 last_error: None,
                 killed: None,
+                version: 0,
             }),
             events,
         }
@@ -412,7 +416,7 @@ impl Backend {
             if state.admin == AdminState::Drained {
                 state.admin = AdminState::Draining;
             }
-            self.observed().then(|| self.info_locked(&state))
+            self.observed().then(|| self.next_info(&mut state))
         };
         if let Some(info) = info {
             self.publish(info);
@@ -455,7 +459,7 @@ impl Backend {
             if state.down_since.is_some() || tripped {
                 state.down_since = Some(now);
             }
-            self.info_locked(&state)
+            self.next_info(&mut state)
         };
         self.publish(info);
     }
@@ -470,7 +474,7 @@ impl Backend {
             if state.down_since.take().is_none() {
                 return;
             }
-            self.info_locked(&state)
+            self.next_info(&mut state)
         };
         self.publish(info);
     }
@@ -526,7 +530,7 @@ impl Backend {
                 Some(admin) if admin != state.admin => state.admin = admin,
                 _ => return,
             }
-            self.info_locked(&state)
+            self.next_info(&mut state)
         };
         self.publish(info);
     }
@@ -548,6 +552,12 @@ impl Backend {
         self.info_locked(&self.state())
     }
 
+    /// The state for a new event: a version newer than any sent before.
+    fn next_info(&self, state: &mut State) -> BackendInfo {
+        state.version += 1;
+        self.info_locked(state)
+    }
+
     fn info_locked(&self, state: &State) -> BackendInfo {
         BackendInfo {
             id: self.id.clone(),
@@ -559,6 +569,7 @@ impl Backend {
             total_tunnels: self.total(),
             failures: state.failures,
             last_error: state.last_error.clone(),
+            version: state.version,
         }
     }
 
@@ -600,7 +611,7 @@ impl Lease {
     pub fn established(&self) {
         self.backend.total.fetch_add(1, Ordering::Relaxed);
         if self.backend.observed() {
-            let info = self.backend.info();
+            let info = self.backend.next_info(&mut self.backend.state());
             self.backend.publish(info);
         }
     }
@@ -617,7 +628,7 @@ impl Drop for Lease {
             }
             // A drain that completes is always published; counts only if watched.
             let drained = before == 1 && state.admin == AdminState::Drained;
-            (drained || backend.observed()).then(|| backend.info_locked(&state))
+            (drained || backend.observed()).then(|| backend.next_info(&mut state))
         };
         if let Some(info) = info {
             backend.publish(info);

@@ -613,3 +613,33 @@ fn concurrent_leases_on_a_draining_backend_end_drained() {
     assert_eq!(a.total(), 8001);
     assert_eq!(a.admin(), AdminState::Drained);
 }
+
+/// Every state event carries a newer version than the one before, whichever
+/// thread built it; a snapshot carries the version of the last event.
+#[test]
+fn state_events_from_two_threads_carry_increasing_versions() {
+    let (p, mut rx) = pool_with(cfg(Balance::LeastConn, &[(A, 1, false)]));
+    let a = Arc::clone(backend(&p, A));
+    std::thread::scope(|s| {
+        for _ in 0..2 {
+            let a = &a;
+            s.spawn(move || {
+                for _ in 0..100 {
+                    let lease = a.lease();
+                    lease.established();
+                }
+            });
+        }
+    });
+    let mut versions: Vec<u64> = states(&mut rx).iter().map(|i| i.version).collect();
+    assert_eq!(
+        versions.len(),
+        600,
+        "lease, established, end: one event each"
+    );
+    let last = a.info().version;
+    versions.sort_unstable();
+    versions.dedup();
+    assert_eq!(versions.len(), 600, "no two events share a version");
+    assert_eq!(versions.last(), Some(&last));
+}

@@ -288,3 +288,22 @@ fn the_log_buffer_is_bounded() {
     assert_eq!(s.logs.len(), LOG_CAP);
     assert_eq!(s.logs.front().unwrap().text, "line 10");
 }
+
+/// Two event loops can publish a backend's states out of order ("draining, 1 left"
+/// built first, sent last): the dashboard keeps the newest version, so it does not
+/// show a finished drain as still draining forever.
+#[test]
+fn a_backend_state_older_than_the_one_shown_is_ignored() {
+    let mut s = State::from_snapshot(snapshot(), at(0.0));
+    let older = backend("127.0.0.1:9001", AdminState::Draining, 1, 5);
+    let newer = backend("127.0.0.1:9001", AdminState::Drained, 0, 5);
+    assert!(newer.version > older.version);
+    s.apply(&Event::BackendState(newer), at(1.0));
+    s.apply(&Event::BackendState(older), at(1.0));
+    let b = s
+        .backends
+        .iter()
+        .find(|b| b.id == bid("127.0.0.1:9001"))
+        .unwrap();
+    assert_eq!((b.admin, b.active_tunnels), (AdminState::Drained, 0));
+}
