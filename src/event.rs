@@ -167,6 +167,35 @@ impl DirStats {
     }
 }
 
+/// Traffic in one direction: frames, complete data messages, bytes.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Flow {
+    pub frames: u64,
+    pub messages: u64,
+    pub bytes: u64,
+}
+
+impl Flow {
+    pub fn add(&mut self, d: &DirStats) {
+        self.frames += d.frames();
+        self.messages += d.messages;
+        self.bytes += d.bytes;
+    }
+}
+
+/// The proxy's counters, exact under any load and cheap to read (no tunnel's frame
+/// samples are copied): what metrics are made of.
+#[derive(Debug, Clone, Default)]
+pub struct Counters {
+    pub started: Option<SystemTime>,
+    pub backends: Vec<BackendInfo>,
+    pub tunnels_active: u64,
+    pub tunnels_total: u64,
+    /// Relayed by live and closed tunnels since the proxy started; never decrease.
+    pub client_to_backend: Flow,
+    pub backend_to_client: Flow,
+}
+
 /// Both directions of a tunnel.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct TunnelStats {

@@ -204,6 +204,7 @@ async fn run(config: Config, logs: Option<LogReceiver>) -> anyhow::Result<()> {
     let admin = admin.map(|(listener, token)| {
         let api = admin::Api::new(
             proxy.snapshot_source(),
+            proxy.counters_source(),
             proxy.subscribe_source(),
             proxy.control(),
         )

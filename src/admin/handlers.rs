@@ -2,6 +2,7 @@
 //! JSON error (see `reply`); a control endpoint's answer is the core's outcome.
 
 use std::convert::Infallible;
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
@@ -67,7 +68,7 @@ pub(crate) async fn handle(
     Ok(match endpoint {
         Endpoint::State => {
             let snapshot = (api.snapshot)();
-            let totals = ctx.shared.relayed.totals(&snapshot);
+            let totals = ctx.shared.totals();
             let state = json::State::new(&snapshot, totals, SystemTime::now());
             reply::json(StatusCode::OK, &state)
         }
@@ -126,10 +127,10 @@ pub(crate) async fn handle(
         },
         Endpoint::Events => stream::upgrade(req, ctx.clone()),
         Endpoint::Metrics => {
-            let snapshot = (api.snapshot)();
-            let totals = ctx.shared.relayed.totals(&snapshot);
-            let uptime = json::uptime_seconds(&snapshot, SystemTime::now());
-            let text = metrics::render(&snapshot, &totals, uptime);
+            // Counters only: a scrape copies no tunnel's frame samples.
+            let counters = (api.counters)();
+            let lagged = ctx.shared.lagged.load(Ordering::Relaxed);
+            let text = metrics::render(&counters, lagged, SystemTime::now());
             reply::with_type(StatusCode::OK, metrics::CONTENT_TYPE, text)
         }
     })

@@ -18,7 +18,47 @@ use crate::event::{
     Health, ListenerInfo, OpKind, Snapshot, TunnelInfo, TunnelStats,
 };
 
-use super::relayed::Totals;
+/// Frames, messages and bytes in one direction.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct Flow {
+    pub frames: u64,
+    pub messages: u64,
+    pub bytes: u64,
+}
+
+impl From<crate::event::Flow> for Flow {
+    fn from(f: crate::event::Flow) -> Flow {
+        Flow {
+            frames: f.frames,
+            messages: f.messages,
+            bytes: f.bytes,
+        }
+    }
+}
+
+/// Totals as `/api/state` shows them and `/metrics` exports them.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct Totals {
+    pub tunnels_active: u64,
+    pub tunnels_total: u64,
+    /// Relayed by live and closed tunnels since the proxy started.
+    pub client_to_backend: Flow,
+    pub backend_to_client: Flow,
+    /// Events that `/api/events` streams missed by falling behind.
+    pub events_lagged: u64,
+}
+
+impl Totals {
+    pub fn new(c: &crate::event::Counters, events_lagged: u64) -> Totals {
+        Totals {
+            tunnels_active: c.tunnels_active,
+            tunnels_total: c.tunnels_total,
+            client_to_backend: c.client_to_backend.into(),
+            backend_to_client: c.backend_to_client.into(),
+            events_lagged,
+        }
+    }
+}
 
 /// `2024-05-01T12:00:00.123Z`.
 pub fn rfc3339(at: SystemTime) -> String {

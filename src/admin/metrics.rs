@@ -1,17 +1,22 @@
-//! Prometheus metrics: `GET /metrics` in the text exposition format 0.0.4, from a
-//! snapshot and the [`Totals`] of relayed traffic (see `relayed`).
+//! Prometheus metrics: `GET /metrics` in the text exposition format 0.0.4, from the
+//! proxy's exact [`Counters`] (no tunnel's frame samples are copied for a scrape).
 
 use std::fmt::Write;
 
-use crate::event::{AdminState, BackendInfo, Health, Snapshot};
+use std::time::SystemTime;
 
-use super::relayed::{Flow, Totals};
+use crate::event::{AdminState, BackendInfo, Counters, Flow, Health};
 
 /// The content type of [`render`]'s output.
 pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
 
 /// The whole exposition.
-pub fn render(snapshot: &Snapshot, totals: &Totals, uptime_seconds: f64) -> String {
+pub fn render(counters: &Counters, events_lagged: u64, now: SystemTime) -> String {
+    let totals = counters;
+    let uptime_seconds = counters
+        .started
+        .and_then(|t| now.duration_since(t).ok())
+        .map_or(0.0, |d| d.as_secs_f64());
     let mut out = Exposition::default();
     out.single(
         "tunnelscope_uptime_seconds",
@@ -49,7 +54,7 @@ pub fn render(snapshot: &Snapshot, totals: &Totals, uptime_seconds: f64) -> Stri
         "Bytes relayed by live and closed tunnels, by direction.",
         |f| f.bytes,
     );
-    let backends = &snapshot.backends;
+    let backends = &counters.backends;
     out.per_backend(
         backends,
         "tunnelscope_backend_tunnels_active",
@@ -97,9 +102,9 @@ pub fn render(snapshot: &Snapshot, totals: &Totals, uptime_seconds: f64) -> Stri
     }
     out.single(
         "tunnelscope_admin_events_lagged_total",
-        "Bus events the admin API's traffic counter missed by lagging behind.",
+        "Events that /api/events streams missed by falling behind.",
         "counter",
-        totals.events_lagged,
+        events_lagged,
     );
     out.0
 }
@@ -141,7 +146,7 @@ impl Exposition {
         self.sample(name, &[], value);
     }
 
-    fn per_direction(&mut self, t: &Totals, name: &str, help: &str, get: impl Fn(&Flow) -> u64) {
+    fn per_direction(&mut self, t: &Counters, name: &str, help: &str, get: impl Fn(&Flow) -> u64) {
         self.family(name, help, "counter");
         for (dir, flow) in [
             ("client_to_backend", &t.client_to_backend),
@@ -202,12 +207,18 @@ mod tests {
 
     #[test]
     fn every_sample_follows_its_help_and_type() {
-        let snapshot = Snapshot {
+        let started = SystemTime::UNIX_EPOCH;
+        let counters = Counters {
+            started: Some(started),
             backends: vec![backend("app", "10.0.0.1:80", AdminState::Draining)],
-            total_tunnels: 5,
-            ..Snapshot::default()
+            tunnels_total: 5,
+            ..Counters::default()
         };
-        let text = render(&snapshot, &Totals::default(), 1.5);
+        let text = render(
+            &counters,
+            0,
+            started + std::time::Duration::from_millis(1500),
+        );
         let mut declared = Vec::new();
         for line in text.lines() {
             if let Some(rest) = line.strip_prefix("# TYPE ") {

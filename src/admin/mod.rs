@@ -1,8 +1,8 @@
 //! The HTTP admin API, for running headless: JSON state, Prometheus metrics, a live
 //! event stream, and the dashboard's controls over HTTP.
 //!
-//! Like the dashboard, it sees the proxy only through a snapshot function, the event
-//! bus and the control handle (all in [`Api`]); it never touches proxy internals, and
+//! Like the dashboard, it sees the proxy only through a snapshot function, a counters
+//! function, the event bus and the control handle (all in [`Api`]); it never touches proxy internals, and
 //! control flows one way: a POST becomes a [`Command`](crate::control::Command) and its
 //! [`Outcome`](crate::control::Outcome) becomes the answer.
 //!
@@ -12,7 +12,6 @@
 //! - `json`: the JSON shapes of backends, tunnels and the whole state.
 //! - `events`: the JSON shape of each bus event on `/api/events`.
 //! - `stream`: the `/api/events` WebSocket.
-//! - `relayed`: the one state kept here, traffic of closed tunnels folded from the bus.
 //! - `metrics`: the Prometheus exposition.
 //! - `reply`: JSON and error responses.
 //!
@@ -24,7 +23,6 @@ mod guard;
 mod handlers;
 mod json;
 mod metrics;
-mod relayed;
 mod reply;
 mod routes;
 mod stream;
@@ -42,9 +40,7 @@ use tokio::task::JoinHandle;
 use tracing::{debug, warn, Instrument};
 
 use crate::control::{ControlHandle, CLOSE_SERVICE_RESTART};
-use crate::event::{Event, Snapshot};
-
-use self::relayed::Relayed;
+use crate::event::{Counters, Event, Snapshot};
 
 /// Admin connections open at once (event streams included); more are refused.
 pub const MAX_CONNECTIONS: usize = 64;
@@ -59,6 +55,8 @@ const STOP_GRACE: Duration = Duration::from_secs(2);
 
 /// A `'static` snapshot source (see `ProxyHandle::snapshot_source`).
 pub type SnapshotFn = Arc<dyn Fn() -> Snapshot + Send + Sync>;
+/// A `'static` source of the proxy's counters (see `ProxyHandle::counters_source`).
+pub type CountersFn = Arc<dyn Fn() -> Counters + Send + Sync>;
 /// A `'static` event bus subscription (see `ProxyHandle::subscribe_source`).
 pub type SubscribeFn = Arc<dyn Fn() -> broadcast::Receiver<Event> + Send + Sync>;
 
@@ -66,6 +64,7 @@ pub type SubscribeFn = Arc<dyn Fn() -> broadcast::Receiver<Event> + Send + Sync>
 #[derive(Clone)]
 pub struct Api {
     pub(crate) snapshot: SnapshotFn,
+    pub(crate) counters: CountersFn,
     pub(crate) subscribe: SubscribeFn,
     pub(crate) control: ControlHandle,
     /// Close code and reason a kill sends when the request names none.
@@ -82,11 +81,13 @@ impl Api {
     /// An API without a token whose kills send 1012 "service restart".
     pub fn new(
         snapshot: impl Fn() -> Snapshot + Send + Sync + 'static,
+        counters: impl Fn() -> Counters + Send + Sync + 'static,
         subscribe: impl Fn() -> broadcast::Receiver<Event> + Send + Sync + 'static,
         control: ControlHandle,
     ) -> Api {
         Api {
             snapshot: Arc::new(snapshot),
+            counters: Arc::new(counters),
             subscribe: Arc::new(subscribe),
             control,
             kill_close: (CLOSE_SERVICE_RESTART, "service restart".into()),
@@ -127,9 +128,18 @@ impl Api {
 /// What every connection shares.
 pub(crate) struct Shared {
     pub api: Api,
-    pub relayed: Relayed,
+    /// Events `/api/events` streams missed by falling behind, all streams together.
+    pub lagged: std::sync::atomic::AtomicU64,
     /// Flips to true once the server stops; event streams watch it.
     pub stop: watch::Sender<bool>,
+}
+
+impl Shared {
+    /// Tunnel and traffic totals now, from the proxy's exact counters.
+    pub fn totals(&self) -> json::Totals {
+        let lagged = self.lagged.load(std::sync::atomic::Ordering::Relaxed);
+        json::Totals::new(&(self.api.counters)(), lagged)
+    }
 }
 
 /// One connection's context. An upgraded event stream keeps it too, so it keeps the
@@ -145,10 +155,9 @@ pub(crate) struct Ctx {
 /// Serves the admin API on `listener` until `shutdown` resolves, then lets open
 /// requests and event streams finish (event streams get Close 1001) for a moment.
 pub async fn serve(listener: TcpListener, api: Api, shutdown: impl Future<Output = ()>) {
-    let relayed = Relayed::start((api.subscribe)());
     let shared = Arc::new(Shared {
         api,
-        relayed,
+        lagged: Default::default(),
         stop: watch::channel(false).0,
     });
     let limit = Arc::new(Semaphore::new(MAX_CONNECTIONS));

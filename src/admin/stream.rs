@@ -118,6 +118,7 @@ where
                 event = events.recv() => match event {
                     Ok(event) => Message::from_event(&event, &ctx.shared.api.redact).to_json(),
                     Err(RecvError::Lagged(missed)) => {
+                        ctx.shared.lagged.fetch_add(missed, std::sync::atomic::Ordering::Relaxed);
                         send(&mut ws, Message::Lagged { missed }.to_json()).await?;
                         snapshot(&ctx)
                     }
@@ -144,7 +145,7 @@ where
 
 fn snapshot(ctx: &Ctx) -> String {
     let snapshot = (ctx.shared.api.snapshot)();
-    let totals = ctx.shared.relayed.totals(&snapshot);
+    let totals = ctx.shared.totals();
     Message::Snapshot(State::new(&snapshot, totals, SystemTime::now())).to_json()
 }
 

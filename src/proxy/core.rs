@@ -16,7 +16,7 @@ use super::tunnel::TunnelShared;
 use super::upstream::UpstreamTls;
 use crate::config::{Config, Route};
 use crate::control::{Command, Outcome, Request, CLOSE_GOING_AWAY};
-use crate::event::{Dir, Event, ListenerInfo, Snapshot, TunnelId};
+use crate::event::{Counters, Dir, Event, Flow, ListenerInfo, Snapshot, TunnelId};
 
 /// Everything connection tasks share. Read-mostly; the few mutable parts are
 /// atomics or std mutexes held for a few instructions, never across an await.
@@ -40,6 +40,9 @@ pub struct Core {
     /// notice when the last one ends: shutdown waits for requests in flight too.
     open_slots: AtomicUsize,
     slots_empty: Notify,
+    /// Frames, messages and bytes of closed tunnels, per direction: added when a
+    /// tunnel leaves the registry, under its lock, so live plus closed is exact.
+    closed: [[AtomicU64; 3]; 2],
 }
 
 /// Holds a client connection's place under the connection limits.
@@ -92,6 +95,7 @@ impl Core {
             per_ip: Mutex::new(HashMap::new()),
             open_slots: AtomicUsize::new(0),
             slots_empty: Notify::new(),
+            closed: Default::default(),
         }
     }
 
@@ -165,7 +169,17 @@ impl Core {
 
     pub fn unregister(&self, id: TunnelId) {
         let mut map = lock(&self.tunnels);
-        map.remove(&id);
+        if let Some(t) = map.remove(&id) {
+            for (i, dir) in [Dir::ClientToBackend, Dir::BackendToClient]
+                .into_iter()
+                .enumerate()
+            {
+                let f = t.flow(dir);
+                for (slot, n) in self.closed[i].iter().zip([f.frames, f.messages, f.bytes]) {
+                    slot.fetch_add(n, Ordering::Relaxed);
+                }
+            }
+        }
         if map.is_empty() {
             self.tunnels_empty.notify_waiters();
         }
@@ -181,6 +195,41 @@ impl Core {
 
     pub fn is_shutting_down(&self) -> bool {
         *self.shutdown.borrow()
+    }
+
+    /// Exact counters, without copying any tunnel's samples. Live tunnels are summed
+    /// and closed ones read under the registry lock, so no tunnel is counted twice
+    /// or missed while it leaves.
+    pub fn counters(&self) -> Counters {
+        let mut flows = [Flow::default(); 2];
+        let active = {
+            let map = lock(&self.tunnels);
+            for t in map.values() {
+                for (i, dir) in [Dir::ClientToBackend, Dir::BackendToClient]
+                    .into_iter()
+                    .enumerate()
+                {
+                    let f = t.flow(dir);
+                    flows[i].frames += f.frames;
+                    flows[i].messages += f.messages;
+                    flows[i].bytes += f.bytes;
+                }
+            }
+            for (flow, closed) in flows.iter_mut().zip(&self.closed) {
+                flow.frames += closed[0].load(Ordering::Relaxed);
+                flow.messages += closed[1].load(Ordering::Relaxed);
+                flow.bytes += closed[2].load(Ordering::Relaxed);
+            }
+            map.len() as u64
+        };
+        Counters {
+            started: Some(self.started),
+            backends: self.pools.infos(),
+            tunnels_active: active,
+            tunnels_total: self.total_tunnels.load(Ordering::Relaxed),
+            client_to_backend: flows[0],
+            backend_to_client: flows[1],
+        }
     }
 
     pub fn snapshot(&self) -> Snapshot {

@@ -9,7 +9,9 @@ use std::time::{Instant, SystemTime};
 use tokio::sync::Notify;
 
 use super::frame::Scanner;
-use crate::event::{BackendId, Dir, FrameSample, Handshake, TunnelId, TunnelInfo, TunnelStats};
+use crate::event::{
+    BackendId, Dir, Flow, FrameSample, Handshake, TunnelId, TunnelInfo, TunnelStats,
+};
 
 /// A request to close a tunnel on purpose.
 #[derive(Debug, Clone)]
@@ -115,6 +117,13 @@ impl TunnelShared {
             client_to_backend: lock(&self.c2b).stats().clone(),
             backend_to_client: lock(&self.b2c).stats().clone(),
         }
+    }
+
+    /// Frames, messages and bytes of one direction, read in place.
+    pub fn flow(&self, dir: Dir) -> Flow {
+        let mut f = Flow::default();
+        f.add(lock(self.scanner(dir)).stats());
+        f
     }
 
     /// Bytes seen so far in both directions and the next sample sequence numbers:

@@ -44,6 +44,7 @@ impl Admin {
         let addr = listener.local_addr().unwrap();
         let api = Api::new(
             proxy.snapshot_source(),
+            proxy.counters_source(),
             proxy.subscribe_source(),
             proxy.control(),
         )
