@@ -9,9 +9,9 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
+mod logging;
+
 use clap::{Args, Parser, Subcommand};
-use tracing_subscriber::layer::SubscriberExt;
-use tracing_subscriber::util::SubscriberInitExt;
 use tunnelscope::admin;
 use tunnelscope::config::Config;
 use tunnelscope::dashboard::{self, input::KillClose, Exit, LogReceiver};
@@ -81,11 +81,12 @@ fn main() -> ExitCode {
     match &cli.command {
         Some(Cmd::Check { file }) => return check(file),
         Some(Cmd::Demo { run }) => {
-            let logs = match init_logging(run) {
-                Ok(logs) => logs,
+            let mut logging = match logging::init(&run.log, run.headless, &run.log_file) {
+                Ok(logging) => logging,
                 Err(e) => return fail(e),
             };
-            return block_on(demo(logs));
+            // The writer is flushed once everything has run.
+            return block_on(demo(logging.pane.take()));
         }
         Some(Cmd::Backend { listen, name }) => return block_on(backend(*listen, name.clone())),
         None => {}
@@ -114,11 +115,11 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let logs = match init_logging(&cli.run) {
-        Ok(logs) => logs,
+    let mut logging = match logging::init(&cli.run.log, cli.run.headless, &cli.run.log_file) {
+        Ok(logging) => logging,
         Err(e) => return fail(e),
     };
-    block_on(run(config, logs))
+    block_on(run(config, logging.pane.take()))
 }
 
 fn check(file: &Path) -> ExitCode {
@@ -138,39 +139,6 @@ fn check(file: &Path) -> ExitCode {
 fn fail(e: anyhow::Error) -> ExitCode {
     eprintln!("error: {e:#}");
     ExitCode::FAILURE
-}
-
-/// Headless: logs to stderr, returns `None`. With the dashboard: logs to the log file
-/// and the dashboard's log pane, never onto the screen.
-fn init_logging(args: &RunArgs) -> anyhow::Result<Option<LogReceiver>> {
-    let filter = || {
-        tracing_subscriber::EnvFilter::try_from_default_env()
-            .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(&args.log))
-    };
-    if args.headless || !std::io::stdout().is_terminal() {
-        tracing_subscriber::fmt()
-            .with_env_filter(filter())
-            .with_writer(std::io::stderr)
-            .with_ansi(std::io::stderr().is_terminal())
-            .init();
-        return Ok(None);
-    }
-    let file = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(&args.log_file)
-        .map_err(|e| anyhow::anyhow!("log file {}: {e}", args.log_file.display()))?;
-    let (pane, logs) = dashboard::log_channel(1024);
-    tracing_subscriber::registry()
-        .with(filter())
-        .with(
-            tracing_subscriber::fmt::layer()
-                .with_writer(std::sync::Mutex::new(file))
-                .with_ansi(false),
-        )
-        .with(pane)
-        .init();
-    Ok(Some(logs))
 }
 
 fn block_on(job: impl Future<Output = anyhow::Result<()>>) -> ExitCode {
@@ -326,7 +294,14 @@ async fn attend(
 
 /// Waits for a graceful stop; a second signal exits at once.
 async fn finish(stop: impl Future<Output = ()>, signals: &mut Signals) {
-    eprintln!("tunnelscope: closing tunnels (Ctrl-C again to exit at once)");
+    // On a terminal (after the dashboard closed) tell the person at it; otherwise
+    // stderr is the log, which must never be written to directly: it may be a pipe
+    // nobody reads.
+    if std::io::stderr().is_terminal() {
+        eprintln!("tunnelscope: closing tunnels (Ctrl-C again to exit at once)");
+    } else {
+        tracing::info!("closing tunnels; a second signal exits at once");
+    }
     tokio::select! {
         _ = stop => {}
         second = signals.next() => {

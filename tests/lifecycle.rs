@@ -342,3 +342,45 @@ async fn quick_start_refuses_an_upstream_without_a_port_naming_it() {
     let status = proc.exit_within(WAIT).await;
     assert_eq!(status.code(), Some(2), "{}", proc.seen.join("\n"));
 }
+
+/// Logging never blocks relaying: with stderr a pipe nobody reads (full after a few
+/// hundred lines) and every connection logging at trace level, new tunnels are still
+/// made and relay, the lines dropped are counted and reported once the pipe drains,
+/// and the process still stops on SIGTERM.
+#[tokio::test]
+async fn a_log_pipe_nobody_reads_does_not_stall_the_relay() {
+    let backend = Backend::start("b").await;
+    let dir = tempfile::TempDir::new().unwrap();
+    let file = config_file(dir.path(), "", &backend);
+    let mut proc = Proc::spawn(&[
+        "--config",
+        file.to_str().unwrap(),
+        "--headless",
+        "--log",
+        "trace",
+    ]);
+    let addr = proc.listening().await;
+    proc.stall_stderr();
+    // Each tunnel logs about seven lines at trace level: the 64 KiB pipe is full
+    // after about seventy, where a writer on the event loop would stop the relay,
+    // and the proxy's queue of 4096 lines after about six hundred more.
+    let mut held = connect(addr, "/held").await;
+    for i in 0..1000 {
+        let mut ws = connect(addr, &format!("/t{i}")).await;
+        echo_on(&mut ws, "through").await;
+        hang_up(ws).await;
+    }
+    echo_on(&mut held, "still relaying").await;
+    assert!(proc.running());
+    // Once stderr is read again, the proxy says how many lines it had to drop.
+    proc.resume_stderr();
+    let line = proc
+        .wait_line(|l| l.contains("log lines dropped"))
+        .await
+        .expect("a report of the dropped lines");
+    let dropped: u64 = field(&line, "dropped").unwrap().parse().unwrap();
+    assert!(dropped > 0, "{line}");
+    proc.signal("TERM");
+    let status = proc.exit_within(WAIT).await;
+    assert!(status.success(), "exit status {status:?}");
+}

@@ -6,6 +6,7 @@
 use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::process::{ExitStatus, Stdio};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures_util::{SinkExt, StreamExt};
@@ -300,6 +301,7 @@ pub struct Proc {
     lines: mpsc::UnboundedReceiver<String>,
     /// Every stderr line read so far, for failure messages.
     pub seen: Vec<String>,
+    stall: Arc<tokio::sync::Notify>,
 }
 
 impl Drop for Proc {
@@ -324,11 +326,24 @@ impl Proc {
         let pid = child.id().expect("a running child has a pid");
         let stderr = child.stderr.take().expect("stderr piped");
         let (tx, lines) = mpsc::unbounded_channel();
+        let stall = Arc::new(tokio::sync::Notify::new());
+        let stalled = stall.clone();
         tokio::spawn(async move {
             let mut reader = BufReader::new(stderr).lines();
-            while let Ok(Some(line)) = reader.next_line().await {
-                if tx.send(line).is_err() {
-                    return;
+            loop {
+                let line = tokio::select! {
+                    line = reader.next_line() => line,
+                    _ = stalled.notified() => {
+                        // Stalled: the pipe stays open, unread, until resumed.
+                        stalled.notified().await;
+                        continue;
+                    }
+                };
+                match line {
+                    Ok(Some(line)) if !tx.is_closed() => {
+                        let _ = tx.send(line);
+                    }
+                    _ => return,
                 }
             }
         });
@@ -337,6 +352,7 @@ impl Proc {
             pid,
             lines,
             seen: Vec::new(),
+            stall,
         }
     }
 
@@ -371,6 +387,17 @@ impl Proc {
         let addr = field(&line, "addr").expect("the listening line names its address");
         addr.parse()
             .unwrap_or_else(|e| panic!("bad address {addr:?} in {line:?}: {e}"))
+    }
+
+    /// Stops reading stderr but keeps the pipe open: once its buffer is full, every
+    /// write the process makes to stderr would block.
+    pub fn stall_stderr(&self) {
+        self.stall.notify_one();
+    }
+
+    /// Reads stderr again after [`stall_stderr`](Self::stall_stderr).
+    pub fn resume_stderr(&self) {
+        self.stall.notify_one();
     }
 
     /// Sends a signal by PID with the `kill` command (`sig` as in `kill -TERM`).
