@@ -495,3 +495,52 @@ async fn idle_zero_never_closes_a_silent_tunnel() {
     assert!(quiet.is_err(), "the silent tunnel got {quiet:?}");
     echo(&mut ws, "still open").await;
 }
+
+/// An upgrade request from `from` saying it was forwarded for `client`.
+async fn forwarded_upgrade(addr: std::net::SocketAddr, from: Ipv4Addr, client: &str) -> Outcome {
+    let mut tcp = tcp_from(from, addr).await;
+    let req =
+        upgrade_request("/").replacen("\r\n", &format!("\r\nX-Forwarded-For: {client}\r\n"), 1);
+    tcp.write_all(req.as_bytes()).await.unwrap();
+    read_outcome(&mut tcp).await
+}
+
+/// Behind a trusted proxy the per-IP limit counts the clients it forwards for, not
+/// the proxy: tunnels for two clients through one proxy address are admitted, one
+/// more for a client at its limit gets 429, and an untrusted peer is still limited
+/// by its own address whatever it claims.
+#[tokio::test]
+async fn per_ip_limit_behind_a_trusted_proxy_counts_each_forwarded_client() {
+    let b = Backend::start("b").await;
+    let proxy = proxy(&format!(
+        "[proxy]\ntrusted_proxies = [\"127.0.0.1\"]\n[limits]\nmax_connections_per_ip = 1\n{}",
+        simple_config(&[&b], "")
+    ))
+    .await;
+    let addr = proxy.local_addrs()[0];
+    use common::pool_control::connect_with;
+    let mut first = connect_with(addr, "/", &[("X-Forwarded-For", "203.0.113.1")]).await;
+    let mut second = connect_with(addr, "/", &[("X-Forwarded-For", "203.0.113.2")]).await;
+    echo(&mut first, "for .1").await;
+    echo(&mut second, "for .2").await;
+
+    let out = forwarded_upgrade(addr, LOCAL, "203.0.113.1").await;
+    assert_eq!(out.status(), Some(429), "{}", out.text());
+    assert!(
+        out.text().contains("too many connections"),
+        "{}",
+        out.text()
+    );
+
+    let _theirs = connect_from(OTHER, addr).await;
+    let out = forwarded_upgrade(addr, OTHER, "198.51.100.7").await;
+    assert!(out.ended && out.bytes.is_empty(), "{}", out.text());
+
+    // The client's place comes back with its tunnel's end.
+    let mut events = proxy.subscribe();
+    hang_up(first).await;
+    wait_event(&mut events, |e| matches!(e, Event::TunnelClosed { .. })).await;
+    let mut again = connect_with(addr, "/", &[("X-Forwarded-For", "203.0.113.1")]).await;
+    echo(&mut again, "for .1 again").await;
+    echo(&mut second, "still here").await;
+}

@@ -15,7 +15,7 @@ use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
 use tracing::{info, warn, Span};
 
-use super::core::{peer_ip, ConnSlot, Core};
+use super::core::{peer_ip, ConnSlot, Core, IpSlot};
 use super::fault::{Blame, ClientBody, ClientFault, Waited};
 use super::headers::{self, ForwardContext};
 use super::headtimer::{FramingConflict, HeadTimer, InFlight, InFlightGuard};
@@ -66,11 +66,35 @@ pub async fn handle(
 ) -> Result<Response<Body>, Infallible> {
     // The request counts as in flight until hyper drops its response body.
     let guard = conn.in_flight.start();
-    let resp = route_request(req, &conn).await;
+    // Through a trusted proxy, the per-IP limit applies to the client it forwarded
+    // for, per request; a tunnel takes the place along, a plain response holds it.
+    let mut ip_slot = match conn
+        .core
+        .admit_forwarded(peer_ip(&conn.client), req.headers())
+    {
+        Ok(slot) => slot,
+        Err(client) => {
+            info!(%client, proxy = %conn.client, "request refused: per-IP connection limit");
+            return Ok(text(
+                StatusCode::TOO_MANY_REQUESTS,
+                "too many connections from this client",
+            )
+            .map(|b| {
+                Tracked {
+                    inner: b,
+                    _guard: guard,
+                    _ip: None,
+                }
+                .boxed()
+            }));
+        }
+    };
+    let resp = route_request(req, &conn, &mut ip_slot).await;
     let (parts, inner) = resp.into_parts();
     let body = Tracked {
         inner,
         _guard: guard,
+        _ip: ip_slot,
     };
     Ok(Response::from_parts(parts, body.boxed()))
 }
@@ -81,6 +105,7 @@ pub async fn handle(
 struct Tracked {
     inner: Body,
     _guard: InFlightGuard,
+    _ip: Option<IpSlot>,
 }
 
 impl hyper::body::Body for Tracked {
@@ -103,7 +128,11 @@ impl hyper::body::Body for Tracked {
     }
 }
 
-async fn route_request(req: Request<Incoming>, conn: &Arc<ConnInfo>) -> Response<Body> {
+async fn route_request(
+    req: Request<Incoming>,
+    conn: &Arc<ConnInfo>,
+    ip_slot: &mut Option<IpSlot>,
+) -> Response<Body> {
     // hyper keeps Transfer-Encoding and drops Content-Length; the head check saw both.
     if req.headers().contains_key(header::TRANSFER_ENCODING) && conn.framing.take() {
         info!(client = %conn.client, "request refused: both Content-Length and Transfer-Encoding");
@@ -130,7 +159,7 @@ async fn route_request(req: Request<Incoming>, conn: &Arc<ConnInfo>) -> Response
         return text(StatusCode::INTERNAL_SERVER_ERROR, "route names no pool");
     };
     if headers::names_websocket(req.headers()) {
-        upgrade(req, conn, route, &pool).await
+        upgrade(req, conn, route, &pool, ip_slot).await
     } else {
         plain(req, conn, &pool).await
     }
@@ -216,6 +245,7 @@ async fn upgrade(
     conn: &ConnInfo,
     route: Arc<str>,
     pool: &Pool,
+    ip_slot: &mut Option<IpSlot>,
 ) -> Response<Body> {
     let core = &conn.core;
     if let Err(rejection) =
@@ -373,7 +403,7 @@ async fn upgrade(
         core.clone(),
         shared,
         lease,
-        conn.slot.clone(),
+        (conn.slot.clone(), ip_slot.take()),
         client_upgrade,
         backend_upgrade,
         span,
@@ -386,7 +416,7 @@ async fn run_tunnel(
     core: Arc<Core>,
     shared: Arc<TunnelShared>,
     lease: Lease,
-    _slot: Arc<ConnSlot>,
+    slots: (Arc<ConnSlot>, Option<IpSlot>),
     client: hyper::upgrade::OnUpgrade,
     backend: hyper::upgrade::OnUpgrade,
     span: Span,
@@ -440,6 +470,8 @@ async fn run_tunnel(
     )
     .await;
     core.unregister(id);
+    // Its places under the connection limits are free before its end is published.
+    drop(slots);
     let stats = shared.stats();
     let duration = shared.opened.elapsed().unwrap_or_default();
     let (up, down) = (&stats.client_to_backend, &stats.backend_to_client);
