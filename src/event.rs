@@ -194,6 +194,51 @@ pub struct Counters {
     /// Relayed by live and closed tunnels since the proxy started; never decrease.
     pub client_to_backend: Flow,
     pub backend_to_client: Flow,
+    /// Handshakes and tunnels stopped by each WebSocket limit, in [`Limit::ALL`]
+    /// order.
+    pub limit_hits: [u64; 3],
+}
+
+/// A WebSocket limit of a route (`[limits]` or `[[route]]`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Limit {
+    /// The handshake's `Origin` is not in `allowed_origins` (403).
+    Origin = 0,
+    /// A message longer than `max_message_bytes` (Close 1009 to its sender).
+    MessageSize = 1,
+    /// More messages per second than `max_message_rate` (Close 1008 to the sender).
+    MessageRate = 2,
+}
+
+impl Limit {
+    pub const ALL: [Limit; 3] = [Limit::Origin, Limit::MessageSize, Limit::MessageRate];
+
+    /// The label metrics use.
+    pub fn name(self) -> &'static str {
+        match self {
+            Limit::Origin => "origin",
+            Limit::MessageSize => "message_size",
+            Limit::MessageRate => "message_rate",
+        }
+    }
+
+    /// What the client is told, as a Close reason or a refusal.
+    pub fn reason(self) -> &'static str {
+        match self {
+            Limit::Origin => "origin not allowed",
+            Limit::MessageSize => "message too big",
+            Limit::MessageRate => "message rate exceeded",
+        }
+    }
+
+    /// The Close code the sender of the offending message gets (the other side of
+    /// the tunnel gets 1001).
+    pub fn close_code(self) -> u16 {
+        match self {
+            Limit::Origin | Limit::MessageRate => 1008,
+            Limit::MessageSize => 1009,
+        }
+    }
 }
 
 /// Both directions of a tunnel.

@@ -16,6 +16,11 @@
 //! | one header over max_headers → 431            | limits::request_with_max_headers_is_served_and_one_header_more_gets_431       |
 //! | TLS port: silence, garbage, plain HTTP       | limits::tls_clients_that_stall_or_send_garbage_or_plain_http_are_closed_while_wss_runs |
 //! | connections over max_connections / per IP    | limits::fourth_tunnel_is_refused_while_three_are_open_and_admitted_once_one_ends |
+//! | per-IP limit dodged through a trusted proxy  | limits::per_ip_limit_behind_a_trusted_proxy_counts_each_forwarded_client     |
+//! | cross-site handshake (Origin not allowed) → 403 | ws_limits::a_handshake_from_an_origin_not_allowed_gets_403_and_never_reaches_a_backend |
+//! | message over max_message_bytes (client / backend) | ws_limits::a_client_message_over_the_size_limit_gets_1009_and_the_backend_1001, ws_limits::a_backend_message_over_the_size_limit_gets_the_backend_1009_and_the_client_1001 |
+//! | message flood over max_message_rate          | ws_limits::a_client_over_the_message_rate_gets_1008_after_its_burst          |
+//! | valid frames read together with a violation (strict) | proxy::tunnel::relay_tests::strict_mode_forwards_the_valid_frames_read_together_with_a_violation |
 //! | upgrade without Sec-WebSocket-Key → 400      | handshake::upgrade_without_a_key_gets_400                                     |
 //! | key of the wrong length → 400                | handshake::upgrade_with_a_key_of_the_wrong_length_gets_400                    |
 //! | Sec-WebSocket-Version 8 → 426                | handshake::upgrade_with_version_8_gets_426_naming_version_13                  |

@@ -37,7 +37,7 @@ impl From<crate::event::Flow> for Flow {
 }
 
 /// Totals as `/api/state` shows them and `/metrics` exports them.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct Totals {
     pub tunnels_active: u64,
     pub tunnels_total: u64,
@@ -46,6 +46,8 @@ pub struct Totals {
     pub backend_to_client: Flow,
     /// Events that `/api/events` streams missed by falling behind.
     pub events_lagged: u64,
+    /// Handshakes and tunnels stopped by each WebSocket limit.
+    pub limit_hits: BTreeMap<&'static str, u64>,
 }
 
 impl Totals {
@@ -56,6 +58,10 @@ impl Totals {
             client_to_backend: c.client_to_backend.into(),
             backend_to_client: c.backend_to_client.into(),
             events_lagged,
+            limit_hits: crate::event::Limit::ALL
+                .iter()
+                .map(|l| (l.name(), c.limit_hits[*l as usize]))
+                .collect(),
         }
     }
 }

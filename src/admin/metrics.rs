@@ -5,7 +5,7 @@ use std::fmt::Write;
 
 use std::time::SystemTime;
 
-use crate::event::{AdminState, BackendInfo, Counters, Flow, Health};
+use crate::event::{AdminState, BackendInfo, Counters, Flow, Health, Limit};
 
 /// The content type of [`render`]'s output.
 pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
@@ -54,6 +54,19 @@ pub fn render(counters: &Counters, events_lagged: u64, now: SystemTime) -> Strin
         "Bytes relayed by live and closed tunnels, by direction.",
         |f| f.bytes,
     );
+    let name = "tunnelscope_limit_hits_total";
+    out.family(
+        name,
+        "Handshakes refused (origin) and tunnels closed (message_size, message_rate) by a WebSocket limit.",
+        "counter",
+    );
+    for limit in Limit::ALL {
+        out.sample(
+            name,
+            &[("limit", limit.name())],
+            counters.limit_hits[limit as usize],
+        );
+    }
     let backends = &counters.backends;
     out.per_backend(
         backends,

@@ -102,6 +102,56 @@ pub struct Limits {
     pub max_headers: usize,
     /// Bytes of a plain HTTP request body; 413 beyond (0 = unlimited).
     pub max_body_bytes: u64,
+    /// WebSocket handshakes whose `Origin` is not listed get 403 (empty = any). A
+    /// `[[route]]` may set its own list.
+    #[serde(deserialize_with = "lowercase_names")]
+    pub allowed_origins: Vec<String>,
+    /// Bytes of one WebSocket message as it crosses the wire; the sender gets Close
+    /// 1009, the other side 1001 (0 = unlimited). Per route too.
+    pub max_message_bytes: u64,
+    /// Data messages per second each side of a tunnel may send (with a burst of as
+    /// many); over it, the sender gets Close 1008, the other side 1001 (0 =
+    /// unlimited). Per route too.
+    pub max_message_rate: u32,
+}
+
+/// The WebSocket limits that apply to one route: `[limits]`, overridden by the
+/// route's own keys.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct WsLimits {
+    pub allowed_origins: Vec<String>,
+    pub max_message_bytes: u64,
+    pub max_message_rate: u32,
+}
+
+impl WsLimits {
+    /// Whether a handshake with this `Origin` header (absent: not from a browser)
+    /// may go through. Entries are exact origins (`https://app.example.com`, with a
+    /// port if not the default), `scheme://*.suffix` for any subdomain, or `null`.
+    pub fn origin_allowed(&self, origin: Option<&str>) -> bool {
+        let Some(origin) = origin else {
+            return true;
+        };
+        self.allowed_origins.is_empty()
+            || self
+                .allowed_origins
+                .iter()
+                .any(|pattern| origin_matches(pattern, origin))
+    }
+}
+
+fn origin_matches(pattern: &str, origin: &str) -> bool {
+    let origin = origin.trim();
+    match pattern.split_once("://*.") {
+        Some((scheme, suffix)) => origin.split_once("://").is_some_and(|(s, host)| {
+            s.eq_ignore_ascii_case(scheme)
+                && host.len() > suffix.len() + 1
+                && host.is_char_boundary(host.len() - suffix.len())
+                && host[host.len() - suffix.len()..].eq_ignore_ascii_case(suffix)
+                && host.as_bytes()[host.len() - suffix.len() - 1] == b'.'
+        }),
+        None => pattern.eq_ignore_ascii_case(origin),
+    }
 }
 
 impl Default for Limits {
@@ -112,6 +162,9 @@ impl Default for Limits {
             max_header_bytes: 16 * 1024,
             max_headers: 100,
             max_body_bytes: 0,
+            allowed_origins: Vec::new(),
+            max_message_bytes: 0,
+            max_message_rate: 0,
         }
     }
 }
@@ -270,6 +323,15 @@ pub struct Route {
     #[serde(default = "default_path")]
     pub path: String,
     pub pool: String,
+    /// Overrides `[limits] allowed_origins` for this route.
+    #[serde(default, deserialize_with = "some_lowercase_names")]
+    pub allowed_origins: Option<Vec<String>>,
+    /// Overrides `[limits] max_message_bytes` for this route.
+    #[serde(default)]
+    pub max_message_bytes: Option<u64>,
+    /// Overrides `[limits] max_message_rate` for this route.
+    #[serde(default)]
+    pub max_message_rate: Option<u32>,
 }
 
 fn default_path() -> String {
@@ -473,6 +535,10 @@ fn lowercase_names<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Er
     Ok(names.into_iter().map(|n| n.to_ascii_lowercase()).collect())
 }
 
+fn some_lowercase_names<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Vec<String>>, D::Error> {
+    lowercase_names(d).map(Some)
+}
+
 /// A configuration that could not be used. Parse and Invalid errors print as one line:
 /// `FILE:LINE:COL: key KEY.PATH: what is wrong` (line and column when the key is in
 /// the file).
@@ -571,6 +637,23 @@ impl Config {
     }
 
     /// The pool a request goes to when no route is configured.
+    /// The WebSocket limits of a route (`None`: the implicit route of a config
+    /// without routes): `[limits]`, overridden by the route's own keys.
+    pub fn ws_limits(&self, route: Option<&Route>) -> WsLimits {
+        let l = &self.limits;
+        WsLimits {
+            allowed_origins: route
+                .and_then(|r| r.allowed_origins.clone())
+                .unwrap_or_else(|| l.allowed_origins.clone()),
+            max_message_bytes: route
+                .and_then(|r| r.max_message_bytes)
+                .unwrap_or(l.max_message_bytes),
+            max_message_rate: route
+                .and_then(|r| r.max_message_rate)
+                .unwrap_or(l.max_message_rate),
+        }
+    }
+
     pub fn default_pool(&self) -> Option<&str> {
         if self.routes.is_empty() {
             self.pools.keys().next().map(String::as_str)

@@ -52,6 +52,11 @@ pub(crate) fn problems(c: &Config) -> Vec<Problem> {
     }
 
     // [limits]
+    for (n, o) in c.limits.allowed_origins.iter().enumerate() {
+        if let Err(m) = origin_pattern(o) {
+            bad(path!("limits", "allowed_origins", n), m);
+        }
+    }
     if c.limits.max_header_bytes < MIN_HEADER_BYTES {
         bad(
             path!("limits", "max_header_bytes"),
@@ -182,6 +187,11 @@ pub(crate) fn problems(c: &Config) -> Vec<Problem> {
 
     // [[route]]
     for (n, r) in c.routes.iter().enumerate() {
+        for (i, o) in r.allowed_origins.iter().flatten().enumerate() {
+            if let Err(m) = origin_pattern(o) {
+                bad(path!("route", n, "allowed_origins", i), m);
+            }
+        }
         if let Some(host) = &r.host {
             if let Err(m) = host_pattern(host) {
                 bad(path!("route", n, "host"), m);
@@ -478,6 +488,29 @@ fn server_addr(addr: &str) -> Result<(), String> {
 /// RFC 9110 token characters (header names), which also covers cookie names.
 fn is_token_byte(b: u8) -> bool {
     b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
+}
+
+/// An `allowed_origins` entry: `null`, or `scheme://host[:port]` (host may be
+/// `*.suffix`), with nothing after the authority: browsers send exactly that.
+fn origin_pattern(o: &str) -> Result<(), String> {
+    if o == "null" {
+        return Ok(());
+    }
+    let example = "e.g. \"https://app.example.com\", \"https://*.example.com\" or \"null\"";
+    let Some((scheme, rest)) = o.split_once("://") else {
+        return Err(format!("{o:?} is not an origin ({example})"));
+    };
+    let host = rest.strip_prefix("*.").unwrap_or(rest);
+    if scheme.is_empty()
+        || !scheme
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"+-.".contains(&b))
+        || host.is_empty()
+        || host.contains(['/', '?', '#', ' ', '*'])
+    {
+        return Err(format!("{o:?} is not an origin ({example}; no path)"));
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -14,9 +14,9 @@ use tokio::sync::{broadcast, mpsc, watch, Notify, OwnedSemaphorePermit, Semaphor
 use super::pool::Pools;
 use super::tunnel::TunnelShared;
 use super::upstream::UpstreamTls;
-use crate::config::{Config, Route};
+use crate::config::{Config, Route, WsLimits};
 use crate::control::{Command, Outcome, Request, CLOSE_GOING_AWAY};
-use crate::event::{Counters, Dir, Event, Flow, ListenerInfo, Snapshot, TunnelId};
+use crate::event::{Counters, Dir, Event, Flow, Limit, ListenerInfo, Snapshot, TunnelId};
 
 /// Everything connection tasks share. Read-mostly; the few mutable parts are
 /// atomics or std mutexes held for a few instructions, never across an await.
@@ -43,6 +43,12 @@ pub struct Core {
     /// Frames, messages and bytes of closed tunnels, per direction: added when a
     /// tunnel leaves the registry, under its lock, so live plus closed is exact.
     closed: [[AtomicU64; 3]; 2],
+    /// Each route's WebSocket limits, in `config.routes` order, and those of the
+    /// implicit route of a config without routes.
+    route_limits: Vec<WsLimits>,
+    default_limits: WsLimits,
+    /// Handshakes and tunnels stopped by a WebSocket limit, by [`Limit`].
+    limit_hits: [AtomicU64; 3],
 }
 
 /// Holds a client connection's place under the connection limits.
@@ -88,6 +94,12 @@ impl Core {
         listeners: Vec<ListenerInfo>,
     ) -> Core {
         let max = config.limits.max_connections;
+        let route_limits = config
+            .routes
+            .iter()
+            .map(|r| config.ws_limits(Some(r)))
+            .collect();
+        let default_limits = config.ws_limits(None);
         Core {
             pools: Pools::new(&config.pools, bus.clone()),
             config,
@@ -106,6 +118,9 @@ impl Core {
             open_slots: AtomicUsize::new(0),
             slots_empty: Notify::new(),
             closed: Default::default(),
+            route_limits,
+            default_limits,
+            limit_hits: Default::default(),
         }
     }
 
@@ -118,6 +133,11 @@ impl Core {
     /// without the admin API, nobody would ever see them.
     pub fn observed(&self) -> bool {
         self.bus.receiver_count() > 0
+    }
+
+    /// Counts a handshake or tunnel stopped by a WebSocket limit.
+    pub fn limit_hit(&self, limit: Limit) {
+        self.limit_hits[limit as usize].fetch_add(1, Ordering::Relaxed);
     }
 
     pub fn next_id(&self) -> TunnelId {
@@ -188,17 +208,19 @@ impl Core {
         }))
     }
 
-    /// The first route matching host and path, in file order.
-    pub fn route(&self, host: Option<&str>, path: &str) -> Option<(Arc<str>, &str)> {
+    /// The first route matching host and path, in file order: its name, its pool
+    /// and its WebSocket limits.
+    pub fn route(&self, host: Option<&str>, path: &str) -> Option<(Arc<str>, &str, &WsLimits)> {
         if let Some(pool) = self.config.default_pool() {
-            return Some((Arc::from("/"), pool));
+            return Some((Arc::from("/"), pool, &self.default_limits));
         }
         let host = host.map(strip_port);
         self.config
             .routes
             .iter()
-            .find(|r| host_matches(r, host) && path.starts_with(r.path.as_str()))
-            .map(|r| (Arc::from(route_name(r)), r.pool.as_str()))
+            .zip(&self.route_limits)
+            .find(|(r, _)| host_matches(r, host) && path.starts_with(r.path.as_str()))
+            .map(|(r, limits)| (Arc::from(route_name(r)), r.pool.as_str(), limits))
     }
 
     pub fn register(&self, tunnel: Arc<TunnelShared>) {
@@ -280,6 +302,7 @@ impl Core {
             tunnels_total: self.total_tunnels.load(Ordering::Relaxed),
             client_to_backend: flows[0],
             backend_to_client: flows[1],
+            limit_hits: Limit::ALL.map(|l| self.limit_hits[l as usize].load(Ordering::Relaxed)),
         }
     }
 

@@ -23,8 +23,8 @@ use super::pool::{Lease, Pool};
 use super::stream::Stream;
 use super::tunnel::{self, RelaySettings, TunnelShared};
 use super::upstream;
-use crate::config::Balance;
-use crate::event::{Event, Handshake, Refusal};
+use crate::config::{Balance, WsLimits};
+use crate::event::{Event, Handshake, Limit, Refusal};
 
 /// Response bodies: the backend's streamed body or our own short text.
 pub type Body = BoxBody<Bytes, hyper::Error>;
@@ -151,7 +151,7 @@ async fn route_request(
         .or_else(|| req.uri().authority().map(|a| a.as_str()))
         .map(str::to_owned);
     let path = req.uri().path().to_owned();
-    let Some((route, pool_name)) = conn.core.route(host.as_deref(), &path) else {
+    let Some((route, pool_name, limits)) = conn.core.route(host.as_deref(), &path) else {
         info!(%path, host = host.as_deref().unwrap_or(""), "no route");
         return text(StatusCode::NOT_FOUND, "no route for this host and path");
     };
@@ -159,7 +159,7 @@ async fn route_request(
         return text(StatusCode::INTERNAL_SERVER_ERROR, "route names no pool");
     };
     if headers::names_websocket(req.headers()) {
-        upgrade(req, conn, route, &pool, ip_slot).await
+        upgrade(req, conn, route, limits, &pool, ip_slot).await
     } else {
         plain(req, conn, &pool).await
     }
@@ -244,6 +244,7 @@ async fn upgrade(
     mut req: Request<Incoming>,
     conn: &ConnInfo,
     route: Arc<str>,
+    limits: &WsLimits,
     pool: &Pool,
     ip_slot: &mut Option<IpSlot>,
 ) -> Response<Body> {
@@ -282,6 +283,12 @@ async fn upgrade(
         });
         text(status, &reason)
     };
+    let origin = req.headers().get(header::ORIGIN);
+    if !limits.origin_allowed(origin.map(|o| o.to_str().unwrap_or("\u{fffd}"))) {
+        // Cross-site WebSocket hijacking: refused before any backend is contacted.
+        core.limit_hit(Limit::Origin);
+        return refuse(StatusCode::FORBIDDEN, Limit::Origin.reason().to_string());
+    }
     let key = hash_key(pool, &req, conn);
     let (stream, lease) = match connect_backend(core, pool, key.as_deref()).await {
         Ok(ok) => ok,
@@ -389,6 +396,7 @@ async fn upgrade(
     // Listed (and reachable by kill, close and shutdown) before the client has its
     // 101, and before the handshake event: whoever sees the handshake complete, or
     // resyncs from a snapshot just after it, finds the tunnel listed.
+    shared.set_message_limits(limits.max_message_bytes, limits.max_message_rate);
     core.register(shared.clone());
     if core.observed() {
         core.publish(Event::Handshake {
@@ -470,6 +478,9 @@ async fn run_tunnel(
     )
     .await;
     core.unregister(id);
+    if let Some(limit) = ending.limit {
+        core.limit_hit(limit);
+    }
     // Its places under the connection limits are free before its end is published.
     drop(slots);
     let stats = shared.stats();

@@ -76,6 +76,13 @@ impl TunnelShared {
         }
     }
 
+    /// Limits what each side may send (see `Scanner::set_limits`); before the
+    /// relay starts.
+    pub fn set_message_limits(&self, max_bytes: u64, rate: u32) {
+        lock(&self.c2b).set_limits(max_bytes, rate);
+        lock(&self.b2c).set_limits(max_bytes, rate);
+    }
+
     pub(super) fn scanner(&self, dir: Dir) -> &Mutex<Scanner> {
         match dir {
             Dir::ClientToBackend => &self.c2b,

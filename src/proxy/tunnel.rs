@@ -20,7 +20,7 @@ use tokio::sync::broadcast;
 use super::bufpool;
 pub use super::shared::TunnelShared;
 use super::stream::Stream;
-use crate::event::{Dir, Event, Side, TunnelId};
+use crate::event::{Dir, Event, Limit, Side, TunnelId};
 use crate::sync::lock;
 
 /// Settings the relay needs.
@@ -42,6 +42,8 @@ pub struct Ending {
     pub reason: String,
     /// An I/O error that ended it, if any.
     pub error: Option<String>,
+    /// The limit that ended it, if one did.
+    pub limit: Option<Limit>,
 }
 
 /// Bytes in flight in one direction.
@@ -94,11 +96,47 @@ enum Stop {
     Eof,
     /// At a frame boundary in [`Mode::ToBoundary`].
     Boundary,
-    /// A protocol violation in strict mode, with the Close code it calls for.
-    Violation(u16),
+    /// A protocol violation strict mode acts on, or a limit gone over (in
+    /// [`Ctx::policy`]).
+    Policy,
     /// The backend's connection ended (EOF or an error) at a frame boundary without a
     /// Close frame: the backend process went away. The client is owed a Close.
     BackendGone,
+}
+
+/// Why the proxy stops a tunnel on its own accord, from what one side sent.
+#[derive(Debug, Clone, Copy)]
+struct Policy {
+    /// The direction the offending frame went.
+    dir: Dir,
+    /// The Close code that calls for (the sender's, for a limit).
+    code: u16,
+    limit: Option<Limit>,
+}
+
+impl Policy {
+    /// The Close frames (code, reason) for the client and for the backend: for a
+    /// violation the same for both; for a limit, the sender gets the limit's code
+    /// and the other side 1001.
+    fn closes(&self) -> ((u16, &'static str), (u16, &'static str)) {
+        match self.limit {
+            None => {
+                let reason = match self.code {
+                    1007 => "invalid payload data",
+                    _ => "protocol error",
+                };
+                ((self.code, reason), (self.code, reason))
+            }
+            Some(limit) => {
+                let sender = (limit.close_code(), limit.reason());
+                let other = (1001, limit.reason());
+                match self.dir {
+                    Dir::ClientToBackend => (sender, other),
+                    Dir::BackendToClient => (other, sender),
+                }
+            }
+        }
+    }
 }
 
 /// The Close the client gets when its backend vanished without one: 1011 ("the
@@ -117,8 +155,8 @@ struct Ctx<'a> {
     first_close: Option<Side>,
     /// The error the backend's connection ended with, when it vanished.
     backend_error: Option<io::Error>,
-    /// The Close code of the first violation strict mode acts on.
-    violation: Option<u16>,
+    /// The first violation strict mode acts on, or limit gone over.
+    policy: Option<Policy>,
     close_on_backend_loss: bool,
 }
 
@@ -234,8 +272,8 @@ impl Half {
             }
             // Only once everything up to the boundary has been written.
             if self.stopped && mode != Mode::Discard {
-                return Poll::Ready(Ok(match ctx.violation {
-                    Some(code) if mode == Mode::Relay => Stop::Violation(code),
+                return Poll::Ready(Ok(match ctx.policy {
+                    Some(_) if mode == Mode::Relay => Stop::Policy,
                     _ => Stop::Boundary,
                 }));
             }
@@ -276,21 +314,21 @@ impl Half {
                 continue;
             }
             ctx.last_active = Instant::now();
-            let violated = self.scan(&buf[..n], mode, ctx);
+            let stopped = self.scan(&buf[..n], mode, ctx);
             self.chunk = Some(Chunk::Pooled(buf));
-            if let Some(code) = violated {
+            if let Some(policy) = stopped {
                 // The offending frame is not forwarded, and nothing more from this
-                // side is: it is no longer in step with the scanner. What came
-                // before it is written first.
+                // side is. What came before it is written first.
                 self.stopped = true;
-                ctx.violation.get_or_insert(code);
+                ctx.policy.get_or_insert(policy);
             }
         }
     }
 
     /// Feeds what was read to the scanner and decides how much of it to forward.
-    /// Returns the Close code a violation calls for when strict mode must act on it.
-    fn scan(&mut self, data: &[u8], mode: Mode, ctx: &mut Ctx<'_>) -> Option<u16> {
+    /// Returns why the tunnel must stop, when a limit or (in strict mode) a
+    /// violation says so.
+    fn scan(&mut self, data: &[u8], mode: Mode, ctx: &mut Ctx<'_>) -> Option<Policy> {
         let (at, wall) = ctx.anchor;
         let now = wall + ctx.last_active.saturating_duration_since(at);
         let (id, dir, bus) = (ctx.shared.id, self.dir, ctx.bus);
@@ -301,15 +339,19 @@ impl Half {
         let had_close = scanner.stats().close.is_some();
         let mut violated = None;
         let forward = match mode {
-            Mode::Relay if ctx.strict => {
-                match scanner.feed_until_violation(data, now, &mut report) {
+            Mode::Relay if ctx.strict || scanner.has_limits() => {
+                match scanner.feed_checked(data, now, ctx.strict, &mut report) {
                     None => data.len(),
                     Some(stop) => {
                         // The whole frames before the offending one still go; the
                         // peer then holds only whole frames and can be sent a Close.
                         // If that frame began in an earlier chunk, the peer holds
                         // part of it and must not be sent a Close now.
-                        violated = Some(stop.code);
+                        violated = Some(Policy {
+                            dir: self.dir,
+                            code: stop.code,
+                            limit: stop.limit,
+                        });
                         self.withheld = Some(stop.frame_start.is_none_or(|(_, close)| close));
                         // Kept in step as far as the framing allows, to recognise
                         // the Close the peer answers with.
@@ -379,8 +421,8 @@ impl Relay {
             .down
             .poll(cx, &mut self.backend, &mut self.client, mode, ctx)?;
         match (up, down) {
-            (Poll::Ready(Stop::Violation(code)), _) | (_, Poll::Ready(Stop::Violation(code))) => {
-                Poll::Ready(Ok(Stop::Violation(code)))
+            (Poll::Ready(Stop::Policy), _) | (_, Poll::Ready(Stop::Policy)) => {
+                Poll::Ready(Ok(Stop::Policy))
             }
             (_, Poll::Ready(Stop::BackendGone)) => Poll::Ready(Ok(Stop::BackendGone)),
             (Poll::Ready(a), Poll::Ready(b)) => Poll::Ready(Ok(match (a, b) {
@@ -428,7 +470,7 @@ pub async fn run(
         anchor: (started, SystemTime::now()),
         first_close: None,
         backend_error: None,
-        violation: None,
+        policy: None,
         close_on_backend_loss: settings.close_on_backend_loss,
     };
     let idle = settings.idle;
@@ -437,10 +479,23 @@ pub async fn run(
     let (code, reason, by) = loop {
         tokio::select! {
             res = relay.run(Mode::Relay, &mut ctx) => match res {
-                Ok(Stop::Violation(code)) => break (code, match code {
-                    1007 => "invalid payload data",
-                    _ => "protocol error",
-                }.to_string(), None),
+                Ok(Stop::Policy) => {
+                    let policy = ctx.policy.expect("a policy stop records why");
+                    let (to_client, to_backend) = policy.closes();
+                    let deadline = tokio::time::Instant::now() + settings.close_grace;
+                    close_on_purpose(&mut relay, &mut ctx, deadline, to_client, to_backend).await;
+                    let (code, reason) = match policy.dir {
+                        Dir::ClientToBackend => to_client,
+                        Dir::BackendToClient => to_backend,
+                    };
+                    return Ending {
+                        side: Side::Proxy,
+                        code: Some(code),
+                        reason: reason.to_string(),
+                        error: None,
+                        limit: policy.limit,
+                    };
+                }
                 Err(e) if ctx.first_close == Some(Side::Backend)
                     && relay.down.backend_gone(Mode::Relay, &ctx) =>
                 {
@@ -476,13 +531,15 @@ pub async fn run(
     if let Some(by) = by {
         deadline = deadline.min(by.into());
     }
-    close_on_purpose(&mut relay, &mut ctx, deadline, code, &reason).await;
+    let close = (code, reason.as_str());
+    close_on_purpose(&mut relay, &mut ctx, deadline, close, close).await;
     Ending {
         // A vanished backend ended it; the code is the Close the client was given.
         side: if gone { Side::Backend } else { Side::Proxy },
         code: Some(code),
         reason,
         error: ctx.backend_error.map(|e| e.to_string()),
+        limit: None,
     }
 }
 
@@ -502,6 +559,7 @@ fn natural_ending(shared: &TunnelShared, ctx: &Ctx<'_>, error: Option<io::Error>
         code: close.as_ref().and_then(|c| c.code),
         reason: close.map(|c| c.reason).unwrap_or_default(),
         error: error.map(|e| e.to_string()),
+        limit: None,
     }
 }
 
@@ -512,8 +570,8 @@ async fn close_on_purpose(
     relay: &mut Relay,
     ctx: &mut Ctx<'_>,
     deadline: tokio::time::Instant,
-    code: u16,
-    reason: &str,
+    close_client: (u16, &str),
+    close_backend: (u16, &str),
 ) {
     let shared = ctx.shared;
     // A shutdown that begins while this close runs may bring its deadline closer.
@@ -539,7 +597,7 @@ async fn close_on_purpose(
         if to_client {
             relay
                 .client
-                .write_all(&close_frame(code, reason, None))
+                .write_all(&close_frame(close_client.0, close_client.1, None))
                 .await?;
             relay.client.flush().await?;
         }
@@ -547,7 +605,7 @@ async fn close_on_purpose(
             let mask = mask_key(shared.id);
             relay
                 .backend
-                .write_all(&close_frame(code, reason, Some(mask)))
+                .write_all(&close_frame(close_backend.0, close_backend.1, Some(mask)))
                 .await?;
             relay.backend.flush().await?;
         }
