@@ -9,6 +9,7 @@ use std::time::{Duration, SystemTime};
 use http::{HeaderMap, Request, Response, StatusCode};
 use hyper::body::Incoming;
 use serde::Serialize;
+use subtle::ConstantTimeEq;
 
 use crate::control::{Command, Outcome, CLOSE_SERVICE_RESTART};
 use crate::event::TunnelId;
@@ -34,13 +35,9 @@ fn authorized(headers: &HeaderMap, token: &str) -> bool {
         return false;
     };
     let (given, want) = (given.trim().as_bytes(), token.as_bytes());
-    scheme.eq_ignore_ascii_case("bearer")
-        && given.len() == want.len()
-        && given
-            .iter()
-            .zip(want)
-            .fold(0u8, |acc, (a, b)| acc | (a ^ b))
-            == 0
+    // subtle's comparison is kept branch-free from the optimiser; only the length
+    // (not secret in practice: tokens are long and random) can tell early.
+    scheme.eq_ignore_ascii_case("bearer") && bool::from(given.ct_eq(want))
 }
 
 /// Answers one request; never fails (errors are responses).
@@ -50,7 +47,12 @@ pub(crate) async fn handle(
 ) -> Result<Response<Body>, Infallible> {
     let api = &ctx.shared.api;
     if let Err(refusal) = super::guard::check(req.headers(), &api.hosts) {
-        tracing::warn!(peer = %ctx.peer, "admin request refused: {refusal}");
+        // A hostile page can send these as fast as it likes: one line a second.
+        let mut throttle = crate::sync::lock(&ctx.shared.refusal_log);
+        if let Some(suppressed) = throttle.allow(std::time::Instant::now()) {
+            tracing::warn!(peer = %ctx.peer, suppressed, "admin request refused: {refusal}");
+        }
+        drop(throttle);
         return Ok(reply::error(StatusCode::FORBIDDEN, refusal.to_string()));
     }
     if let Some(token) = &api.token {

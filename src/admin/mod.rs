@@ -130,6 +130,8 @@ pub(crate) struct Shared {
     pub api: Api,
     /// Events `/api/events` streams missed by falling behind, all streams together.
     pub lagged: std::sync::atomic::AtomicU64,
+    /// Refused requests (web pages) are logged at most once a second.
+    pub refusal_log: std::sync::Mutex<crate::throttle::Throttle>,
     /// Flips to true once the server stops; event streams watch it.
     pub stop: watch::Sender<bool>,
 }
@@ -158,6 +160,7 @@ pub async fn serve(listener: TcpListener, api: Api, shutdown: impl Future<Output
     let shared = Arc::new(Shared {
         api,
         lagged: Default::default(),
+        refusal_log: std::sync::Mutex::new(crate::throttle::Throttle::new(Duration::from_secs(1))),
         stop: watch::channel(false).0,
     });
     let limit = Arc::new(Semaphore::new(MAX_CONNECTIONS));
