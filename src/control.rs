@@ -7,9 +7,9 @@ use tokio::sync::{mpsc, oneshot};
 use crate::event::{BackendId, TunnelId};
 
 /// Close code for a backend kill or a tunnel closed by an operator: service restart.
-pub const CLOSE_SERVICE_RESTART: u16 = 1012;
+pub const CLOSE_SERVICE_RESTART: u16 = crate::ws::close::SERVICE_RESTART;
 /// Close code sent to everyone when the proxy shuts down: going away.
-pub const CLOSE_GOING_AWAY: u16 = 1001;
+pub const CLOSE_GOING_AWAY: u16 = crate::ws::close::GOING_AWAY;
 
 /// What the core is asked to do.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -3,8 +3,9 @@
 //!
 //! Module map (dependencies point downwards only):
 //!
-//! - [`config`], [`event`], [`control`]: leaves. The TOML schema; the events the core
-//!   publishes; the commands observers send to it.
+//! - [`config`], [`event`], [`control`], [`ws`]: leaves. The TOML schema; the events
+//!   the core publishes; the commands observers send to it; the WebSocket vocabulary
+//!   (opcodes, close codes, Close frames, masking).
 //! - [`proxy`]: listeners, TLS, the HTTP upgrade, backend pools, the tunnel relay and
 //!   its sans-IO frame scanner. Knows nothing of any observer.
 //! - [`dashboard`]: the ratatui inspector. Sees only events, snapshots and the
@@ -25,3 +26,4 @@ pub mod event;
 pub mod proxy;
 mod sync;
 mod throttle;
+pub mod ws;

@@ -7,9 +7,7 @@ use http::{Method, Response};
 use crate::event::{BackendId, TunnelId};
 
 use super::reply::{self, Body};
-
-/// A Close frame's payload is at most 125 bytes, two of which are the code.
-const MAX_CLOSE_REASON: usize = 123;
+use crate::ws::MAX_CLOSE_REASON;
 
 /// What a request asks for.
 #[derive(Debug, PartialEq, Eq)]
@@ -147,7 +145,7 @@ pub fn close_params(query: Option<&str>, default: (u16, &str)) -> Result<(u16, S
                 code = value
                     .parse()
                     .ok()
-                    .filter(|&c| may_send(c))
+                    .filter(|&c| crate::ws::close_code_may_be_sent(c))
                     .ok_or_else(|| {
                         Miss::BadRequest(format!(
                             "code {value:?} is not a close code that may be sent (1000-1003, 1007-1014, 3000-4999)"
@@ -169,11 +167,6 @@ pub fn close_params(query: Option<&str>, default: (u16, &str)) -> Result<(u16, S
         }
     }
     Ok((code, reason))
-}
-
-/// RFC 6455 section 7.4: codes an endpoint may put in a Close frame.
-fn may_send(code: u16) -> bool {
-    matches!(code, 1000..=1003 | 1007..=1014 | 3000..=4999)
 }
 
 #[cfg(test)]

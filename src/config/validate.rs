@@ -21,8 +21,7 @@ pub(crate) const MAX_EVENT_CAPACITY: usize = 1 << 20;
 pub(crate) const MIN_HEADER_BYTES: usize = 1024;
 pub(crate) const MAX_HEADERS: usize = 1000;
 pub(crate) const MIN_STATS_INTERVAL: Duration = Duration::from_millis(10);
-/// A close frame's payload is at most 125 bytes, two of which are the code.
-pub(crate) const MAX_CLOSE_REASON: usize = 123;
+pub(crate) use crate::ws::MAX_CLOSE_REASON;
 /// Event loop threads; more than this is a typo, not a machine.
 pub(crate) const MAX_THREADS: usize = 1024;
 
@@ -33,7 +32,7 @@ pub(crate) fn problems(c: &Config) -> Vec<Problem> {
     macro_rules! path { ($($seg:expr),+ $(,)?) => { KeyPath::new([$(Seg::from($seg)),+]) } }
 
     // [proxy]
-    if let Err(m) = close_code(c.proxy.kill_close_code) {
+    if let Err(m) = crate::ws::check_close_code(c.proxy.kill_close_code) {
         bad(path!("proxy", "kill_close_code"), m);
     }
     let reason = c.proxy.kill_close_reason.len();
@@ -405,20 +404,6 @@ fn is_loopback(addr: SocketAddr) -> bool {
     }
 }
 
-/// A close code a proxy may send (RFC 6455 section 7.4).
-fn close_code(code: u16) -> Result<(), String> {
-    match code {
-        1005 | 1006 | 1015 => Err(format!(
-            "{code} is reserved for reporting and must never be sent; use 1012 (service restart) or 1001 (going away)"
-        )),
-        1004 | 1016..=2999 => Err(format!(
-            "{code} is reserved by RFC 6455; use 1012 (service restart), 1001 (going away) or 4000-4999"
-        )),
-        1000..=4999 => Ok(()),
-        _ => Err(format!("{code} is not a close code (1000 to 4999)")),
-    }
-}
-
 /// Two listeners that cannot both bind. Port 0 (any free port) never clashes.
 fn binds_clash(a: SocketAddr, b: SocketAddr) -> bool {
     a.port() != 0
@@ -516,16 +501,6 @@ fn origin_pattern(o: &str) -> Result<(), String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn close_codes() {
-        for ok in [1000, 1001, 1008, 1011, 1012, 1013, 1014, 3000, 4000, 4999] {
-            assert!(close_code(ok).is_ok(), "{ok}");
-        }
-        for no in [0, 999, 1004, 1005, 1006, 1015, 1016, 2999, 5000] {
-            assert!(close_code(no).is_err(), "{no}");
-        }
-    }
 
     #[test]
     fn host_patterns() {

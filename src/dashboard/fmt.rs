@@ -115,15 +115,26 @@ pub fn clock_ms(at: SystemTime) -> String {
         .to_string()
 }
 
-/// Cuts `s` to at most `max` characters, ending in `…` when it was longer.
+/// Cuts `s` to at most `max` terminal cells, ending in `…` when it was longer. Cells,
+/// not characters: CJK and most emoji take two, so tables stay aligned.
 pub fn truncate(s: &str, max: usize) -> String {
-    if s.chars().count() <= max {
+    use unicode_width::{UnicodeWidthChar, UnicodeWidthStr};
+    if s.width() <= max {
         return s.to_owned();
     }
     if max == 0 {
         return String::new();
     }
-    let mut out: String = s.chars().take(max - 1).collect();
+    let mut out = String::new();
+    let mut used = 0;
+    for c in s.chars() {
+        let w = c.width().unwrap_or(0);
+        if used + w > max - 1 {
+            break;
+        }
+        used += w;
+        out.push(c);
+    }
     out.push('…');
     out
 }
@@ -232,5 +243,13 @@ mod tests {
         // "é" cut in half at the end of the preview is still text.
         assert_eq!(preview(&[b'a', 0xc3], true), "\"a\"…");
         assert_eq!(truncate("abcdef", 4), "abc…");
+    }
+
+    #[test]
+    fn truncation_counts_terminal_cells() {
+        // Each of these characters takes two cells.
+        assert_eq!(truncate("日本語テキスト", 7), "日本語…");
+        assert_eq!(truncate("日本", 4), "日本");
+        assert_eq!(truncate("a🎉b", 3), "a…");
     }
 }

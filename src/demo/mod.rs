@@ -219,32 +219,19 @@ impl Stop {
     }
 }
 
-/// xorshift64*: a small deterministic generator, enough to make bots look
-/// irregular without a dependency. Not for anything secret.
+/// The bots' randomness: `fastrand`, seeded per bot so each behaves differently and
+/// a seed replays the same behaviour. Not for anything secret.
 #[derive(Debug, Clone)]
-pub(crate) struct Rng(u64);
+pub(crate) struct Rng(fastrand::Rng);
 
 impl Rng {
-    /// Spreads small seeds (0, 1, 2...) with splitmix64 so neighbours differ at once.
     pub(crate) fn new(seed: u64) -> Rng {
-        let mut z = seed.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^= z >> 31;
-        // xorshift never leaves zero.
-        Rng(z.max(1))
+        Rng(fastrand::Rng::with_seed(seed))
     }
 
-    pub(crate) fn next_u64(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    }
-
-    /// Uniform-enough in `lo..=hi`.
+    /// Uniform in `lo..=hi`.
     pub(crate) fn range(&mut self, lo: u64, hi: u64) -> u64 {
-        lo + self.next_u64() % (hi - lo + 1)
+        self.0.u64(lo..=hi)
     }
 
     pub(crate) fn millis(&mut self, lo: u64, hi: u64) -> Duration {
@@ -252,14 +239,11 @@ impl Rng {
     }
 
     pub(crate) fn pick<'a, T>(&mut self, items: &'a [T]) -> &'a T {
-        &items[self.range(0, items.len() as u64 - 1) as usize]
+        &items[self.0.usize(..items.len())]
     }
 
     pub(crate) fn fill(&mut self, buf: &mut [u8]) {
-        for chunk in buf.chunks_mut(8) {
-            let bytes = self.next_u64().to_le_bytes();
-            chunk.copy_from_slice(&bytes[..chunk.len()]);
-        }
+        self.0.fill(buf);
     }
 }
 
@@ -282,7 +266,7 @@ mod tests {
     fn rng_stays_in_range_and_differs_per_seed() {
         let mut a = Rng::new(0);
         let mut b = Rng::new(1);
-        assert_ne!(a.next_u64(), b.next_u64());
+        assert_ne!(a.range(0, u64::MAX), b.range(0, u64::MAX));
         for _ in 0..1000 {
             let v = a.range(3, 5);
             assert!((3..=5).contains(&v));

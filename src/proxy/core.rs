@@ -12,9 +12,10 @@ use std::time::SystemTime;
 use tokio::sync::{broadcast, mpsc, watch, Notify, OwnedSemaphorePermit, Semaphore};
 
 use super::pool::Pools;
+use super::request::route::Routes;
 use super::tunnel::TunnelShared;
 use super::upstream::UpstreamTls;
-use crate::config::{Config, Route, WsLimits};
+use crate::config::Config;
 use crate::control::{Command, Outcome, Request, CLOSE_GOING_AWAY};
 use crate::event::{Counters, Dir, Event, Flow, Limit, ListenerInfo, Snapshot, TunnelId};
 
@@ -22,6 +23,7 @@ use crate::event::{Counters, Dir, Event, Flow, Limit, ListenerInfo, Snapshot, Tu
 /// atomics or std mutexes held for a few instructions, never across an await.
 pub struct Core {
     pub config: Arc<Config>,
+    pub routes: Routes,
     pub pools: Pools,
     pub bus: broadcast::Sender<Event>,
     pub upstream_tls: HashMap<String, UpstreamTls>,
@@ -43,10 +45,6 @@ pub struct Core {
     /// Frames, messages and bytes of closed tunnels, per direction: added when a
     /// tunnel leaves the registry, under its lock, so live plus closed is exact.
     closed: [[AtomicU64; 3]; 2],
-    /// Each route's WebSocket limits, in `config.routes` order, and those of the
-    /// implicit route of a config without routes.
-    route_limits: Vec<WsLimits>,
-    default_limits: WsLimits,
     /// Handshakes and tunnels stopped by a WebSocket limit, by [`Limit`].
     limit_hits: [AtomicU64; 3],
 }
@@ -94,13 +92,9 @@ impl Core {
         listeners: Vec<ListenerInfo>,
     ) -> Core {
         let max = config.limits.max_connections;
-        let route_limits = config
-            .routes
-            .iter()
-            .map(|r| config.ws_limits(Some(r)))
-            .collect();
-        let default_limits = config.ws_limits(None);
+        let routes = Routes::new(&config);
         Core {
+            routes,
             pools: Pools::new(&config.pools, bus.clone()),
             config,
             bus,
@@ -118,8 +112,6 @@ impl Core {
             open_slots: AtomicUsize::new(0),
             slots_empty: Notify::new(),
             closed: Default::default(),
-            route_limits,
-            default_limits,
             limit_hits: Default::default(),
         }
     }
@@ -206,21 +198,6 @@ impl Core {
             core: self.clone(),
             ip,
         }))
-    }
-
-    /// The first route matching host and path, in file order: its name, its pool
-    /// and its WebSocket limits.
-    pub fn route(&self, host: Option<&str>, path: &str) -> Option<(Arc<str>, &str, &WsLimits)> {
-        if let Some(pool) = self.config.default_pool() {
-            return Some((Arc::from("/"), pool, &self.default_limits));
-        }
-        let host = host.map(strip_port);
-        self.config
-            .routes
-            .iter()
-            .zip(&self.route_limits)
-            .find(|(r, _)| host_matches(r, host) && path.starts_with(r.path.as_str()))
-            .map(|(r, limits)| (Arc::from(route_name(r)), r.pool.as_str(), limits))
     }
 
     pub fn register(&self, tunnel: Arc<TunnelShared>) {
@@ -411,35 +388,6 @@ impl Core {
             }
             notified.await;
         }
-    }
-}
-
-fn strip_port(host: &str) -> &str {
-    if host.starts_with('[') {
-        return host.split(']').next().map_or(host, |h| &h[1..]);
-    }
-    host.rsplit_once(':').map_or(host, |(h, _)| h)
-}
-
-fn host_matches(route: &Route, host: Option<&str>) -> bool {
-    match (&route.host, host) {
-        (None, _) => true,
-        (Some(_), None) => false,
-        (Some(pattern), Some(host)) => match pattern.strip_prefix("*.") {
-            Some(suffix) => {
-                host.len() > suffix.len() + 1
-                    && host[host.len() - suffix.len()..].eq_ignore_ascii_case(suffix)
-                    && host.as_bytes()[host.len() - suffix.len() - 1] == b'.'
-            }
-            None => pattern.eq_ignore_ascii_case(host),
-        },
-    }
-}
-
-fn route_name(route: &Route) -> String {
-    match &route.host {
-        Some(h) => format!("{h}{}", route.path),
-        None => route.path.clone(),
     }
 }
 

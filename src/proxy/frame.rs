@@ -20,12 +20,10 @@
 use std::time::SystemTime;
 
 use crate::event::{CloseInfo, Dir, DirStats, FrameSample, Limit, OpKind, Violation};
+use crate::ws::{self, header_len, unmask_into, unmasked, MAX_CONTROL_PAYLOAD};
 
 /// Longest frame header: 2 fixed bytes, a 64-bit length and a 4-byte masking key.
 const MAX_HEADER: usize = 14;
-
-/// Control frames (and so close payloads) may carry at most this many bytes.
-const MAX_CONTROL_PAYLOAD: u64 = 125;
 
 /// Follows the frames of one direction of a relayed WebSocket byte stream.
 ///
@@ -679,7 +677,7 @@ impl Scanner {
             }
             OpKind::Close => {
                 let code = (self.pos >= 2).then(|| u16::from_be_bytes(self.close_code));
-                if self.pos == 1 || code.is_some_and(|c| !close_code_may_be_sent(c)) {
+                if self.pos == 1 || code.is_some_and(|c| !ws::close_code_may_be_sent(c)) {
                     self.stats.violations += 1;
                     on_violation(Violation::BadClosePayload);
                 }
@@ -743,65 +741,6 @@ impl Utf8Tail {
             }
         }
     }
-}
-
-/// Total header length announced by the second header byte (MASK, 7-bit length).
-fn header_len(b1: u8) -> usize {
-    let ext = match b1 & 0x7F {
-        126 => 2,
-        127 => 8,
-        _ => 0,
-    };
-    let key = if b1 & 0x80 != 0 { 4 } else { 0 };
-    2 + ext + key
-}
-
-/// Writes `src` (payload from offset `pos` on; the key index carries on across chunks)
-/// into `dst` with the masking key removed, eight bytes at a time in one pass: the
-/// preview is copied for every frame, so this is on the relay's hot path. `dst` and
-/// `src` have the same length.
-fn unmask_into(dst: &mut [u8], src: &[u8], mask: [u8; 4], pos: u64) {
-    debug_assert_eq!(dst.len(), src.len());
-    if mask == [0; 4] {
-        dst.copy_from_slice(src);
-        return;
-    }
-    let s = (pos & 3) as usize;
-    let key = [
-        mask[s],
-        mask[(s + 1) & 3],
-        mask[(s + 2) & 3],
-        mask[(s + 3) & 3],
-    ];
-    let word = u64::from_ne_bytes([
-        key[0], key[1], key[2], key[3], key[0], key[1], key[2], key[3],
-    ]);
-    let (dst_words, dst_rest) = dst.as_chunks_mut::<8>();
-    let (src_words, src_rest) = src.as_chunks::<8>();
-    for (d, s) in dst_words.iter_mut().zip(src_words) {
-        *d = (u64::from_ne_bytes(*s) ^ word).to_ne_bytes();
-    }
-    // The remainder starts at a multiple of 8, so the key lines up again.
-    for (i, (d, b)) in dst_rest.iter_mut().zip(src_rest).enumerate() {
-        *d = b ^ key[i & 3];
-    }
-}
-
-/// `bytes`, which start at payload offset `pos`, with the masking key removed, a byte
-/// at a time (for the few close-payload bytes).
-fn unmasked(mask: [u8; 4], pos: u64, bytes: &[u8]) -> impl Iterator<Item = u8> + '_ {
-    let start = (pos & 3) as usize;
-    bytes
-        .iter()
-        .zip(mask.into_iter().cycle().skip(start))
-        .map(|(b, k)| b ^ k)
-}
-
-/// Whether a close status code may appear on the wire: RFC 6455 §7.4 plus the IANA
-/// registry (1012-1014 registered later). 1004 is reserved, 1005, 1006 and 1015 are
-/// for reporting only, and other codes below 3000 are unassigned.
-fn close_code_may_be_sent(code: u16) -> bool {
-    matches!(code, 1000..=1003 | 1007..=1014 | 3000..=4999)
 }
 
 #[cfg(test)]

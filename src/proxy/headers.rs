@@ -137,37 +137,17 @@ pub fn names_websocket(headers: &HeaderMap) -> bool {
     has_token(headers, header::UPGRADE, "websocket")
 }
 
-/// Is `key` the canonical base64 (RFC 4648 §4, padded) of exactly 16 bytes?
-///
-/// 16 bytes encode to 22 significant characters plus `==`; the last significant
-/// character carries 2 data bits and 4 zero bits, so anything with those bits set
-/// is not what a real encoder emits and is refused too.
+/// Is `key` the canonical base64 (RFC 4648 §4, padded) of exactly 16 bytes? The
+/// standard engine refuses non-canonical padding and trailing bits, so only what a
+/// real encoder emits passes.
 fn is_websocket_key(key: &[u8]) -> bool {
-    fn sextet(b: u8) -> Option<u8> {
-        match b {
-            b'A'..=b'Z' => Some(b - b'A'),
-            b'a'..=b'z' => Some(b - b'a' + 26),
-            b'0'..=b'9' => Some(b - b'0' + 52),
-            b'+' => Some(62),
-            b'/' => Some(63),
-            _ => None,
-        }
-    }
-    if key.len() != 24 {
-        return false;
-    }
-    let (body, pad) = key.split_at(22);
-    if pad != b"==" {
-        return false;
-    }
-    let mut last = 0;
-    for &b in body {
-        match sextet(b) {
-            Some(v) => last = v,
-            None => return false,
-        }
-    }
-    last & 0x0f == 0
+    use base64::Engine;
+    // 24 characters decode to at most 18 bytes.
+    let mut out = [0u8; 18];
+    key.len() == 24
+        && base64::engine::general_purpose::STANDARD
+            .decode_slice(key, &mut out)
+            .is_ok_and(|n| n == 16)
 }
 
 /// Checks an upgrade request before it is forwarded, so nothing ambiguous

@@ -13,7 +13,7 @@ use tracing::{debug, warn, Instrument};
 
 use super::core::{ConnSlot, Core};
 use super::headtimer::{FramingConflict, HeadTimer, InFlight};
-use super::http::{handle, ConnInfo};
+use super::request::{handle, ConnInfo};
 use super::stream::Stream;
 
 /// hyper refuses read buffers under 8 KiB.

@@ -7,15 +7,13 @@
 
 pub mod bufpool;
 pub mod core;
-pub mod fault;
 pub mod frame;
 pub mod headers;
 pub mod headtimer;
-pub mod http;
 pub mod listener;
 pub mod pool;
+pub mod request;
 pub mod shard;
-pub mod shared;
 pub mod stream;
 pub mod tls;
 pub mod tunnel;

@@ -18,6 +18,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use rustls::crypto::CryptoProvider;
+use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, DnsName, PrivateKeyDer, ServerName};
 use rustls::server::{ClientHello, ResolvesServerCert};
 use rustls::sign::CertifiedKey;
@@ -43,7 +44,10 @@ pub enum TlsError {
 
     /// The file has a PEM section that does not decode.
     #[error("{}: malformed PEM: {source}", .path.display())]
-    Pem { path: PathBuf, source: io::Error },
+    Pem {
+        path: PathBuf,
+        source: rustls::pki_types::pem::Error,
+    },
 
     /// The file has no `CERTIFICATE` PEM section.
     #[error("{}: no certificate found (expected PEM 'BEGIN CERTIFICATE')", .path.display())]
@@ -441,7 +445,7 @@ fn read_file(path: &Path) -> Result<Vec<u8>, TlsError> {
 /// Every `CERTIFICATE` section of a PEM file, in order (possibly none).
 fn read_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsError> {
     let bytes = read_file(path)?;
-    rustls_pemfile::certs(&mut bytes.as_slice())
+    CertificateDer::pem_slice_iter(&bytes)
         .collect::<Result<Vec<_>, _>>()
         .map_err(|source| TlsError::Pem {
             path: path.to_path_buf(),
@@ -453,14 +457,15 @@ fn read_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsError> {
 /// sections are skipped, so a combined cert+key file works as the key file too.
 fn read_key(path: &Path) -> Result<PrivateKeyDer<'static>, TlsError> {
     let bytes = read_file(path)?;
-    rustls_pemfile::private_key(&mut bytes.as_slice())
-        .map_err(|source| TlsError::Pem {
+    PrivateKeyDer::from_pem_slice(&bytes).map_err(|source| match source {
+        rustls::pki_types::pem::Error::NoItemsFound => TlsError::NoPrivateKey {
+            path: path.to_path_buf(),
+        },
+        source => TlsError::Pem {
             path: path.to_path_buf(),
             source,
-        })?
-        .ok_or_else(|| TlsError::NoPrivateKey {
-            path: path.to_path_buf(),
-        })
+        },
+    })
 }
 
 #[cfg(test)]

@@ -1,6 +1,8 @@
 //! Modal popups drawn over everything: the confirmation of a destructive action and
 //! the help overlay, which lists the binding table itself so it cannot go stale.
 
+use unicode_width::UnicodeWidthStr;
+
 use ratatui::layout::{Constraint, Layout, Rect};
 use ratatui::style::{Modifier, Style};
 use ratatui::text::{Line, Span};
@@ -28,8 +30,8 @@ pub fn confirm(frame: &mut Frame, area: Rect, p: &Pending) {
     ];
     // Wrapped height: message lines plus the fixed ones, inside borders.
     let inner_w = w.saturating_sub(4).max(1) as usize;
-    let msg_lines = p.message().chars().count().div_ceil(inner_w) as u16;
-    let cons_lines = p.consequence().chars().count().div_ceil(inner_w) as u16;
+    let msg_lines = p.message().width().div_ceil(inner_w) as u16;
+    let cons_lines = p.consequence().width().div_ceil(inner_w) as u16;
     let h = msg_lines + cons_lines + 3 + 2;
     let rect = centered(area, w, h);
     let title = if danger { " Confirm " } else { " Quit " };

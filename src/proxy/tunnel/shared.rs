@@ -1,6 +1,6 @@
 //! What the rest of the proxy can see of a running tunnel: identity, handshake,
 //! the two frame scanners (counters, samples) and the close-request mailbox. The
-//! relay task in [`super::tunnel`] owns the sockets; everything else reads this.
+//! relay task ([`super::run`]) owns the sockets; everything else reads this.
 
 use crate::sync::lock;
 use std::sync::Mutex;
@@ -8,10 +8,10 @@ use std::time::{Instant, SystemTime};
 
 use tokio::sync::Notify;
 
-use super::frame::Scanner;
 use crate::event::{
     BackendId, Dir, Flow, FrameSample, Handshake, TunnelId, TunnelInfo, TunnelStats,
 };
+use crate::proxy::frame::Scanner;
 
 /// A request to close a tunnel on purpose.
 #[derive(Debug, Clone)]

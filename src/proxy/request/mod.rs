@@ -1,0 +1,180 @@
+//! One client HTTP request, top to bottom: `mod` admits it (per-IP limit behind a
+//! trusted proxy), refuses framing conflicts and finds its route; `connect` picks a
+//! backend and connects, retrying others; then either `upgrade` forwards the
+//! WebSocket handshake and hands the two connections to the tunnel on 101, or
+//! `plain` proxies the request with streaming bodies. `fault` is the one place that
+//! decides whether a failure is the client's or the backend's. Errors become short
+//! plain-text answers: 502 (no backend reachable), 503 (none eligible), 504 (backend
+//! too slow), each with a log line saying why.
+
+mod connect;
+pub mod fault;
+mod plain;
+pub mod route;
+mod upgrade;
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http::{header, HeaderValue, Request, Response, StatusCode};
+use http_body_util::{combinators::BoxBody, BodyExt, Full};
+use hyper::body::Incoming;
+use tracing::info;
+
+use self::plain::plain;
+use self::upgrade::upgrade;
+use super::core::{peer_ip, ConnSlot, Core, IpSlot};
+use super::headers;
+use super::headtimer::{FramingConflict, InFlight, InFlightGuard};
+
+/// Response bodies: the backend's streamed body or our own short text.
+pub type Body = BoxBody<Bytes, hyper::Error>;
+
+/// What a connection task knows about its client.
+pub struct ConnInfo {
+    pub core: Arc<Core>,
+    pub listener: Arc<str>,
+    pub client: SocketAddr,
+    pub is_tls: bool,
+    /// Requests on this connection whose response is not finished.
+    pub in_flight: InFlight,
+    /// Set when the request head had both Content-Length and Transfer-Encoding.
+    pub framing: FramingConflict,
+    /// This connection's place under the connection limits; a tunnel made on it
+    /// holds it until the tunnel ends.
+    pub slot: Arc<ConnSlot>,
+}
+
+/// A short plain-text answer.
+pub fn text(status: StatusCode, msg: &str) -> Response<Body> {
+    let mut resp = Response::new(
+        Full::new(Bytes::from(format!("{msg}\n")))
+            .map_err(|never| match never {})
+            .boxed(),
+    );
+    *resp.status_mut() = status;
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    resp
+}
+
+/// The hyper service function.
+pub async fn handle(
+    req: Request<Incoming>,
+    conn: Arc<ConnInfo>,
+) -> Result<Response<Body>, Infallible> {
+    // The request counts as in flight until hyper drops its response body.
+    let guard = conn.in_flight.start();
+    // Through a trusted proxy, the per-IP limit applies to the client it forwarded
+    // for, per request; a tunnel takes the place along, a plain response holds it.
+    let mut ip_slot = match conn
+        .core
+        .admit_forwarded(peer_ip(&conn.client), req.headers())
+    {
+        Ok(slot) => slot,
+        Err(client) => {
+            info!(%client, proxy = %conn.client, "request refused: per-IP connection limit");
+            return Ok(text(
+                StatusCode::TOO_MANY_REQUESTS,
+                "too many connections from this client",
+            )
+            .map(|b| {
+                Tracked {
+                    inner: b,
+                    _guard: guard,
+                    _ip: None,
+                }
+                .boxed()
+            }));
+        }
+    };
+    let resp = route_request(req, &conn, &mut ip_slot).await;
+    let (parts, inner) = resp.into_parts();
+    let body = Tracked {
+        inner,
+        _guard: guard,
+        _ip: ip_slot,
+    };
+    Ok(Response::from_parts(parts, body.boxed()))
+}
+
+/// A response body that holds its request's in-flight mark until hyper drops it.
+/// (Written out rather than `map_frame` so the size hint, and with it
+/// Content-Length, survives.)
+struct Tracked {
+    inner: Body,
+    _guard: InFlightGuard,
+    _ip: Option<IpSlot>,
+}
+
+impl hyper::body::Body for Tracked {
+    type Data = Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<hyper::body::Frame<Bytes>, hyper::Error>>> {
+        std::pin::Pin::new(&mut self.get_mut().inner).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> hyper::body::SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+async fn route_request(
+    req: Request<Incoming>,
+    conn: &Arc<ConnInfo>,
+    ip_slot: &mut Option<IpSlot>,
+) -> Response<Body> {
+    // hyper keeps Transfer-Encoding and drops Content-Length; the head check saw both.
+    if req.headers().contains_key(header::TRANSFER_ENCODING) && conn.framing.take() {
+        info!(client = %conn.client, "request refused: both Content-Length and Transfer-Encoding");
+        let mut resp = text(
+            StatusCode::BAD_REQUEST,
+            "request has both Content-Length and Transfer-Encoding",
+        );
+        resp.headers_mut()
+            .insert(header::CONNECTION, HeaderValue::from_static("close"));
+        return resp;
+    }
+    let host = req
+        .headers()
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .or_else(|| req.uri().authority().map(|a| a.as_str()))
+        .map(str::to_owned);
+    let path = req.uri().path().to_owned();
+    let Some(route::Matched {
+        name: route,
+        pool: pool_name,
+        limits,
+    }) = conn.core.routes.find(host.as_deref(), &path)
+    else {
+        info!(%path, host = host.as_deref().unwrap_or(""), "no route");
+        return text(StatusCode::NOT_FOUND, "no route for this host and path");
+    };
+    let Some(pool) = conn.core.pools.get(pool_name).cloned() else {
+        return text(StatusCode::INTERNAL_SERVER_ERROR, "route names no pool");
+    };
+    if headers::names_websocket(req.headers()) {
+        upgrade(req, conn, route, limits, &pool, ip_slot).await
+    } else {
+        plain(req, conn, &pool).await
+    }
+}
+
+pub(super) fn path_and_query(req: &Request<Incoming>) -> String {
+    req.uri()
+        .path_and_query()
+        .map_or_else(|| "/".to_string(), |p| p.as_str().to_string())
+}

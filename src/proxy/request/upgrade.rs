@@ -1,0 +1,316 @@
+//! A WebSocket upgrade: check the request, apply the route's Origin allow-list,
+//! connect a backend, forward the handshake with rewritten headers, check its 101,
+//! register the tunnel, and once both sides have handed over their connections,
+//! relay until the end and write the access log line.
+
+use std::sync::Arc;
+use std::time::{Instant, SystemTime};
+
+use bytes::Bytes;
+use http::{header, HeaderValue, Method, Request, Response, StatusCode, Version};
+use http_body_util::{BodyExt, Empty};
+use hyper::body::Incoming;
+use hyper_util::rt::TokioIo;
+use tracing::{info, warn, Span};
+
+use super::connect::{connect_backend, forward_context, hash_key};
+use super::plain::relay_response;
+use super::{path_and_query, text, Body, ConnInfo};
+use crate::config::WsLimits;
+use crate::event::{Event, Handshake, Limit, Refusal};
+use crate::proxy::core::{ConnSlot, Core, IpSlot};
+use crate::proxy::headers;
+use crate::proxy::headtimer::HeadTimer;
+use crate::proxy::pool::{Lease, Pool};
+use crate::proxy::stream::Stream;
+use crate::proxy::tunnel::{self, RelaySettings, TunnelShared};
+
+pub(super) async fn upgrade(
+    mut req: Request<Incoming>,
+    conn: &ConnInfo,
+    route: Arc<str>,
+    limits: &WsLimits,
+    pool: &Pool,
+    ip_slot: &mut Option<IpSlot>,
+) -> Response<Body> {
+    let core = &conn.core;
+    if let Err(rejection) =
+        headers::check_websocket_request(req.method(), req.version(), req.headers())
+    {
+        info!(client = %conn.client, reason = rejection.reason, "bad upgrade request");
+        let mut resp = text(rejection.status, rejection.reason);
+        if rejection.status == StatusCode::UPGRADE_REQUIRED {
+            resp.headers_mut()
+                .insert("sec-websocket-version", HeaderValue::from_static("13"));
+        }
+        return resp;
+    }
+    let id = core.next_id();
+    let path = path_and_query(&req);
+    if core.observed() {
+        core.publish(Event::TunnelOpened {
+            id,
+            at: SystemTime::now(),
+            client: conn.client,
+            listener: conn.listener.clone(),
+            route: route.clone(),
+            path: path.clone(),
+        });
+    }
+    let refuse = |status: StatusCode, reason: String| {
+        warn!(tunnel = id, client = %conn.client, %path, status = status.as_u16(), %reason, "upgrade refused");
+        core.publish(Event::Refused {
+            id,
+            refusal: Refusal {
+                status: status.as_u16(),
+                reason: reason.clone(),
+            },
+        });
+        text(status, &reason)
+    };
+    let origin = req.headers().get(header::ORIGIN);
+    if !limits.origin_allowed(origin.map(|o| o.to_str().unwrap_or("\u{fffd}"))) {
+        // Cross-site WebSocket hijacking: refused before any backend is contacted.
+        core.limit_hit(Limit::Origin);
+        return refuse(StatusCode::FORBIDDEN, Limit::Origin.reason().to_string());
+    }
+    let key = hash_key(pool, &req, conn);
+    let (stream, lease) = match connect_backend(core, pool, key.as_deref()).await {
+        Ok(ok) => ok,
+        Err((status, reason)) => return refuse(status, reason),
+    };
+    let backend = lease.backend().clone();
+    if core.observed() {
+        core.publish(Event::BackendChosen {
+            id,
+            backend: backend.id.clone(),
+        });
+    }
+    let out_headers = headers::backend_request_headers(
+        req.headers(),
+        &forward_context(conn, &backend.addr),
+        &pool.config.host_header,
+        true,
+    );
+    let mut out = Request::new(Empty::<Bytes>::new());
+    *out.method_mut() = Method::GET;
+    *out.version_mut() = Version::HTTP_11;
+    *out.uri_mut() = path
+        .parse()
+        .unwrap_or_else(|_| "/".parse().expect("valid uri"));
+    *out.headers_mut() = out_headers;
+    let request_out = headers::to_headers(out.headers());
+
+    let (mut sender, http_conn) =
+        match hyper::client::conn::http1::handshake(TokioIo::new(stream)).await {
+            Ok(pair) => pair,
+            Err(e) => {
+                return refuse(
+                    StatusCode::BAD_GATEWAY,
+                    format!("backend {}: {e}", backend.id),
+                )
+            }
+        };
+    tokio::spawn(http_conn.with_upgrades());
+    let timeout = core.config.timeouts.backend_response;
+    let mut resp = match tokio::time::timeout(timeout, sender.send_request(out)).await {
+        Ok(Ok(resp)) => resp,
+        Ok(Err(e)) => {
+            let reason = format!("backend {} failed the handshake: {e}", backend.id);
+            backend.record_failure(&reason, Instant::now());
+            return refuse(StatusCode::BAD_GATEWAY, reason);
+        }
+        Err(_) => {
+            let reason = format!("backend {} did not answer within {timeout:?}", backend.id);
+            backend.record_failure(&reason, Instant::now());
+            return refuse(StatusCode::GATEWAY_TIMEOUT, reason);
+        }
+    };
+    if resp.status() != StatusCode::SWITCHING_PROTOCOLS {
+        let status = resp.status();
+        info!(tunnel = id, backend = %backend.id, status = status.as_u16(), "backend declined the upgrade");
+        core.publish(Event::Refused {
+            id,
+            refusal: Refusal {
+                status: status.as_u16(),
+                reason: format!("backend answered {status}"),
+            },
+        });
+        return relay_response(resp);
+    }
+    let client_key = req.headers().get("sec-websocket-key").cloned();
+    let accept_ok = client_key
+        .as_ref()
+        .is_some_and(|k| headers::accept_matches(k, resp.headers().get("sec-websocket-accept")));
+    if !accept_ok {
+        let reason = format!("backend {} sent a wrong Sec-WebSocket-Accept", backend.id);
+        backend.record_failure(&reason, Instant::now());
+        return refuse(StatusCode::BAD_GATEWAY, reason);
+    }
+    let (subprotocol, extensions, deflate) = headers::negotiated(resp.headers());
+    let handshake = Handshake {
+        request_in: headers::to_headers(req.headers()),
+        request_out,
+        response: headers::to_headers(resp.headers()),
+        subprotocol,
+        extensions,
+    };
+    let client_upgrade = hyper::upgrade::on(&mut req);
+    let backend_upgrade = hyper::upgrade::on(&mut resp);
+    let mut answer = Response::new(
+        Empty::<Bytes>::new()
+            .map_err(|never| match never {})
+            .boxed(),
+    );
+    *answer.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
+    *answer.headers_mut() = headers::client_response_headers(resp.status(), resp.headers());
+
+    let shared = Arc::new(TunnelShared::new(
+        id,
+        SystemTime::now(),
+        conn.client,
+        conn.listener.clone(),
+        route,
+        path,
+        backend.id.clone(),
+        handshake,
+        core.config.inspect.ring,
+        core.config.inspect.preview_bytes,
+        if deflate { 0b100 } else { 0 },
+    ));
+    // Listed (and reachable by kill, close and shutdown) before the client has its
+    // 101, and before the handshake event: whoever sees the handshake complete, or
+    // resyncs from a snapshot just after it, finds the tunnel listed.
+    shared.set_message_limits(limits.max_message_bytes, limits.max_message_rate);
+    core.register(shared.clone());
+    if core.observed() {
+        core.publish(Event::Handshake {
+            id,
+            handshake: shared.handshake.clone(),
+        });
+    }
+    // The span is entered only where the tunnel logs, not around every poll of its
+    // relay: entering and leaving a span on each wake-up was 1% of the relay's CPU.
+    let span = tracing::info_span!("tunnel", id, client = %conn.client);
+    tokio::spawn(run_tunnel(
+        core.clone(),
+        shared,
+        lease,
+        (conn.slot.clone(), ip_slot.take()),
+        client_upgrade,
+        backend_upgrade,
+        span,
+    ));
+    answer
+}
+
+/// Waits for both upgrades, relays until the end, reports the ending.
+async fn run_tunnel(
+    core: Arc<Core>,
+    shared: Arc<TunnelShared>,
+    lease: Lease,
+    slots: (Arc<ConnSlot>, Option<IpSlot>),
+    client: hyper::upgrade::OnUpgrade,
+    backend: hyper::upgrade::OnUpgrade,
+    span: Span,
+) {
+    // Both hand-overs are due at once (the 101 is written, the backend's is in
+    // hand); a client that never lets hyper finish writing the 101 is not waited
+    // for past the backend-response time.
+    let wait = core.config.timeouts.backend_response;
+    let Ok(joined) = tokio::time::timeout(wait, async { tokio::join!(client, backend) }).await
+    else {
+        span.in_scope(|| warn!(timeout = ?wait, "upgrade did not complete in time"));
+        core.unregister(shared.id);
+        return;
+    };
+    let (client, backend) = match joined {
+        (Ok(c), Ok(b)) => (c, b),
+        (c, b) => {
+            let err = c
+                .err()
+                .or(b.err())
+                .map(|e| e.to_string())
+                .unwrap_or_default();
+            span.in_scope(|| warn!(error = %err, "upgrade did not complete"));
+            core.unregister(shared.id);
+            return;
+        }
+    };
+    let (Some((client, client_pre)), Some((backend, backend_pre))) =
+        (unwrap_client(client), unwrap_upgraded(backend))
+    else {
+        span.in_scope(|| warn!("upgraded connection of an unexpected type"));
+        core.unregister(shared.id);
+        return;
+    };
+    let id = shared.id;
+    lease.established();
+    let settings = RelaySettings {
+        idle: core.config.timeouts.idle,
+        close_grace: core.config.timeouts.close_grace,
+        strict: core.config.proxy.strict,
+        close_on_backend_loss: core.config.proxy.close_on_backend_loss,
+    };
+    let ending = tunnel::run(
+        &shared,
+        client,
+        client_pre,
+        backend,
+        backend_pre,
+        settings,
+        &core.bus,
+    )
+    .await;
+    core.unregister(id);
+    if let Some(limit) = ending.limit {
+        core.limit_hit(limit);
+    }
+    // Its places under the connection limits are free before its end is published.
+    drop(slots);
+    let stats = shared.stats();
+    let duration = shared.opened.elapsed().unwrap_or_default();
+    let (up, down) = (&stats.client_to_backend, &stats.backend_to_client);
+    let _entered = span.enter();
+    info!(
+        target: "tunnelscope::access",
+        client = %shared.client,
+        listener = %shared.listener,
+        route = %shared.route,
+        backend = %shared.backend,
+        path = %shared.path,
+        subprotocol = shared.handshake.subprotocol.as_deref().unwrap_or("-"),
+        duration_ms = duration.as_millis() as u64,
+        frames_in = up.frames(),
+        bytes_in = up.bytes,
+        frames_out = down.frames(),
+        bytes_out = down.bytes,
+        close_code = ending.code.map_or_else(|| "-".to_string(), |c| c.to_string()),
+        closed_by = %ending.side,
+        error = ending.error.as_deref().unwrap_or("-"),
+        "tunnel closed"
+    );
+    if core.observed() {
+        core.publish(Event::TunnelClosed {
+            id,
+            code: ending.code,
+            reason: ending.reason,
+            side: ending.side,
+            duration,
+            stats,
+        });
+    }
+    drop(lease);
+}
+
+/// The raw stream and any bytes hyper read past the HTTP head.
+fn unwrap_client(up: hyper::upgrade::Upgraded) -> Option<(Stream, Bytes)> {
+    let parts = up.downcast::<TokioIo<HeadTimer<Stream>>>().ok()?;
+    Some((parts.io.into_inner().into_inner(), parts.read_buf))
+}
+
+/// The raw stream and any bytes hyper read past the HTTP head.
+fn unwrap_upgraded(up: hyper::upgrade::Upgraded) -> Option<(Stream, Bytes)> {
+    let parts = up.downcast::<TokioIo<Stream>>().ok()?;
+    Some((parts.io.into_inner(), parts.read_buf))
+}

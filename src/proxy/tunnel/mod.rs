@@ -1,0 +1,173 @@
+//! The tunnel: after the 101, two byte pumps relay everything unchanged between the
+//! client and the backend. Each pump hands what it forwards to a frame [`Scanner`](super::frame::Scanner)
+//! (counting only; frames are never decoded or re-encoded). Buffers are borrowed from
+//! [`bufpool`] only while bytes are in flight, so an idle tunnel holds none.
+//!
+//! Closing on purpose (kill, close command, idle timeout, shutdown) stops each
+//! direction exactly at a frame boundary, sends the client an unmasked Close frame
+//! and the backend a masked one, gives both a short grace to answer, then tears down.
+//!
+//! - `relay`: the two directions, their buffers and the frame scanning.
+//! - `close`: closing on purpose, and the Close frames each side is owed.
+//! - `shared`: what the rest of the proxy sees of a running tunnel.
+
+mod close;
+mod relay;
+mod shared;
+
+use std::io;
+use std::time::{Duration, Instant, SystemTime};
+
+use bytes::Bytes;
+use tokio::sync::broadcast;
+
+use self::close::{close_on_purpose, BACKEND_GONE};
+use self::relay::{Ctx, Half, Mode, Relay, Stop};
+pub use self::shared::{CloseRequest, TunnelShared};
+use super::stream::Stream;
+use crate::event::{Dir, Event, Limit, Side};
+use crate::sync::lock;
+
+/// Settings the relay needs.
+#[derive(Debug, Clone, Copy)]
+pub struct RelaySettings {
+    /// Silence in both directions before the tunnel is closed; zero means never.
+    pub idle: Duration,
+    pub close_grace: Duration,
+    pub strict: bool,
+    /// Give the client a Close 1011 when its backend vanishes without one.
+    pub close_on_backend_loss: bool,
+}
+
+/// How a tunnel ended.
+#[derive(Debug, Clone)]
+pub struct Ending {
+    pub side: Side,
+    pub code: Option<u16>,
+    pub reason: String,
+    /// An I/O error that ended it, if any.
+    pub error: Option<String>,
+    /// The limit that ended it, if one did.
+    pub limit: Option<Limit>,
+}
+
+/// Relays until the tunnel ends; returns how it ended.
+pub async fn run(
+    shared: &TunnelShared,
+    client: Stream,
+    client_pre: Bytes,
+    backend: Stream,
+    backend_pre: Bytes,
+    settings: RelaySettings,
+    bus: &broadcast::Sender<Event>,
+) -> Ending {
+    let mut relay = Relay {
+        client,
+        backend,
+        up: Half::new(Dir::ClientToBackend, client_pre),
+        down: Half::new(Dir::BackendToClient, backend_pre),
+    };
+    let started = Instant::now();
+    let mut ctx = Ctx {
+        shared,
+        bus,
+        strict: settings.strict,
+        last_active: started,
+        anchor: (started, SystemTime::now()),
+        first_close: None,
+        backend_error: None,
+        policy: None,
+        close_on_backend_loss: settings.close_on_backend_loss,
+    };
+    let idle = settings.idle;
+    let mut idle_deadline = tokio::time::Instant::now() + idle;
+    let mut gone = false;
+    let (code, reason, by) = loop {
+        tokio::select! {
+            res = relay.run(Mode::Relay, &mut ctx) => match res {
+                Ok(Stop::Policy) => {
+                    let policy = ctx.policy.expect("a policy stop records why");
+                    let (to_client, to_backend) = policy.closes();
+                    let deadline = tokio::time::Instant::now() + settings.close_grace;
+                    close_on_purpose(&mut relay, &mut ctx, deadline, to_client, to_backend).await;
+                    let (code, reason) = match policy.dir {
+                        Dir::ClientToBackend => to_client,
+                        Dir::BackendToClient => to_backend,
+                    };
+                    return Ending {
+                        side: Side::Proxy,
+                        code: Some(code),
+                        reason: reason.to_string(),
+                        error: None,
+                        limit: policy.limit,
+                    };
+                }
+                Err(e) if ctx.first_close == Some(Side::Backend)
+                    && relay.down.backend_gone(Mode::Relay, &ctx) =>
+                {
+                    // Writing to the backend failed first: it is gone all the same.
+                    ctx.backend_error = Some(e);
+                    relay.down.eof = true;
+                    relay.down.stopped = true;
+                    gone = true;
+                    break (BACKEND_GONE.0, BACKEND_GONE.1.to_string(), None);
+                }
+                Ok(Stop::BackendGone) => {
+                    gone = true;
+                    break (BACKEND_GONE.0, BACKEND_GONE.1.to_string(), None);
+                }
+                Ok(_) => return natural_ending(shared, &ctx, None),
+                Err(e) => return natural_ending(shared, &ctx, Some(e)),
+            },
+            _ = shared.wake.notified() => {
+                if let Some(req) = lock(&shared.close).take() {
+                    break (req.code, req.reason, req.by);
+                }
+            }
+            _ = tokio::time::sleep_until(idle_deadline), if !idle.is_zero() => {
+                let quiet = ctx.last_active.elapsed();
+                if quiet >= idle {
+                    break (1001, "idle timeout".to_string(), None);
+                }
+                idle_deadline = tokio::time::Instant::now() + (idle - quiet);
+            }
+        }
+    };
+    let mut deadline = tokio::time::Instant::now() + settings.close_grace;
+    if let Some(by) = by {
+        deadline = deadline.min(by.into());
+    }
+    let close = (code, reason.as_str());
+    close_on_purpose(&mut relay, &mut ctx, deadline, close, close).await;
+    Ending {
+        // A vanished backend ended it; the code is the Close the client was given.
+        side: if gone { Side::Backend } else { Side::Proxy },
+        code: Some(code),
+        reason,
+        error: ctx.backend_error.map(|e| e.to_string()),
+        limit: None,
+    }
+}
+
+fn closed_both_ways(shared: &TunnelShared) -> bool {
+    lock(&shared.c2b).stats().close.is_some() && lock(&shared.b2c).stats().close.is_some()
+}
+
+fn natural_ending(shared: &TunnelShared, ctx: &Ctx<'_>, error: Option<io::Error>) -> Ending {
+    let side = ctx.first_close.unwrap_or(Side::Client);
+    let dir = match side {
+        Side::Backend => Dir::BackendToClient,
+        _ => Dir::ClientToBackend,
+    };
+    let close = lock(shared.scanner(dir)).stats().close.clone();
+    Ending {
+        side,
+        code: close.as_ref().and_then(|c| c.code),
+        reason: close.map(|c| c.reason).unwrap_or_default(),
+        error: error.map(|e| e.to_string()),
+        limit: None,
+    }
+}
+
+#[cfg(test)]
+mod tests;
