@@ -11,8 +11,9 @@ use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
 use tracing::{debug, warn, Instrument};
 
-use super::core::{ConnSlot, Core};
+use super::admission::ConnSlot;
 use super::headtimer::{FramingConflict, HeadTimer, InFlight};
+use super::registry::Registry;
 use super::request::{handle, ConnInfo};
 use super::stream::Stream;
 
@@ -27,12 +28,12 @@ pub struct Bound {
 }
 
 /// Accepts until shutdown.
-pub async fn serve(core: Arc<Core>, bound: Bound) {
+pub async fn serve(core: Arc<Registry>, bound: Bound) {
     let mut shutdown = core.shutdown_signal();
     let mut accept_errors = crate::throttle::Throttle::new(Duration::from_secs(1));
     loop {
         let (tcp, peer) = tokio::select! {
-            _ = super::core::shutdown_begun(&mut shutdown) => break,
+            _ = super::registry::shutdown_begun(&mut shutdown) => break,
             res = bound.listener.accept() => match res {
                 Ok(pair) => pair,
                 Err(e) => {
@@ -46,7 +47,7 @@ pub async fn serve(core: Arc<Core>, bound: Bound) {
                 }
             },
         };
-        let Some(slot) = core.admit(super::core::peer_ip(&peer)) else {
+        let Some(slot) = core.admit(super::registry::peer_ip(&peer)) else {
             debug!(%peer, "connection limit reached; closing");
             drop(tcp);
             continue;
@@ -63,7 +64,7 @@ pub async fn serve(core: Arc<Core>, bound: Bound) {
 }
 
 async fn serve_conn(
-    core: Arc<Core>,
+    core: Arc<Registry>,
     listener: Arc<str>,
     tls: Option<TlsAcceptor>,
     tcp: tokio::net::TcpStream,
@@ -126,7 +127,7 @@ async fn serve_conn(
     let mut shutdown = core.shutdown_signal();
     let res = tokio::select! {
         res = conn.as_mut() => res,
-        _ = super::core::shutdown_begun(&mut shutdown) => {
+        _ = super::registry::shutdown_begun(&mut shutdown) => {
             conn.as_mut().graceful_shutdown();
             conn.await
         }

@@ -5,13 +5,15 @@
 //! waits for an observer: events go on a bounded broadcast channel, and a slow
 //! subscriber lags and resyncs from [`ProxyHandle::snapshot`].
 
+pub mod admission;
 pub mod bufpool;
-pub mod core;
+pub mod commands;
 pub mod frame;
 pub mod headers;
 pub mod headtimer;
 pub mod listener;
 pub mod pool;
+pub mod registry;
 pub mod request;
 pub mod shard;
 pub mod stream;
@@ -30,7 +32,7 @@ use crate::config::Config;
 use crate::control::{Command, ControlHandle};
 use crate::event::{Counters, Event, ListenerInfo, Snapshot};
 
-use self::core::Core;
+use self::registry::Registry;
 use self::upstream::UpstreamTls;
 
 /// The proxy could not start.
@@ -58,7 +60,7 @@ pub enum StartError {
 
 /// A running proxy.
 pub struct ProxyHandle {
-    core: Arc<Core>,
+    core: Arc<Registry>,
     control: ControlHandle,
     addrs: Vec<SocketAddr>,
     task: JoinHandle<()>,
@@ -112,7 +114,7 @@ impl ProxyHandle {
     /// the dashboard, a `Shutdown` command from the admin API).
     pub async fn stopping(&self) {
         let mut rx = self.core.shutdown_signal();
-        core::shutdown_begun(&mut rx).await;
+        registry::shutdown_begun(&mut rx).await;
     }
 
     /// The bound addresses, in listener order (useful with port 0).
@@ -185,13 +187,13 @@ pub async fn start(config: Config) -> Result<ProxyHandle, StartError> {
     }
     let (bus, _) = broadcast::channel(config.inspect.event_capacity);
     let addrs = infos.iter().map(|i| i.addr).collect();
-    let core = Arc::new(Core::new(config, bus, upstream_tls, infos));
+    let core = Arc::new(Registry::new(config, bus, upstream_tls, infos));
     let shards = shard::Shards::start(&core, per_shard).map_err(StartError::Threads)?;
     let (tx, rx) = mpsc::channel(256);
     let task = tokio::spawn({
         let core = core.clone();
         async move {
-            core::run(core, rx).await;
+            commands::run(core, rx).await;
             shards.stop().await;
         }
     });

@@ -15,8 +15,8 @@ use std::sync::Arc;
 use socket2::{Domain, Protocol, Socket, Type};
 use tokio::sync::{oneshot, watch};
 
-use super::core::Core;
 use super::listener::{self, Bound};
+use super::registry::Registry;
 
 /// Connections a listening socket queues before they are accepted (as tokio's
 /// `TcpListener::bind`).
@@ -84,7 +84,7 @@ pub struct Shards {
 
 impl Shards {
     /// Starts one thread per entry of `listeners`, each serving its sockets.
-    pub fn start(core: &Arc<Core>, listeners: Vec<ShardListeners>) -> io::Result<Shards> {
+    pub fn start(core: &Arc<Registry>, listeners: Vec<ShardListeners>) -> io::Result<Shards> {
         let (stop, _) = watch::channel(false);
         let mut done = Vec::new();
         for (i, mine) in listeners.into_iter().enumerate() {

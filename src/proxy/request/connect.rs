@@ -10,16 +10,16 @@ use tracing::warn;
 
 use super::ConnInfo;
 use crate::config::Balance;
-use crate::proxy::core::{peer_ip, Core};
 use crate::proxy::headers::{self, ForwardContext};
 use crate::proxy::pool::{Lease, Pool};
+use crate::proxy::registry::{peer_ip, Registry};
 use crate::proxy::stream::Stream;
 use crate::proxy::upstream;
 
 /// Picks and connects a backend, retrying others on connect failure. On failure
 /// returns the answer for the client and why.
 pub(super) async fn connect_backend(
-    core: &Core,
+    core: &Registry,
     pool: &Pool,
     key: Option<&str>,
 ) -> Result<(Stream, Lease), (StatusCode, String)> {

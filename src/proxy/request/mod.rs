@@ -25,16 +25,17 @@ use tracing::info;
 
 use self::plain::plain;
 use self::upgrade::upgrade;
-use super::core::{peer_ip, ConnSlot, Core, IpSlot};
+use super::admission::{ConnSlot, IpSlot};
 use super::headers;
 use super::headtimer::{FramingConflict, InFlight, InFlightGuard};
+use super::registry::{peer_ip, Registry};
 
 /// Response bodies: the backend's streamed body or our own short text.
 pub type Body = BoxBody<Bytes, hyper::Error>;
 
 /// What a connection task knows about its client.
 pub struct ConnInfo {
-    pub core: Arc<Core>,
+    pub core: Arc<Registry>,
     pub listener: Arc<str>,
     pub client: SocketAddr,
     pub is_tls: bool,

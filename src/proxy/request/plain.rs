@@ -13,9 +13,9 @@ use super::connect::{connect_backend, forward_context, hash_key};
 use super::fault::{Blame, ClientBody, ClientFault, Waited};
 use super::{path_and_query, text, Body, ConnInfo};
 use crate::event::Event;
-use crate::proxy::core::Core;
 use crate::proxy::headers;
 use crate::proxy::pool::Pool;
+use crate::proxy::registry::Registry;
 
 /// A backend response passed back unchanged but for hop-by-hop headers.
 pub(super) fn relay_response(resp: Response<Incoming>) -> Response<Body> {
@@ -111,7 +111,7 @@ pub(super) async fn plain(req: Request<Incoming>, conn: &ConnInfo, pool: &Pool) 
 }
 
 fn publish_request(
-    core: &Core,
+    core: &Registry,
     conn: &ConnInfo,
     method: &str,
     path: &str,

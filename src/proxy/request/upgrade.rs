@@ -18,10 +18,11 @@ use super::plain::relay_response;
 use super::{path_and_query, text, Body, ConnInfo};
 use crate::config::WsLimits;
 use crate::event::{Event, Handshake, Limit, Refusal};
-use crate::proxy::core::{ConnSlot, Core, IpSlot};
+use crate::proxy::admission::{ConnSlot, IpSlot};
 use crate::proxy::headers;
 use crate::proxy::headtimer::HeadTimer;
 use crate::proxy::pool::{Lease, Pool};
+use crate::proxy::registry::Registry;
 use crate::proxy::stream::Stream;
 use crate::proxy::tunnel::{self, RelaySettings, TunnelShared};
 
@@ -206,7 +207,7 @@ pub(super) async fn upgrade(
 
 /// Waits for both upgrades, relays until the end, reports the ending.
 async fn run_tunnel(
-    core: Arc<Core>,
+    core: Arc<Registry>,
     shared: Arc<TunnelShared>,
     lease: Lease,
     slots: (Arc<ConnSlot>, Option<IpSlot>),

@@ -1,0 +1,253 @@
+//! The registry of everything live in a running proxy, shared by every connection
+//! task: the config, routes and pools, the live tunnels (by id) and connections
+//! (by their slots, see `admission`), the exact counters, the event bus, and the
+//! shutdown signal. Read-mostly; the few mutable parts are atomics or std mutexes
+//! held for a few instructions, never across an await. Admin state changes only in
+//! the command loop (`commands`).
+
+use crate::sync::lock;
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::SystemTime;
+
+use tokio::sync::{broadcast, watch, Notify, Semaphore};
+
+use super::pool::Pools;
+use super::request::route::Routes;
+use super::tunnel::TunnelShared;
+use super::upstream::UpstreamTls;
+use crate::config::Config;
+use crate::control::CLOSE_GOING_AWAY;
+use crate::event::{Counters, Dir, Event, Flow, Limit, ListenerInfo, Snapshot, TunnelId};
+
+/// Everything connection tasks share. Read-mostly; the few mutable parts are
+/// atomics or std mutexes held for a few instructions, never across an await.
+pub struct Registry {
+    pub config: Arc<Config>,
+    pub routes: Routes,
+    pub pools: Pools,
+    pub bus: broadcast::Sender<Event>,
+    pub upstream_tls: HashMap<String, UpstreamTls>,
+    pub listeners: Vec<ListenerInfo>,
+    pub started: SystemTime,
+    pub(super) tunnels: Mutex<HashMap<TunnelId, Arc<TunnelShared>>>,
+    pub(super) tunnels_empty: Notify,
+    pub(super) next_id: AtomicU64,
+    pub(super) total_tunnels: AtomicU64,
+    pub(super) shutdown: watch::Sender<bool>,
+    /// When shutdown's closes must be over (set once shutdown begins).
+    pub(super) closes_by: std::sync::OnceLock<std::time::Instant>,
+    pub(super) conn_limit: Option<Arc<Semaphore>>,
+    pub(super) per_ip: Mutex<HashMap<IpAddr, usize>>,
+    /// Client connections open (a tunnel keeps its connection's slot), and a
+    /// notice when the last one ends: shutdown waits for requests in flight too.
+    pub(super) open_slots: AtomicUsize,
+    pub(super) slots_empty: Notify,
+    /// Frames, messages and bytes of closed tunnels, per direction: added when a
+    /// tunnel leaves the registry, under its lock, so live plus closed is exact.
+    pub(super) closed: [[AtomicU64; 3]; 2],
+    /// Handshakes and tunnels stopped by a WebSocket limit, by [`Limit`].
+    pub(super) limit_hits: [AtomicU64; 3],
+}
+
+impl Registry {
+    pub fn new(
+        config: Arc<Config>,
+        bus: broadcast::Sender<Event>,
+        upstream_tls: HashMap<String, UpstreamTls>,
+        listeners: Vec<ListenerInfo>,
+    ) -> Registry {
+        let max = config.limits.max_connections;
+        let routes = Routes::new(&config);
+        Registry {
+            routes,
+            pools: Pools::new(&config.pools, bus.clone()),
+            config,
+            bus,
+            upstream_tls,
+            listeners,
+            started: SystemTime::now(),
+            tunnels: Mutex::new(HashMap::new()),
+            tunnels_empty: Notify::new(),
+            next_id: AtomicU64::new(1),
+            total_tunnels: AtomicU64::new(0),
+            shutdown: watch::channel(false).0,
+            closes_by: std::sync::OnceLock::new(),
+            conn_limit: (max > 0).then(|| Arc::new(Semaphore::new(max))),
+            per_ip: Mutex::new(HashMap::new()),
+            open_slots: AtomicUsize::new(0),
+            slots_empty: Notify::new(),
+            closed: Default::default(),
+            limit_hits: Default::default(),
+        }
+    }
+
+    /// Publishes an event; having no subscriber is normal.
+    pub fn publish(&self, event: Event) {
+        let _ = self.bus.send(event);
+    }
+
+    /// Whether anyone listens. Per-tunnel events are built only if so: headless
+    /// without the admin API, nobody would ever see them.
+    pub fn observed(&self) -> bool {
+        self.bus.receiver_count() > 0
+    }
+
+    /// Counts a handshake or tunnel stopped by a WebSocket limit.
+    pub fn limit_hit(&self, limit: Limit) {
+        self.limit_hits[limit as usize].fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn next_id(&self) -> TunnelId {
+        self.next_id.fetch_add(1, Ordering::Relaxed)
+    }
+
+    pub fn register(&self, tunnel: Arc<TunnelShared>) {
+        self.total_tunnels.fetch_add(1, Ordering::Relaxed);
+        lock(&self.tunnels).insert(tunnel.id, tunnel.clone());
+        if self.is_shutting_down() {
+            tunnel.request_close_by(
+                CLOSE_GOING_AWAY,
+                "going away",
+                self.closes_by.get().copied(),
+            );
+        } else if let Some((code, reason)) =
+            self.pools.backend(&tunnel.backend).and_then(|b| b.killed())
+        {
+            // Picked before a kill, upgraded after it: it must not outlive the kill.
+            tunnel.request_close(code, &reason);
+        }
+    }
+
+    pub fn unregister(&self, id: TunnelId) {
+        let mut map = lock(&self.tunnels);
+        if let Some(t) = map.remove(&id) {
+            for (i, dir) in [Dir::ClientToBackend, Dir::BackendToClient]
+                .into_iter()
+                .enumerate()
+            {
+                let f = t.flow(dir);
+                for (slot, n) in self.closed[i].iter().zip([f.frames, f.messages, f.bytes]) {
+                    slot.fetch_add(n, Ordering::Relaxed);
+                }
+            }
+        }
+        if map.is_empty() {
+            self.tunnels_empty.notify_waiters();
+        }
+    }
+
+    pub(super) fn tunnels(&self) -> Vec<Arc<TunnelShared>> {
+        lock(&self.tunnels).values().cloned().collect()
+    }
+
+    pub fn shutdown_signal(&self) -> watch::Receiver<bool> {
+        self.shutdown.subscribe()
+    }
+
+    pub fn is_shutting_down(&self) -> bool {
+        *self.shutdown.borrow()
+    }
+
+    /// Exact counters, without copying any tunnel's samples. Live tunnels are summed
+    /// and closed ones read under the registry lock, so no tunnel is counted twice
+    /// or missed while it leaves.
+    pub fn counters(&self) -> Counters {
+        let mut flows = [Flow::default(); 2];
+        let active = {
+            let map = lock(&self.tunnels);
+            for t in map.values() {
+                for (i, dir) in [Dir::ClientToBackend, Dir::BackendToClient]
+                    .into_iter()
+                    .enumerate()
+                {
+                    let f = t.flow(dir);
+                    flows[i].frames += f.frames;
+                    flows[i].messages += f.messages;
+                    flows[i].bytes += f.bytes;
+                }
+            }
+            for (flow, closed) in flows.iter_mut().zip(&self.closed) {
+                flow.frames += closed[0].load(Ordering::Relaxed);
+                flow.messages += closed[1].load(Ordering::Relaxed);
+                flow.bytes += closed[2].load(Ordering::Relaxed);
+            }
+            map.len() as u64
+        };
+        Counters {
+            started: Some(self.started),
+            backends: self.pools.infos(),
+            tunnels_active: active,
+            tunnels_total: self.total_tunnels.load(Ordering::Relaxed),
+            client_to_backend: flows[0],
+            backend_to_client: flows[1],
+            limit_hits: Limit::ALL.map(|l| self.limit_hits[l as usize].load(Ordering::Relaxed)),
+        }
+    }
+
+    pub fn snapshot(&self) -> Snapshot {
+        let mut tunnels: Vec<_> = self.tunnels().iter().map(|t| t.info()).collect();
+        tunnels.sort_by_key(|t| t.id);
+        Snapshot {
+            listeners: self.listeners.clone(),
+            backends: self.pools.infos(),
+            tunnels,
+            total_tunnels: self.total_tunnels.load(Ordering::Relaxed),
+            started: Some(self.started),
+        }
+    }
+
+    /// Stops accepting and asks every tunnel to close with 1001, within the
+    /// shutdown grace.
+    pub fn begin_shutdown(&self) {
+        let grace = self.config.timeouts.shutdown_grace;
+        // The closes end a little before the grace does, so each tunnel is closed
+        // and logged by the proxy rather than dropped with its event loop.
+        let margin = (grace / 10).min(std::time::Duration::from_millis(250));
+        let by = *self
+            .closes_by
+            .get_or_init(|| std::time::Instant::now() + grace - margin);
+        if self.shutdown.send_replace(true) {
+            return;
+        }
+        let tunnels = self.tunnels();
+        tracing::info!(tunnels = tunnels.len(), "shutting down");
+        for t in tunnels {
+            t.request_close_by(CLOSE_GOING_AWAY, "going away", Some(by));
+        }
+    }
+
+    /// Waits until no client connection is left: no request in flight, no tunnel.
+    pub async fn connections_gone(&self) {
+        loop {
+            let notified = self.slots_empty.notified();
+            if self.open_slots.load(Ordering::Acquire) == 0 {
+                return;
+            }
+            notified.await;
+        }
+    }
+
+    /// Waits until no tunnel is left.
+    pub async fn tunnels_gone(&self) {
+        loop {
+            let notified = self.tunnels_empty.notified();
+            if lock(&self.tunnels).is_empty() {
+                return;
+            }
+            notified.await;
+        }
+    }
+}
+
+/// The address a client connection came from, as the access log shows it.
+pub fn peer_ip(addr: &SocketAddr) -> IpAddr {
+    addr.ip().to_canonical()
+}
+
+/// Resolves once shutdown has begun (without holding the watch guard across awaits).
+pub async fn shutdown_begun(rx: &mut watch::Receiver<bool>) {
+    let _ = rx.wait_for(|s| *s).await;
+}
