@@ -164,7 +164,7 @@ async fn route_request(
         info!(%path, host = host.as_deref().unwrap_or(""), "no route");
         return text(StatusCode::NOT_FOUND, "no route for this host and path");
     };
-    let Some(pool) = conn.core.pools.get(pool_name).cloned() else {
+    let Some(pool) = conn.core.pools.get(pool_name) else {
         return text(StatusCode::INTERNAL_SERVER_ERROR, "route names no pool");
     };
     if headers::names_websocket(req.headers()) {

@@ -1,302 +1,17 @@
-//! Backend pools: admin state, passive health, tunnel counters and the balancing
-//! algorithms.
-//!
-//! No I/O happens here: the caller picks a backend, connects to it itself, and
-//! reports back with [`Backend::record_success`] or [`Backend::record_failure`]. The
-//! module is synchronous and read-mostly: per-backend counters are atomics and the rest
-//! of a backend's state sits behind a short std `Mutex` that is never held across an
-//! `.await` (nothing here awaits).
-//!
-//! Two separate notions decide whether a backend takes new tunnels:
-//!
-//! - its *admin state* ([`AdminState`]), which only operators change (drain, disable),
-//! - its *health* ([`Health`]), which only passive checks change (failed connects),
-//!
-//! so that, for instance, a backend coming back up does not undo an operator's drain.
-//! Every change of a backend's state or counters is published as
-//! [`Event::BackendState`] so observers stay exact without polling.
+//! One backend: what operators chose (admin state), what passive checks found
+//! (health; kept apart, so a backend coming back up does not undo a drain), its
+//! tunnel counters, and the lease a tunnel holds on it. Every change is published
+//! as a versioned `BackendState` event.
 
 use crate::sync::lock;
-use std::cmp::Ordering as CmpOrdering;
-use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use tokio::sync::broadcast;
 
-use crate::config::{self, Balance};
+use crate::config;
 use crate::event::{AdminState, BackendId, BackendInfo, Event, Health};
-
-/// All named pools of the configuration.
-#[derive(Debug)]
-pub struct Pools {
-    pools: BTreeMap<String, Arc<Pool>>,
-}
-
-impl Pools {
-    /// Builds every pool of `config`; state changes are published on `events`.
-    pub fn new(config: &BTreeMap<String, config::Pool>, events: broadcast::Sender<Event>) -> Self {
-        let pools = config
-            .iter()
-            .map(|(name, cfg)| {
-                let pool = Pool::new(name, cfg.clone(), events.clone());
-                (name.clone(), Arc::new(pool))
-            })
-            .collect();
-        Self { pools }
-    }
-
-    /// The pool called `name`.
-    pub fn get(&self, name: &str) -> Option<&Arc<Pool>> {
-        self.pools.get(name)
-    }
-
-    /// All pools, in name order.
-    pub fn pools(&self) -> impl Iterator<Item = &Arc<Pool>> {
-        self.pools.values()
-    }
-
-    /// The backend named by `id` (its pool, then its address).
-    pub fn backend(&self, id: &BackendId) -> Option<&Arc<Backend>> {
-        let pool = self.pools.get(&*id.pool)?;
-        pool.backends.iter().find(|b| b.id == *id)
-    }
-
-    /// Every backend, in pool name order and then in server order.
-    pub fn backends(&self) -> impl Iterator<Item = &Arc<Backend>> {
-        self.pools.values().flat_map(|p| p.backends.iter())
-    }
-
-    /// The state of every backend, in the order of [`Pools::backends`].
-    pub fn infos(&self) -> Vec<BackendInfo> {
-        self.backends().map(|b| b.info()).collect()
-    }
-}
-
-/// One pool: its servers and the algorithm that spreads tunnels over them.
-#[derive(Debug)]
-pub struct Pool {
-    pub name: String,
-    /// The pool's configuration as loaded (tls, ca, server_name, host_header, tries...).
-    pub config: config::Pool,
-    backends: Vec<Arc<Backend>>,
-    balancer: Balancer,
-}
-
-impl Pool {
-    /// Builds the pool `name` from its configuration.
-    pub fn new(name: &str, config: config::Pool, events: broadcast::Sender<Event>) -> Self {
-        let backends: Vec<Arc<Backend>> = config
-            .servers
-            .iter()
-            .map(|server| Arc::new(Backend::new(name, server, &config, events.clone())))
-            .collect();
-        let balancer = Balancer::new(config.balance, backends.len());
-        Self {
-            name: name.to_string(),
-            config,
-            backends,
-            balancer,
-        }
-    }
-
-    /// The pool's backends in configuration order.
-    pub fn backends(&self) -> &[Arc<Backend>] {
-        &self.backends
-    }
-
-    /// Picks an eligible backend, skipping `exclude` (those already tried for this
-    /// request). Primaries first; `backup` servers only when no primary is eligible.
-    /// `key` is the hash input for ip_hash (client IP as text) and hash (the
-    /// header/cookie/query value); when balance is hash/ip_hash and key is None, falls
-    /// back to round robin.
-    pub fn pick(&self, key: Option<&str>, exclude: &[BackendId]) -> Option<Arc<Backend>> {
-        self.pick_at(key, exclude, Instant::now())
-    }
-
-    /// [`Pool::pick`] at a given instant (tests inject time instead of sleeping).
-    pub fn pick_at(
-        &self,
-        key: Option<&str>,
-        exclude: &[BackendId],
-        now: Instant,
-    ) -> Option<Arc<Backend>> {
-        // Down backends whose trial a concurrent pick took between our eligibility
-        // check and our claim; they are skipped on the retry.
-        let mut lost = Vec::new();
-        'retry: loop {
-            for backup in [false, true] {
-                let candidates: Vec<Candidate<'_>> = self
-                    .backends
-                    .iter()
-                    .enumerate()
-                    .filter(|(i, b)| {
-                        b.backup == backup
-                            && !lost.contains(i)
-                            && !exclude.contains(&b.id)
-                            && b.eligible(now)
-                    })
-                    .map(|(index, backend)| Candidate { index, backend })
-                    .collect();
-                let Some(chosen) = self.balancer.choose(&candidates, key) else {
-                    continue;
-                };
-                let chosen = &candidates[chosen];
-                if chosen.backend.claim(now) {
-                    return Some(Arc::clone(chosen.backend));
-                }
-                lost.push(chosen.index);
-                continue 'retry;
-            }
-            return None;
-        }
-    }
-}
-
-/// A backend eligible for the pick at hand, with its position in the pool (which
-/// keys the round-robin state).
-struct Candidate<'a> {
-    index: usize,
-    backend: &'a Arc<Backend>,
-}
-
-/// A selection algorithm with its state. `choose` only ever sees eligible candidates
-/// of one tier (primaries or backups), so each algorithm is plain arithmetic.
-#[derive(Debug)]
-enum Balancer {
-    /// Rotating counter that breaks ties between equally loaded backends.
-    LeastConn { turn: AtomicUsize },
-    /// Current weights of smooth weighted round robin, by backend index.
-    RoundRobin { current: Mutex<Vec<i64>> },
-    /// Rendezvous hashing (ip_hash and hash); round robin state for keyless picks.
-    Hash { fallback: Mutex<Vec<i64>> },
-}
-
-impl Balancer {
-    fn new(balance: Balance, backends: usize) -> Self {
-        match balance {
-            Balance::LeastConn => Balancer::LeastConn {
-                turn: AtomicUsize::new(0),
-            },
-            Balance::RoundRobin => Balancer::RoundRobin {
-                current: Mutex::new(vec![0; backends]),
-            },
-            Balance::IpHash | Balance::Hash => Balancer::Hash {
-                fallback: Mutex::new(vec![0; backends]),
-            },
-        }
-    }
-
-    /// The position in `candidates` of the chosen one; None when there is none.
-    fn choose(&self, candidates: &[Candidate<'_>], key: Option<&str>) -> Option<usize> {
-        if candidates.is_empty() {
-            return None;
-        }
-        Some(match (self, key) {
-            (Balancer::LeastConn { turn }, _) => {
-                least_conn(candidates, turn.fetch_add(1, Ordering::Relaxed))
-            }
-            (Balancer::RoundRobin { current }, _)
-            | (Balancer::Hash { fallback: current }, None) => {
-                smooth_wrr(&mut lock(current), candidates)
-            }
-            (Balancer::Hash { .. }, Some(key)) => rendezvous(key, candidates),
-        })
-    }
-}
-
-/// Fewest active tunnels per unit of weight; ties go round robin by `turn` so equal
-/// backends share evenly even when tunnels are short.
-fn least_conn(candidates: &[Candidate<'_>], turn: usize) -> usize {
-    // Read each counter once: they move under our feet.
-    let loads: Vec<(u64, u32)> = candidates
-        .iter()
-        .map(|c| (c.backend.active(), c.backend.weight))
-        .collect();
-    // active_a / weight_a < active_b / weight_b, cross-multiplied to stay in integers
-    // (u128 cannot overflow: u64 * u32).
-    let cmp = |(aa, wa): (u64, u32), (ab, wb): (u64, u32)| {
-        (u128::from(aa) * u128::from(wb)).cmp(&(u128::from(ab) * u128::from(wa)))
-    };
-    let mut best: Vec<usize> = vec![0];
-    for (i, &load) in loads.iter().enumerate().skip(1) {
-        match cmp(load, loads[best[0]]) {
-            CmpOrdering::Less => {
-                best.clear();
-                best.push(i);
-            }
-            CmpOrdering::Equal => best.push(i),
-            CmpOrdering::Greater => {}
-        }
-    }
-    best[turn % best.len()]
-}
-
-/// nginx's smooth weighted round robin: every candidate's current weight grows by its
-/// weight, the largest wins (the first on ties) and pays back the total. Over a cycle
-/// each backend gets exactly its share, interleaved rather than in bursts.
-fn smooth_wrr(current: &mut [i64], candidates: &[Candidate<'_>]) -> usize {
-    let mut total = 0i64;
-    let mut best = 0;
-    for (i, c) in candidates.iter().enumerate() {
-        let weight = i64::from(c.backend.weight);
-        current[c.index] += weight;
-        total += weight;
-        if current[c.index] > current[candidates[best].index] {
-            best = i;
-        }
-    }
-    current[candidates[best].index] -= total;
-    best
-}
-
-/// Weighted rendezvous (highest random weight) hashing: each candidate scores the key
-/// independently, so removing one only moves the keys it held.
-fn rendezvous(key: &str, candidates: &[Candidate<'_>]) -> usize {
-    let mut best = 0;
-    let mut best_score = f64::NEG_INFINITY;
-    for (i, c) in candidates.iter().enumerate() {
-        let score = rendezvous_score(key, &c.backend.addr, c.backend.weight);
-        if score > best_score {
-            best = i;
-            best_score = score;
-        }
-    }
-    best
-}
-
-/// `weight / -ln(u)` with `u` uniform in (0, 1) from a stable hash of key and address:
-/// the maximum over backends lands on each with probability proportional to its
-/// weight (the logarithmic method of weighted rendezvous hashing).
-fn rendezvous_score(key: &str, addr: &str, weight: u32) -> f64 {
-    // 0xff never occurs in UTF-8, so ("ab", "c") and ("a", "bc") hash differently.
-    let h = fmix64(fnv1a64(&[key.as_bytes(), &[0xff], addr.as_bytes()]));
-    // The top 52 bits, centred: exactly representable and never 0 or 1.
-    let u = ((h >> 12) as f64 + 0.5) / (1u64 << 52) as f64;
-    f64::from(weight) / -u.ln()
-}
-
-/// FNV-1a, 64 bits, over the concatenation of `parts`. Chosen over std's hasher
-/// because keys must map to the same backend across process restarts.
-fn fnv1a64(parts: &[&[u8]]) -> u64 {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for byte in parts.iter().flat_map(|p| p.iter()) {
-        h ^= u64::from(*byte);
-        h = h.wrapping_mul(0x0000_0100_0000_01b3);
-    }
-    h
-}
-
-/// MurmurHash3's finaliser: FNV's high bits barely change between similar keys
-/// ("10.0.0.1" vs "10.0.0.2"); this spreads every input bit over the whole word.
-fn fmix64(mut h: u64) -> u64 {
-    h ^= h >> 33;
-    h = h.wrapping_mul(0xff51_afd7_ed55_8ccd);
-    h ^= h >> 33;
-    h = h.wrapping_mul(0xc4ce_b9fe_1a85_ec53);
-    h ^ (h >> 33)
-}
 
 /// One backend server of a pool.
 #[derive(Debug)]
@@ -350,7 +65,7 @@ impl State {
 }
 
 impl Backend {
-    fn new(
+    pub(super) fn new(
         pool: &str,
         server: &config::Server,
         config: &config::Pool,
@@ -392,7 +107,7 @@ impl Backend {
     /// Takes the backend for a pick if it is still eligible. A Down backend gives one
     /// trial per fail_timeout, as nginx does, rather than taking every new tunnel
     /// while its first trial is still connecting.
-    fn claim(&self, now: Instant) -> bool {
+    pub(super) fn claim(&self, now: Instant) -> bool {
         let mut state = self.state();
         if !state.eligible(now, self.fail_timeout) {
             return false;
@@ -635,7 +350,3 @@ impl Drop for Lease {
         }
     }
 }
-
-#[cfg(test)]
-#[path = "pool_tests.rs"]
-mod tests;

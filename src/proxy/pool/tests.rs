@@ -6,6 +6,7 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::broadcast;
 
+use super::select::fnv1a64;
 use super::*;
 use crate::config::{self, Balance, HostHeader};
 use crate::event::{AdminState, BackendId, BackendInfo, Event, Health};
@@ -555,7 +556,7 @@ fn pools_are_listed_in_name_then_server_order() {
     let (tx, _rx) = broadcast::channel(16);
     let pools = Pools::new(&configs, tx);
 
-    let order: Vec<String> = pools.backends().map(|b| b.id.to_string()).collect();
+    let order: Vec<String> = pools.backends().iter().map(|b| b.id.to_string()).collect();
     assert_eq!(
         order,
         ["api/10.0.0.3:80", "web/10.0.0.2:80", "web/10.0.0.1:80"]
@@ -642,4 +643,25 @@ fn state_events_from_two_threads_carry_increasing_versions() {
     versions.dedup();
     assert_eq!(versions.len(), 600, "no two events share a version");
     assert_eq!(versions.last(), Some(&last));
+}
+
+/// A reload swaps the whole set at once; a tunnel's lease on a backend the new set
+/// no longer has keeps that backend (and its counts) alive until the tunnel ends.
+#[test]
+fn a_backend_removed_by_a_replace_lives_on_in_its_leases() {
+    let (tx, _rx) = broadcast::channel(64);
+    let one = BTreeMap::from([("p".to_string(), cfg(Balance::LeastConn, &[(A, 1, false)]))]);
+    let pools = Pools::new(&one, tx.clone());
+    let old = pools.get("p").unwrap().pick(None, &[]).unwrap();
+    let lease = old.lease();
+    lease.established();
+
+    let other = BTreeMap::from([("p".to_string(), cfg(Balance::LeastConn, &[(B, 1, false)]))]);
+    pools.replace(&other, tx);
+    let ids: Vec<String> = pools.backends().iter().map(|b| b.id.to_string()).collect();
+    assert_eq!(ids, [format!("p/{B}")]);
+    assert!(pools.backend(&old.id).is_none());
+    assert_eq!((lease.backend().active(), lease.backend().total()), (1, 1));
+    drop(lease);
+    assert_eq!(old.active(), 0);
 }
