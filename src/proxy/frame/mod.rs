@@ -5,7 +5,7 @@
 //! boundaries in that byte stream: the per-opcode counters and message count
 //! ([`DirStats`]), the first close code and reason, the protocol checks that can be
 //! made from headers and close payloads ([`Violation`]), and a ring of recent
-//! [`FrameSample`]s with short unmasked payload previews.
+//! [`FrameSample`](crate::event::FrameSample)s with short unmasked payload previews.
 //!
 //! It never buffers or re-encodes a payload: apart from the preview and close-payload
 //! bytes it copies, it only counts, and checks that uncompressed text messages are
@@ -16,10 +16,22 @@
 //! buffer, so scanning allocates nothing per frame (the ring and one buffer for all
 //! its previews are allocated together at the first frame, and then reused: a
 //! tunnel's memory stops growing once it has seen one frame).
+//!
+//! - `limits`: message size and rate limits, and checked feeding (limits, strict).
+//! - `samples`: the ring of recent frame summaries.
+//! - `utf8`: UTF-8 checking of text messages across frames and chunks.
+
+mod limits;
+mod samples;
+mod utf8;
 
 use std::time::SystemTime;
 
-use crate::event::{CloseInfo, Dir, DirStats, FrameSample, Limit, OpKind, Violation};
+use self::limits::MessageLimits;
+pub use self::limits::StrictStop;
+use self::samples::SampleHead;
+use self::utf8::Utf8Tail;
+use crate::event::{CloseInfo, Dir, DirStats, OpKind, Violation};
 use crate::ws::{self, header_len, unmask_into, unmasked, MAX_CONTROL_PAYLOAD};
 
 /// Longest frame header: 2 fixed bytes, a 64-bit length and a 4-byte masking key.
@@ -82,84 +94,6 @@ pub struct Scanner {
     limits: Option<Box<MessageLimits>>,
 }
 
-/// The state of [`Scanner::set_limits`].
-#[derive(Debug)]
-struct MessageLimits {
-    /// Most bytes in one message (0: no limit).
-    max_bytes: u64,
-    /// Payload bytes of the message in progress.
-    msg_bytes: u64,
-    /// Messages per second, with a burst of as many (0: no limit).
-    rate: u32,
-    /// Messages that may start now; refilled at `rate` per second up to `rate`.
-    tokens: f64,
-    refilled: Option<SystemTime>,
-    /// The first limit the sender went over.
-    hit: Option<Limit>,
-}
-
-impl MessageLimits {
-    /// A data frame's header: the limit it goes over, if any. A new message takes
-    /// a token; every frame of a message adds to its size.
-    fn check(&mut self, kind: OpKind, len: u64, now: SystemTime) -> Option<Limit> {
-        let mut hit = None;
-        match kind {
-            OpKind::Text | OpKind::Binary => {
-                self.msg_bytes = 0;
-                if self.rate > 0 {
-                    let rate = f64::from(self.rate);
-                    let elapsed = self
-                        .refilled
-                        .and_then(|t| now.duration_since(t).ok())
-                        .map_or(0.0, |d| d.as_secs_f64());
-                    self.tokens = (self.tokens + elapsed * rate).min(rate);
-                    self.refilled = Some(now);
-                    if self.tokens >= 1.0 {
-                        self.tokens -= 1.0;
-                    } else {
-                        hit = Some(Limit::MessageRate);
-                    }
-                }
-            }
-            OpKind::Continuation => {}
-            _ => return None,
-        }
-        self.msg_bytes = self.msg_bytes.saturating_add(len);
-        if self.max_bytes > 0 && self.msg_bytes > self.max_bytes {
-            hit.get_or_insert(Limit::MessageSize);
-        }
-        hit
-    }
-}
-
-/// Where [`Scanner::feed_checked`] stopped.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct StrictStop {
-    /// The Close code the violation calls for (for a limit, the one its sender gets).
-    pub code: u16,
-    /// The limit gone over, if that is why (else it was a violation).
-    pub limit: Option<Limit>,
-    /// Bytes of the chunk before the offending frame, and whether a Close frame was
-    /// seen before it; `None` if that frame began in an earlier chunk.
-    pub frame_start: Option<(usize, bool)>,
-    /// Bytes of the chunk scanned, up to where the violation was found.
-    pub scanned: usize,
-}
-
-/// A kept frame summary, as [`FrameSample`] but with its preview in the scanner's
-/// shared preview buffer.
-#[derive(Debug, Clone, Copy)]
-struct SampleHead {
-    seq: u64,
-    at: SystemTime,
-    len: u64,
-    preview_len: u16,
-    fin: bool,
-    rsv: u8,
-    opcode: u8,
-    masked: bool,
-}
-
 /// UTF-8 checking of the data message in progress.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum TextCheck {
@@ -202,33 +136,6 @@ impl Scanner {
             utf8: Utf8Tail::default(),
             limits: None,
         }
-    }
-
-    /// Limits what the sender of this direction may send: `max_bytes` per message
-    /// (payload bytes on the wire, so compressed ones count compressed) and `rate`
-    /// data messages per second with a burst of `rate`; 0 turns each off. The first
-    /// frame that goes over is reported by [`Scanner::feed_checked`].
-    pub fn set_limits(&mut self, max_bytes: u64, rate: u32) {
-        self.limits = (max_bytes > 0 || rate > 0).then(|| {
-            Box::new(MessageLimits {
-                max_bytes,
-                msg_bytes: 0,
-                rate,
-                tokens: f64::from(rate),
-                refilled: None,
-                hit: None,
-            })
-        });
-    }
-
-    /// Whether [`Scanner::set_limits`] set any limit.
-    pub fn has_limits(&self) -> bool {
-        self.limits.is_some()
-    }
-
-    /// The first limit the sender went over, if any.
-    pub fn limit_hit(&self) -> Option<Limit> {
-        self.limits.as_ref().and_then(|l| l.hit)
     }
 
     /// Sets the RSV bits (low three bits, RSV1 = 0b100) that a negotiated extension
@@ -287,54 +194,6 @@ impl Scanner {
         used
     }
 
-    /// Scans `data` as [`feed`](Self::feed) does, but stops at the first frame that
-    /// goes over a limit ([`Scanner::set_limits`]) or, when `strict`, at the first
-    /// violation: nothing is forwarded from that frame on. Returns `None` if there
-    /// was none; otherwise why, and, if that frame began within `data`, how many
-    /// bytes precede it (whole frames, safe to forward) and whether a Close frame
-    /// was among what came before it.
-    pub fn feed_checked(
-        &mut self,
-        data: &[u8],
-        now: SystemTime,
-        strict: bool,
-        on_violation: &mut dyn FnMut(Violation),
-    ) -> Option<StrictStop> {
-        let mut used = 0;
-        let mut start = None;
-        let mut code = None;
-        let limit_before = self.limit_hit();
-        let mut limit = None;
-        while used < data.len() && code.is_none() && limit.is_none() {
-            if self.at_boundary() {
-                start = Some((used, self.stats.close.is_some()));
-            }
-            let mut seen = |v: Violation| {
-                if strict {
-                    code.get_or_insert(v.close_code());
-                }
-                on_violation(v);
-            };
-            let (n, _) = self.step(&data[used..], now, &mut seen);
-            used += n;
-            if limit_before.is_none() {
-                limit = self.limit_hit();
-            }
-        }
-        self.stats.bytes += used as u64;
-        let (code, limit) = match (code, limit) {
-            (_, Some(l)) => (l.close_code(), Some(l)),
-            (Some(c), None) => (c, None),
-            (None, None) => return None,
-        };
-        Some(StrictStop {
-            code,
-            limit,
-            frame_start: start,
-            scanned: used,
-        })
-    }
-
     /// True when no frame is partially seen: neither part of a header nor part of a
     /// payload is outstanding.
     pub fn at_boundary(&self) -> bool {
@@ -344,37 +203,6 @@ impl Scanner {
     /// Everything counted so far.
     pub fn stats(&self) -> &DirStats {
         &self.stats
-    }
-
-    /// The kept frame summaries, oldest first. The newest one may belong to a frame
-    /// whose payload is still arriving (its preview is filled in as it does).
-    pub fn samples(&self) -> impl Iterator<Item = FrameSample> + '_ {
-        self.samples_since(0)
-    }
-
-    /// The kept frame summaries with `seq >= from`, oldest first (only those are
-    /// copied out).
-    pub fn samples_since(&self, from: u64) -> impl Iterator<Item = FrameSample> + '_ {
-        // Until the ring is full `ring_next == ring.len()`, so the first part is empty.
-        let next = self.ring_next as usize;
-        let slots = (next..self.ring.len()).chain(0..next);
-        slots
-            .filter(move |&i| self.ring[i].seq >= from)
-            .map(move |i| {
-                let h = &self.ring[i];
-                let at = i * self.preview_bytes as usize;
-                FrameSample {
-                    seq: h.seq,
-                    at: h.at,
-                    dir: self.dir,
-                    fin: h.fin,
-                    rsv: h.rsv,
-                    opcode: h.opcode,
-                    masked: h.masked,
-                    len: h.len,
-                    preview: self.previews[at..at + h.preview_len as usize].to_vec(),
-                }
-            })
     }
 
     /// The `seq` the next frame will get, which is also the number of frames seen.
@@ -536,50 +364,6 @@ impl Scanner {
         false
     }
 
-    /// Writes the summary of the frame whose header just completed into the ring.
-    fn keep_sample(
-        &mut self,
-        at: SystemTime,
-        fin: bool,
-        rsv: u8,
-        opcode: u8,
-        masked: bool,
-        len: u64,
-    ) {
-        if self.ring_cap == 0 {
-            return;
-        }
-        let slot = self.ring_next as usize;
-        let head = SampleHead {
-            seq: self.seq,
-            at,
-            len,
-            preview_len: 0,
-            fin,
-            rsv,
-            opcode,
-            masked,
-        };
-        if slot == self.ring.len() {
-            // Still filling the ring. The only allocations, both at the first frame.
-            if self.ring.capacity() == 0 {
-                let cap = self.ring_cap as usize;
-                self.ring.reserve_exact(cap);
-                self.previews = vec![0; cap * self.preview_bytes as usize].into_boxed_slice();
-            }
-            self.ring.push(head);
-        } else {
-            // Reuse the oldest slot, and its part of the preview buffer.
-            self.ring[slot] = head;
-        }
-        // No division on the hot path: the ring wraps by comparison.
-        self.ring_next = if slot + 1 == self.ring_cap as usize {
-            0
-        } else {
-            slot as u16 + 1
-        };
-    }
-
     /// Consumes payload bytes of the current frame (at most up to its end).
     fn payload(&mut self, data: &[u8], on_violation: &mut dyn FnMut(Violation)) -> (usize, bool) {
         // `remaining` may exceed usize on 32-bit targets; `data.len()` bounds it.
@@ -638,27 +422,6 @@ impl Scanner {
         (n, false)
     }
 
-    /// Checks the next payload bytes of a text message (masked as on the wire,
-    /// starting at offset `pos` of the current frame). False once they cannot be
-    /// UTF-8.
-    fn utf8_ok(&mut self, chunk: &[u8]) -> bool {
-        if self.mask == [0; 4] {
-            return self.utf8.feed(chunk);
-        }
-        // Unmasked a piece at a time into a stack buffer: nothing is kept.
-        let mut scratch = [0u8; 1024];
-        let mut pos = self.pos;
-        for piece in chunk.chunks(scratch.len()) {
-            let buf = &mut scratch[..piece.len()];
-            unmask_into(buf, piece, self.mask, pos);
-            if !self.utf8.feed(buf) {
-                return false;
-            }
-            pos += piece.len() as u64;
-        }
-        true
-    }
-
     /// The current frame's last byte has been seen (`pos` is its payload length).
     fn end_frame(&mut self, on_violation: &mut dyn FnMut(Violation)) {
         let fin = self.fin;
@@ -694,55 +457,5 @@ impl Scanner {
     }
 }
 
-/// Streaming UTF-8 validation: the bytes of a sequence cut off at the end of the
-/// last chunk, waiting for the rest.
-#[derive(Debug, Clone, Copy, Default)]
-struct Utf8Tail {
-    bytes: [u8; 3],
-    len: u8,
-}
-
-impl Utf8Tail {
-    /// Takes the next bytes of the text. False if the text so far cannot be UTF-8.
-    fn feed(&mut self, mut bytes: &[u8]) -> bool {
-        if self.len > 0 {
-            // Finish the cut-off sequence first; its lead byte says how long it is.
-            let have = self.len as usize;
-            let need = match self.bytes[0] {
-                0xF0.. => 4,
-                0xE0.. => 3,
-                _ => 2,
-            };
-            let take = (need - have).min(bytes.len());
-            let mut seq = [0u8; 4];
-            seq[..have].copy_from_slice(&self.bytes[..have]);
-            seq[have..have + take].copy_from_slice(&bytes[..take]);
-            match std::str::from_utf8(&seq[..have + take]) {
-                Ok(_) => self.len = 0,
-                Err(e) if e.error_len().is_some() => return false,
-                Err(_) => {
-                    // Still incomplete, and `bytes` is used up.
-                    self.bytes[..have + take].copy_from_slice(&seq[..have + take]);
-                    self.len = (have + take) as u8;
-                    return true;
-                }
-            }
-            bytes = &bytes[take..];
-        }
-        match std::str::from_utf8(bytes) {
-            Ok(_) => true,
-            Err(e) if e.error_len().is_some() => false,
-            Err(e) => {
-                // A valid prefix of a sequence (at most three bytes) ends the chunk.
-                let rest = &bytes[e.valid_up_to()..];
-                self.bytes[..rest.len()].copy_from_slice(rest);
-                self.len = rest.len() as u8;
-                true
-            }
-        }
-    }
-}
-
 #[cfg(test)]
-#[path = "frame_tests.rs"]
 mod tests;

@@ -1,6 +1,7 @@
 //! Unit tests of `frame.rs`.
 
 use super::*;
+use crate::event::FrameSample;
 use crate::event::OpCount;
 use proptest::prelude::*;
 use std::time::Duration;
