@@ -1,6 +1,9 @@
-//! Unit tests of `headers.rs`.
+//! Unit tests of the header policy.
 
 use super::*;
+use crate::config::HostHeader;
+use http::{Method, Version};
+use std::net::IpAddr;
 
 /// Does a header map ask for any protocol upgrade at all? (What a forwarded plain
 /// request must never do.)
