@@ -5,16 +5,15 @@
 //! of here after a confirm popup has been answered with `y`/Enter; drain and enable act
 //! at once because they are undone by pressing the key again.
 
-use std::net::SocketAddr;
 use std::time::SystemTime;
 
-use crate::control::{Command, CLOSE_GOING_AWAY, CLOSE_SERVICE_RESTART};
-use crate::event::{AdminState, BackendId, FrameSample, TunnelId};
+use crate::control::{Command, CLOSE_SERVICE_RESTART};
+use crate::event::{AdminState, FrameSample, TunnelId};
 use crossterm::event::{KeyCode, KeyEvent, KeyEventKind, KeyModifiers};
 
-use super::fmt::close_code_name;
 use super::keys::action_for;
 pub use super::keys::{Action, Scope};
+pub use super::pending::Pending;
 use super::rows::{tunnel_rows, Row, SortKey};
 use super::state::State;
 
@@ -23,7 +22,7 @@ const PAGE: usize = 10;
 
 /// The reason sent with close frames the dashboard asks for.
 const KILL_REASON: &str = "backend killed by operator";
-const CLOSE_REASON: &str = "closed by operator";
+pub(super) const CLOSE_REASON: &str = "closed by operator";
 
 /// What the run loop must do after a key.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -40,101 +39,6 @@ pub enum Panel {
     Backends,
     #[default]
     Tunnels,
-}
-
-/// A destructive action waiting for a yes or no.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Pending {
-    Kill {
-        backend: BackendId,
-        tunnels: u64,
-        /// The Close frame the backend's clients get (`[proxy] kill_close_*`).
-        code: u16,
-        reason: String,
-    },
-    CloseTunnel {
-        id: TunnelId,
-        client: SocketAddr,
-        backend: Option<BackendId>,
-    },
-    Quit {
-        tunnels: usize,
-    },
-}
-
-fn tunnels_word(n: u64) -> String {
-    if n == 1 {
-        "1 tunnel".to_string()
-    } else {
-        format!("{n} tunnels")
-    }
-}
-
-impl Pending {
-    /// The question the popup asks, naming what will be closed and with which code.
-    pub fn message(&self) -> String {
-        match self {
-            Pending::Kill {
-                backend,
-                tunnels,
-                code,
-                ..
-            } => format!(
-                "Kill backend {backend}? {} will be closed with code {code} ({}).",
-                tunnels_word(*tunnels),
-                close_code_name(*code),
-            ),
-            Pending::CloseTunnel {
-                id,
-                client,
-                backend,
-            } => {
-                let to = backend
-                    .as_ref()
-                    .map(|b| format!(" → {b}"))
-                    .unwrap_or_default();
-                format!(
-                    "Close tunnel #{id} ({client}{to})? It will be closed with code {CLOSE_SERVICE_RESTART} ({}).",
-                    close_code_name(CLOSE_SERVICE_RESTART),
-                )
-            }
-            Pending::Quit { tunnels } => format!(
-                "Quit tunnelscope? {} open will be closed with code {CLOSE_GOING_AWAY} ({}).",
-                tunnels_word(*tunnels as u64),
-                close_code_name(CLOSE_GOING_AWAY),
-            ),
-        }
-    }
-
-    /// A second line saying what happens afterwards.
-    pub fn consequence(&self) -> &'static str {
-        match self {
-            Pending::Kill { .. } => "It takes no new tunnels until enabled again (e).",
-            Pending::CloseTunnel { .. } => "The client may reconnect to any backend.",
-            Pending::Quit { .. } => "The proxy stops once they have closed.",
-        }
-    }
-
-    fn effect(&self) -> Effect {
-        match self {
-            Pending::Kill {
-                backend,
-                code,
-                reason,
-                ..
-            } => Effect::Send(Command::Kill {
-                backend: backend.clone(),
-                code: *code,
-                reason: reason.clone(),
-            }),
-            Pending::CloseTunnel { id, .. } => Effect::Send(Command::CloseTunnel {
-                id: *id,
-                code: CLOSE_SERVICE_RESTART,
-                reason: CLOSE_REASON.into(),
-            }),
-            Pending::Quit { .. } => Effect::Quit,
-        }
-    }
 }
 
 /// A modal popup.

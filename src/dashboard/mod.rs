@@ -13,6 +13,7 @@ pub mod fmt;
 pub mod input;
 pub mod keys;
 pub mod logs;
+mod pending;
 pub mod rates;
 pub mod rows;
 pub mod state;
