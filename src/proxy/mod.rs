@@ -5,21 +5,26 @@
 //! waits for an observer: events go on a bounded broadcast channel, and a slow
 //! subscriber lags and resyncs from [`ProxyHandle::snapshot`].
 
-pub mod admission;
-pub mod bufpool;
-pub mod commands;
+mod admission;
+mod bufpool;
+mod commands;
+// The sans-IO parts the fuzz targets, benchmarks and a few tests drive directly:
+// public for them only, hidden from the docs, not part of the API.
+#[doc(hidden)]
 pub mod frame;
+#[doc(hidden)]
 pub mod headers;
-pub mod headtimer;
-pub mod listener;
-pub mod pool;
-pub mod registry;
-pub mod request;
-pub mod shard;
-pub mod stream;
+mod headtimer;
+mod listener;
+mod pool;
+mod registry;
+mod request;
+mod shard;
+mod stream;
+#[doc(hidden)]
 pub mod tls;
-pub mod tunnel;
-pub mod upstream;
+mod tunnel;
+mod upstream;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;

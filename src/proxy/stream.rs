@@ -23,20 +23,6 @@ impl Stream {
     pub fn is_tls(&self) -> bool {
         !matches!(self, Stream::Plain(_))
     }
-
-    fn tcp(&self) -> &TcpStream {
-        match self {
-            Stream::Plain(s) => s,
-            Stream::ServerTls(s) => s.get_ref().0,
-            Stream::ClientTls(s) => s.get_ref().0,
-        }
-    }
-
-    /// Disables Nagle: frames are forwarded as they arrive, latency matters more
-    /// than packet count.
-    pub fn set_nodelay(&self) {
-        let _ = self.tcp().set_nodelay(true);
-    }
 }
 
 impl AsyncRead for Stream {

@@ -251,6 +251,7 @@ impl Backend {
     }
 
     /// What operators chose.
+    #[cfg(test)]
     pub fn admin(&self) -> AdminState {
         self.state().admin
     }
@@ -258,6 +259,7 @@ impl Backend {
     /// What passive checks found. Down stays Down until a connect succeeds, even once
     /// a trial is allowed: only the trial's outcome tells. `now` is not needed by that
     /// rule; it keeps the signature in step with [`Backend::eligible`].
+    #[cfg(test)]
     pub fn health(&self, _now: Instant) -> Health {
         health_of(&self.state())
     }

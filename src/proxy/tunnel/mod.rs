@@ -23,7 +23,7 @@ use tokio::sync::broadcast;
 
 use self::close::{close_on_purpose, BACKEND_GONE};
 use self::relay::{Ctx, Half, Mode, Relay, Stop};
-pub use self::shared::{CloseRequest, TunnelShared};
+pub use self::shared::TunnelShared;
 use super::stream::Stream;
 use crate::event::{Dir, Event, Limit, Side};
 use crate::sync::lock;
