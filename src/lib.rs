@@ -6,13 +6,16 @@
 //! - [`config`], [`event`], [`control`], [`ws`]: leaves. The TOML schema; the events
 //!   the core publishes; the commands observers send to it; the WebSocket vocabulary
 //!   (opcodes, close codes, Close frames, masking).
-//! - [`proxy`]: listeners, TLS, the HTTP upgrade, backend pools, the tunnel relay and
-//!   its sans-IO frame scanner. Knows nothing of any observer.
+//! - [`proxy`]: listeners and admission, TLS, one request top to bottom
+//!   (`request`: route, connect, upgrade or plain), backend pools, the tunnel relay
+//!   and its sans-IO frame scanner, the registry of what is live and the command
+//!   loop. Knows nothing of any observer; its API is [`proxy::start`] and
+//!   [`proxy::ProxyHandle`].
 //! - [`dashboard`]: the ratatui inspector. Sees only events, snapshots and the
 //!   control handle, never proxy internals.
 //! - [`admin`]: the HTTP admin API (JSON state, Prometheus `/metrics`, an event
-//!   stream, control endpoints). Like the dashboard, sees only events, snapshots and
-//!   the control handle.
+//!   stream, control endpoints). Like the dashboard, sees only events, snapshots,
+//!   counters and the control handle.
 //! - [`demo`]: in-process backends and synthetic clients for `tunnelscope demo`.
 //!
 //! Only `main.rs` wires the parts together.
