@@ -4,19 +4,12 @@
 //! while curl-style requests keep working; credentials in handshake headers are
 //! served redacted unless `reveal_secrets` is set.
 
-mod common;
-
-// Shared with tests/admin.rs; not every helper is used here.
-#[allow(dead_code)]
-#[path = "admin/client.rs"]
-mod client;
-
 use std::net::SocketAddr;
 
-use client::*;
-use common::http_fixtures::raw_request;
-use common::pool_control::{connect_with, expect_close, local_addr};
-use common::*;
+use crate::admin::client::*;
+use crate::common::http_fixtures::raw_request;
+use crate::common::pool_control::{connect_with, expect_close, local_addr};
+use crate::common::*;
 use futures_util::SinkExt;
 use http::Method;
 use serde_json::Value;

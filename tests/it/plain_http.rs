@@ -3,16 +3,14 @@
 //! keep-alive on the client side, forwarding and hop-by-hop headers, routing by
 //! path prefix and host, and the proxy's own 404/502/503/504.
 
-mod common;
-
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use crate::common::http_fixtures::*;
+use crate::common::pool_control::dead_addr;
+use crate::common::*;
 use bytes::Bytes;
-use common::http_fixtures::*;
-use common::pool_control::dead_addr;
-use common::*;
 use http_body_util::combinators::BoxBody;
 use http_body_util::{BodyExt, Empty, Full, StreamBody};
 use hyper::body::Frame;

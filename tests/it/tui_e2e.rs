@@ -3,8 +3,6 @@
 //! and real WebSocket clients. A person's keys drain a backend, kill it and quit;
 //! the clients prove what each key did, and the screen shows it.
 
-mod common;
-
 use std::net::SocketAddr;
 use std::path::Path;
 
@@ -12,8 +10,8 @@ use futures_util::{SinkExt, StreamExt};
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::Message;
 
-use common::tui::{process_alive, require_tmux, Tmux};
-use common::{connect, next_data, whoami, Backend, Client, WAIT};
+use crate::common::tui::{process_alive, require_tmux, Tmux};
+use crate::common::{connect, next_data, whoami, Backend, Client, WAIT};
 
 const WIDTH: u16 = 160;
 const HEIGHT: u16 = 48;

@@ -3,16 +3,13 @@
 //! Prometheus metrics that count closed tunnels, the `/api/events` WebSocket, JSON
 //! errors for bad requests, and the real binary serving it from `[admin] bind`.
 
-mod common;
-
-#[path = "admin/client.rs"]
-mod client;
+pub(crate) mod client;
 
 use std::time::Duration;
 
+use crate::common::pool_control::{expect_close, hang_up, local_addr};
+use crate::common::*;
 use client::*;
-use common::pool_control::{expect_close, hang_up, local_addr};
-use common::*;
 use futures_util::SinkExt;
 use http::Method;
 use serde_json::Value;

@@ -2,15 +2,13 @@
 //! SIGTERM, a second SIGINT that cuts the grace short, and the access log. Every
 //! process started here is killed by PID when its test ends.
 
-mod common;
-
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use common::pool_control::{expect_close, hang_up, raw_upgrade, read_frame};
-use common::resilience::*;
-use common::*;
+use crate::common::pool_control::{expect_close, hang_up, raw_upgrade, read_frame};
+use crate::common::resilience::*;
+use crate::common::*;
 use futures_util::SinkExt;
 use tokio_tungstenite::tungstenite::Message;
 
@@ -249,7 +247,7 @@ async fn the_access_log_has_one_line_per_tunnel_with_client_backend_path_counts_
     let mut proc = Proc::spawn(&["--config", file.to_str().unwrap(), "--headless"]);
     let addr = proc.listening().await;
     let mut ws = connect(addr, "/chat?room=1").await;
-    let client = common::pool_control::local_addr(&ws);
+    let client = crate::common::pool_control::local_addr(&ws);
     for _ in 0..3 {
         echo_on(&mut ws, "abc").await;
     }

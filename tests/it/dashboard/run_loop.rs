@@ -16,7 +16,7 @@ use tunnelscope::control::{Command, ControlHandle};
 use tunnelscope::dashboard::{run, Exit, Options};
 use tunnelscope::event::{AdminState, Event, Snapshot};
 
-use crate::{backend, buffer_text, ch, open_events, snapshot, stats};
+use super::{backend, buffer_text, ch, open_events, snapshot, stats};
 
 /// A `TestBackend` shared with the test, so the screen can be read mid-run.
 #[derive(Clone)]
@@ -151,7 +151,7 @@ async fn events_show_up_keys_act_and_q_then_y_quits() {
 
     // Drain goes straight to the control channel.
     rig.keys
-        .send(crate::key(crossterm::event::KeyCode::Tab))
+        .send(super::key(crossterm::event::KeyCode::Tab))
         .await
         .unwrap();
     rig.keys.send(ch('d')).await.unwrap();
@@ -159,7 +159,7 @@ async fn events_show_up_keys_act_and_q_then_y_quits() {
         .await
         .unwrap()
         .unwrap();
-    assert_eq!(req.command, Command::Drain(crate::bid("127.0.0.1:9001")));
+    assert_eq!(req.command, Command::Drain(super::bid("127.0.0.1:9001")));
 
     // Quitting with a tunnel open asks first.
     rig.keys.send(ch('q')).await.unwrap();

@@ -2,14 +2,12 @@
 //! enable, disable) and watch it through events and snapshots; observers never slow
 //! a tunnel down.
 
-mod common;
-
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use common::pool_control::*;
-use common::*;
+use crate::common::pool_control::*;
+use crate::common::*;
 use futures_util::SinkExt;
 use tokio::io::AsyncWriteExt;
 use tokio::sync::broadcast;

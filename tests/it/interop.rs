@@ -7,8 +7,6 @@
 //! are missing, a test prints `skipping: …` and passes, unless the `CI` environment
 //! variable is set: then it fails and says what to install.
 
-mod common;
-
 use std::collections::BTreeSet;
 use std::ffi::OsString;
 use std::net::SocketAddr;
@@ -16,8 +14,8 @@ use std::path::{Path, PathBuf};
 use std::process::{ExitStatus, Stdio};
 use std::sync::{Arc, Mutex};
 
-use common::certs::TestPki;
-use common::*;
+use crate::common::certs::TestPki;
+use crate::common::*;
 use futures_util::{SinkExt, StreamExt};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader, Lines};
 use tokio::process::{Child, ChildStdin, ChildStdout, Command};

@@ -1,15 +1,13 @@
 //! A peer that vanishes — mid-frame, with a reset, half-closing, or a hundred at
 //! once — never hangs a tunnel, never leaks one, and never disturbs other tunnels.
 
-mod common;
-
 use std::collections::{HashMap, HashSet};
 
-use common::pool_control::{
+use crate::common::pool_control::{
     frame, frame_header, pattern, pool_config, raw_upgrade, read_frame, Ending, Recorder,
 };
-use common::resilience::*;
-use common::*;
+use crate::common::resilience::*;
+use crate::common::*;
 use futures_util::StreamExt;
 use tokio::io::AsyncWriteExt;
 use tokio::sync::broadcast;

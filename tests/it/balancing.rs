@@ -2,14 +2,12 @@
 //! stand in only when no primary can, and failed backends are retried elsewhere,
 //! marked down, and tried again after `fail_timeout`.
 
-mod common;
-
 use std::collections::{BTreeMap, HashMap};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::time::Duration;
 
-use common::pool_control::*;
-use common::*;
+use crate::common::pool_control::*;
+use crate::common::*;
 use tokio_tungstenite::MaybeTlsStream;
 use tunnelscope::control::{Command, Outcome};
 use tunnelscope::event::{AdminState, Event, Health};

@@ -12,7 +12,7 @@ use tunnelscope::dashboard::state::State;
 use tunnelscope::dashboard::ui::draw;
 use tunnelscope::event::{AdminState, Dir, Event, Health, Side, TunnelStats};
 
-use crate::{
+use super::{
     at, backend, buffer_text, busy_state, ch, key, open, popup_text, sample, screen, snapshot,
 };
 

@@ -3,7 +3,7 @@
 //! same listener to an echo backend, exchanges messages and writes the echoes into
 //! its DOM, which Chromium dumps.
 //!
-//! It runs only when asked: `TUNNELSCOPE_BROWSER=1 cargo test --test browser`
+//! It runs only when asked: `TUNNELSCOPE_BROWSER=1 cargo test --test it browser::`
 //! (otherwise it prints `skipping` and passes). Chromium is looked up on PATH
 //! (`chromium`, `chromium-browser`; Debian: `apt-get install -y chromium`). It is kept
 //! out of the default run and of `.ci/run`: on this project's machines a Chromium run
@@ -18,16 +18,14 @@
 //! own: its helpers are reaped inside it, and all of them die with it. Elsewhere it
 //! runs as the leader of its own process group, which is killed as a whole.
 
-mod common;
-
 use std::convert::Infallible;
 use std::path::PathBuf;
 use std::process::Stdio;
 use std::time::Duration;
 
+use crate::common::certs::TestPki;
+use crate::common::*;
 use bytes::Bytes;
-use common::certs::TestPki;
-use common::*;
 use http_body_util::Full;
 use hyper::service::service_fn;
 use hyper::{Request, Response};

@@ -48,15 +48,13 @@
 //!   reported by default, refused under `strict = true`, but with Close 1007 (invalid
 //!   frame payload data, RFC 6455 §7.4.1) instead of 1002.
 
-mod common;
-
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use common::http_fixtures::HttpBackend;
-use common::pool_control::{frame, raw_upgrade, read_frame};
-use common::resilience::{read_outcome, upgrade_request, Outcome, RawBackend};
-use common::*;
+use crate::common::http_fixtures::HttpBackend;
+use crate::common::pool_control::{frame, raw_upgrade, read_frame};
+use crate::common::resilience::{read_outcome, upgrade_request, Outcome, RawBackend};
+use crate::common::*;
 use futures_util::{SinkExt, StreamExt};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -158,7 +156,7 @@ fn upgrade_with(extra: &str) -> Vec<u8> {
 
 /// The first flight of a real TLS client (a ClientHello), from rustls.
 fn client_hello() -> Vec<u8> {
-    let pki = common::certs::TestPki::new();
+    let pki = crate::common::certs::TestPki::new();
     let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
     let mut conn = rustls::ClientConnection::new(pki.client_config(), name).unwrap();
     let mut out = Vec::new();

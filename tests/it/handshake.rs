@@ -4,13 +4,11 @@
 //! backend's 101 (or refusal) relayed, the proxy's own 502/503/504, and malformed
 //! client handshakes refused before any backend sees them.
 
-mod common;
-
 use std::time::{Duration, Instant};
 
-use common::http_fixtures::*;
-use common::pool_control::{dead_addr, frame, read_frame, try_connect};
-use common::*;
+use crate::common::http_fixtures::*;
+use crate::common::pool_control::{dead_addr, frame, read_frame, try_connect};
+use crate::common::*;
 use futures_util::SinkExt;
 use tokio::io::AsyncWriteExt;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;

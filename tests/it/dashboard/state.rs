@@ -9,7 +9,7 @@ use tunnelscope::event::{
     AdminState, Dir, Event, Health, Refusal, Side, Snapshot, TunnelInfo, TunnelStats,
 };
 
-use crate::{at, backend, bid, busy_state, handshake, open, open_events, sample, snapshot, stats};
+use super::{at, backend, bid, busy_state, handshake, open, open_events, sample, snapshot, stats};
 
 fn close(state: &mut State, id: u64, code: Option<u16>, side: Side, when: f64) {
     state.apply(
@@ -32,7 +32,7 @@ fn snapshot_gives_backends_listeners_uptime_and_live_tunnels() {
     snap.tunnels.push(TunnelInfo {
         id: 3,
         opened: at(-10.0),
-        client: crate::addr("10.0.0.1:1234"),
+        client: super::addr("10.0.0.1:1234"),
         listener: "public".into(),
         route: "chat".into(),
         path: "/ws".into(),
@@ -234,7 +234,7 @@ fn resync_after_lag_keeps_history_and_retires_vanished_tunnels() {
     let info = |id, path: &str, st| TunnelInfo {
         id,
         opened: at(5.0),
-        client: crate::addr("10.0.0.11:1000"),
+        client: super::addr("10.0.0.11:1000"),
         listener: "public".into(),
         route: "chat".into(),
         path: path.into(),

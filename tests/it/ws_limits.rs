@@ -3,11 +3,9 @@
 //! size and a maximum message rate, each enforced at a frame boundary on whichever
 //! side sent too much, counted, and shown as the close reason.
 
-mod common;
-
-use common::pool_control::*;
-use common::resilience::{read_outcome, upgrade_request};
-use common::*;
+use crate::common::pool_control::*;
+use crate::common::resilience::{read_outcome, upgrade_request};
+use crate::common::*;
 use futures_util::SinkExt;
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;

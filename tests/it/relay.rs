@@ -1,9 +1,7 @@
 //! Tunnels relay every kind of frame unchanged, in both directions, over ws and wss,
 //! and report what they saw.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use futures_util::{SinkExt, StreamExt};
 use tokio_tungstenite::tungstenite::protocol::frame::coding::{CloseCode, Data, OpCode};
 use tokio_tungstenite::tungstenite::protocol::frame::Frame;

@@ -5,14 +5,12 @@
 //! next client. A backend that really fails is still blamed. And the backend's
 //! response timer starts once the body has been sent, not while the client uploads.
 
-mod common;
-
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use common::http_fixtures::{HttpBackend, RawBackend, Script};
-use common::resilience::{read_outcome, Outcome};
-use common::*;
+use crate::common::http_fixtures::{HttpBackend, RawBackend, Script};
+use crate::common::resilience::{read_outcome, Outcome};
+use crate::common::*;
 use futures_util::SinkExt;
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
@@ -362,7 +360,7 @@ async fn request_with_content_length_and_transfer_encoding_is_refused_on_a_kept_
     wr.write_all(&post("/http/first", "Content-Length: 2\r\n", "ok"))
         .await
         .unwrap();
-    let first = common::http_fixtures::read_response(&mut rd).await;
+    let first = crate::common::http_fixtures::read_response(&mut rd).await;
     assert_eq!(first.status, 200, "{first:?}");
     wr.write_all(&post(
         "/http/second",

@@ -2,13 +2,9 @@
 //! screens drawn into ratatui's `TestBackend` at 80x24 and 160x48, its keys checked
 //! against a real control channel, and its run loop driven through real channels.
 
-#[path = "dashboard/keys.rs"]
 mod keys;
-#[path = "dashboard/render.rs"]
 mod render;
-#[path = "dashboard/run_loop.rs"]
 mod run_loop;
-#[path = "dashboard/state.rs"]
 mod state;
 
 use std::net::SocketAddr;

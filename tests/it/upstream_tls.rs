@@ -1,12 +1,10 @@
 //! Pools with `tls = true`: the proxy speaks TLS to its backends, verifying them
 //! against the configured CA and server name.
 
-mod common;
-
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use common::*;
+use crate::common::*;
 use futures_util::{SinkExt, StreamExt};
 use tokio::net::TcpListener;
 use tokio_tungstenite::tungstenite::Message;

@@ -9,7 +9,7 @@ use tunnelscope::dashboard::rows::SortKey;
 use tunnelscope::dashboard::state::State;
 use tunnelscope::event::{AdminState, Event};
 
-use crate::{at, backend, bid, busy_state, ch, key, open, snapshot, stats};
+use super::{at, backend, bid, busy_state, ch, key, open, snapshot, stats};
 
 /// What the run loop does with an effect: commands go on the control channel.
 fn press(k: KeyEvent, state: &State, ui: &mut Ui, control: &ControlHandle) -> Option<Effect> {

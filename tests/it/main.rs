@@ -1,0 +1,26 @@
+//! The integration tests, as one test binary: each module is one area of behaviour,
+//! run against real sockets, real TLS, real WebSocket peers and the real binary.
+//! (One binary links tokio, hyper, rustls and ratatui once instead of twenty times.)
+
+mod common;
+
+mod admin;
+mod admin_guard;
+mod balancing;
+mod blame;
+mod browser;
+mod config;
+mod control;
+mod dashboard;
+mod demo;
+mod faults;
+mod handshake;
+mod hostile;
+mod interop;
+mod lifecycle;
+mod limits;
+mod plain_http;
+mod relay;
+mod tui_e2e;
+mod upstream_tls;
+mod ws_limits;
