@@ -189,7 +189,7 @@ pub fn perform(action: Action, state: &State, ui: &mut Ui) -> Option<Effect> {
                     } else if let Pending::CloseTunnel { id, .. } = &pending {
                         ui.flash(format!("close sent: tunnel #{id}"), now, false);
                     }
-                    Some(pending.effect())
+                    Some(confirmed(&pending))
                 }
                 _ => None,
             };
@@ -402,5 +402,27 @@ fn toggle_pause(state: &State, ui: &mut Ui) {
             .map(|(t, _)| t.tail.iter().cloned().collect());
     } else {
         d.scroll = 0;
+    }
+}
+
+/// The effect of a confirmed destructive action.
+fn confirmed(pending: &Pending) -> Effect {
+    match pending {
+        Pending::Kill {
+            backend,
+            code,
+            reason,
+            ..
+        } => Effect::Send(Command::Kill {
+            backend: backend.clone(),
+            code: *code,
+            reason: reason.clone(),
+        }),
+        Pending::CloseTunnel { id, .. } => Effect::Send(Command::CloseTunnel {
+            id: *id,
+            code: CLOSE_SERVICE_RESTART,
+            reason: CLOSE_REASON.into(),
+        }),
+        Pending::Quit { .. } => Effect::Quit,
     }
 }

@@ -5,8 +5,7 @@
 use std::net::SocketAddr;
 
 use super::fmt::close_code_name;
-use super::input::{Effect, CLOSE_REASON};
-use crate::control::{Command, CLOSE_GOING_AWAY, CLOSE_SERVICE_RESTART};
+use crate::control::{CLOSE_GOING_AWAY, CLOSE_SERVICE_RESTART};
 use crate::event::{BackendId, TunnelId};
 
 /// A destructive action waiting for a yes or no.
@@ -79,27 +78,6 @@ impl Pending {
             Pending::Kill { .. } => "It takes no new tunnels until enabled again (e).",
             Pending::CloseTunnel { .. } => "The client may reconnect to any backend.",
             Pending::Quit { .. } => "The proxy stops once they have closed.",
-        }
-    }
-
-    pub(super) fn effect(&self) -> Effect {
-        match self {
-            Pending::Kill {
-                backend,
-                code,
-                reason,
-                ..
-            } => Effect::Send(Command::Kill {
-                backend: backend.clone(),
-                code: *code,
-                reason: reason.clone(),
-            }),
-            Pending::CloseTunnel { id, .. } => Effect::Send(Command::CloseTunnel {
-                id: *id,
-                code: CLOSE_SERVICE_RESTART,
-                reason: CLOSE_REASON.into(),
-            }),
-            Pending::Quit { .. } => Effect::Quit,
         }
     }
 }

@@ -19,6 +19,7 @@ mod listener;
 mod pool;
 mod registry;
 mod request;
+mod route;
 mod shard;
 mod stream;
 #[doc(hidden)]

@@ -15,7 +15,7 @@ use std::time::SystemTime;
 use tokio::sync::{broadcast, watch, Notify, Semaphore};
 
 use super::pool::Pools;
-use super::request::route::Routes;
+use super::route::Routes;
 use super::tunnel::TunnelShared;
 use super::upstream::UpstreamTls;
 use crate::config::Config;

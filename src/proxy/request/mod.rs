@@ -1,8 +1,8 @@
 //! One client HTTP request, top to bottom: `mod` admits it (per-IP limit behind a
-//! trusted proxy), refuses framing conflicts and finds its route; `connect` picks a
-//! backend and connects, retrying others; then either `upgrade` forwards the
-//! WebSocket handshake and hands the two connections to the tunnel on 101, or
-//! `plain` proxies the request with streaming bodies. `fault` is the one place that
+//! trusted proxy), refuses framing conflicts and finds its route (`proxy::route`);
+//! `connect` picks a backend and connects, retrying others; then either `upgrade`
+//! forwards the WebSocket handshake and hands the two connections to the tunnel on
+//! 101, or `plain` proxies the request with streaming bodies. `fault` is the one place that
 //! decides whether a failure is the client's or the backend's. Errors become short
 //! plain-text answers: 502 (no backend reachable), 503 (none eligible), 504 (backend
 //! too slow), each with a log line saying why.
@@ -10,7 +10,6 @@
 mod connect;
 pub mod fault;
 mod plain;
-pub mod route;
 mod upgrade;
 
 use std::convert::Infallible;
@@ -29,6 +28,7 @@ use super::admission::{ConnSlot, IpSlot};
 use super::headers;
 use super::headtimer::{FramingConflict, InFlight, InFlightGuard};
 use super::registry::{peer_ip, Registry};
+use super::route::Matched;
 
 /// Response bodies: the backend's streamed body or our own short text.
 pub type Body = BoxBody<Bytes, hyper::Error>;
@@ -155,7 +155,7 @@ async fn route_request(
         .or_else(|| req.uri().authority().map(|a| a.as_str()))
         .map(str::to_owned);
     let path = req.uri().path().to_owned();
-    let Some(route::Matched {
+    let Some(Matched {
         name: route,
         pool: pool_name,
         limits,
