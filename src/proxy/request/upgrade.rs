@@ -21,11 +21,12 @@ use crate::event::{Event, Handshake, Limit, Refusal};
 use crate::proxy::admission::{ConnSlot, IpSlot};
 use crate::proxy::headers;
 use crate::proxy::headtimer::HeadTimer;
-use crate::proxy::pool::{Lease, Pool};
+use crate::proxy::pool::{Backend, Lease, Pool};
 use crate::proxy::registry::Registry;
 use crate::proxy::stream::Stream;
 use crate::proxy::tunnel::{self, RelaySettings, TunnelShared};
 
+/// A WebSocket upgrade request, from its checks to the 101 (or the refusal).
 pub(super) async fn upgrade(
     mut req: Request<Incoming>,
     conn: &ConnInfo,
@@ -34,120 +35,26 @@ pub(super) async fn upgrade(
     pool: &Pool,
     ip_slot: &mut Option<IpSlot>,
 ) -> Response<Body> {
-    let core = &conn.core;
-    if let Err(rejection) =
-        headers::check_websocket_request(req.method(), req.version(), req.headers())
-    {
-        info!(client = %conn.client, reason = rejection.reason, "bad upgrade request");
-        let mut resp = text(rejection.status, rejection.reason);
-        if rejection.status == StatusCode::UPGRADE_REQUIRED {
-            resp.headers_mut()
-                .insert("sec-websocket-version", HeaderValue::from_static("13"));
-        }
-        return resp;
+    if let Some(answer) = malformed(&req, conn) {
+        return answer;
     }
-    let id = core.next_id();
-    let path = path_and_query(&req);
-    if core.observed() {
-        core.publish(Event::TunnelOpened {
-            id,
-            at: SystemTime::now(),
-            client: conn.client,
-            listener: conn.listener.clone(),
-            route: route.clone(),
-            path: path.clone(),
-        });
-    }
-    let refuse = |status: StatusCode, reason: String| {
-        warn!(tunnel = id, client = %conn.client, %path, status = status.as_u16(), %reason, "upgrade refused");
-        core.publish(Event::Refused {
-            id,
-            refusal: Refusal {
-                status: status.as_u16(),
-                reason: reason.clone(),
-            },
-        });
-        text(status, &reason)
-    };
+    let attempt = Attempt::begin(conn, route, path_and_query(&req));
     let origin = req.headers().get(header::ORIGIN);
     if !limits.origin_allowed(origin.map(|o| o.to_str().unwrap_or("\u{fffd}"))) {
         // Cross-site WebSocket hijacking: refused before any backend is contacted.
-        core.limit_hit(Limit::Origin);
-        return refuse(StatusCode::FORBIDDEN, Limit::Origin.reason().to_string());
+        conn.core.limit_hit(Limit::Origin);
+        return attempt.refuse(StatusCode::FORBIDDEN, Limit::Origin.reason().to_string());
     }
     let key = hash_key(pool, &req, conn);
-    let (stream, lease) = match connect_backend(core, pool, key.as_deref()).await {
+    let (stream, lease) = match connect_backend(&conn.core, pool, key.as_deref()).await {
         Ok(ok) => ok,
-        Err((status, reason)) => return refuse(status, reason),
+        Err((status, reason)) => return attempt.refuse(status, reason),
     };
-    let backend = lease.backend().clone();
-    if core.observed() {
-        core.publish(Event::BackendChosen {
-            id,
-            backend: backend.id.clone(),
-        });
-    }
-    let out_headers = headers::backend_request_headers(
-        req.headers(),
-        &forward_context(conn, &backend.addr),
-        &pool.config.host_header,
-        true,
-    );
-    let mut out = Request::new(Empty::<Bytes>::new());
-    *out.method_mut() = Method::GET;
-    *out.version_mut() = Version::HTTP_11;
-    *out.uri_mut() = path
-        .parse()
-        .unwrap_or_else(|_| "/".parse().expect("valid uri"));
-    *out.headers_mut() = out_headers;
-    let request_out = headers::to_headers(out.headers());
-
-    let (mut sender, http_conn) =
-        match hyper::client::conn::http1::handshake(TokioIo::new(stream)).await {
-            Ok(pair) => pair,
-            Err(e) => {
-                return refuse(
-                    StatusCode::BAD_GATEWAY,
-                    format!("backend {}: {e}", backend.id),
-                )
-            }
-        };
-    tokio::spawn(http_conn.with_upgrades());
-    let timeout = core.config.timeouts.backend_response;
-    let mut resp = match tokio::time::timeout(timeout, sender.send_request(out)).await {
-        Ok(Ok(resp)) => resp,
-        Ok(Err(e)) => {
-            let reason = format!("backend {} failed the handshake: {e}", backend.id);
-            backend.record_failure(&reason, Instant::now());
-            return refuse(StatusCode::BAD_GATEWAY, reason);
-        }
-        Err(_) => {
-            let reason = format!("backend {} did not answer within {timeout:?}", backend.id);
-            backend.record_failure(&reason, Instant::now());
-            return refuse(StatusCode::GATEWAY_TIMEOUT, reason);
-        }
+    attempt.chosen(lease.backend());
+    let (mut resp, request_out) = match forward(&attempt, &req, pool, stream, &lease).await {
+        Ok(answered) => answered,
+        Err(answer) => return answer,
     };
-    if resp.status() != StatusCode::SWITCHING_PROTOCOLS {
-        let status = resp.status();
-        info!(tunnel = id, backend = %backend.id, status = status.as_u16(), "backend declined the upgrade");
-        core.publish(Event::Refused {
-            id,
-            refusal: Refusal {
-                status: status.as_u16(),
-                reason: format!("backend answered {status}"),
-            },
-        });
-        return relay_response(resp);
-    }
-    let client_key = req.headers().get("sec-websocket-key").cloned();
-    let accept_ok = client_key
-        .as_ref()
-        .is_some_and(|k| headers::accept_matches(k, resp.headers().get("sec-websocket-accept")));
-    if !accept_ok {
-        let reason = format!("backend {} sent a wrong Sec-WebSocket-Accept", backend.id);
-        backend.record_failure(&reason, Instant::now());
-        return refuse(StatusCode::BAD_GATEWAY, reason);
-    }
     let (subprotocol, extensions, deflate) = headers::negotiated(resp.headers());
     let handshake = Handshake {
         request_in: headers::to_headers(req.headers()),
@@ -166,35 +73,12 @@ pub(super) async fn upgrade(
     *answer.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
     *answer.headers_mut() = headers::client_response_headers(resp.status(), resp.headers());
 
-    let shared = Arc::new(TunnelShared::new(
-        id,
-        SystemTime::now(),
-        conn.client,
-        conn.listener.clone(),
-        route,
-        path,
-        backend.id.clone(),
-        handshake,
-        core.config.inspect.ring,
-        core.config.inspect.preview_bytes,
-        if deflate { 0b100 } else { 0 },
-    ));
-    // Listed (and reachable by kill, close and shutdown) before the client has its
-    // 101, and before the handshake event: whoever sees the handshake complete, or
-    // resyncs from a snapshot just after it, finds the tunnel listed.
-    shared.set_message_limits(limits.max_message_bytes, limits.max_message_rate);
-    core.register(shared.clone());
-    if core.observed() {
-        core.publish(Event::Handshake {
-            id,
-            handshake: shared.handshake.clone(),
-        });
-    }
+    let shared = attempt.into_tunnel(lease.backend(), handshake, deflate, limits);
     // The span is entered only where the tunnel logs, not around every poll of its
     // relay: entering and leaving a span on each wake-up was 1% of the relay's CPU.
-    let span = tracing::info_span!("tunnel", id, client = %conn.client);
+    let span = tracing::info_span!("tunnel", id = shared.id, client = %conn.client);
     tokio::spawn(run_tunnel(
-        core.clone(),
+        conn.core.clone(),
         shared,
         lease,
         (conn.slot.clone(), ip_slot.take()),
@@ -203,6 +87,186 @@ pub(super) async fn upgrade(
         span,
     ));
     answer
+}
+
+/// The proxy's own answer (400/426) to an upgrade request that is not a valid one.
+fn malformed(req: &Request<Incoming>, conn: &ConnInfo) -> Option<Response<Body>> {
+    let rejection =
+        headers::check_websocket_request(req.method(), req.version(), req.headers()).err()?;
+    info!(client = %conn.client, reason = rejection.reason, "bad upgrade request");
+    let mut resp = text(rejection.status, rejection.reason);
+    if rejection.status == StatusCode::UPGRADE_REQUIRED {
+        resp.headers_mut()
+            .insert("sec-websocket-version", HeaderValue::from_static("13"));
+    }
+    Some(resp)
+}
+
+/// A handshake under way: its tunnel id, published as opened, and the way it is
+/// refused (logged, published, answered) until it becomes a tunnel.
+struct Attempt<'a> {
+    conn: &'a ConnInfo,
+    id: u64,
+    route: Arc<str>,
+    path: String,
+}
+
+impl<'a> Attempt<'a> {
+    fn begin(conn: &'a ConnInfo, route: Arc<str>, path: String) -> Attempt<'a> {
+        let core = &conn.core;
+        let id = core.next_id();
+        if core.observed() {
+            core.publish(Event::TunnelOpened {
+                id,
+                at: SystemTime::now(),
+                client: conn.client,
+                listener: conn.listener.clone(),
+                route: route.clone(),
+                path: path.clone(),
+            });
+        }
+        Attempt {
+            conn,
+            id,
+            route,
+            path,
+        }
+    }
+
+    fn refuse(&self, status: StatusCode, reason: String) -> Response<Body> {
+        let (id, path) = (self.id, &self.path);
+        warn!(tunnel = id, client = %self.conn.client, %path, status = status.as_u16(), %reason, "upgrade refused");
+        self.conn.core.publish(Event::Refused {
+            id,
+            refusal: Refusal {
+                status: status.as_u16(),
+                reason: reason.clone(),
+            },
+        });
+        text(status, &reason)
+    }
+
+    fn chosen(&self, backend: &Backend) {
+        let core = &self.conn.core;
+        if core.observed() {
+            core.publish(Event::BackendChosen {
+                id: self.id,
+                backend: backend.id.clone(),
+            });
+        }
+    }
+
+    /// The handshake succeeded: the tunnel, registered (listed, and reachable by
+    /// kill, close and shutdown) before the client has its 101 and before the
+    /// handshake event, so whoever sees the handshake, or resyncs from a snapshot
+    /// just after it, finds the tunnel listed.
+    fn into_tunnel(
+        self,
+        backend: &Backend,
+        handshake: Handshake,
+        deflate: bool,
+        limits: &WsLimits,
+    ) -> Arc<TunnelShared> {
+        let core = &self.conn.core;
+        let shared = Arc::new(TunnelShared::new(
+            self.id,
+            SystemTime::now(),
+            self.conn.client,
+            self.conn.listener.clone(),
+            self.route,
+            self.path,
+            backend.id.clone(),
+            handshake,
+            core.config.inspect.ring,
+            core.config.inspect.preview_bytes,
+            if deflate { 0b100 } else { 0 },
+        ));
+        shared.set_message_limits(limits.max_message_bytes, limits.max_message_rate);
+        core.register(shared.clone());
+        if core.observed() {
+            core.publish(Event::Handshake {
+                id: shared.id,
+                handshake: shared.handshake.clone(),
+            });
+        }
+        shared
+    }
+}
+
+/// Sends the handshake to the backend with the headers it is owed, and checks its
+/// answer: a 101 with the right `Sec-WebSocket-Accept` (and the headers sent), or
+/// the answer for the client. A backend that fails the handshake or takes too long
+/// is blamed; one that declines (any other status) has its answer relayed.
+async fn forward(
+    attempt: &Attempt<'_>,
+    req: &Request<Incoming>,
+    pool: &Pool,
+    stream: Stream,
+    lease: &Lease,
+) -> Result<(Response<Incoming>, crate::event::Headers), Response<Body>> {
+    let backend = lease.backend();
+    let out_headers = headers::backend_request_headers(
+        req.headers(),
+        &forward_context(attempt.conn, &backend.addr),
+        &pool.config.host_header,
+        true,
+    );
+    let mut out = Request::new(Empty::<Bytes>::new());
+    *out.method_mut() = Method::GET;
+    *out.version_mut() = Version::HTTP_11;
+    *out.uri_mut() = attempt
+        .path
+        .parse()
+        .unwrap_or_else(|_| "/".parse().expect("valid uri"));
+    *out.headers_mut() = out_headers;
+    let request_out = headers::to_headers(out.headers());
+
+    let (mut sender, http_conn) =
+        match hyper::client::conn::http1::handshake(TokioIo::new(stream)).await {
+            Ok(pair) => pair,
+            Err(e) => {
+                let reason = format!("backend {}: {e}", backend.id);
+                return Err(attempt.refuse(StatusCode::BAD_GATEWAY, reason));
+            }
+        };
+    tokio::spawn(http_conn.with_upgrades());
+    let timeout = attempt.conn.core.config.timeouts.backend_response;
+    let blame = |status, reason: String| {
+        backend.record_failure(&reason, Instant::now());
+        attempt.refuse(status, reason)
+    };
+    let resp = match tokio::time::timeout(timeout, sender.send_request(out)).await {
+        Ok(Ok(resp)) => resp,
+        Ok(Err(e)) => {
+            let reason = format!("backend {} failed the handshake: {e}", backend.id);
+            return Err(blame(StatusCode::BAD_GATEWAY, reason));
+        }
+        Err(_) => {
+            let reason = format!("backend {} did not answer within {timeout:?}", backend.id);
+            return Err(blame(StatusCode::GATEWAY_TIMEOUT, reason));
+        }
+    };
+    if resp.status() != StatusCode::SWITCHING_PROTOCOLS {
+        let status = resp.status();
+        info!(tunnel = attempt.id, backend = %backend.id, status = status.as_u16(), "backend declined the upgrade");
+        attempt.conn.core.publish(Event::Refused {
+            id: attempt.id,
+            refusal: Refusal {
+                status: status.as_u16(),
+                reason: format!("backend answered {status}"),
+            },
+        });
+        return Err(relay_response(resp));
+    }
+    let accept_ok = req
+        .headers()
+        .get("sec-websocket-key")
+        .is_some_and(|k| headers::accept_matches(k, resp.headers().get("sec-websocket-accept")));
+    if !accept_ok {
+        let reason = format!("backend {} sent a wrong Sec-WebSocket-Accept", backend.id);
+        return Err(blame(StatusCode::BAD_GATEWAY, reason));
+    }
+    Ok((resp, request_out))
 }
 
 /// Waits for both upgrades, relays until the end, reports the ending.
