@@ -7,7 +7,7 @@ pub(crate) mod client;
 
 use std::time::Duration;
 
-use crate::common::pool_control::{expect_close, hang_up, local_addr};
+use crate::common::clients::{expect_close, hang_up, local_addr};
 use crate::common::*;
 use client::*;
 use futures_util::SinkExt;

@@ -7,8 +7,8 @@
 use std::net::SocketAddr;
 
 use crate::admin::client::*;
+use crate::common::clients::{connect_with, expect_close, local_addr};
 use crate::common::http_fixtures::raw_request;
-use crate::common::pool_control::{connect_with, expect_close, local_addr};
 use crate::common::*;
 use futures_util::SinkExt;
 use http::Method;

@@ -6,8 +6,8 @@ use std::collections::{BTreeMap, HashMap};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::time::Duration;
 
-use crate::common::pool_control::*;
 use crate::common::*;
+use crate::common::{clients::*, pools::*};
 use tokio_tungstenite::MaybeTlsStream;
 use tunnelscope::control::{Command, Outcome};
 use tunnelscope::event::{AdminState, Event, Health};

@@ -9,7 +9,7 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use crate::common::http_fixtures::{HttpBackend, RawBackend, Script};
-use crate::common::resilience::{read_outcome, Outcome};
+use crate::common::wire::{read_outcome, Outcome};
 use crate::common::*;
 use futures_util::SinkExt;
 use tokio::io::AsyncWriteExt;

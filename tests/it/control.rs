@@ -6,8 +6,8 @@ use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use crate::common::pool_control::*;
 use crate::common::*;
+use crate::common::{clients::*, pools::*, recorder::*, wire::*};
 use futures_util::SinkExt;
 use tokio::io::AsyncWriteExt;
 use tokio::sync::broadcast;

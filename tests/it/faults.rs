@@ -3,11 +3,11 @@
 
 use std::collections::{HashMap, HashSet};
 
-use crate::common::pool_control::{
-    frame, frame_header, pattern, pool_config, raw_upgrade, read_frame, Ending, Recorder,
-};
-use crate::common::resilience::*;
+use crate::common::pools::pool_config;
+use crate::common::recorder::{pattern, Ending, Recorder};
+use crate::common::wire::{frame, frame_header, raw_upgrade, read_frame};
 use crate::common::*;
+use crate::common::{clients::*, pools::*, wire::*};
 use futures_util::StreamExt;
 use tokio::io::AsyncWriteExt;
 use tokio::sync::broadcast;

@@ -6,8 +6,10 @@
 
 use std::time::{Duration, Instant};
 
+use crate::common::clients::try_connect;
 use crate::common::http_fixtures::*;
-use crate::common::pool_control::{dead_addr, frame, read_frame, try_connect};
+use crate::common::pools::dead_addr;
+use crate::common::wire::{frame, read_frame};
 use crate::common::*;
 use futures_util::SinkExt;
 use tokio::io::AsyncWriteExt;

@@ -52,8 +52,8 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use crate::common::http_fixtures::HttpBackend;
-use crate::common::pool_control::{frame, raw_upgrade, read_frame};
-use crate::common::resilience::{read_outcome, upgrade_request, Outcome, RawBackend};
+use crate::common::wire::{frame, raw_upgrade, read_frame};
+use crate::common::wire::{read_outcome, upgrade_request, Outcome, RawBackend};
 use crate::common::*;
 use futures_util::{SinkExt, StreamExt};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};

@@ -6,9 +6,10 @@ use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use crate::common::pool_control::{expect_close, hang_up, raw_upgrade, read_frame};
-use crate::common::resilience::*;
+use crate::common::clients::{expect_close, hang_up};
+use crate::common::wire::{raw_upgrade, read_frame};
 use crate::common::*;
+use crate::common::{binary::*, clients::*};
 use futures_util::SinkExt;
 use tokio_tungstenite::tungstenite::Message;
 
@@ -247,7 +248,7 @@ async fn the_access_log_has_one_line_per_tunnel_with_client_backend_path_counts_
     let mut proc = Proc::spawn(&["--config", file.to_str().unwrap(), "--headless"]);
     let addr = proc.listening().await;
     let mut ws = connect(addr, "/chat?room=1").await;
-    let client = crate::common::pool_control::local_addr(&ws);
+    let client = crate::common::clients::local_addr(&ws);
     for _ in 0..3 {
         echo_on(&mut ws, "abc").await;
     }

@@ -7,9 +7,9 @@ use std::net::Ipv4Addr;
 use std::time::{Duration, Instant};
 
 use crate::common::certs::TestPki;
-use crate::common::pool_control::{expect_close, hang_up};
-use crate::common::resilience::*;
+use crate::common::clients::{expect_close, hang_up};
 use crate::common::*;
+use crate::common::{clients::*, wire::*};
 use futures_util::StreamExt;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -516,7 +516,7 @@ async fn per_ip_limit_behind_a_trusted_proxy_counts_each_forwarded_client() {
     ))
     .await;
     let addr = proxy.local_addrs()[0];
-    use crate::common::pool_control::connect_with;
+    use crate::common::clients::connect_with;
     let mut first = connect_with(addr, "/", &[("X-Forwarded-For", "203.0.113.1")]).await;
     let mut second = connect_with(addr, "/", &[("X-Forwarded-For", "203.0.113.2")]).await;
     echo(&mut first, "for .1").await;

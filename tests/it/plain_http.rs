@@ -8,7 +8,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use crate::common::http_fixtures::*;
-use crate::common::pool_control::dead_addr;
+use crate::common::pools::dead_addr;
 use crate::common::*;
 use bytes::Bytes;
 use http_body_util::combinators::BoxBody;

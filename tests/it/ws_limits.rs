@@ -3,9 +3,9 @@
 //! size and a maximum message rate, each enforced at a frame boundary on whichever
 //! side sent too much, counted, and shown as the close reason.
 
-use crate::common::pool_control::*;
-use crate::common::resilience::{read_outcome, upgrade_request};
+use crate::common::wire::{read_outcome, upgrade_request};
 use crate::common::*;
+use crate::common::{clients::*, pools::*, recorder::*};
 use futures_util::SinkExt;
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;

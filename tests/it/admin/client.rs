@@ -18,7 +18,7 @@ use tokio_tungstenite::tungstenite::Message;
 use tunnelscope::admin::{self, Api, Running};
 use tunnelscope::proxy::ProxyHandle;
 
-use crate::common::resilience::Proc;
+use crate::common::binary::Proc;
 use crate::common::{Client, WAIT};
 
 /// The admin API of one proxy, stopped when the test ends.

@@ -1,14 +1,26 @@
-//! Fixtures shared by the integration tests: real WebSocket backends on 127.0.0.1:0,
-//! a proxy started from a TOML string, and WebSocket clients.
+//! Fixtures shared by the integration tests. Here: real WebSocket echo backends on
+//! 127.0.0.1:0, a proxy started from a TOML string, clients, waiting for events.
+//!
+//! - `clients`: WebSocket clients through the proxy (from a chosen address, with
+//!   headers, over TLS) and what they expect of it.
+//! - `recorder`: a backend that records what it received and how it was closed.
+//! - `wire`: bytes on the wire by hand: requests, frames, a raw backend.
+//! - `pools`: pool configs, dead addresses, a backend's reported state.
+//! - `http_fixtures`: plain HTTP backends and raw HTTP requests and responses.
+//! - `binary`: the real `tunnelscope` binary as a child process.
+//! - `certs`: a CA and certificates made in the test; `tui`: a real terminal (tmux).
 #![allow(dead_code)]
 // The handshake callback signature is tungstenite's; its error type is large by design.
 #![allow(clippy::result_large_err)]
 
+pub mod binary;
 pub mod certs;
+pub mod clients;
 pub mod http_fixtures;
-pub mod pool_control;
-pub mod resilience;
+pub mod pools;
+pub mod recorder;
 pub mod tui;
+pub mod wire;
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
