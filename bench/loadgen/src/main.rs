@@ -10,6 +10,7 @@
 mod backend;
 mod load;
 mod net;
+mod plan;
 mod procfs;
 mod report;
 mod run;

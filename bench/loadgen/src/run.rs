@@ -3,57 +3,17 @@
 //! targets rotated each round), keeps each figure of each round, and hands the
 //! medians to the report.
 
-use std::collections::BTreeMap;
-use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 
 use crate::load::{self, StreamSpec};
 use crate::net;
+pub use crate::plan::{Args, ECHO, HANDSHAKE_WORKERS, IDLE_SAMPLE, LARGE};
+use crate::plan::{Figures, RunInfo, FIGURE_KEYS};
 use crate::procfs::{self, Meter};
 use crate::report;
 use crate::targets::{self, Env, Kind, Running};
-
-#[derive(clap::Args, Debug, Clone)]
-pub struct Args {
-    /// Work directory for configs, certificates and logs (created if missing).
-    #[arg(long)]
-    pub workdir: PathBuf,
-    /// The tunnelscope binary (release build).
-    #[arg(long)]
-    pub tunnelscope: PathBuf,
-    /// Where to write the report.
-    #[arg(long)]
-    pub out: PathBuf,
-    /// Rounds; every figure is the median over them.
-    #[arg(long, default_value_t = 3)]
-    pub rounds: usize,
-    /// Warm-up before each measured window, seconds.
-    #[arg(long, default_value_t = 1.0)]
-    pub warm_secs: f64,
-    /// Measured window of the echo test, seconds.
-    #[arg(long, default_value_t = 4.0)]
-    pub echo_secs: f64,
-    /// Measured window of the large-message test, seconds.
-    #[arg(long, default_value_t = 4.0)]
-    pub large_secs: f64,
-    /// Measured window of each handshake test, seconds.
-    #[arg(long, default_value_t = 3.0)]
-    pub handshake_secs: f64,
-    /// Idle tunnels held for the memory test.
-    #[arg(long, default_value_t = 8000)]
-    pub idle_tunnels: usize,
-    /// Run tunnelscope's echo test with the dashboard in tmux too: auto, on or off.
-    #[arg(long, default_value = "auto")]
-    pub dashboard: String,
-    /// Only these tests (comma-separated: echo,large,handshake,handshake-tls,idle,idle-tls).
-    #[arg(long, value_delimiter = ',')]
-    pub tests: Vec<String>,
-    /// The command that reruns this benchmark, quoted in the report.
-    #[arg(long, default_value = "bench/run.sh")]
-    pub rerun: String,
-}
 
 /// The tests of one round, in order.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -75,35 +35,6 @@ impl Test {
             Test::Idle { tls: true } => "idle-tls",
         }
     }
-}
-
-pub const ECHO: StreamSpec = StreamSpec {
-    tunnels: 100,
-    in_flight: 8,
-    size: 64,
-    warm: Duration::ZERO,
-    measure: Duration::ZERO,
-};
-pub const LARGE: StreamSpec = StreamSpec {
-    tunnels: 8,
-    in_flight: 2,
-    size: 1 << 20,
-    warm: Duration::ZERO,
-    measure: Duration::ZERO,
-};
-pub const HANDSHAKE_WORKERS: usize = 32;
-pub const IDLE_SAMPLE: usize = 200;
-
-/// Every figure of every round: (target, figure key) → one value per round.
-pub type Figures = BTreeMap<(Kind, &'static str), Vec<f64>>;
-
-/// What the report needs besides the figures.
-pub struct RunInfo {
-    pub args: Args,
-    pub dashboard: String,
-    pub load_seen: Vec<String>,
-    pub elapsed: Duration,
-    pub notes: Vec<String>,
 }
 
 pub fn main(mut args: Args) -> Result<()> {
@@ -376,7 +307,7 @@ async fn measure(
 /// are spelled out here.
 fn key(prefix: &str, name: &str) -> &'static str {
     let k = format!("{prefix}.{name}");
-    report::FIGURE_KEYS
+    FIGURE_KEYS
         .iter()
         .copied()
         .find(|&s| s == k)
