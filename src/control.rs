@@ -37,6 +37,9 @@ pub enum Command {
     },
     /// Close every tunnel with 1001 and stop, as SIGTERM does.
     Shutdown,
+    /// Re-read the config file and apply it; a file that does not load is refused
+    /// whole and the running config stays.
+    Reload,
 }
 
 /// What became of a command.
@@ -47,6 +50,11 @@ pub enum Outcome {
     Closing(usize),
     UnknownBackend(BackendId),
     UnknownTunnel(TunnelId),
+    /// The config was reloaded with these changes.
+    Reloaded(crate::event::ConfigDiff),
+    /// The file did not load (the message names file:line:col and key), or there is
+    /// no file to reload; the running config stays.
+    ReloadRefused(String),
 }
 
 /// A command and where to send its outcome.

@@ -199,6 +199,57 @@ pub struct Counters {
     pub limit_hits: [u64; 3],
 }
 
+/// What a reload changed. Backends are named by pool and address; a backend whose
+/// settings changed is replaced (its tunnels stay on the old one, which drains).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ConfigDiff {
+    pub backends_added: Vec<BackendId>,
+    pub backends_removed: Vec<BackendId>,
+    pub backends_changed: Vec<BackendId>,
+    /// Routes were added, removed or changed (order, host, path, pool, limits).
+    pub routes_changed: bool,
+    /// Other settings that apply to new connections changed (limits, timeouts,
+    /// inspect, proxy).
+    pub settings_changed: bool,
+    /// What the file changes but a reload does not apply yet (a restart does).
+    pub not_applied: Vec<String>,
+}
+
+impl ConfigDiff {
+    /// One line for logs and the dashboard.
+    pub fn summary(&self) -> String {
+        let mut parts = Vec::new();
+        let list = |v: &[BackendId]| {
+            v.iter()
+                .map(|b| b.to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        if !self.backends_added.is_empty() {
+            parts.push(format!("added {}", list(&self.backends_added)));
+        }
+        if !self.backends_removed.is_empty() {
+            parts.push(format!("removed {}", list(&self.backends_removed)));
+        }
+        if !self.backends_changed.is_empty() {
+            parts.push(format!("changed {}", list(&self.backends_changed)));
+        }
+        if self.routes_changed {
+            parts.push("routes changed".into());
+        }
+        if self.settings_changed {
+            parts.push("settings changed".into());
+        }
+        if parts.is_empty() {
+            parts.push("nothing changed".into());
+        }
+        for n in &self.not_applied {
+            parts.push(format!("not applied until restart: {n}"));
+        }
+        parts.join("; ")
+    }
+}
+
 /// A WebSocket limit of a route (`[limits]` or `[[route]]`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Limit {
@@ -483,6 +534,8 @@ pub enum Event {
         stats: TunnelStats,
     },
     BackendState(BackendInfo),
+    /// The config file was re-read and applied.
+    ConfigReloaded(ConfigDiff),
     /// A plain (non-upgrade) HTTP request was proxied.
     HttpRequest {
         client: SocketAddr,

@@ -169,6 +169,7 @@ async fn run(config: Config, logs: Option<LogReceiver>) -> anyhow::Result<()> {
     // Bound first, so a taken admin port fails before any client is served.
     let admin = bind_admin(&config).await?;
     let proxy = tunnelscope::proxy::start(config).await?;
+    signals.reload_through(proxy.control());
     let admin = admin.map(|(listener, token)| {
         let api = admin::Api::new(
             proxy.snapshot_source(),
@@ -225,6 +226,7 @@ async fn backend(listen: SocketAddr, name: String) -> anyhow::Result<()> {
 async fn demo(logs: Option<LogReceiver>) -> anyhow::Result<()> {
     let mut signals = Signals::new()?;
     let demo = tunnelscope::demo::Demo::start().await?;
+    signals.reload_through(demo.proxy.control());
     if logs.is_none() {
         eprintln!("{}", demo.summary());
     }
@@ -312,13 +314,14 @@ async fn finish(stop: impl Future<Output = ()>, signals: &mut Signals) {
 }
 
 /// SIGINT and SIGTERM, listened for from before the proxy starts so that no signal
-/// in the first moments kills the process without a graceful shutdown. SIGHUP is
-/// caught too, so that the reflex `kill -HUP` of an nginx user never ends the
-/// process and its tunnels: reload is not implemented yet, and it says so.
+/// in the first moments kills the process without a graceful shutdown. SIGHUP
+/// reloads the config file, as nginx's does; it never ends the process.
 struct Signals {
     int: tokio::signal::unix::Signal,
     term: tokio::signal::unix::Signal,
     hup: tokio::signal::unix::Signal,
+    /// Where SIGHUP sends its reload, once the proxy runs.
+    reload: Option<tunnelscope::control::ControlHandle>,
 }
 
 impl Signals {
@@ -328,20 +331,31 @@ impl Signals {
             int: signal(SignalKind::interrupt())?,
             term: signal(SignalKind::terminate())?,
             hup: signal(SignalKind::hangup())?,
+            reload: None,
         })
     }
 
-    /// Resolves on the next SIGINT or SIGTERM, naming which. SIGHUP is logged and
-    /// otherwise ignored.
+    /// From now on SIGHUP asks this proxy to reload its config file.
+    fn reload_through(&mut self, control: tunnelscope::control::ControlHandle) {
+        self.reload = Some(control);
+    }
+
+    /// Resolves on the next SIGINT or SIGTERM, naming which. SIGHUP starts a reload
+    /// (the proxy logs what changed, or why the file was refused) and waits on.
     async fn next(&mut self) -> &'static str {
         loop {
             tokio::select! {
                 _ = self.int.recv() => return "SIGINT",
                 _ = self.term.recv() => return "SIGTERM",
-                _ = self.hup.recv() => tracing::warn!(
-                    "SIGHUP received: reloading the config is not available yet; \
-                     nothing changed and every tunnel runs on (restart to apply a new config)"
-                ),
+                _ = self.hup.recv() => match &self.reload {
+                    Some(control) => {
+                        tracing::info!("SIGHUP received: reloading the config");
+                        if let Err(e) = control.try_send(tunnelscope::control::Command::Reload) {
+                            tracing::warn!(error = %e, "SIGHUP: reload not started");
+                        }
+                    }
+                    None => tracing::warn!("SIGHUP received before the proxy started: ignored"),
+                },
             }
         }
     }

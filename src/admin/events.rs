@@ -68,6 +68,7 @@ pub enum Message<'a> {
         backend_to_client: Direction<'a>,
     },
     BackendState(Backend<'a>),
+    ConfigReloaded(json::Diff),
     HttpRequest {
         client: SocketAddr,
         method: &'a str,
@@ -146,6 +147,7 @@ impl<'a> Message<'a> {
                 }
             }
             Event::BackendState(info) => Message::BackendState(json::Backend::new(info)),
+            Event::ConfigReloaded(diff) => Message::ConfigReloaded(json::Diff::new(diff)),
             Event::HttpRequest {
                 client,
                 method,

@@ -117,6 +117,7 @@ pub(crate) async fn handle(
             };
             control(api, command).await
         }
+        Endpoint::Reload => control(api, Command::Reload).await,
         Endpoint::Shutdown => match control(api, Command::Shutdown).await {
             r if r.status() == StatusCode::OK => reply::json(
                 StatusCode::ACCEPTED,
@@ -156,6 +157,13 @@ struct Done {
     tunnels: Option<usize>,
 }
 
+/// `{"outcome": "reloaded", "changes": {...}}`.
+#[derive(Serialize)]
+struct Reloaded {
+    outcome: &'static str,
+    changes: json::Diff,
+}
+
 fn unknown_tunnel(id: TunnelId) -> Response<Body> {
     reply::error(
         StatusCode::NOT_FOUND,
@@ -183,6 +191,14 @@ async fn control(api: &Api, command: Command) -> Response<Body> {
             format!("no backend {id}; GET /api/backends lists them"),
         ),
         Ok(Ok(Outcome::UnknownTunnel(id))) => unknown_tunnel(id),
+        Ok(Ok(Outcome::Reloaded(diff))) => reply::json(
+            StatusCode::OK,
+            &Reloaded {
+                outcome: "reloaded",
+                changes: json::Diff::new(&diff),
+            },
+        ),
+        Ok(Ok(Outcome::ReloadRefused(why))) => reply::error(StatusCode::BAD_REQUEST, why),
         Ok(Err(gone)) => reply::error(StatusCode::SERVICE_UNAVAILABLE, gone.to_string()),
         Err(_) => reply::error(
             StatusCode::SERVICE_UNAVAILABLE,

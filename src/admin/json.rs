@@ -482,3 +482,30 @@ mod tests {
         assert_eq!((empty.encoding, empty.data.as_str()), ("text", ""));
     }
 }
+
+/// What a reload changed: `/api/reload`'s answer and the `config_reloaded` event.
+#[derive(Serialize)]
+pub struct Diff {
+    pub backends_added: Vec<String>,
+    pub backends_removed: Vec<String>,
+    pub backends_changed: Vec<String>,
+    pub routes_changed: bool,
+    pub settings_changed: bool,
+    pub not_applied: Vec<String>,
+    pub summary: String,
+}
+
+impl Diff {
+    pub fn new(d: &crate::event::ConfigDiff) -> Diff {
+        let ids = |v: &[BackendId]| v.iter().map(|b| b.to_string()).collect();
+        Diff {
+            backends_added: ids(&d.backends_added),
+            backends_removed: ids(&d.backends_removed),
+            backends_changed: ids(&d.backends_changed),
+            routes_changed: d.routes_changed,
+            settings_changed: d.settings_changed,
+            not_applied: d.not_applied.clone(),
+            summary: d.summary(),
+        }
+    }
+}

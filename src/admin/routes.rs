@@ -19,6 +19,7 @@ pub enum Endpoint {
     CloseTunnel(TunnelId),
     Backend { backend: BackendId, action: Action },
     Shutdown,
+    Reload,
     Events,
     Metrics,
 }
@@ -64,6 +65,7 @@ pub fn route(method: &Method, path: &str) -> Result<Endpoint, Miss> {
         ["api", "tunnels"] => (Ok(Tunnels), Method::GET),
         ["api", "events"] => (Ok(Events), Method::GET),
         ["api", "shutdown"] => (Ok(Shutdown), Method::POST),
+        ["api", "reload"] => (Ok(Reload), Method::POST),
         ["api", "tunnels", id] => (tunnel_id(id).map(Tunnel), Method::GET),
         ["api", "tunnels", id, "close"] => (tunnel_id(id).map(CloseTunnel), Method::POST),
         ["api", "backends", pool, addr, action] => (backend(pool, addr, action), Method::POST),
@@ -188,6 +190,7 @@ mod tests {
         assert_eq!(get("/api/tunnels/42"), Ok(Endpoint::Tunnel(42)));
         assert_eq!(post("/api/tunnels/42/close"), Ok(Endpoint::CloseTunnel(42)));
         assert_eq!(post("/api/shutdown"), Ok(Endpoint::Shutdown));
+        assert_eq!(post("/api/reload"), Ok(Endpoint::Reload));
         assert_eq!(
             post("/api/backends/chat/10.0.0.1:8010/drain"),
             Ok(Endpoint::Backend {

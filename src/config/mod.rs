@@ -58,6 +58,9 @@ pub struct Config {
     pub routes: Vec<Route>,
     #[serde(default, rename = "pool")]
     pub pools: BTreeMap<String, Pool>,
+    /// The file it was loaded from, which a reload re-reads (`None`: not from a file).
+    #[serde(skip)]
+    pub source: Option<PathBuf>,
 }
 
 /// A configuration that could not be used. Parse and Invalid errors print as one line:
@@ -89,6 +92,7 @@ impl Config {
         })?;
         let mut config = Config::from_str(&text, &path.display().to_string())?;
         config.resolve_paths(path.parent().unwrap_or(Path::new("")));
+        config.source = Some(path.to_path_buf());
         Ok(config)
     }
 
@@ -222,6 +226,7 @@ impl Config {
             }],
             routes: Vec::new(),
             pools,
+            source: None,
         }
     }
 }

@@ -209,6 +209,8 @@ pub struct State {
     /// Times the dashboard fell behind the bus and resynchronised.
     pub resyncs: u64,
     lagged: bool,
+    /// A reload changed the backends: the next resync takes the new set.
+    reload_pending: bool,
 }
 
 impl State {
@@ -228,6 +230,7 @@ impl State {
             banner: None,
             resyncs: 0,
             lagged: false,
+            reload_pending: false,
         };
         s.rates.roll(now);
         s.load(snapshot, now, false);
@@ -320,6 +323,11 @@ impl State {
             }
             Event::BackendState(info) => self.upsert_backend(info.clone()),
             Event::HttpRequest { .. } => self.totals.http_requests += 1,
+            Event::ConfigReloaded(diff) => {
+                self.push_log(Level::INFO, format!("config reloaded: {}", diff.summary()));
+                // Backends came and went: take the new set from a snapshot.
+                self.reload_pending = true;
+            }
         }
     }
 
@@ -354,7 +362,7 @@ impl State {
 
     /// Whether events were missed since the last resync.
     pub fn needs_resync(&self) -> bool {
-        self.lagged
+        self.lagged || self.reload_pending
     }
 
     /// Rebuilds live tunnels and backends from `snapshot` after a lag. Closed history,
@@ -364,8 +372,11 @@ impl State {
         self.now = now;
         self.rates.roll(now);
         self.load(snapshot, now, true);
+        if self.lagged {
+            self.resyncs += 1;
+        }
         self.lagged = false;
-        self.resyncs += 1;
+        self.reload_pending = false;
     }
 
     /// Adds a line to the log pane (fed by the tracing layer in [`super::logs`]).

@@ -78,16 +78,16 @@ impl Registry {
         peer: IpAddr,
         headers: &http::HeaderMap,
     ) -> Result<Option<IpSlot>, IpAddr> {
-        if self.config.limits.max_connections_per_ip == 0 || !self.is_trusted(peer) {
+        if self.config().limits.max_connections_per_ip == 0 || !self.is_trusted(peer) {
             return Ok(None);
         }
         let client =
-            super::headers::original_client(peer, headers, &self.config.proxy.trusted_proxies);
+            super::headers::original_client(peer, headers, &self.config().proxy.trusted_proxies);
         self.admit_ip(client).ok_or(client)
     }
 
     fn is_trusted(&self, ip: IpAddr) -> bool {
-        self.config
+        self.config()
             .proxy
             .trusted_proxies
             .iter()
@@ -96,7 +96,7 @@ impl Registry {
 
     /// `None` when `ip` is at its limit; `Some(None)` when there is no limit.
     fn admit_ip(self: &Arc<Self>, ip: IpAddr) -> Option<Option<IpSlot>> {
-        let per_ip = self.config.limits.max_connections_per_ip;
+        let per_ip = self.config().limits.max_connections_per_ip;
         if per_ip == 0 {
             return Some(None);
         }

@@ -20,6 +20,19 @@ impl Registry {
                 .ok_or_else(|| Outcome::UnknownBackend(id.clone()))
         };
         let res = match &command {
+            Command::Reload => {
+                return match self.reload() {
+                    Ok(diff) => {
+                        tracing::info!(changes = %diff.summary(), "config reloaded");
+                        self.publish(Event::ConfigReloaded(diff.clone()));
+                        Outcome::Reloaded(diff)
+                    }
+                    Err(why) => {
+                        tracing::error!(error = %why, "config reload refused; the running config stays");
+                        Outcome::ReloadRefused(why)
+                    }
+                }
+            }
             Command::Drain(id) => backend(id).map(|b| b.drain()),
             Command::Undrain(id) => backend(id).map(|b| b.undrain()),
             Command::Enable(id) => backend(id).map(|b| b.enable()),
@@ -70,7 +83,7 @@ impl Registry {
 /// The core task: applies commands and publishes batched frame statistics, until
 /// shutdown is complete.
 pub async fn run(core: Arc<Registry>, mut commands: mpsc::Receiver<Request>) {
-    let mut tick = tokio::time::interval(core.config.inspect.stats_interval);
+    let mut tick = tokio::time::interval(core.config().inspect.stats_interval);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut published: HashMap<TunnelId, (u64, u64, u64)> = HashMap::new();
     let mut shutdown = core.shutdown_signal();
@@ -89,7 +102,7 @@ pub async fn run(core: Arc<Registry>, mut commands: mpsc::Receiver<Request>) {
             _ = shutdown_begun(&mut shutdown) => break,
         }
     }
-    let grace = core.config.timeouts.shutdown_grace;
+    let grace = core.config().timeouts.shutdown_grace;
     let drain = async {
         loop {
             tokio::select! {

@@ -72,7 +72,7 @@ async fn serve_conn(
     slot: Arc<ConnSlot>,
 ) {
     let _ = tcp.set_nodelay(true);
-    let timeouts = &core.config.timeouts;
+    let timeouts = &core.config().timeouts;
     let stream = match tls {
         None => Stream::Plain(tcp),
         Some(acceptor) => {
@@ -100,7 +100,7 @@ async fn serve_conn(
         in_flight: in_flight.clone(),
         slot,
     });
-    let limits = &core.config.limits;
+    let limits = &core.config().limits;
     let mut builder = hyper::server::conn::http1::Builder::new();
     // The head deadline is HeadTimer's (it answers 408); hyper's would only hang up.
     builder

@@ -18,6 +18,7 @@ mod headtimer;
 mod listener;
 mod pool;
 mod registry;
+mod reload;
 mod request;
 mod route;
 mod shard;
@@ -173,24 +174,7 @@ pub async fn start(config: Config) -> Result<ProxyHandle, StartError> {
             mine.push((name.clone(), socket, tls.clone()));
         }
     }
-    let mut upstream_tls = HashMap::new();
-    for (name, pool) in &config.pools {
-        if pool.tls {
-            let cfg = tls::client_config(pool.ca.as_deref()).map_err(|source| {
-                StartError::UpstreamTls {
-                    pool: name.clone(),
-                    source,
-                }
-            })?;
-            upstream_tls.insert(
-                name.clone(),
-                UpstreamTls {
-                    config: cfg,
-                    server_name: pool.server_name.clone(),
-                },
-            );
-        }
-    }
+    let upstream_tls = upstream_tls(&config)?;
     let (bus, _) = broadcast::channel(config.inspect.event_capacity);
     let addrs = infos.iter().map(|i| i.addr).collect();
     let core = Arc::new(Registry::new(config, bus, upstream_tls, infos));
@@ -216,4 +200,24 @@ impl ProxyHandle {
     pub fn request_shutdown(&self) {
         let _ = self.control.try_send(Command::Shutdown);
     }
+}
+
+/// The TLS client settings of every pool with `tls = true`.
+fn upstream_tls(config: &Config) -> Result<HashMap<String, UpstreamTls>, StartError> {
+    let mut out = HashMap::new();
+    for (name, pool) in config.pools.iter().filter(|(_, p)| p.tls) {
+        let cfg =
+            tls::client_config(pool.ca.as_deref()).map_err(|source| StartError::UpstreamTls {
+                pool: name.clone(),
+                source,
+            })?;
+        out.insert(
+            name.clone(),
+            UpstreamTls {
+                config: cfg,
+                server_name: pool.server_name.clone(),
+            },
+        );
+    }
+    Ok(out)
 }

@@ -12,6 +12,7 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
 
+use arc_swap::ArcSwap;
 use tokio::sync::{broadcast, watch, Notify, Semaphore};
 
 use super::pool::Pools;
@@ -25,11 +26,13 @@ use crate::event::{Counters, Dir, Event, Flow, Limit, ListenerInfo, Snapshot, Tu
 /// Everything connection tasks share. Read-mostly; the few mutable parts are
 /// atomics or std mutexes held for a few instructions, never across an await.
 pub struct Registry {
-    pub config: Arc<Config>,
-    pub routes: Routes,
+    /// The running config, routes and backend TLS: each one snapshot a reload swaps
+    /// whole (a request or connection reads them once, so it sees one config).
+    pub(super) config: ArcSwap<Config>,
+    pub(super) routes: ArcSwap<Routes>,
+    pub(super) upstream_tls: ArcSwap<HashMap<String, UpstreamTls>>,
     pub pools: Pools,
     pub bus: broadcast::Sender<Event>,
-    pub upstream_tls: HashMap<String, UpstreamTls>,
     pub listeners: Vec<ListenerInfo>,
     pub started: SystemTime,
     pub(super) tunnels: Mutex<HashMap<TunnelId, Arc<TunnelShared>>>,
@@ -62,11 +65,11 @@ impl Registry {
         let max = config.limits.max_connections;
         let routes = Routes::new(&config);
         Registry {
-            routes,
+            routes: ArcSwap::from_pointee(routes),
             pools: Pools::new(&config.pools, bus.clone()),
-            config,
+            config: ArcSwap::new(config),
             bus,
-            upstream_tls,
+            upstream_tls: ArcSwap::from_pointee(upstream_tls),
             listeners,
             started: SystemTime::now(),
             tunnels: Mutex::new(HashMap::new()),
@@ -82,6 +85,21 @@ impl Registry {
             closed: Default::default(),
             limit_hits: Default::default(),
         }
+    }
+
+    /// The running config (a reload swaps it; hold the result for one consistent view).
+    pub fn config(&self) -> Arc<Config> {
+        self.config.load_full()
+    }
+
+    /// The running routes.
+    pub fn routes(&self) -> Arc<Routes> {
+        self.routes.load_full()
+    }
+
+    /// The TLS settings of a pool's backends, if it uses TLS.
+    pub fn upstream_tls(&self, pool: &str) -> Option<UpstreamTls> {
+        self.upstream_tls.load().get(pool).cloned()
     }
 
     /// Publishes an event; having no subscriber is normal.
@@ -202,7 +220,7 @@ impl Registry {
     /// Stops accepting and asks every tunnel to close with 1001, within the
     /// shutdown grace.
     pub fn begin_shutdown(&self) {
-        let grace = self.config.timeouts.shutdown_grace;
+        let grace = self.config().timeouts.shutdown_grace;
         // The closes end a little before the grace does, so each tunnel is closed
         // and logged by the proxy rather than dropped with its event loop.
         let margin = (grace / 10).min(std::time::Duration::from_millis(250));

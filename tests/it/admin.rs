@@ -627,3 +627,40 @@ async fn the_binary_serves_the_admin_api_from_its_config_and_stops_on_request() 
     let status = proc.exit_within(WAIT).await;
     assert!(status.success(), "{status:?}\n{}", proc.seen.join("\n"));
 }
+
+/// `POST /api/reload` re-reads the config file: 200 with what changed, or 400 with
+/// the file's error and nothing changed.
+#[tokio::test]
+async fn reload_applies_the_file_or_answers_400_with_its_error() {
+    let (a, b) = (Backend::start("a").await, Backend::start("b").await);
+    let dir = tempfile::TempDir::new().unwrap();
+    let path = dir.path().join("tunnelscope.toml");
+    std::fs::write(&path, simple_config(&[&a], "")).unwrap();
+    let config = tunnelscope::config::Config::load(&path).unwrap();
+    let proxy = tunnelscope::proxy::start(config).await.unwrap();
+    let admin = Admin::start(&proxy, None).await;
+
+    std::fs::write(&path, simple_config(&[&a, &b], "")).unwrap();
+    let reply = admin.post("/api/reload").await;
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    let v = reply.json();
+    assert_eq!(v["outcome"], "reloaded");
+    assert_eq!(
+        v["changes"]["backends_added"],
+        serde_json::json!([format!("app/{}", b.addr)])
+    );
+    let listed = admin.get_json("/api/backends").await["backends"]
+        .as_array()
+        .unwrap()
+        .len();
+    assert_eq!(listed, 2);
+
+    std::fs::write(&path, "[[listener]]\nbind = 8080\n").unwrap();
+    let why = admin.post("/api/reload").await.error(400);
+    assert!(why.contains("tunnelscope.toml:2:"), "{why}");
+    let listed = admin.get_json("/api/backends").await["backends"]
+        .as_array()
+        .unwrap()
+        .len();
+    assert_eq!(listed, 2, "the running config stays");
+}

@@ -293,28 +293,51 @@ async fn the_access_log_has_one_line_per_tunnel_with_client_backend_path_counts_
 }
 
 #[tokio::test]
-async fn sighup_leaves_the_process_running_with_its_tunnels() {
-    let backend = Backend::start("b").await;
+async fn sighup_reloads_the_config_and_leaves_the_process_running_with_its_tunnels() {
+    let first = Backend::start("first").await;
+    let second = Backend::start("second").await;
     let dir = tempfile::TempDir::new().unwrap();
-    let file = config_file(dir.path(), "", &backend);
+    let file = config_file(dir.path(), "", &first);
     let mut proc = Proc::spawn(&["--config", file.to_str().unwrap(), "--headless"]);
     let addr = proc.listening().await;
     let mut ws = connect(addr, "/held").await;
-    echo_on(&mut ws, "before").await;
+    assert_eq!(whoami(&mut ws).await, "first");
 
-    for _ in 0..3 {
-        proc.signal("HUP");
-        let line = proc
-            .wait_line(|l| l.contains("SIGHUP"))
-            .await
-            .expect("a log line about SIGHUP, not an exit");
-        assert!(line.contains("not available yet"), "{line}");
-    }
+    // The pool now names the second backend only.
+    config_file(dir.path(), "", &second);
+    proc.signal("HUP");
+    let line = proc
+        .wait_line(|l| l.contains("config reloaded"))
+        .await
+        .expect("a reload log line, not an exit");
+    assert!(
+        line.contains(&format!("added app/{}", second.addr)),
+        "{line}"
+    );
+    assert!(
+        line.contains(&format!("removed app/{}", first.addr)),
+        "{line}"
+    );
     assert!(proc.running(), "SIGHUP ended the process");
-    // The tunnel made before runs on, and new ones are made.
-    echo_on(&mut ws, "after").await;
+    // The tunnel made before runs on, on its backend; new ones go to the new one.
+    assert_eq!(whoami(&mut ws).await, "first");
     let mut fresh = connect(addr, "/fresh").await;
-    echo_on(&mut fresh, "new").await;
+    assert_eq!(whoami(&mut fresh).await, "second");
+
+    // A broken file is refused whole, and the running config stays.
+    std::fs::write(&file, "[[listener]\nbind = ").unwrap();
+    proc.signal("HUP");
+    let line = proc
+        .wait_line(|l| l.contains("reload refused"))
+        .await
+        .expect("a refusal, not an exit");
+    assert!(
+        line.contains("tunnelscope.toml:1:"),
+        "names file, line and column: {line}"
+    );
+    let mut again = connect(addr, "/again").await;
+    assert_eq!(whoami(&mut again).await, "second");
+    assert_eq!(whoami(&mut ws).await, "first");
 
     proc.signal("TERM");
     let status = proc.exit_within(WAIT).await;

@@ -21,6 +21,7 @@ mod lifecycle;
 mod limits;
 mod plain_http;
 mod relay;
+mod reload;
 mod tui_e2e;
 mod upstream_tls;
 mod ws_limits;

@@ -65,6 +65,16 @@ impl State {
 }
 
 impl Backend {
+    /// Whether this backend was built from these settings (a reload keeps it, with
+    /// its state, counters and tunnels, if so).
+    pub(super) fn built_from(&self, server: &config::Server, config: &config::Pool) -> bool {
+        self.addr == server.addr
+            && self.weight == server.weight.max(1)
+            && self.backup == server.backup
+            && self.max_fails == config.max_fails
+            && self.fail_timeout == config.fail_timeout
+    }
+
     pub(super) fn new(
         pool: &str,
         server: &config::Server,

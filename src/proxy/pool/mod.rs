@@ -24,10 +24,12 @@ mod backend;
 mod select;
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use arc_swap::ArcSwap;
+
+use crate::sync::lock;
 use tokio::sync::broadcast;
 
 pub use self::backend::{Backend, Lease};
@@ -45,6 +47,17 @@ type PoolSet = BTreeMap<String, Arc<Pool>>;
 #[derive(Debug)]
 pub struct Pools {
     current: ArcSwap<PoolSet>,
+    /// Backends a reload removed or replaced while they still had tunnels: listed
+    /// (draining) until their last tunnel ends.
+    retired: Mutex<Vec<Arc<Backend>>>,
+}
+
+/// The backends a [`Pools::replace`] added, removed, or replaced with new settings.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct PoolChanges {
+    pub added: Vec<BackendId>,
+    pub removed: Vec<BackendId>,
+    pub changed: Vec<BackendId>,
 }
 
 impl Pools {
@@ -52,18 +65,69 @@ impl Pools {
     pub fn new(config: &BTreeMap<String, config::Pool>, events: broadcast::Sender<Event>) -> Self {
         Self {
             current: ArcSwap::from_pointee(build(config, &events)),
+            retired: Mutex::new(Vec::new()),
         }
     }
 
-    /// Replaces the whole set with the pools of `config`.
-    // Reload (the operations issue) is its caller; until then only tests are.
-    #[allow(dead_code)]
+    /// Replaces the whole set with the pools of `config`, as a reload does. A backend
+    /// whose pool, address and settings are unchanged is kept as it is (state,
+    /// counters, tunnels). One that is gone or changed leaves the set; if it still
+    /// has tunnels it drains: they run on, it is listed as draining until the last
+    /// one ends, and it takes no new ones.
     pub fn replace(
         &self,
         config: &BTreeMap<String, config::Pool>,
         events: broadcast::Sender<Event>,
-    ) {
-        self.current.store(Arc::new(build(config, &events)));
+    ) -> PoolChanges {
+        let old = self.current.load_full();
+        let mut changes = PoolChanges::default();
+        let mut kept = Vec::new();
+        let set: PoolSet = config
+            .iter()
+            .map(|(name, cfg)| {
+                let backends = cfg
+                    .servers
+                    .iter()
+                    .map(|server| {
+                        let id = BackendId::new(name, &server.addr);
+                        let before = old
+                            .get(name)
+                            .and_then(|p| p.backends.iter().find(|b| b.id == id));
+                        match before {
+                            Some(b) if b.built_from(server, cfg) => {
+                                kept.push(id);
+                                Arc::clone(b)
+                            }
+                            Some(_) => {
+                                changes.changed.push(id);
+                                Arc::new(Backend::new(name, server, cfg, events.clone()))
+                            }
+                            None => {
+                                changes.added.push(id);
+                                Arc::new(Backend::new(name, server, cfg, events.clone()))
+                            }
+                        }
+                    })
+                    .collect();
+                let pool = Pool::with_backends(name, cfg.clone(), backends);
+                (name.clone(), Arc::new(pool))
+            })
+            .collect();
+        let mut retired = lock(&self.retired);
+        for b in old.values().flat_map(|p| p.backends.iter()) {
+            if kept.contains(&b.id) {
+                continue;
+            }
+            if !changes.changed.contains(&b.id) {
+                changes.removed.push(b.id.clone());
+            }
+            if b.active() > 0 {
+                b.drain();
+                retired.push(Arc::clone(b));
+            }
+        }
+        self.current.store(Arc::new(set));
+        changes
     }
 
     /// The pool called `name`.
@@ -87,12 +151,18 @@ impl Pools {
             .collect()
     }
 
-    /// The state of every backend, in the order of [`Pools::backends`].
+    /// The state of every backend, in the order of [`Pools::backends`], then the
+    /// ones a reload retired that still have tunnels.
     pub fn infos(&self) -> Vec<BackendInfo> {
         let set = self.current.load();
-        set.values()
+        let mut out: Vec<BackendInfo> = set
+            .values()
             .flat_map(|p| p.backends.iter().map(|b| b.info()))
-            .collect()
+            .collect();
+        let mut retired = lock(&self.retired);
+        retired.retain(|b| b.active() > 0);
+        out.extend(retired.iter().map(|b| b.info()));
+        out
     }
 }
 
@@ -124,6 +194,11 @@ impl Pool {
             .iter()
             .map(|server| Arc::new(Backend::new(name, server, &config, events.clone())))
             .collect();
+        Self::with_backends(name, config, backends)
+    }
+
+    /// The pool `name` with these backends (in server order).
+    fn with_backends(name: &str, config: config::Pool, backends: Vec<Arc<Backend>>) -> Self {
         let select = select::for_balance(config.balance, backends.len());
         Self {
             name: name.to_string(),

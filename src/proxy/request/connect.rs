@@ -25,13 +25,13 @@ pub(super) async fn connect_backend(
 ) -> Result<(Stream, Lease), (StatusCode, String)> {
     let mut tried = Vec::new();
     let mut last: Option<upstream::ConnectError> = None;
-    let tls = core.upstream_tls.get(&pool.name);
+    let tls = core.upstream_tls(&pool.name);
     for _ in 0..pool.config.tries.max(1) {
         let Some(backend) = pool.pick(key, &tried) else {
             break;
         };
         let lease = backend.lease();
-        match upstream::connect(&backend.addr, tls, core.config.timeouts.connect).await {
+        match upstream::connect(&backend.addr, tls.as_ref(), core.config().timeouts.connect).await {
             Ok(stream) => {
                 backend.record_success();
                 return Ok((stream, lease));
@@ -61,7 +61,7 @@ pub(super) fn hash_key(pool: &Pool, req: &Request<Incoming>, conn: &ConnInfo) ->
             headers::original_client(
                 peer_ip(&conn.client),
                 req.headers(),
-                &conn.core.config.proxy.trusted_proxies,
+                &conn.core.config().proxy.trusted_proxies,
             )
             .to_string(),
         ),
@@ -79,7 +79,7 @@ pub(super) fn forward_context<'a>(conn: &ConnInfo, backend_addr: &'a str) -> For
     let ip = peer_ip(&conn.client);
     ForwardContext {
         client_ip: ip,
-        trusted: headers::is_trusted(ip, &conn.core.config.proxy.trusted_proxies),
+        trusted: headers::is_trusted(ip, &conn.core.config().proxy.trusted_proxies),
         tls: conn.is_tls,
         backend_authority: backend_addr,
     }

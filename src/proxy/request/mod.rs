@@ -155,11 +155,12 @@ async fn route_request(
         .or_else(|| req.uri().authority().map(|a| a.as_str()))
         .map(str::to_owned);
     let path = req.uri().path().to_owned();
+    let routes = conn.core.routes();
     let Some(Matched {
         name: route,
         pool: pool_name,
         limits,
-    }) = conn.core.routes.find(host.as_deref(), &path)
+    }) = routes.find(host.as_deref(), &path)
     else {
         info!(%path, host = host.as_deref().unwrap_or(""), "no route");
         return text(StatusCode::NOT_FOUND, "no route for this host and path");

@@ -177,8 +177,8 @@ impl<'a> Attempt<'a> {
             self.path,
             backend.id.clone(),
             handshake,
-            core.config.inspect.ring,
-            core.config.inspect.preview_bytes,
+            core.config().inspect.ring,
+            core.config().inspect.preview_bytes,
             if deflate { 0b100 } else { 0 },
         ));
         shared.set_message_limits(limits.max_message_bytes, limits.max_message_rate);
@@ -230,7 +230,7 @@ async fn forward(
             }
         };
     tokio::spawn(http_conn.with_upgrades());
-    let timeout = attempt.conn.core.config.timeouts.backend_response;
+    let timeout = attempt.conn.core.config().timeouts.backend_response;
     let blame = |status, reason: String| {
         backend.record_failure(&reason, Instant::now());
         attempt.refuse(status, reason)
@@ -282,7 +282,7 @@ async fn run_tunnel(
     // Both hand-overs are due at once (the 101 is written, the backend's is in
     // hand); a client that never lets hyper finish writing the 101 is not waited
     // for past the backend-response time.
-    let wait = core.config.timeouts.backend_response;
+    let wait = core.config().timeouts.backend_response;
     let Ok(joined) = tokio::time::timeout(wait, async { tokio::join!(client, backend) }).await
     else {
         span.in_scope(|| warn!(timeout = ?wait, "upgrade did not complete in time"));
@@ -312,10 +312,10 @@ async fn run_tunnel(
     let id = shared.id;
     lease.established();
     let settings = RelaySettings {
-        idle: core.config.timeouts.idle,
-        close_grace: core.config.timeouts.close_grace,
-        strict: core.config.proxy.strict,
-        close_on_backend_loss: core.config.proxy.close_on_backend_loss,
+        idle: core.config().timeouts.idle,
+        close_grace: core.config().timeouts.close_grace,
+        strict: core.config().proxy.strict,
+        close_on_backend_loss: core.config().proxy.close_on_backend_loss,
     };
     let ending = tunnel::run(
         &shared,

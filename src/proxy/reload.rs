@@ -1,0 +1,79 @@
+//! Reload in place: the config file is re-read and what can change under live
+//! traffic is swapped in whole: routes, pools (backends added join; removed or
+//! changed ones drain, their tunnels running on), backend TLS, limits and timeouts
+//! for new connections. A file that does not load is refused and the running config
+//! stays. No tunnel is dropped. Listeners, `[admin]` and the few settings fixed at
+//! start are reported as not applied until a restart.
+
+use std::sync::Arc;
+
+use super::registry::Registry;
+use super::route::Routes;
+use crate::config::Config;
+use crate::event::ConfigDiff;
+
+impl Registry {
+    /// Re-reads the file the running config came from and applies it; returns what
+    /// changed, or why nothing did.
+    pub(super) fn reload(&self) -> Result<ConfigDiff, String> {
+        let current = self.config();
+        let Some(path) = current.source.clone() else {
+            return Err(
+                "this proxy was not started from a config file: there is nothing to re-read".into(),
+            );
+        };
+        let new = Config::load(&path).map_err(|e| e.to_string())?;
+        let upstream = super::upstream_tls(&new).map_err(|e| e.to_string())?;
+        let mut diff = ConfigDiff {
+            routes_changed: differ(&current.routes, &new.routes)
+                || current.default_pool() != new.default_pool(),
+            settings_changed: differ(
+                &(
+                    &current.proxy,
+                    &current.limits,
+                    &current.timeouts,
+                    &current.inspect,
+                ),
+                &(&new.proxy, &new.limits, &new.timeouts, &new.inspect),
+            ),
+            not_applied: not_applied(&current, &new),
+            ..ConfigDiff::default()
+        };
+        let changes = self.pools.replace(&new.pools, self.bus.clone());
+        diff.backends_added = changes.added;
+        diff.backends_removed = changes.removed;
+        diff.backends_changed = changes.changed;
+        self.upstream_tls.store(Arc::new(upstream));
+        self.routes.store(Arc::new(Routes::new(&new)));
+        self.config.store(Arc::new(new));
+        Ok(diff)
+    }
+}
+
+/// The config types have no `PartialEq` (durations, networks, paths all compare by
+/// value in their `Debug` form, which is what a change is).
+fn differ<T: std::fmt::Debug>(a: &T, b: &T) -> bool {
+    format!("{a:?}") != format!("{b:?}")
+}
+
+/// What changed in the file that only a restart applies.
+fn not_applied(old: &Config, new: &Config) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut check = |changed: bool, what: &str| {
+        if changed {
+            out.push(what.to_string());
+        }
+    };
+    check(differ(&old.listeners, &new.listeners), "[[listener]]");
+    check(differ(&old.admin, &new.admin), "[admin]");
+    check(old.proxy.threads != new.proxy.threads, "proxy.threads");
+    check(
+        old.limits.max_connections != new.limits.max_connections,
+        "limits.max_connections",
+    );
+    check(
+        old.inspect.event_capacity != new.inspect.event_capacity,
+        "inspect.event_capacity",
+    );
+    out
+}

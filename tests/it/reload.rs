@@ -1,0 +1,139 @@
+//! Reload in place: the config file re-read under live traffic. Backends added join,
+//! removed ones drain with their tunnels running on, routes and settings apply to
+//! new requests, a broken file is refused whole, and no tunnel is dropped.
+
+use std::path::{Path, PathBuf};
+
+use crate::common::*;
+use tunnelscope::config::Config;
+use tunnelscope::control::{Command, Outcome};
+use tunnelscope::event::{AdminState, BackendId, Event};
+use tunnelscope::proxy::ProxyHandle;
+
+/// A config file with one plain listener and pool `app` over these backends.
+fn write_config(dir: &Path, backends: &[&Backend]) -> PathBuf {
+    let path = dir.join("tunnelscope.toml");
+    std::fs::write(&path, simple_config(backends, "")).unwrap();
+    path
+}
+
+async fn start(path: &Path) -> ProxyHandle {
+    let config = Config::load(path).expect("test config loads");
+    tunnelscope::proxy::start(config)
+        .await
+        .expect("proxy starts")
+}
+
+fn id(b: &Backend) -> BackendId {
+    BackendId::new("app", &b.addr.to_string())
+}
+
+/// Twenty held tunnels live through a reload that swaps one backend for another:
+/// none is dropped, the removed backend drains (listed until its last tunnel ends),
+/// new tunnels reach only the backends of the new file.
+#[tokio::test]
+async fn a_reload_swapping_backends_drops_no_tunnel_and_new_ones_reach_the_new_set() {
+    let (a, b, c) = (
+        Backend::start("a").await,
+        Backend::start("b").await,
+        Backend::start("c").await,
+    );
+    let dir = tempfile::TempDir::new().unwrap();
+    let path = write_config(dir.path(), &[&a, &b]);
+    let proxy = start(&path).await;
+    let addr = proxy.local_addrs()[0];
+    let mut events = proxy.subscribe();
+    let mut held = Vec::new();
+    for _ in 0..20 {
+        let mut ws = connect(addr, "/held").await;
+        let name = whoami(&mut ws).await;
+        held.push((ws, name));
+    }
+    assert!(held.iter().any(|(_, n)| n == "a"));
+
+    write_config(dir.path(), &[&b, &c]);
+    let outcome = proxy.control().send(Command::Reload).await.unwrap();
+    let Outcome::Reloaded(diff) = outcome else {
+        panic!("expected a reload, got {outcome:?}");
+    };
+    assert_eq!(diff.backends_added, [id(&c)]);
+    assert_eq!(diff.backends_removed, [id(&a)]);
+    assert!(diff.backends_changed.is_empty() && diff.not_applied.is_empty());
+    let ev = wait_event(&mut events, |e| matches!(e, Event::ConfigReloaded(_))).await;
+    assert!(matches!(ev, Event::ConfigReloaded(d) if d == diff));
+
+    // Every held tunnel runs on, on the backend it had.
+    for (ws, name) in &mut held {
+        assert_eq!(&whoami(ws).await, name);
+    }
+    // The removed backend is listed, draining, while it has tunnels.
+    let a_info = |p: &ProxyHandle| p.snapshot().backends.into_iter().find(|x| x.id == id(&a));
+    let on_a = held.iter().filter(|(_, n)| n == "a").count() as u64;
+    let info = a_info(&proxy).expect("a is listed while it has tunnels");
+    assert_eq!(
+        (info.admin, info.active_tunnels),
+        (AdminState::Draining, on_a)
+    );
+    // New tunnels go to b and c only, and c gets some.
+    let mut names = Vec::new();
+    for _ in 0..12 {
+        let mut ws = connect(addr, "/new").await;
+        names.push(whoami(&mut ws).await);
+    }
+    assert!(names.iter().all(|n| n == "b" || n == "c"), "{names:?}");
+    assert!(names.iter().any(|n| n == "c"), "{names:?}");
+
+    // Once a's last tunnel ends, it is gone from the list.
+    for (ws, name) in held.drain(..) {
+        if name == "a" {
+            crate::common::clients::hang_up(ws).await;
+        }
+    }
+    wait_event(
+        &mut events,
+        |e| matches!(e, Event::BackendState(i) if i.id == id(&a) && i.active_tunnels == 0),
+    )
+    .await;
+    assert!(a_info(&proxy).is_none());
+}
+
+/// A file that does not parse or validate is refused whole, naming file, line,
+/// column and key; the running config keeps serving.
+#[tokio::test]
+async fn a_broken_file_is_refused_and_the_running_config_keeps_serving() {
+    let a = Backend::start("a").await;
+    let dir = tempfile::TempDir::new().unwrap();
+    let path = write_config(dir.path(), &[&a]);
+    let proxy = start(&path).await;
+    let addr = proxy.local_addrs()[0];
+    let mut held = connect(addr, "/held").await;
+
+    let good = std::fs::read_to_string(&path).unwrap();
+    std::fs::write(
+        &path,
+        good.replace("[pool.app]", "[pool.app]\nbalance = \"fastest\""),
+    )
+    .unwrap();
+    let outcome = proxy.control().send(Command::Reload).await.unwrap();
+    let Outcome::ReloadRefused(why) = outcome else {
+        panic!("expected a refusal, got {outcome:?}");
+    };
+    assert!(why.contains("tunnelscope.toml:"), "{why}");
+    assert!(why.contains("key pool.app.balance"), "{why}");
+
+    assert_eq!(whoami(&mut held).await, "a");
+    let mut fresh = connect(addr, "/fresh").await;
+    assert_eq!(whoami(&mut fresh).await, "a");
+}
+
+/// A proxy not started from a file has nothing to re-read, and says so.
+#[tokio::test]
+async fn a_reload_without_a_file_is_refused_plainly() {
+    let a = Backend::start("a").await;
+    let proxy = proxy(&simple_config(&[&a], "")).await;
+    let outcome = proxy.control().send(Command::Reload).await.unwrap();
+    assert!(
+        matches!(&outcome, Outcome::ReloadRefused(why) if why.contains("not started from a config file")),
+        "{outcome:?}"
+    );
+}
