@@ -51,7 +51,7 @@ pub enum Outcome {
     UnknownBackend(BackendId),
     UnknownTunnel(TunnelId),
     /// The config was reloaded with these changes.
-    Reloaded(crate::event::ConfigDiff),
+    Reloaded(Box<crate::event::ConfigDiff>),
     /// The file did not load (the message names file:line:col and key), or there is
     /// no file to reload; the running config stays.
     ReloadRefused(String),

@@ -211,6 +211,8 @@ pub struct ConfigDiff {
     /// Other settings that apply to new connections changed (limits, timeouts,
     /// inspect, proxy).
     pub settings_changed: bool,
+    /// TLS listeners whose certificate files were read again (names).
+    pub certificates_reloaded: Vec<String>,
     /// What the file changes but a reload does not apply yet (a restart does).
     pub not_applied: Vec<String>,
 }
@@ -239,6 +241,12 @@ impl ConfigDiff {
         }
         if self.settings_changed {
             parts.push("settings changed".into());
+        }
+        if !self.certificates_reloaded.is_empty() {
+            parts.push(format!(
+                "certificates re-read ({})",
+                self.certificates_reloaded.join(", ")
+            ));
         }
         if parts.is_empty() {
             parts.push("nothing changed".into());

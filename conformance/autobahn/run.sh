@@ -234,8 +234,12 @@ pid=$!
 PIDS+=("$pid")
 wait_for "$WORK/websockets-echo.log" '^listening [0-9]+' 10 "$pid"
 # websockets flips 4.1.5 and 4.2.5 between OK and NON-STRICT run to run, direct
-# included (measured: 4 direct agents in one run disagreed on both).
-client_suite websockets "$(sed -n 's/^listening \([0-9]*\)$/\1/p' "$WORK/websockets-echo.log")" 4.1.5,4.2.5
+# included (measured: 4 direct agents in one run disagreed on both). 3.4 flips the
+# same way through the proxy only: its octet-wise chops can reach the proxy faster
+# than it reads them, and one read forwards several; the server then reads the good
+# message and the bad one together and fails before echoing (seen once in four CI
+# runs on a busy 2-core machine; the closing handshake is the same either way).
+client_suite websockets "$(sed -n 's/^listening \([0-9]*\)$/\1/p' "$WORK/websockets-echo.log")" 3.4,4.1.5,4.2.5
 
 # --- 2. testeeclient -> [tunnelscope ->] fuzzingserver --------------------------------
 start=$SECONDS

@@ -491,6 +491,7 @@ pub struct Diff {
     pub backends_changed: Vec<String>,
     pub routes_changed: bool,
     pub settings_changed: bool,
+    pub certificates_reloaded: Vec<String>,
     pub not_applied: Vec<String>,
     pub summary: String,
 }
@@ -504,6 +505,7 @@ impl Diff {
             backends_changed: ids(&d.backends_changed),
             routes_changed: d.routes_changed,
             settings_changed: d.settings_changed,
+            certificates_reloaded: d.certificates_reloaded.clone(),
             not_applied: d.not_applied.clone(),
             summary: d.summary(),
         }

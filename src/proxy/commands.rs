@@ -25,7 +25,7 @@ impl Registry {
                     Ok(diff) => {
                         tracing::info!(changes = %diff.summary(), "config reloaded");
                         self.publish(Event::ConfigReloaded(diff.clone()));
-                        Outcome::Reloaded(diff)
+                        Outcome::Reloaded(Box::new(diff))
                     }
                     Err(why) => {
                         tracing::error!(error = %why, "config reload refused; the running config stays");

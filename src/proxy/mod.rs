@@ -7,6 +7,7 @@
 
 mod admission;
 mod bufpool;
+mod certs;
 mod commands;
 // The sans-IO parts the fuzz targets, benchmarks and a few tests drive directly:
 // public for them only, hidden from the docs, not part of the API.
@@ -147,16 +148,24 @@ pub async fn start(config: Config) -> Result<ProxyHandle, StartError> {
     let threads = shard::count(config.proxy.threads);
     let mut per_shard: Vec<shard::ShardListeners> = (0..threads).map(|_| Vec::new()).collect();
     let mut infos = Vec::new();
+    let mut listener_certs = Vec::new();
     for l in &config.listeners {
         let name: Arc<str> = l.display_name().into();
+        let tls_error = |source| StartError::ListenerTls {
+            listener: name.to_string(),
+            source,
+        };
         let tls = match &l.tls {
-            Some(t) => Some(tokio_rustls::TlsAcceptor::from(
-                tls::server_config(t).map_err(|source| StartError::ListenerTls {
-                    listener: name.to_string(),
-                    source,
-                })?,
-            )),
-            None => None,
+            Some(t) => {
+                let certs = certs::ListenerCerts::load(t).map_err(tls_error)?;
+                let config = tls::server_config_with(certs.clone()).map_err(tls_error)?;
+                listener_certs.push(Some(certs));
+                Some(tokio_rustls::TlsAcceptor::from(config))
+            }
+            None => {
+                listener_certs.push(None);
+                None
+            }
         };
         let bind_error = |source| StartError::Bind {
             addr: l.bind,
@@ -177,7 +186,13 @@ pub async fn start(config: Config) -> Result<ProxyHandle, StartError> {
     let upstream_tls = upstream_tls(&config)?;
     let (bus, _) = broadcast::channel(config.inspect.event_capacity);
     let addrs = infos.iter().map(|i| i.addr).collect();
-    let core = Arc::new(Registry::new(config, bus, upstream_tls, infos));
+    let core = Arc::new(Registry::new(
+        config,
+        bus,
+        upstream_tls,
+        infos,
+        listener_certs,
+    ));
     let shards = shard::Shards::start(&core, per_shard).map_err(StartError::Threads)?;
     let (tx, rx) = mpsc::channel(256);
     let task = tokio::spawn({

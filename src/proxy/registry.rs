@@ -15,6 +15,7 @@ use std::time::SystemTime;
 use arc_swap::ArcSwap;
 use tokio::sync::{broadcast, watch, Notify, Semaphore};
 
+use super::certs::ListenerCerts;
 use super::pool::Pools;
 use super::route::Routes;
 use super::tunnel::TunnelShared;
@@ -34,6 +35,9 @@ pub struct Registry {
     pub pools: Pools,
     pub bus: broadcast::Sender<Event>,
     pub listeners: Vec<ListenerInfo>,
+    /// Each listener's certificates (in listener order; `None` for plain ones), which
+    /// a reload re-reads.
+    pub(super) listener_certs: Vec<Option<Arc<ListenerCerts>>>,
     pub started: SystemTime,
     pub(super) tunnels: Mutex<HashMap<TunnelId, Arc<TunnelShared>>>,
     pub(super) tunnels_empty: Notify,
@@ -61,6 +65,7 @@ impl Registry {
         bus: broadcast::Sender<Event>,
         upstream_tls: HashMap<String, UpstreamTls>,
         listeners: Vec<ListenerInfo>,
+        listener_certs: Vec<Option<Arc<ListenerCerts>>>,
     ) -> Registry {
         let max = config.limits.max_connections;
         let routes = Routes::new(&config);
@@ -71,6 +76,7 @@ impl Registry {
             bus,
             upstream_tls: ArcSwap::from_pointee(upstream_tls),
             listeners,
+            listener_certs,
             started: SystemTime::now(),
             tunnels: Mutex::new(HashMap::new()),
             tunnels_empty: Notify::new(),

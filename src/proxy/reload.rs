@@ -1,12 +1,14 @@
 //! Reload in place: the config file is re-read and what can change under live
 //! traffic is swapped in whole: routes, pools (backends added join; removed or
-//! changed ones drain, their tunnels running on), backend TLS, limits and timeouts
-//! for new connections. A file that does not load is refused and the running config
+//! changed ones drain, their tunnels running on), listeners' certificates (the
+//! next handshake gets a renewed one), backend TLS, limits and timeouts for new
+//! connections. A file that does not load is refused and the running config
 //! stays. No tunnel is dropped. Listeners, `[admin]` and the few settings fixed at
 //! start are reported as not applied until a restart.
 
 use std::sync::Arc;
 
+use super::certs::ListenerCerts;
 use super::registry::Registry;
 use super::route::Routes;
 use crate::config::Config;
@@ -24,6 +26,22 @@ impl Registry {
         };
         let new = Config::load(&path).map_err(|e| e.to_string())?;
         let upstream = super::upstream_tls(&new).map_err(|e| e.to_string())?;
+        // Certificates are read before anything changes: a bad file refuses it all.
+        let mut renewed = Vec::new();
+        if same_binds(&current, &new) {
+            for ((l, certs), name) in new
+                .listeners
+                .iter()
+                .zip(&self.listener_certs)
+                .zip(self.listeners.iter().map(|i| &i.name))
+            {
+                if let (Some(tls), Some(certs)) = (&l.tls, certs) {
+                    let fresh =
+                        ListenerCerts::prepare(tls).map_err(|e| format!("listener {name}: {e}"))?;
+                    renewed.push((certs, fresh, name.to_string()));
+                }
+            }
+        }
         let mut diff = ConfigDiff {
             routes_changed: differ(&current.routes, &new.routes)
                 || current.default_pool() != new.default_pool(),
@@ -43,6 +61,10 @@ impl Registry {
         diff.backends_added = changes.added;
         diff.backends_removed = changes.removed;
         diff.backends_changed = changes.changed;
+        for (certs, fresh, name) in renewed {
+            certs.swap(fresh);
+            diff.certificates_reloaded.push(name);
+        }
         self.upstream_tls.store(Arc::new(upstream));
         self.routes.store(Arc::new(Routes::new(&new)));
         self.config.store(Arc::new(new));
@@ -56,6 +78,17 @@ fn differ<T: std::fmt::Debug>(a: &T, b: &T) -> bool {
     format!("{a:?}") != format!("{b:?}")
 }
 
+/// Whether the listeners bind the same addresses, with TLS on the same ones (their
+/// certificate files may differ: those are re-read).
+fn same_binds(old: &Config, new: &Config) -> bool {
+    old.listeners.len() == new.listeners.len()
+        && old
+            .listeners
+            .iter()
+            .zip(&new.listeners)
+            .all(|(a, b)| a.bind == b.bind && a.tls.is_some() == b.tls.is_some())
+}
+
 /// What changed in the file that only a restart applies.
 fn not_applied(old: &Config, new: &Config) -> Vec<String> {
     let mut out = Vec::new();
@@ -64,7 +97,15 @@ fn not_applied(old: &Config, new: &Config) -> Vec<String> {
             out.push(what.to_string());
         }
     };
-    check(differ(&old.listeners, &new.listeners), "[[listener]]");
+    check(
+        !same_binds(old, new)
+            || old
+                .listeners
+                .iter()
+                .zip(&new.listeners)
+                .any(|(a, b)| a.name != b.name),
+        "[[listener]] (addresses, names, TLS on or off)",
+    );
     check(differ(&old.admin, &new.admin), "[admin]");
     check(old.proxy.threads != new.proxy.threads, "proxy.threads");
     check(

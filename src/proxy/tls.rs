@@ -22,6 +22,8 @@ use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, DnsName, PrivateKeyDer, ServerName};
 use rustls::server::{ClientHello, ResolvesServerCert};
 use rustls::sign::CertifiedKey;
+
+use super::certs::ListenerCerts;
 use rustls::{
     ClientConfig, InconsistentKeys, RootCertStore, ServerConfig, SupportedProtocolVersion,
 };
@@ -157,6 +159,23 @@ fn provider() -> Arc<CryptoProvider> {
 /// The ring [`CryptoProvider`] is passed explicitly (`builder_with_provider`), so this
 /// never depends on a process-wide default provider.
 pub fn server_config(tls: &ListenerTls) -> Result<Arc<ServerConfig>, TlsError> {
+    server_config_with(ListenerCerts::load(tls)?)
+}
+
+/// The server configuration of a TLS listener that serves `certs` (which a reload
+/// can swap under it).
+pub(super) fn server_config_with(certs: Arc<ListenerCerts>) -> Result<Arc<ServerConfig>, TlsError> {
+    let mut config = ServerConfig::builder_with_provider(provider())
+        .with_protocol_versions(VERSIONS)?
+        .with_no_client_auth()
+        .with_cert_resolver(certs);
+    config.alpn_protocols = vec![ALPN_HTTP11.to_vec()];
+    Ok(Arc::new(config))
+}
+
+/// Reads a listener's certificate files: the default chain and key, and each SNI
+/// entry's, checked as at start.
+pub(super) fn sni_resolver(tls: &ListenerTls) -> Result<SniResolver, TlsError> {
     let provider = provider();
     let default = load_certified_key(&tls.cert, &tls.key, &provider)?;
 
@@ -200,13 +219,7 @@ pub fn server_config(tls: &ListenerTls) -> Result<Arc<ServerConfig>, TlsError> {
             map.insert(name, Arc::clone(&key));
         }
     }
-
-    let mut config = ServerConfig::builder_with_provider(provider)
-        .with_protocol_versions(VERSIONS)?
-        .with_no_client_auth()
-        .with_cert_resolver(Arc::new(resolver));
-    config.alpn_protocols = vec![ALPN_HTTP11.to_vec()];
-    Ok(Arc::new(config))
+    Ok(resolver)
 }
 
 /// Builds the client config used towards backends with `tls = true`.
@@ -343,7 +356,7 @@ fn parse_sni_name(name: &str) -> Option<(bool, String)> {
 }
 
 /// Chooses the certificate by SNI; the default for unknown or absent names.
-struct SniResolver {
+pub(super) struct SniResolver {
     default: Arc<CertifiedKey>,
     /// Lowercase exact names.
     exact: HashMap<String, Arc<CertifiedKey>>,

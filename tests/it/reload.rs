@@ -60,7 +60,7 @@ async fn a_reload_swapping_backends_drops_no_tunnel_and_new_ones_reach_the_new_s
     assert_eq!(diff.backends_removed, [id(&a)]);
     assert!(diff.backends_changed.is_empty() && diff.not_applied.is_empty());
     let ev = wait_event(&mut events, |e| matches!(e, Event::ConfigReloaded(_))).await;
-    assert!(matches!(ev, Event::ConfigReloaded(d) if d == diff));
+    assert!(matches!(ev, Event::ConfigReloaded(d) if d == *diff));
 
     // Every held tunnel runs on, on the backend it had.
     for (ws, name) in &mut held {
@@ -136,4 +136,67 @@ async fn a_reload_without_a_file_is_refused_plainly() {
         matches!(&outcome, Outcome::ReloadRefused(why) if why.contains("not started from a config file")),
         "{outcome:?}"
     );
+}
+
+/// A certificate renewed on disk is served to the next TLS client after a reload,
+/// while a wss tunnel made before carries on; a broken key file refuses the reload
+/// and the renewed certificate stays served.
+#[tokio::test]
+async fn a_certificate_renewed_on_disk_is_served_after_a_reload() {
+    use crate::common::certs::TestPki;
+    use crate::common::clients::{connect_wss, echo_on};
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::CertificateDer;
+
+    let a = Backend::start("a").await;
+    let pki = TestPki::new();
+    let dir = tempfile::TempDir::new().unwrap();
+    let (cert, key) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
+    let install = |(c, k): (PathBuf, PathBuf)| {
+        std::fs::copy(&c, &cert).unwrap();
+        std::fs::copy(&k, &key).unwrap();
+        CertificateDer::pem_file_iter(&c)
+            .unwrap()
+            .next()
+            .unwrap()
+            .unwrap()
+    };
+    let old_leaf = install(pki.leaf(&["localhost"]));
+    let path = dir.path().join("tunnelscope.toml");
+    std::fs::write(
+        &path,
+        format!(
+            "[[listener]]\nname = \"wss\"\nbind = \"127.0.0.1:0\"\n[listener.tls]\n\
+             cert = \"cert.pem\"\nkey = \"key.pem\"\n\n[pool.app]\n\
+             [[pool.app.server]]\naddr = \"{}\"\n",
+            a.addr
+        ),
+    )
+    .unwrap();
+    let proxy = start(&path).await;
+    let addr = proxy.local_addrs()[0];
+    let served = |tls: &tokio_rustls::client::TlsStream<tokio::net::TcpStream>| {
+        tls.get_ref().1.peer_certificates().unwrap()[0].clone()
+    };
+    assert_eq!(served(&pki.connect(addr, "localhost").await), old_leaf);
+    let mut held = connect_wss(&pki, addr, "/held").await;
+    echo_on(&mut held, "before").await;
+
+    let new_leaf = install(pki.leaf(&["localhost"]));
+    assert_ne!(new_leaf, old_leaf);
+    let outcome = proxy.control().send(Command::Reload).await.unwrap();
+    let Outcome::Reloaded(diff) = outcome else {
+        panic!("expected a reload, got {outcome:?}");
+    };
+    assert_eq!(diff.certificates_reloaded, ["wss"]);
+    assert_eq!(served(&pki.connect(addr, "localhost").await), new_leaf);
+    echo_on(&mut held, "after").await;
+
+    std::fs::write(&key, "not a key").unwrap();
+    let outcome = proxy.control().send(Command::Reload).await.unwrap();
+    assert!(
+        matches!(&outcome, Outcome::ReloadRefused(why) if why.contains("listener wss")),
+        "{outcome:?}"
+    );
+    assert_eq!(served(&pki.connect(addr, "localhost").await), new_leaf);
 }
