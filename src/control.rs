@@ -40,6 +40,9 @@ pub enum Command {
     /// Re-read the config file and apply it; a file that does not load is refused
     /// whole and the running config stays.
     Reload,
+    /// Work out what a reload would change, changing nothing: published as a
+    /// `ReloadPreview` event (the dashboard's confirmation shows it).
+    PreviewReload,
 }
 
 /// What became of a command.
@@ -52,6 +55,8 @@ pub enum Outcome {
     UnknownTunnel(TunnelId),
     /// The config was reloaded with these changes.
     Reloaded(Box<crate::event::ConfigDiff>),
+    /// A reload now would make these changes (nothing was changed).
+    WouldReload(Box<crate::event::ConfigDiff>),
     /// The file did not load (the message names file:line:col and key), or there is
     /// no file to reload; the running config stays.
     ReloadRefused(String),

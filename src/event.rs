@@ -544,6 +544,9 @@ pub enum Event {
     BackendState(BackendInfo),
     /// The config file was re-read and applied.
     ConfigReloaded(ConfigDiff),
+    /// What a reload would change now, or why it would be refused (asked for with
+    /// `PreviewReload`).
+    ReloadPreview(Result<ConfigDiff, String>),
     /// A plain (non-upgrade) HTTP request was proxied.
     HttpRequest {
         client: SocketAddr,

@@ -69,6 +69,12 @@ pub enum Message<'a> {
     },
     BackendState(Backend<'a>),
     ConfigReloaded(json::Diff),
+    ReloadPreview {
+        #[serde(skip_serializing_if = "Option::is_none")]
+        changes: Option<json::Diff>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        error: Option<&'a str>,
+    },
     HttpRequest {
         client: SocketAddr,
         method: &'a str,
@@ -148,6 +154,10 @@ impl<'a> Message<'a> {
             }
             Event::BackendState(info) => Message::BackendState(json::Backend::new(info)),
             Event::ConfigReloaded(diff) => Message::ConfigReloaded(json::Diff::new(diff)),
+            Event::ReloadPreview(preview) => Message::ReloadPreview {
+                changes: preview.as_ref().ok().map(json::Diff::new),
+                error: preview.as_ref().err().map(String::as_str),
+            },
             Event::HttpRequest {
                 client,
                 method,

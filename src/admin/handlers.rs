@@ -117,7 +117,18 @@ pub(crate) async fn handle(
             };
             control(api, command).await
         }
-        Endpoint::Reload => control(api, Command::Reload).await,
+        Endpoint::Reload => {
+            let dry = matches!(query, Some(q) if q.split('&').any(|p| p == "dry_run=true" || p == "dry_run=1"));
+            control(
+                api,
+                if dry {
+                    Command::PreviewReload
+                } else {
+                    Command::Reload
+                },
+            )
+            .await
+        }
         Endpoint::Shutdown => match control(api, Command::Shutdown).await {
             r if r.status() == StatusCode::OK => reply::json(
                 StatusCode::ACCEPTED,
@@ -195,6 +206,13 @@ async fn control(api: &Api, command: Command) -> Response<Body> {
             StatusCode::OK,
             &Reloaded {
                 outcome: "reloaded",
+                changes: json::Diff::new(&diff),
+            },
+        ),
+        Ok(Ok(Outcome::WouldReload(diff))) => reply::json(
+            StatusCode::OK,
+            &Reloaded {
+                outcome: "would_reload",
                 changes: json::Diff::new(&diff),
             },
         ),

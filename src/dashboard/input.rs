@@ -188,6 +188,8 @@ pub fn perform(action: Action, state: &State, ui: &mut Ui) -> Option<Effect> {
                         ui.flash(format!("kill sent: {backend}"), now, false);
                     } else if let Pending::CloseTunnel { id, .. } = &pending {
                         ui.flash(format!("close sent: tunnel #{id}"), now, false);
+                    } else if let Pending::Reload { .. } = &pending {
+                        ui.flash("reload sent", now, false);
                     }
                     Some(confirmed(&pending))
                 }
@@ -246,6 +248,11 @@ pub fn perform(action: Action, state: &State, ui: &mut Ui) -> Option<Effect> {
         Action::SortReverse => ui.sort_desc = !ui.sort_desc,
         Action::Pause => toggle_pause(state, ui),
         Action::ToggleLog => ui.show_log = !ui.show_log,
+        Action::Reload => {
+            // The proxy works out what would change; `take_reload_preview` asks.
+            ui.flash("reading the config file…", now, false);
+            return Some(Effect::Send(Command::PreviewReload));
+        }
         Action::Help => ui.popup = Some(Popup::Help),
         Action::Quit => {
             let tunnels = state.live_count();
@@ -424,5 +431,22 @@ fn confirmed(pending: &Pending) -> Effect {
             reason: CLOSE_REASON.into(),
         }),
         Pending::Quit { .. } => Effect::Quit,
+        Pending::Reload { .. } => Effect::Send(Command::Reload),
+    }
+}
+
+/// Turns the proxy's answer to `R` into the confirmation that shows what a reload
+/// would change, or a flash saying why it would be refused.
+pub fn take_reload_preview(state: &mut State, ui: &mut Ui) {
+    let Some(preview) = state.reload_preview.take() else {
+        return;
+    };
+    match preview {
+        Ok(diff) => {
+            ui.popup = Some(Popup::Confirm(Pending::Reload {
+                changes: diff.summary(),
+            }))
+        }
+        Err(why) => ui.flash(format!("reload refused: {why}"), state.now, true),
     }
 }

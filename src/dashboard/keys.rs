@@ -34,6 +34,8 @@ pub enum Action {
     /// Pause or resume the frame tail.
     Pause,
     ToggleLog,
+    /// Re-read the config file (after a confirmation that shows what changes).
+    Reload,
     Help,
     Quit,
     Confirm,
@@ -172,6 +174,7 @@ pub const BINDINGS: &[Binding] = &[
     bind(&[Key::ch('S')], S::Overview, A::SortReverse, "reverse sort order"),
     bind(&[Key::ch('p')], S::Detail, A::Pause, "pause / resume frame tail"),
     bind(&[Key::ch('l')], S::Any, A::ToggleLog, "show / hide log pane"),
+    bind(&[Key::ch('R')], S::Any, A::Reload, "reload config (confirm)"),
     bind(&[Key::ch('?')], S::Any, A::Help, "this help"),
     bind(&[Key::ch('q'), Key::ctrl('c')], S::Any, A::Quit, "quit (asks if tunnels open)"),
     bind(&[Key::ch('y'), Key::plain(K::Enter)], S::Confirm, A::Confirm, "yes, do it"),

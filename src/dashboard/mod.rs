@@ -114,6 +114,7 @@ pub async fn run<B: Backend>(
             state.resync(snapshot(), now);
         }
         state.tick(now);
+        input::take_reload_preview(&mut state, &mut ui);
         if let Some(logs) = options.logs.as_mut() {
             while let Ok(rec) = logs.rx.try_recv() {
                 state.push_log(rec.level, rec.line);

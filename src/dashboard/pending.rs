@@ -26,6 +26,10 @@ pub enum Pending {
     Quit {
         tunnels: usize,
     },
+    /// Re-read the config file; `changes` is what the proxy worked out it would do.
+    Reload {
+        changes: String,
+    },
 }
 
 fn tunnels_word(n: u64) -> String {
@@ -69,6 +73,7 @@ impl Pending {
                 tunnels_word(*tunnels as u64),
                 close_code_name(CLOSE_GOING_AWAY),
             ),
+            Pending::Reload { changes } => format!("Reload the config file? {changes}."),
         }
     }
 
@@ -78,6 +83,7 @@ impl Pending {
             Pending::Kill { .. } => "It takes no new tunnels until enabled again (e).",
             Pending::CloseTunnel { .. } => "The client may reconnect to any backend.",
             Pending::Quit { .. } => "The proxy stops once they have closed.",
+            Pending::Reload { .. } => "No tunnel is dropped: removed backends drain.",
         }
     }
 }

@@ -12,8 +12,8 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use crate::event::{
-    BackendId, BackendInfo, Dir, Event, FrameSample, Handshake, ListenerInfo, Refusal, Side,
-    Snapshot, TunnelId, TunnelInfo, TunnelStats, Violation,
+    BackendId, BackendInfo, ConfigDiff, Dir, Event, FrameSample, Handshake, ListenerInfo, Refusal,
+    Side, Snapshot, TunnelId, TunnelInfo, TunnelStats, Violation,
 };
 use tracing::Level;
 
@@ -211,6 +211,8 @@ pub struct State {
     lagged: bool,
     /// A reload changed the backends: the next resync takes the new set.
     reload_pending: bool,
+    /// What a reload would change (asked for with `R`), until the UI takes it.
+    pub reload_preview: Option<Result<ConfigDiff, String>>,
 }
 
 impl State {
@@ -231,6 +233,7 @@ impl State {
             resyncs: 0,
             lagged: false,
             reload_pending: false,
+            reload_preview: None,
         };
         s.rates.roll(now);
         s.load(snapshot, now, false);
@@ -323,6 +326,7 @@ impl State {
             }
             Event::BackendState(info) => self.upsert_backend(info.clone()),
             Event::HttpRequest { .. } => self.totals.http_requests += 1,
+            Event::ReloadPreview(preview) => self.reload_preview = Some(preview.clone()),
             Event::ConfigReloaded(diff) => {
                 self.push_log(Level::INFO, format!("config reloaded: {}", diff.summary()));
                 // Backends came and went: take the new set from a snapshot.

@@ -33,6 +33,14 @@ impl Registry {
                     }
                 }
             }
+            Command::PreviewReload => {
+                let preview = self.preview_reload();
+                self.publish(Event::ReloadPreview(preview.clone()));
+                return match preview {
+                    Ok(diff) => Outcome::WouldReload(Box::new(diff)),
+                    Err(why) => Outcome::ReloadRefused(why),
+                };
+            }
             Command::Drain(id) => backend(id).map(|b| b.drain()),
             Command::Undrain(id) => backend(id).map(|b| b.undrain()),
             Command::Enable(id) => backend(id).map(|b| b.enable()),

@@ -6,11 +6,13 @@
 //! stays. No tunnel is dropped. Listeners, `[admin]` and the few settings fixed at
 //! start are reported as not applied until a restart.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
-use super::certs::ListenerCerts;
+use super::certs::{ListenerCerts, Renewed};
 use super::registry::Registry;
 use super::route::Routes;
+use super::upstream::UpstreamTls;
 use crate::config::Config;
 use crate::event::ConfigDiff;
 
@@ -18,18 +20,48 @@ impl Registry {
     /// Re-reads the file the running config came from and applies it; returns what
     /// changed, or why nothing did.
     pub(super) fn reload(&self) -> Result<ConfigDiff, String> {
+        let plan = self.plan()?;
+        let mut diff = plan.diff;
+        let changes = self.pools.replace(&plan.config.pools, self.bus.clone());
+        diff.backends_added = changes.added;
+        diff.backends_removed = changes.removed;
+        diff.backends_changed = changes.changed;
+        for (certs, fresh, name) in plan.renewed {
+            certs.swap(fresh);
+            diff.certificates_reloaded.push(name);
+        }
+        self.upstream_tls.store(Arc::new(plan.upstream));
+        self.routes.store(Arc::new(Routes::new(&plan.config)));
+        self.config.store(Arc::new(plan.config));
+        Ok(diff)
+    }
+
+    /// What a reload would change now, or why it would be refused; changes nothing.
+    pub(super) fn preview_reload(&self) -> Result<ConfigDiff, String> {
+        let plan = self.plan()?;
+        let mut diff = plan.diff;
+        let changes = self.pools.plan(&plan.config.pools);
+        diff.backends_added = changes.added;
+        diff.backends_removed = changes.removed;
+        diff.backends_changed = changes.changed;
+        diff.certificates_reloaded = plan.renewed.into_iter().map(|(_, _, n)| n).collect();
+        Ok(diff)
+    }
+
+    /// Loads the file and everything read from disk with it (backend TLS, listener
+    /// certificates), so that a reload that gets this far cannot fail half-way.
+    fn plan(&self) -> Result<Plan<'_>, String> {
         let current = self.config();
         let Some(path) = current.source.clone() else {
             return Err(
                 "this proxy was not started from a config file: there is nothing to re-read".into(),
             );
         };
-        let new = Config::load(&path).map_err(|e| e.to_string())?;
-        let upstream = super::upstream_tls(&new).map_err(|e| e.to_string())?;
-        // Certificates are read before anything changes: a bad file refuses it all.
+        let config = Config::load(&path).map_err(|e| e.to_string())?;
+        let upstream = super::upstream_tls(&config).map_err(|e| e.to_string())?;
         let mut renewed = Vec::new();
-        if same_binds(&current, &new) {
-            for ((l, certs), name) in new
+        if same_binds(&current, &config) {
+            for ((l, certs), name) in config
                 .listeners
                 .iter()
                 .zip(&self.listener_certs)
@@ -38,13 +70,13 @@ impl Registry {
                 if let (Some(tls), Some(certs)) = (&l.tls, certs) {
                     let fresh =
                         ListenerCerts::prepare(tls).map_err(|e| format!("listener {name}: {e}"))?;
-                    renewed.push((certs, fresh, name.to_string()));
+                    renewed.push((certs.as_ref(), fresh, name.to_string()));
                 }
             }
         }
-        let mut diff = ConfigDiff {
-            routes_changed: differ(&current.routes, &new.routes)
-                || current.default_pool() != new.default_pool(),
+        let diff = ConfigDiff {
+            routes_changed: differ(&current.routes, &config.routes)
+                || current.default_pool() != config.default_pool(),
             settings_changed: differ(
                 &(
                     &current.proxy,
@@ -52,24 +84,33 @@ impl Registry {
                     &current.timeouts,
                     &current.inspect,
                 ),
-                &(&new.proxy, &new.limits, &new.timeouts, &new.inspect),
+                &(
+                    &config.proxy,
+                    &config.limits,
+                    &config.timeouts,
+                    &config.inspect,
+                ),
             ),
-            not_applied: not_applied(&current, &new),
+            not_applied: not_applied(&current, &config),
             ..ConfigDiff::default()
         };
-        let changes = self.pools.replace(&new.pools, self.bus.clone());
-        diff.backends_added = changes.added;
-        diff.backends_removed = changes.removed;
-        diff.backends_changed = changes.changed;
-        for (certs, fresh, name) in renewed {
-            certs.swap(fresh);
-            diff.certificates_reloaded.push(name);
-        }
-        self.upstream_tls.store(Arc::new(upstream));
-        self.routes.store(Arc::new(Routes::new(&new)));
-        self.config.store(Arc::new(new));
-        Ok(diff)
+        Ok(Plan {
+            config,
+            upstream,
+            renewed,
+            diff,
+        })
     }
+}
+
+/// A reload read from disk and ready to apply.
+struct Plan<'a> {
+    config: Config,
+    upstream: HashMap<String, UpstreamTls>,
+    /// Each TLS listener's certificates, its files read again, and its name.
+    renewed: Vec<(&'a ListenerCerts, Renewed, String)>,
+    /// All but the backends, which the pools work out.
+    diff: ConfigDiff,
 }
 
 /// The config types have no `PartialEq` (durations, networks, paths all compare by

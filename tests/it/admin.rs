@@ -641,6 +641,21 @@ async fn reload_applies_the_file_or_answers_400_with_its_error() {
     let admin = Admin::start(&proxy, None).await;
 
     std::fs::write(&path, simple_config(&[&a, &b], "")).unwrap();
+    // A dry run says what would change and changes nothing.
+    let reply = admin.post("/api/reload?dry_run=true").await;
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    let v = reply.json();
+    assert_eq!(v["outcome"], "would_reload");
+    assert_eq!(
+        v["changes"]["backends_added"],
+        serde_json::json!([format!("app/{}", b.addr)])
+    );
+    let listed = admin.get_json("/api/backends").await["backends"]
+        .as_array()
+        .unwrap()
+        .len();
+    assert_eq!(listed, 1);
+
     let reply = admin.post("/api/reload").await;
     assert_eq!(reply.status, 200, "{}", reply.body);
     let v = reply.json();

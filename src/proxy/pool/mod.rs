@@ -130,6 +130,32 @@ impl Pools {
         changes
     }
 
+    /// What [`Pools::replace`] with `config` would change, changing nothing.
+    pub fn plan(&self, config: &BTreeMap<String, config::Pool>) -> PoolChanges {
+        let old = self.current.load();
+        let mut changes = PoolChanges::default();
+        let mut kept = Vec::new();
+        for (name, cfg) in config {
+            for server in &cfg.servers {
+                let id = BackendId::new(name, &server.addr);
+                match old
+                    .get(name)
+                    .and_then(|p| p.backends.iter().find(|b| b.id == id))
+                {
+                    Some(b) if b.built_from(server, cfg) => kept.push(id),
+                    Some(_) => changes.changed.push(id),
+                    None => changes.added.push(id),
+                }
+            }
+        }
+        for b in old.values().flat_map(|p| p.backends.iter()) {
+            if !kept.contains(&b.id) && !changes.changed.contains(&b.id) {
+                changes.removed.push(b.id.clone());
+            }
+        }
+        changes
+    }
+
     /// The pool called `name`.
     pub fn get(&self, name: &str) -> Option<Arc<Pool>> {
         self.current.load().get(name).cloned()

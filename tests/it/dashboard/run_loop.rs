@@ -215,3 +215,53 @@ async fn a_lagging_bus_resyncs_from_the_snapshot() {
         .unwrap();
     assert_eq!(exit, Exit::ProxyStopped);
 }
+
+/// `R` asks the proxy what a reload would change; the confirmation shows it, and
+/// only `y` sends the reload. A file that would be refused is said so instead.
+#[tokio::test]
+async fn r_shows_what_a_reload_would_change_and_y_reloads() {
+    let mut rig = start(64, snapshot);
+    wait_for(&rig.screen, "the overview", |s| {
+        s.contains("No tunnels yet")
+    })
+    .await;
+
+    rig.keys.send(ch('R')).await.unwrap();
+    assert_eq!(
+        next_command(&mut rig.commands).await,
+        Command::PreviewReload
+    );
+    let diff = tunnelscope::event::ConfigDiff {
+        backends_added: vec![super::bid("127.0.0.1:9009")],
+        ..Default::default()
+    };
+    rig.bus.send(Event::ReloadPreview(Ok(diff))).unwrap();
+    wait_for(&rig.screen, "the reload question with its changes", |s| {
+        s.contains("Reload the config file?") && s.contains("added chat/127.0.0.1:9009")
+    })
+    .await;
+    rig.keys.send(ch('y')).await.unwrap();
+    assert_eq!(next_command(&mut rig.commands).await, Command::Reload);
+
+    rig.keys.send(ch('R')).await.unwrap();
+    assert_eq!(
+        next_command(&mut rig.commands).await,
+        Command::PreviewReload
+    );
+    rig.bus
+        .send(Event::ReloadPreview(Err(
+            "tunnelscope.toml:3:1: key pool: broken".into(),
+        )))
+        .unwrap();
+    wait_for(&rig.screen, "the refusal", |s| s.contains("reload refused")).await;
+    assert!(rig.commands.try_recv().is_err(), "nothing more was sent");
+    rig.task.abort();
+}
+
+async fn next_command(rx: &mut mpsc::Receiver<tunnelscope::control::Request>) -> Command {
+    tokio::time::timeout(Duration::from_secs(5), rx.recv())
+        .await
+        .unwrap()
+        .unwrap()
+        .command
+}
