@@ -19,6 +19,7 @@
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use serde::Deserialize;
 
@@ -36,7 +37,7 @@ pub use self::routing::{
 pub use self::sections::{Admin, Inspect, Limits, ProxySettings, Timeouts, WsLimits};
 
 use locate::{line_col, tidy_message, KeyPath, Node};
-use routing::{default_fail_timeout, default_max_fails, default_tries};
+use routing::{default_close_rate, default_fail_timeout, default_max_fails, default_tries};
 
 /// The whole file.
 #[derive(Debug, Clone, Deserialize)]
@@ -210,6 +211,8 @@ impl Config {
                 tls: false,
                 ca: None,
                 server_name: None,
+                drain_deadline: Duration::ZERO,
+                close_rate: default_close_rate(),
                 servers,
             },
         );

@@ -200,8 +200,20 @@ pub struct Pool {
     /// Server name for backend TLS; the backend's host when absent. Only with `tls`.
     #[serde(default)]
     pub server_name: Option<String>,
+    /// How long a drained backend's tunnels run on before they are closed with 1012
+    /// (0 = until they end by themselves).
+    #[serde(default, with = "duration")]
+    pub drain_deadline: Duration,
+    /// Tunnels closed per second once a drain's deadline has passed, so clients
+    /// reconnect elsewhere as a trickle, not a storm (at least 1).
+    #[serde(default = "default_close_rate")]
+    pub close_rate: u32,
     #[serde(rename = "server")]
     pub servers: Vec<Server>,
+}
+
+pub(super) fn default_close_rate() -> u32 {
+    50
 }
 
 pub(super) fn default_max_fails() -> u32 {

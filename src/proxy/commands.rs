@@ -5,12 +5,13 @@
 use crate::sync::lock;
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::time::Duration;
 
 use tokio::sync::mpsc;
 
 use super::registry::{shutdown_begun, Registry};
-use crate::control::{Command, Outcome, Request};
-use crate::event::{Dir, Event, TunnelId};
+use crate::control::{Command, Outcome, Request, CLOSE_SERVICE_RESTART};
+use crate::event::{AdminState, BackendId, Dir, Event, TunnelId};
 
 impl Registry {
     pub(super) fn apply(&self, command: Command) -> Outcome {
@@ -99,7 +100,14 @@ pub async fn run(core: Arc<Registry>, mut commands: mpsc::Receiver<Request>) {
         tokio::select! {
             req = commands.recv() => match req {
                 Some(req) => {
+                    let drained = match &req.command {
+                        Command::Drain(id) => Some(id.clone()),
+                        _ => None,
+                    };
                     let outcome = core.apply(req.command);
+                    if let (Some(id), Outcome::Done) = (drained, &outcome) {
+                        tokio::spawn(drain_deadline(core.clone(), id));
+                    }
                     if let Some(reply) = req.reply {
                         let _ = reply.send(outcome);
                     }
@@ -158,4 +166,36 @@ fn publish_stats(core: &Registry, published: &mut HashMap<TunnelId, (u64, u64, u
     }
     // Closed tunnels drop out here.
     *published = seen;
+}
+
+/// After a drain, if the backend's pool has a `drain_deadline`: once it has passed,
+/// closes the tunnels still on the backend with 1012, `close_rate` a second, so
+/// their clients reconnect elsewhere as a trickle rather than all at once. Stops if
+/// the backend is undrained (or disabled, or gone) meanwhile.
+async fn drain_deadline(core: Arc<Registry>, id: BackendId) {
+    let (Some(backend), Some(pool)) = (core.pools.backend(&id), core.pools.get(&id.pool)) else {
+        return;
+    };
+    let (deadline, rate) = (pool.config.drain_deadline, pool.config.close_rate.max(1));
+    if deadline.is_zero() || backend.admin() != AdminState::Draining {
+        return;
+    }
+    tracing::info!(backend = %id, ?deadline, rate, "drain deadline set");
+    tokio::time::sleep(deadline).await;
+    let gap = Duration::from_secs(1) / rate;
+    let mut closed = 0u64;
+    while backend.admin() == AdminState::Draining {
+        let next = lock(&core.tunnels)
+            .values()
+            .filter(|t| t.backend == id && !t.is_closing())
+            .min_by_key(|t| t.id)
+            .cloned();
+        let Some(tunnel) = next else {
+            break;
+        };
+        tunnel.request_close(CLOSE_SERVICE_RESTART, "backend drained");
+        closed += 1;
+        tokio::time::sleep(gap).await;
+    }
+    tracing::info!(backend = %id, closed, "drain deadline passed; tunnels closed");
 }

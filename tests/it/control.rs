@@ -819,3 +819,64 @@ async fn shutdown_closes_fit_inside_the_shutdown_grace_when_a_client_never_answe
         .expect("shutdown completes");
     drop(tcp);
 }
+
+/// With a pool `drain_deadline`, a drained backend's tunnels run on until the
+/// deadline, then are closed with 1012 one after another at no more than
+/// `close_rate` a second, so their clients come back as a trickle.
+#[tokio::test]
+async fn a_drain_deadline_closes_the_remaining_tunnels_at_the_close_rate() {
+    const N: usize = 5;
+    const DEADLINE: Duration = Duration::from_millis(300);
+    const GAP: Duration = Duration::from_millis(100); // close_rate = 10
+    let a = Backend::start("a").await;
+    let extra = "drain_deadline = \"300ms\"\nclose_rate = 10";
+    let proxy = proxy(&simple_config(&[&a], extra)).await;
+    let mut events = proxy.subscribe();
+    let mut held = Vec::new();
+    for _ in 0..N {
+        let mut ws = connect(proxy.local_addrs()[0], "/held").await;
+        assert_eq!(whoami(&mut ws).await, "a");
+        held.push(ws);
+    }
+    let drained = std::time::Instant::now();
+    let drain = Command::Drain(backend_id(a.addr));
+    assert_eq!(proxy.control().send(drain).await.unwrap(), Outcome::Done);
+    // Before the deadline every tunnel runs on.
+    for ws in &mut held {
+        echo(ws, "still here").await;
+    }
+    let waits: Vec<_> = held
+        .into_iter()
+        .map(|mut ws| {
+            tokio::spawn(async move {
+                let close = expect_close(&mut ws).await;
+                (
+                    std::time::Instant::now(),
+                    u16::from(close.code),
+                    close.reason.to_string(),
+                )
+            })
+        })
+        .collect();
+    let mut closes = Vec::new();
+    for w in waits {
+        closes.push(w.await.unwrap());
+    }
+    closes.sort_by_key(|c| c.0);
+    for (_, code, reason) in &closes {
+        assert_eq!((*code, reason.as_str()), (1012, "backend drained"));
+    }
+    assert!(
+        closes[0].0 - drained >= DEADLINE,
+        "closed before the deadline"
+    );
+    for pair in closes.windows(2) {
+        // A close every GAP at most; some slack for timer granularity.
+        let gap = pair[1].0 - pair[0].0;
+        assert!(
+            gap >= GAP * 8 / 10,
+            "two closes {gap:?} apart, rate is one per {GAP:?}"
+        );
+    }
+    wait_backend(&mut events, a.addr, |b| b.admin == AdminState::Drained).await;
+}

@@ -288,6 +288,12 @@ fn check_pool(name: &str, pool: &Pool, bad: &mut impl FnMut(KeyPath, String)) {
         ),
         _ => {}
     }
+    if pool.close_rate == 0 {
+        bad(
+            key("close_rate"),
+            "must be at least 1 (tunnels closed per second)".into(),
+        );
+    }
     if pool.tries == 0 {
         bad(key("tries"), "must be at least 1".into());
     }

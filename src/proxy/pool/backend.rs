@@ -261,7 +261,6 @@ impl Backend {
     }
 
     /// What operators chose.
-    #[cfg(test)]
     pub fn admin(&self) -> AdminState {
         self.state().admin
     }

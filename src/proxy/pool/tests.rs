@@ -28,6 +28,8 @@ fn cfg(balance: Balance, servers: &[(&str, u32, bool)]) -> config::Pool {
         tls: false,
         ca: None,
         server_name: None,
+        drain_deadline: Duration::ZERO,
+        close_rate: 50,
         servers: servers
             .iter()
             .map(|&(addr, weight, backup)| config::Server {

@@ -38,6 +38,8 @@ pub struct TunnelShared {
     pub(super) c2b: Mutex<Scanner>,
     pub(super) b2c: Mutex<Scanner>,
     pub(super) close: Mutex<Option<CloseRequest>>,
+    /// Set by the first close request (the mailbox empties once the relay takes it).
+    closing: std::sync::atomic::AtomicBool,
     pub(super) wake: Notify,
 }
 
@@ -72,6 +74,7 @@ impl TunnelShared {
             c2b: Mutex::new(c2b),
             b2c: Mutex::new(b2c),
             close: Mutex::new(None),
+            closing: std::sync::atomic::AtomicBool::new(false),
             wake: Notify::new(),
         }
     }
@@ -99,6 +102,8 @@ impl TunnelShared {
     /// As [`request_close`](Self::request_close), with the close over by `by`.
     /// The first request wins, but a later deadline never extends an earlier one.
     pub fn request_close_by(&self, code: u16, reason: &str, by: Option<Instant>) {
+        self.closing
+            .store(true, std::sync::atomic::Ordering::Relaxed);
         let mut slot = lock(&self.close);
         match slot.as_mut() {
             None => {
@@ -117,6 +122,11 @@ impl TunnelShared {
         }
         drop(slot);
         self.wake.notify_one();
+    }
+
+    /// Whether the tunnel has been asked to close.
+    pub fn is_closing(&self) -> bool {
+        self.closing.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     pub fn stats(&self) -> TunnelStats {
