@@ -161,6 +161,15 @@ pub struct Timeouts {
     /// (0 = exit at once).
     #[serde(with = "duration")]
     pub shutdown_grace: Duration,
+    /// TCP keepalive on both sides of every connection: silence before the kernel
+    /// starts probing (0 = no keepalive), the time between probes, and how many
+    /// unanswered probes end the connection. A peer that vanished without a word
+    /// (power loss, a dropped NAT mapping) is then found out by the kernel.
+    #[serde(with = "duration")]
+    pub keepalive_idle: Duration,
+    #[serde(with = "duration")]
+    pub keepalive_interval: Duration,
+    pub keepalive_count: u32,
 }
 
 impl Default for Timeouts {
@@ -174,6 +183,9 @@ impl Default for Timeouts {
             idle: Duration::from_secs(3600),
             close_grace: Duration::from_secs(2),
             shutdown_grace: Duration::from_secs(10),
+            keepalive_idle: Duration::from_secs(60),
+            keepalive_interval: Duration::from_secs(10),
+            keepalive_count: 6,
         }
     }
 }

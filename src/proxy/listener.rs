@@ -71,7 +71,7 @@ async fn serve_conn(
     peer: std::net::SocketAddr,
     slot: Arc<ConnSlot>,
 ) {
-    let _ = tcp.set_nodelay(true);
+    super::stream::tune_tcp(&tcp, &core.config().timeouts);
     let timeouts = &core.config().timeouts;
     let stream = match tls {
         None => Stream::Plain(tcp),

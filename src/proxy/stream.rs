@@ -19,6 +19,22 @@ pub enum Stream {
     ClientTls(Box<tokio_rustls::client::TlsStream<TcpStream>>),
 }
 
+/// Sets what every proxied TCP connection gets, on either side: no Nagle delay
+/// (frames go as they arrive), and TCP keepalive as `[timeouts]` says.
+pub fn tune_tcp(tcp: &TcpStream, timeouts: &crate::config::Timeouts) {
+    let _ = tcp.set_nodelay(true);
+    if timeouts.keepalive_idle.is_zero() {
+        return;
+    }
+    let keepalive = socket2::TcpKeepalive::new()
+        .with_time(timeouts.keepalive_idle)
+        .with_interval(timeouts.keepalive_interval)
+        .with_retries(timeouts.keepalive_count);
+    if let Err(e) = socket2::SockRef::from(tcp).set_tcp_keepalive(&keepalive) {
+        tracing::debug!(error = %e, "cannot set TCP keepalive");
+    }
+}
+
 impl Stream {
     pub fn is_tls(&self) -> bool {
         !matches!(self, Stream::Plain(_))

@@ -41,8 +41,9 @@ pub struct UpstreamTls {
 pub async fn connect(
     addr: &str,
     tls: Option<&UpstreamTls>,
-    timeout: Duration,
+    timeouts: &crate::config::Timeouts,
 ) -> Result<Stream, ConnectError> {
+    let timeout = timeouts.connect;
     let attempt = async {
         let tcp = TcpStream::connect(addr)
             .await
@@ -50,7 +51,7 @@ pub async fn connect(
                 addr: addr.to_string(),
                 source,
             })?;
-        let _ = tcp.set_nodelay(true);
+        super::stream::tune_tcp(&tcp, timeouts);
         let Some(tls) = tls else {
             return Ok(Stream::Plain(tcp));
         };

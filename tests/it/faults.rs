@@ -2,6 +2,8 @@
 //! once — never hangs a tunnel, never leaks one, and never disturbs other tunnels.
 
 use std::collections::{HashMap, HashSet};
+use std::net::SocketAddr;
+use std::time::Duration;
 
 use crate::common::pools::pool_config;
 use crate::common::recorder::{pattern, Ending, Recorder};
@@ -432,4 +434,100 @@ async fn with_close_on_backend_loss_off_a_killed_backend_is_a_bare_tcp_close() {
     drop(ws);
     let (code, side, _) = closed(&mut events, id).await;
     assert_eq!((code, side), (None, Side::Backend));
+}
+
+/// The proxy's socket in this process whose two ends are `local` and `peer`.
+fn proxy_socket(local: SocketAddr, peer: SocketAddr) -> Option<std::os::fd::RawFd> {
+    use std::os::fd::BorrowedFd;
+    for entry in std::fs::read_dir("/proc/self/fd").ok()?.flatten() {
+        let Ok(fd) = entry.file_name().to_string_lossy().parse::<i32>() else {
+            continue;
+        };
+        if !std::fs::read_link(entry.path())
+            .is_ok_and(|t| t.to_string_lossy().starts_with("socket:"))
+        {
+            continue;
+        }
+        // SAFETY: the fd is open for the whole check (the tunnel is held open) and is
+        // only read through getsockname/getpeername/getsockopt, never closed.
+        let fd_ref = unsafe { BorrowedFd::borrow_raw(fd) };
+        let sock = socket2::SockRef::from(&fd_ref);
+        let ends = (
+            sock.local_addr().ok()?.as_socket(),
+            sock.peer_addr().map(|a| a.as_socket()),
+        );
+        if let (Some(l), Ok(Some(p))) = ends {
+            if l == local && p == peer {
+                return Some(fd);
+            }
+        }
+    }
+    None
+}
+
+/// The keepalive settings of a socket: (on, idle, interval, probes).
+fn keepalive_of(fd: std::os::fd::RawFd) -> (bool, Duration, Duration, u32) {
+    // SAFETY: as in proxy_socket.
+    let fd_ref = unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) };
+    let sock = socket2::SockRef::from(&fd_ref);
+    (
+        sock.keepalive().unwrap(),
+        sock.tcp_keepalive_time().unwrap(),
+        sock.tcp_keepalive_interval().unwrap(),
+        sock.tcp_keepalive_retries().unwrap(),
+    )
+}
+
+/// Both sides of a tunnel get TCP keepalive as `[timeouts]` says, so the kernel
+/// finds a peer that vanished without a word; `keepalive_idle = 0` turns it off.
+#[tokio::test]
+async fn both_sides_of_a_tunnel_get_tcp_keepalive_as_configured() {
+    let b = Backend::start("b").await;
+    let top =
+        "[timeouts]\nkeepalive_idle = \"45s\"\nkeepalive_interval = \"7s\"\nkeepalive_count = 4\n";
+    let proxy = proxy(&format!("{top}{}", simple_config(&[&b], ""))).await;
+    let addr = proxy.local_addrs()[0];
+    let mut ws = connect(addr, "/").await;
+    assert_eq!(whoami(&mut ws).await, "b");
+    let client = local_addr(&ws);
+    let want = (true, Duration::from_secs(45), Duration::from_secs(7), 4);
+    let client_side = proxy_socket(addr, client).expect("the proxy's socket to the client");
+    assert_eq!(keepalive_of(client_side), want);
+    let backend_side = proxy_socket_to(b.addr, addr).expect("the proxy's socket to the backend");
+    assert_eq!(keepalive_of(backend_side), want);
+
+    let off = proxy_with_keepalive_off(&b).await;
+    let mut ws = connect(off.local_addrs()[0], "/").await;
+    assert_eq!(whoami(&mut ws).await, "b");
+    let fd = proxy_socket(off.local_addrs()[0], local_addr(&ws)).unwrap();
+    assert!(!keepalive_of(fd).0);
+}
+
+/// The proxy's socket connected to `backend` (not the backend's own accepted one,
+/// whose local end is the backend's address; nor the client's).
+fn proxy_socket_to(backend: SocketAddr, proxy_addr: SocketAddr) -> Option<std::os::fd::RawFd> {
+    use std::os::fd::BorrowedFd;
+    for entry in std::fs::read_dir("/proc/self/fd").ok()?.flatten() {
+        let Ok(fd) = entry.file_name().to_string_lossy().parse::<i32>() else {
+            continue;
+        };
+        // SAFETY: as in proxy_socket.
+        let fd_ref = unsafe { BorrowedFd::borrow_raw(fd) };
+        let sock = socket2::SockRef::from(&fd_ref);
+        let (Ok(l), Ok(p)) = (sock.local_addr(), sock.peer_addr()) else {
+            continue;
+        };
+        if p.as_socket() == Some(backend) && l.as_socket() != Some(proxy_addr) {
+            return Some(fd);
+        }
+    }
+    None
+}
+
+async fn proxy_with_keepalive_off(b: &Backend) -> tunnelscope::proxy::ProxyHandle {
+    proxy(&format!(
+        "[timeouts]\nkeepalive_idle = \"0s\"\n{}",
+        simple_config(&[b], "")
+    ))
+    .await
 }

@@ -89,6 +89,26 @@ pub(crate) fn problems(c: &Config) -> Vec<Problem> {
             );
         }
     }
+    if !t.keepalive_idle.is_zero() {
+        // The kernel counts keepalive times in whole seconds.
+        for (key, d) in [
+            ("keepalive_idle", t.keepalive_idle),
+            ("keepalive_interval", t.keepalive_interval),
+        ] {
+            if d < std::time::Duration::from_secs(1) {
+                bad(
+                    path!("timeouts", key),
+                    "must be at least 1s (keepalive_idle = 0 turns keepalive off)".into(),
+                );
+            }
+        }
+        if t.keepalive_count == 0 {
+            bad(
+                path!("timeouts", "keepalive_count"),
+                "must be at least 1 (keepalive_idle = 0 turns keepalive off)".into(),
+            );
+        }
+    }
 
     // [inspect]
     let i = &c.inspect;
