@@ -238,8 +238,25 @@ impl Registry {
         }
         let tunnels = self.tunnels();
         tracing::info!(tunnels = tunnels.len(), "shutting down");
+        // Paced per pool at its close_rate, so clients reconnect elsewhere as a
+        // trickle, but faster if that is what it takes to fit half the grace.
+        let mut by_pool: HashMap<Arc<str>, Vec<Arc<TunnelShared>>> = HashMap::new();
         for t in tunnels {
-            t.request_close_by(CLOSE_GOING_AWAY, "going away", Some(by));
+            by_pool.entry(t.backend.pool.clone()).or_default().push(t);
+        }
+        let now = std::time::Instant::now();
+        for (pool, mut tunnels) in by_pool {
+            tunnels.sort_by_key(|t| t.id);
+            let rate = self
+                .pools
+                .get(&pool)
+                .map_or(50, |p| p.config.close_rate.max(1));
+            let gap = (std::time::Duration::from_secs(1) / rate)
+                .min((grace / 2) / tunnels.len().max(1) as u32);
+            for (k, t) in tunnels.iter().enumerate() {
+                let at = now + gap * k as u32;
+                t.request_close_at(CLOSE_GOING_AWAY, "going away", Some(at), Some(by));
+            }
         }
     }
 

@@ -23,6 +23,7 @@ use tokio::sync::broadcast;
 
 use self::close::{close_on_purpose, BACKEND_GONE};
 use self::relay::{Ctx, Half, Mode, Relay, Stop};
+use self::shared::CloseRequest;
 pub use self::shared::TunnelShared;
 use super::stream::Stream;
 use crate::event::{Dir, Event, Limit, Side};
@@ -82,6 +83,7 @@ pub async fn run(
     let idle = settings.idle;
     let mut idle_deadline = tokio::time::Instant::now() + idle;
     let mut gone = false;
+    let mut delayed: Option<CloseRequest> = None;
     let (code, reason, by) = loop {
         tokio::select! {
             res = relay.run(Mode::Relay, &mut ctx) => match res {
@@ -121,8 +123,18 @@ pub async fn run(
             },
             _ = shared.wake.notified() => {
                 if let Some(req) = lock(&shared.close).take() {
-                    break (req.code, req.reason, req.by);
+                    match req.not_before {
+                        // Paced (shutdown): relay on until its turn.
+                        Some(at) if at > Instant::now() => delayed = Some(req),
+                        _ => break (req.code, req.reason, req.by),
+                    }
                 }
+            }
+            _ = tokio::time::sleep_until(
+                delayed.as_ref().and_then(|r| r.not_before).unwrap_or_else(Instant::now).into()
+            ), if delayed.is_some() => {
+                let req = delayed.take().expect("a delayed close is pending");
+                break (req.code, req.reason, req.by);
             }
             _ = tokio::time::sleep_until(idle_deadline), if !idle.is_zero() => {
                 let quiet = ctx.last_active.elapsed();

@@ -21,6 +21,8 @@ pub struct CloseRequest {
     /// The close must be over by then, even if that leaves less than `close_grace`
     /// (shutdown's closes fit inside `shutdown_grace`).
     pub by: Option<Instant>,
+    /// The close begins no earlier than this (shutdown paces its closes).
+    pub not_before: Option<Instant>,
 }
 
 /// What the rest of the proxy can see of a running tunnel. The relay task owns the
@@ -102,6 +104,18 @@ impl TunnelShared {
     /// As [`request_close`](Self::request_close), with the close over by `by`.
     /// The first request wins, but a later deadline never extends an earlier one.
     pub fn request_close_by(&self, code: u16, reason: &str, by: Option<Instant>) {
+        self.request_close_at(code, reason, None, by);
+    }
+
+    /// As [`request_close_by`](Self::request_close_by), beginning no earlier than
+    /// `not_before`.
+    pub fn request_close_at(
+        &self,
+        code: u16,
+        reason: &str,
+        not_before: Option<Instant>,
+        by: Option<Instant>,
+    ) {
         self.closing
             .store(true, std::sync::atomic::Ordering::Relaxed);
         let mut slot = lock(&self.close);
@@ -111,6 +125,7 @@ impl TunnelShared {
                     code,
                     reason: reason.to_string(),
                     by,
+                    not_before,
                 })
             }
             Some(req) => {
