@@ -8,8 +8,8 @@
 //!   (opcodes, close codes, Close frames, masking).
 //! - [`proxy`]: listeners and admission, TLS, one request top to bottom
 //!   (`request`: route, connect, upgrade or plain), backend pools, the tunnel relay
-//!   and its sans-IO frame scanner, the registry of what is live and the command
-//!   loop. Knows nothing of any observer; its API is [`proxy::start`] and
+//!   and its sans-IO frame scanner, the registry of what is live, the command
+//!   loop, and reload in place. Knows nothing of any observer; its API is [`proxy::start`] and
 //!   [`proxy::ProxyHandle`].
 //! - [`dashboard`]: the ratatui inspector. Sees only events, snapshots and the
 //!   control handle, never proxy internals.
