@@ -9,8 +9,8 @@
 //! - [`proxy`]: listeners and admission, TLS, one request top to bottom
 //!   (`request`: route, connect, upgrade or plain), backend pools, the tunnel relay
 //!   and its sans-IO frame scanner, the registry of what is live, the command
-//!   loop, and reload in place. Knows nothing of any observer; its API is [`proxy::start`] and
-//!   [`proxy::ProxyHandle`].
+//!   loop, and reload in place. Knows nothing of any observer; its API is
+//!   [`proxy::start`] and [`proxy::ProxyHandle`].
 //! - [`dashboard`]: the ratatui inspector. Sees only events, snapshots and the
 //!   control handle, never proxy internals.
 //! - [`admin`]: the HTTP admin API (JSON state, Prometheus `/metrics`, an event
