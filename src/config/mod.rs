@@ -32,7 +32,8 @@ mod sections;
 mod validate;
 
 pub use self::routing::{
-    Balance, HashKey, HostHeader, Listener, ListenerTls, Pool, Route, Server, SniCert,
+    Balance, CheckKind, HashKey, HealthCheck, HostHeader, Listener, ListenerTls, Pool, Route,
+    Server, SniCert,
 };
 pub use self::sections::{Admin, Inspect, Limits, ProxySettings, Timeouts, WsLimits};
 
@@ -213,6 +214,7 @@ impl Config {
                 server_name: None,
                 drain_deadline: Duration::ZERO,
                 close_rate: default_close_rate(),
+                health: None,
                 servers,
             },
         );

@@ -208,8 +208,71 @@ pub struct Pool {
     /// reconnect elsewhere as a trickle, not a storm (at least 1).
     #[serde(default = "default_close_rate")]
     pub close_rate: u32,
+    /// Active health checks (`[pool.NAME.health]`); none when absent.
+    #[serde(default)]
+    pub health: Option<HealthCheck>,
     #[serde(rename = "server")]
     pub servers: Vec<Server>,
+}
+
+/// `[pool.NAME.health]`: each backend is probed every `interval`; `fall` failures
+/// in a row take it out of service (no new tunnels; open ones run on), `rise`
+/// successes bring it back.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct HealthCheck {
+    pub check: CheckKind,
+    /// Request path of http and ws checks.
+    #[serde(default = "default_path")]
+    pub path: String,
+    /// `Host` of http and ws checks; the backend's address when absent.
+    #[serde(default)]
+    pub host: Option<String>,
+    /// The status that means healthy: 200 for http, 101 for ws by default.
+    #[serde(default)]
+    pub status: Option<u16>,
+    #[serde(default = "default_check_interval", with = "duration")]
+    pub interval: Duration,
+    #[serde(default = "default_check_timeout", with = "duration")]
+    pub timeout: Duration,
+    #[serde(default = "default_rise")]
+    pub rise: u32,
+    #[serde(default = "default_fall")]
+    pub fall: u32,
+}
+
+impl HealthCheck {
+    pub fn kind(&self) -> CheckKind {
+        self.check
+    }
+}
+
+/// What a health check does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum CheckKind {
+    /// A TCP connect.
+    Tcp,
+    /// `GET path`, expecting `status`.
+    Http,
+    /// A real WebSocket handshake (expecting 101 with the right accept), then a Close.
+    Ws,
+}
+
+fn default_check_interval() -> Duration {
+    Duration::from_secs(5)
+}
+
+fn default_check_timeout() -> Duration {
+    Duration::from_secs(2)
+}
+
+fn default_rise() -> u32 {
+    2
+}
+
+fn default_fall() -> u32 {
+    3
 }
 
 pub(super) fn default_close_rate() -> u32 {

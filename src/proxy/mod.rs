@@ -16,6 +16,7 @@ pub mod frame;
 #[doc(hidden)]
 pub mod headers;
 mod headtimer;
+mod health;
 mod listener;
 mod pool;
 mod registry;
@@ -195,6 +196,7 @@ pub async fn start(config: Config) -> Result<ProxyHandle, StartError> {
     ));
     let shards = shard::Shards::start(&core, per_shard).map_err(StartError::Threads)?;
     let (tx, rx) = mpsc::channel(256);
+    tokio::spawn(health::run(core.clone()));
     let task = tokio::spawn({
         let core = core.clone();
         async move {

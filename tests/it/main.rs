@@ -15,6 +15,7 @@ mod dashboard;
 mod demo;
 mod faults;
 mod handshake;
+mod health;
 mod hostile;
 mod interop;
 mod lifecycle;

@@ -308,6 +308,23 @@ fn check_pool(name: &str, pool: &Pool, bad: &mut impl FnMut(KeyPath, String)) {
         ),
         _ => {}
     }
+    if let Some(h) = &pool.health {
+        if h.interval.is_zero() || h.timeout.is_zero() {
+            bad(
+                key("health"),
+                "interval and timeout must be more than 0".into(),
+            );
+        }
+        if h.rise == 0 || h.fall == 0 {
+            bad(key("health"), "rise and fall must be at least 1".into());
+        }
+        if !h.path.starts_with('/') {
+            bad(
+                key("health"),
+                format!("path {:?} must start with /", h.path),
+            );
+        }
+    }
     if pool.close_rate == 0 {
         bad(
             key("close_rate"),

@@ -30,6 +30,7 @@ pub struct Backend {
     active: AtomicU64,
     total: AtomicU64,
     state: Mutex<State>,
+    clock: Mutex<CheckClock>,
     events: broadcast::Sender<Event>,
 }
 
@@ -52,11 +53,24 @@ struct State {
     /// Bumped for every state event, under this lock: events sent from two event
     /// loops may arrive out of order, and observers keep only the newest.
     version: u64,
+    /// Active health checks found it down (kept apart from passive `down_since`).
+    check_down: bool,
+    /// Consecutive check results the other way than `check_down` says (toward
+    /// `rise` or `fall`).
+    check_streak: u32,
+}
+
+/// When the next active check of a backend is due, and whether one is running.
+#[derive(Debug, Default)]
+struct CheckClock {
+    next: Option<Instant>,
+    running: bool,
 }
 
 impl State {
     fn eligible(&self, now: Instant, fail_timeout: Duration) -> bool {
         self.admin == AdminState::Active
+            && !self.check_down
             && match self.down_since {
                 None => true,
                 Some(since) => now.saturating_duration_since(since) >= fail_timeout,
@@ -99,13 +113,56 @@ impl Backend {
                 last_error: None,
                 killed: None,
                 version: 0,
+                check_down: false,
+                check_streak: 0,
             }),
+            clock: Mutex::new(CheckClock::default()),
             events,
         }
     }
 
     fn state(&self) -> MutexGuard<'_, State> {
         lock(&self.state)
+    }
+
+    /// Whether an active check is due now; if so it counts as started (the next one
+    /// is due `interval` later, and none starts while this one runs).
+    pub fn check_due(&self, now: Instant, interval: Duration) -> bool {
+        let mut clock = lock(&self.clock);
+        if clock.running || clock.next.is_some_and(|t| now < t) {
+            return false;
+        }
+        clock.running = true;
+        clock.next = Some(now + interval);
+        true
+    }
+
+    /// The result of an active check: `fall` failures in a row take the backend out
+    /// of service (no new tunnels; open ones run on), `rise` successes bring it back.
+    /// A change is published.
+    pub fn record_check(&self, result: Result<(), String>, rise: u32, fall: u32) {
+        lock(&self.clock).running = false;
+        let info = {
+            let mut state = self.state();
+            let against = result.is_ok() == state.check_down;
+            state.check_streak = if against { state.check_streak + 1 } else { 0 };
+            if let Err(e) = &result {
+                state.last_error = Some(format!("health check: {e}"));
+            }
+            let flip = if state.check_down { rise } else { fall };
+            if !against || state.check_streak < flip {
+                return;
+            }
+            state.check_down = !state.check_down;
+            state.check_streak = 0;
+            tracing::info!(
+                backend = %self.id,
+                health = if state.check_down { "down" } else { "up" },
+                "active health check"
+            );
+            self.next_info(&mut state)
+        };
+        self.publish(info);
     }
 
     /// Eligible for a NEW tunnel: admin Active and health Up (or Down but
@@ -311,7 +368,7 @@ impl Backend {
 }
 
 fn health_of(state: &State) -> Health {
-    if state.down_since.is_some() {
+    if state.down_since.is_some() || state.check_down {
         Health::Down
     } else {
         Health::Up

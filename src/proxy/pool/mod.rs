@@ -156,6 +156,11 @@ impl Pools {
         changes
     }
 
+    /// Every pool of the current set, in name order.
+    pub fn all(&self) -> Vec<Arc<Pool>> {
+        self.current.load().values().cloned().collect()
+    }
+
     /// The pool called `name`.
     pub fn get(&self, name: &str) -> Option<Arc<Pool>> {
         self.current.load().get(name).cloned()
@@ -235,7 +240,6 @@ impl Pool {
     }
 
     /// The pool's backends in configuration order.
-    #[cfg(test)]
     pub fn backends(&self) -> &[Arc<Backend>] {
         &self.backends
     }

@@ -30,6 +30,7 @@ fn cfg(balance: Balance, servers: &[(&str, u32, bool)]) -> config::Pool {
         server_name: None,
         drain_deadline: Duration::ZERO,
         close_rate: 50,
+        health: None,
         servers: servers
             .iter()
             .map(|&(addr, weight, backup)| config::Server {

@@ -280,7 +280,15 @@ impl Drop for HttpBackend {
 
 impl HttpBackend {
     pub async fn start(name: &str) -> HttpBackend {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        HttpBackend::serve(name, TcpListener::bind("127.0.0.1:0").await.unwrap())
+    }
+
+    /// A backend on a given address (one that refused connections until now).
+    pub async fn serve_on(addr: SocketAddr, name: &str) -> HttpBackend {
+        HttpBackend::serve(name, TcpListener::bind(addr).await.unwrap())
+    }
+
+    fn serve(name: &str, listener: TcpListener) -> HttpBackend {
         let addr = listener.local_addr().unwrap();
         let requests = Arc::new(Mutex::new(Vec::new()));
         let connections = Arc::new(AtomicUsize::new(0));
