@@ -126,14 +126,21 @@ impl Backend {
     }
 
     /// Whether an active check is due now; if so it counts as started (the next one
-    /// is due `interval` later, and none starts while this one runs).
+    /// is due about `interval` later, and none starts while this one runs). Checks
+    /// are spread with jitter, so a pool's backends (and several proxies checking
+    /// one backend) are not probed in lockstep: the first comes at a random point
+    /// of the first interval, each next one 90-110% of an interval later.
     pub fn check_due(&self, now: Instant, interval: Duration) -> bool {
         let mut clock = lock(&self.clock);
-        if clock.running || clock.next.is_some_and(|t| now < t) {
+        let Some(next) = clock.next else {
+            clock.next = Some(now + interval.mul_f64(fastrand::f64()));
+            return false;
+        };
+        if clock.running || now < next {
             return false;
         }
         clock.running = true;
-        clock.next = Some(now + interval);
+        clock.next = Some(now + interval.mul_f64(0.9 + 0.2 * fastrand::f64()));
         true
     }
 

@@ -668,3 +668,25 @@ fn a_backend_removed_by_a_replace_lives_on_in_its_leases() {
     drop(lease);
     assert_eq!(old.active(), 0);
 }
+
+/// Active checks are spread: the first falls somewhere in the first interval, each
+/// next one 90-110% of an interval after the last, and none starts while one runs.
+#[test]
+fn health_checks_come_with_jitter_and_never_overlap() {
+    let p = pool(Balance::LeastConn, &[(A, 1, false)]);
+    let a = backend(&p, A);
+    let t0 = Instant::now();
+    let second = Duration::from_secs(1);
+    assert!(
+        !a.check_due(t0, second),
+        "the first check waits for its random offset"
+    );
+    let first = (0..=100)
+        .map(|ms| t0 + Duration::from_millis(ms * 10))
+        .find(|&t| a.check_due(t, second))
+        .expect("the first check comes within one interval");
+    assert!(!a.check_due(first + 2 * second, second), "one at a time");
+    a.record_check(Ok(()), 2, 3);
+    assert!(!a.check_due(first + second * 89 / 100, second));
+    assert!(a.check_due(first + second * 111 / 100, second));
+}
