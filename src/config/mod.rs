@@ -33,7 +33,7 @@ mod validate;
 
 pub use self::routing::{
     Balance, CheckKind, HashKey, HealthCheck, HostHeader, Listener, ListenerTls, Pool, Route,
-    Server, SniCert,
+    Server, SniCert, DEFAULT_CLOSE_RATE,
 };
 pub use self::sections::{Admin, Inspect, Limits, ProxySettings, Timeouts, WsLimits};
 

@@ -275,8 +275,11 @@ fn default_fall() -> u32 {
     3
 }
 
+/// `close_rate` when the file sets none (also used for a pool a reload removed).
+pub const DEFAULT_CLOSE_RATE: u32 = 50;
+
 pub(super) fn default_close_rate() -> u32 {
-    50
+    DEFAULT_CLOSE_RATE
 }
 
 pub(super) fn default_max_fails() -> u32 {

@@ -10,6 +10,7 @@ use std::sync::Arc;
 
 use tokio::sync::OwnedSemaphorePermit;
 
+use super::headers::{is_trusted, original_client};
 use super::registry::Registry;
 
 /// Holds a client connection's place under the connection limits.
@@ -56,7 +57,7 @@ impl Registry {
             Some(sem) => Some(sem.clone().try_acquire_owned().ok()?),
             None => None,
         };
-        let ip_slot = if self.is_trusted(ip) {
+        let ip_slot = if is_trusted(ip, &self.config().proxy.trusted_proxies) {
             None
         } else {
             Some(self.admit_ip(ip)?)
@@ -78,20 +79,13 @@ impl Registry {
         peer: IpAddr,
         headers: &http::HeaderMap,
     ) -> Result<Option<IpSlot>, IpAddr> {
-        if self.config().limits.max_connections_per_ip == 0 || !self.is_trusted(peer) {
+        let config = self.config();
+        let trusted = &config.proxy.trusted_proxies;
+        if config.limits.max_connections_per_ip == 0 || !is_trusted(peer, trusted) {
             return Ok(None);
         }
-        let client =
-            super::headers::original_client(peer, headers, &self.config().proxy.trusted_proxies);
+        let client = original_client(peer, headers, trusted);
         self.admit_ip(client).ok_or(client)
-    }
-
-    fn is_trusted(&self, ip: IpAddr) -> bool {
-        self.config()
-            .proxy
-            .trusted_proxies
-            .iter()
-            .any(|net| net.contains(&ip))
     }
 
     /// `None` when `ip` is at its limit; `Some(None)` when there is no limit.

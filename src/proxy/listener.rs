@@ -71,8 +71,10 @@ async fn serve_conn(
     peer: std::net::SocketAddr,
     slot: Arc<ConnSlot>,
 ) {
-    super::stream::tune_tcp(&tcp, &core.config().timeouts);
-    let timeouts = &core.config().timeouts;
+    // One config for the whole connection set-up (a reload swaps it meanwhile).
+    let config = core.config();
+    let timeouts = &config.timeouts;
+    super::stream::tune_tcp(&tcp, timeouts);
     let stream = match tls {
         None => Stream::Plain(tcp),
         Some(acceptor) => {
@@ -100,7 +102,7 @@ async fn serve_conn(
         in_flight: in_flight.clone(),
         slot,
     });
-    let limits = &core.config().limits;
+    let limits = &config.limits;
     let mut builder = hyper::server::conn::http1::Builder::new();
     // The head deadline is HeadTimer's (it answers 408); hyper's would only hang up.
     builder

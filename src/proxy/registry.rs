@@ -250,7 +250,9 @@ impl Registry {
             let rate = self
                 .pools
                 .get(&pool)
-                .map_or(50, |p| p.config.close_rate.max(1));
+                .map_or(crate::config::DEFAULT_CLOSE_RATE, |p| {
+                    p.config.close_rate.max(1)
+                });
             let gap = (std::time::Duration::from_secs(1) / rate)
                 .min((grace / 2) / tunnels.len().max(1) as u32);
             for (k, t) in tunnels.iter().enumerate() {

@@ -80,33 +80,16 @@ impl Pools {
         events: broadcast::Sender<Event>,
     ) -> PoolChanges {
         let old = self.current.load_full();
-        let mut changes = PoolChanges::default();
-        let mut kept = Vec::new();
+        let changes = changes_between(&old, config);
         let set: PoolSet = config
             .iter()
             .map(|(name, cfg)| {
                 let backends = cfg
                     .servers
                     .iter()
-                    .map(|server| {
-                        let id = BackendId::new(name, &server.addr);
-                        let before = old
-                            .get(name)
-                            .and_then(|p| p.backends.iter().find(|b| b.id == id));
-                        match before {
-                            Some(b) if b.built_from(server, cfg) => {
-                                kept.push(id);
-                                Arc::clone(b)
-                            }
-                            Some(_) => {
-                                changes.changed.push(id);
-                                Arc::new(Backend::new(name, server, cfg, events.clone()))
-                            }
-                            None => {
-                                changes.added.push(id);
-                                Arc::new(Backend::new(name, server, cfg, events.clone()))
-                            }
-                        }
+                    .map(|server| match reusable(&old, name, server, cfg) {
+                        Some(b) => Arc::clone(b),
+                        None => Arc::new(Backend::new(name, server, cfg, events.clone())),
                     })
                     .collect();
                 let pool = Pool::with_backends(name, cfg.clone(), backends);
@@ -114,13 +97,9 @@ impl Pools {
             })
             .collect();
         let mut retired = lock(&self.retired);
-        for b in old.values().flat_map(|p| p.backends.iter()) {
-            if kept.contains(&b.id) {
-                continue;
-            }
-            if !changes.changed.contains(&b.id) {
-                changes.removed.push(b.id.clone());
-            }
+        let left =
+            |b: &&Arc<Backend>| changes.removed.contains(&b.id) || changes.changed.contains(&b.id);
+        for b in old.values().flat_map(|p| p.backends.iter()).filter(left) {
             if b.active() > 0 {
                 b.drain();
                 retired.push(Arc::clone(b));
@@ -132,28 +111,7 @@ impl Pools {
 
     /// What [`Pools::replace`] with `config` would change, changing nothing.
     pub fn plan(&self, config: &BTreeMap<String, config::Pool>) -> PoolChanges {
-        let old = self.current.load();
-        let mut changes = PoolChanges::default();
-        let mut kept = Vec::new();
-        for (name, cfg) in config {
-            for server in &cfg.servers {
-                let id = BackendId::new(name, &server.addr);
-                match old
-                    .get(name)
-                    .and_then(|p| p.backends.iter().find(|b| b.id == id))
-                {
-                    Some(b) if b.built_from(server, cfg) => kept.push(id),
-                    Some(_) => changes.changed.push(id),
-                    None => changes.added.push(id),
-                }
-            }
-        }
-        for b in old.values().flat_map(|p| p.backends.iter()) {
-            if !kept.contains(&b.id) && !changes.changed.contains(&b.id) {
-                changes.removed.push(b.id.clone());
-            }
-        }
-        changes
+        changes_between(&self.current.load(), config)
     }
 
     /// Every pool of the current set, in name order.
@@ -195,6 +153,48 @@ impl Pools {
         out.extend(retired.iter().map(|b| b.info()));
         out
     }
+}
+
+/// The backend of `old` that a new config's `server` of pool `name` keeps: same
+/// pool, same address, same settings.
+fn reusable<'a>(
+    old: &'a PoolSet,
+    name: &str,
+    server: &config::Server,
+    cfg: &config::Pool,
+) -> Option<&'a Arc<Backend>> {
+    old.get(name)?
+        .backends
+        .iter()
+        .find(|b| b.built_from(server, cfg))
+}
+
+/// The backends a new config adds, removes, or keeps at its address with other
+/// settings (replaced), against the set `old`.
+fn changes_between(old: &PoolSet, config: &BTreeMap<String, config::Pool>) -> PoolChanges {
+    let mut changes = PoolChanges::default();
+    let mut kept = Vec::new();
+    for (name, cfg) in config {
+        for server in &cfg.servers {
+            let id = BackendId::new(name, &server.addr);
+            if reusable(old, name, server, cfg).is_some() {
+                kept.push(id);
+            } else if old
+                .get(name)
+                .is_some_and(|p| p.backends.iter().any(|b| b.id == id))
+            {
+                changes.changed.push(id);
+            } else {
+                changes.added.push(id);
+            }
+        }
+    }
+    for b in old.values().flat_map(|p| p.backends.iter()) {
+        if !kept.contains(&b.id) && !changes.changed.contains(&b.id) {
+            changes.removed.push(b.id.clone());
+        }
+    }
+    changes
 }
 
 fn build(config: &BTreeMap<String, config::Pool>, events: &broadcast::Sender<Event>) -> PoolSet {

@@ -30,7 +30,8 @@ pub(super) async fn plain(req: Request<Incoming>, conn: &ConnInfo, pool: &Pool) 
     let started = Instant::now();
     let method = req.method().to_string();
     let path = path_and_query(&req);
-    let limit = core.config().limits.max_body_bytes;
+    let config = core.config();
+    let limit = config.limits.max_body_bytes;
     if limit > 0 && hyper::body::Body::size_hint(req.body()).lower() > limit {
         let fault = ClientFault::BodyTooLarge;
         info!(client = %conn.client, %path, "request refused: {fault}");
@@ -63,7 +64,7 @@ pub(super) async fn plain(req: Request<Incoming>, conn: &ConnInfo, pool: &Pool) 
     parts.uri = path
         .parse()
         .unwrap_or_else(|_| "/".parse().expect("valid uri"));
-    let (body, watch) = ClientBody::new(body, core.config().timeouts.request_body, limit);
+    let (body, watch) = ClientBody::new(body, config.timeouts.request_body, limit);
     let out = Request::from_parts(parts, body);
     let (mut sender, http_conn) =
         match hyper::client::conn::http1::handshake(TokioIo::new(stream)).await {
@@ -75,7 +76,7 @@ pub(super) async fn plain(req: Request<Incoming>, conn: &ConnInfo, pool: &Pool) 
             }
         };
     tokio::spawn(http_conn);
-    let timeout = core.config().timeouts.backend_response;
+    let timeout = config.timeouts.backend_response;
     let resp = match watch.response(sender.send_request(out), timeout).await {
         Ok(resp) => relay_response(resp),
         Err(Waited::Failed(Blame::Client(fault))) => {

@@ -168,6 +168,7 @@ impl<'a> Attempt<'a> {
         limits: &WsLimits,
     ) -> Arc<TunnelShared> {
         let core = &self.conn.core;
+        let inspect = &core.config().inspect;
         let shared = Arc::new(TunnelShared::new(
             self.id,
             SystemTime::now(),
@@ -177,8 +178,8 @@ impl<'a> Attempt<'a> {
             self.path,
             backend.id.clone(),
             handshake,
-            core.config().inspect.ring,
-            core.config().inspect.preview_bytes,
+            inspect.ring,
+            inspect.preview_bytes,
             if deflate { 0b100 } else { 0 },
         ));
         shared.set_message_limits(limits.max_message_bytes, limits.max_message_rate);
@@ -282,7 +283,9 @@ async fn run_tunnel(
     // Both hand-overs are due at once (the 101 is written, the backend's is in
     // hand); a client that never lets hyper finish writing the 101 is not waited
     // for past the backend-response time.
-    let wait = core.config().timeouts.backend_response;
+    // One config for the tunnel's settings (a reload swaps it meanwhile).
+    let config = core.config();
+    let wait = config.timeouts.backend_response;
     let Ok(joined) = tokio::time::timeout(wait, async { tokio::join!(client, backend) }).await
     else {
         span.in_scope(|| warn!(timeout = ?wait, "upgrade did not complete in time"));
@@ -312,10 +315,10 @@ async fn run_tunnel(
     let id = shared.id;
     lease.established();
     let settings = RelaySettings {
-        idle: core.config().timeouts.idle,
-        close_grace: core.config().timeouts.close_grace,
-        strict: core.config().proxy.strict,
-        close_on_backend_loss: core.config().proxy.close_on_backend_loss,
+        idle: config.timeouts.idle,
+        close_grace: config.timeouts.close_grace,
+        strict: config.proxy.strict,
+        close_on_backend_loss: config.proxy.close_on_backend_loss,
     };
     let ending = tunnel::run(
         &shared,
