@@ -9,7 +9,8 @@
 //! - `routes`: method and path → endpoint (pure, unit-tested).
 //! - `guard`: refuses requests from web pages (foreign `Origin`, rebound `Host`).
 //! - `handlers`: the bearer token check and each endpoint's handler.
-//! - `json`: the JSON shapes of backends, tunnels and the whole state.
+//! - `json`: the JSON shapes of backends, tunnels and the whole state; `totals`:
+//!   those of the totals and of a reload's changes.
 //! - `events`: the JSON shape of each bus event on `/api/events`.
 //! - `stream`: the `/api/events` WebSocket.
 //! - `metrics`: the Prometheus exposition.
@@ -26,6 +27,7 @@ mod metrics;
 mod reply;
 mod routes;
 mod stream;
+mod totals;
 
 use std::future::Future;
 use std::net::SocketAddr;

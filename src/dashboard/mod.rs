@@ -18,6 +18,7 @@ pub mod rates;
 pub mod rows;
 pub mod state;
 mod theme;
+mod tunnel;
 pub mod ui;
 
 use std::io;
