@@ -15,7 +15,7 @@ use crate::control::{Command, Outcome, CLOSE_SERVICE_RESTART};
 use crate::event::TunnelId;
 
 use super::reply::{self, Body};
-use super::routes::{close_params, route, Action, Endpoint};
+use super::routes::{close_params, reload_params, route, Action, Endpoint};
 use super::{json, metrics, stream, Api, Ctx};
 
 /// How long a control command may wait for the core.
@@ -117,18 +117,11 @@ pub(crate) async fn handle(
             };
             control(api, command).await
         }
-        Endpoint::Reload => {
-            let dry = matches!(query, Some(q) if q.split('&').any(|p| p == "dry_run=true" || p == "dry_run=1"));
-            control(
-                api,
-                if dry {
-                    Command::PreviewReload
-                } else {
-                    Command::Reload
-                },
-            )
-            .await
-        }
+        Endpoint::Reload => match reload_params(query) {
+            Ok(true) => control(api, Command::PreviewReload).await,
+            Ok(false) => control(api, Command::Reload).await,
+            Err(miss) => miss.reply(),
+        },
         Endpoint::Shutdown => match control(api, Command::Shutdown).await {
             r if r.status() == StatusCode::OK => reply::json(
                 StatusCode::ACCEPTED,

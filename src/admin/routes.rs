@@ -135,6 +135,31 @@ pub fn percent_decode(s: &str) -> Option<String> {
     String::from_utf8(out).ok()
 }
 
+/// The optional `dry_run` of a reload: `true`/`1` to see what would change.
+pub fn reload_params(query: Option<&str>) -> Result<bool, Miss> {
+    let mut dry_run = false;
+    for pair in query.unwrap_or("").split('&').filter(|p| !p.is_empty()) {
+        let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
+        let value = percent_decode(value)
+            .ok_or_else(|| Miss::BadRequest(format!("{key}: malformed %-escape")))?;
+        match (key, value.as_str()) {
+            ("dry_run", "true" | "1") => dry_run = true,
+            ("dry_run", "false" | "0") => dry_run = false,
+            ("dry_run", other) => {
+                return Err(Miss::BadRequest(format!(
+                    "dry_run {other:?}: use true or false"
+                )))
+            }
+            (other, _) => {
+                return Err(Miss::BadRequest(format!(
+                    "unknown parameter {other:?}; use dry_run"
+                )))
+            }
+        }
+    }
+    Ok(dry_run)
+}
+
 /// The optional `code` and `reason` of a kill or close (`+` is a space in a query).
 pub fn close_params(query: Option<&str>, default: (u16, &str)) -> Result<(u16, String), Miss> {
     let (mut code, mut reason) = (default.0, default.1.to_string());
@@ -255,5 +280,19 @@ mod tests {
         }
         let long = format!("reason={}", "x".repeat(124));
         assert!(close_params(Some(&long), d).is_err());
+    }
+
+    #[test]
+    fn reload_parameters_say_dry_run_or_not() {
+        assert_eq!(reload_params(None), Ok(false));
+        assert_eq!(reload_params(Some("dry_run=true")), Ok(true));
+        assert_eq!(reload_params(Some("dry_run=1")), Ok(true));
+        assert_eq!(reload_params(Some("dry_run=false")), Ok(false));
+        for bad in ["dry_run=yes", "dryrun=true", "dry_run=%zz"] {
+            assert!(
+                matches!(reload_params(Some(bad)), Err(Miss::BadRequest(_))),
+                "{bad}"
+            );
+        }
     }
 }
