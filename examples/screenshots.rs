@@ -181,6 +181,8 @@ fn backend(pool: &str, a: &str, admin: AdminState, active: u64, total: u64) -> B
         total_tunnels: total,
         failures: 0,
         last_error: None,
+        check: None,
+        closing: None,
         version: 1,
     }
 }

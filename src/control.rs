@@ -16,6 +16,16 @@ pub const CLOSE_GOING_AWAY: u16 = crate::ws::close::GOING_AWAY;
 pub enum Command {
     /// Stop giving the backend new tunnels; existing ones run on.
     Drain(BackendId),
+    /// Drain, then close the tunnels still on the backend after `deadline`, at
+    /// `close_rate` a second (the pool's when None), with 1012.
+    DrainWithin {
+        backend: BackendId,
+        deadline: std::time::Duration,
+        close_rate: Option<u32>,
+    },
+    /// Close, at the pool's `close_rate` with 1012, just enough tunnels on the
+    /// busiest backends of the pool that their reconnects even the spread.
+    Rebalance(String),
     /// Undo a drain (or a disable): the backend takes new tunnels again.
     Undrain(BackendId),
     /// Re-enable a disabled (for instance killed) backend.
@@ -52,6 +62,11 @@ pub enum Outcome {
     /// How many tunnels were asked to close.
     Closing(usize),
     UnknownBackend(BackendId),
+    UnknownPool(String),
+    /// A rebalance began: tunnels each backend will close.
+    Rebalancing(Vec<(BackendId, u64)>),
+    /// The command does not apply (the message says why); nothing changed.
+    Refused(String),
     UnknownTunnel(TunnelId),
     /// The config was reloaded with these changes.
     Reloaded(Box<crate::event::ConfigDiff>),

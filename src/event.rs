@@ -300,10 +300,68 @@ pub struct BackendInfo {
     pub total_tunnels: u64,
     pub failures: u64,
     pub last_error: Option<String>,
+    /// The latest active health check, when the pool has them.
+    pub check: Option<CheckResult>,
+    /// A paced close of this backend's tunnels, waiting for its start or running.
+    pub closing: Option<PacedClose>,
     /// Grows with every state event of this backend. Events from different event
     /// loops can arrive out of order: apply one only if its version is newer than
     /// the one held (a snapshot's is that of the last event before it).
     pub version: u64,
+}
+
+/// Tunnels of one backend being closed a few a second (1012, at a frame boundary),
+/// so their clients reconnect elsewhere as a trickle.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PacedClose {
+    pub cause: PaceCause,
+    /// When closing begins (a drain's deadline); closes run from then on.
+    pub starts: SystemTime,
+    /// Tunnels closed per second.
+    pub rate: u32,
+    pub closed: u64,
+    /// Tunnels it still means to close.
+    pub left: u64,
+}
+
+/// Why a backend's tunnels are closed at a paced rate.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PaceCause {
+    /// The backend was drained and its drain deadline passed.
+    Drain,
+    /// Active health checks found it down and the pool has `close_on_down`.
+    Down,
+    /// It holds more than its share of the pool's tunnels.
+    Rebalance,
+}
+
+impl PaceCause {
+    pub fn name(self) -> &'static str {
+        match self {
+            PaceCause::Drain => "drain",
+            PaceCause::Down => "down",
+            PaceCause::Rebalance => "rebalance",
+        }
+    }
+
+    /// The Close reason clients get.
+    pub fn reason(self) -> &'static str {
+        match self {
+            PaceCause::Drain => "backend drained",
+            PaceCause::Down => "backend down",
+            PaceCause::Rebalance => "rebalancing",
+        }
+    }
+}
+
+/// The outcome of one active health check.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CheckResult {
+    pub at: SystemTime,
+    /// From connect to verdict.
+    pub latency: Duration,
+    /// Why it failed; None when it passed.
+    pub error: Option<String>,
 }
 
 /// A live tunnel as the snapshot describes it.

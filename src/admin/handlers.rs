@@ -15,7 +15,7 @@ use crate::control::{Command, Outcome, CLOSE_SERVICE_RESTART};
 use crate::event::TunnelId;
 
 use super::reply::{self, Body};
-use super::routes::{close_params, reload_params, route, Action, Endpoint};
+use super::routes::{close_params, drain_params, reload_params, route, Action, Endpoint};
 use super::{json, metrics, stream, Api, Ctx};
 
 /// How long a control command may wait for the core.
@@ -99,7 +99,15 @@ pub(crate) async fn handle(
         }
         Endpoint::Backend { backend, action } => {
             let command = match action {
-                Action::Drain => Command::Drain(backend),
+                Action::Drain => match drain_params(query) {
+                    Ok(None) => Command::Drain(backend),
+                    Ok(Some((deadline, close_rate))) => Command::DrainWithin {
+                        backend,
+                        deadline,
+                        close_rate,
+                    },
+                    Err(miss) => return Ok(miss.reply()),
+                },
                 Action::Undrain => Command::Undrain(backend),
                 Action::Enable => Command::Enable(backend),
                 Action::Disable => Command::Disable(backend),
@@ -122,6 +130,7 @@ pub(crate) async fn handle(
             Ok(false) => control(api, Command::Reload).await,
             Err(miss) => miss.reply(),
         },
+        Endpoint::Rebalance(pool) => control(api, Command::Rebalance(pool)).await,
         Endpoint::Shutdown => match control(api, Command::Shutdown).await {
             r if r.status() == StatusCode::OK => reply::json(
                 StatusCode::ACCEPTED,
@@ -168,6 +177,15 @@ struct Reloaded {
     changes: json::Diff,
 }
 
+/// `{"outcome": "rebalancing", "tunnels": n, "backends": {"pool/addr": n, ...}}`:
+/// the tunnels each busy backend will close.
+#[derive(Serialize)]
+struct Rebalancing {
+    outcome: &'static str,
+    tunnels: u64,
+    backends: std::collections::BTreeMap<String, u64>,
+}
+
 fn unknown_tunnel(id: TunnelId) -> Response<Body> {
     reply::error(
         StatusCode::NOT_FOUND,
@@ -195,6 +213,19 @@ async fn control(api: &Api, command: Command) -> Response<Body> {
             format!("no backend {id}; GET /api/backends lists them"),
         ),
         Ok(Ok(Outcome::UnknownTunnel(id))) => unknown_tunnel(id),
+        Ok(Ok(Outcome::UnknownPool(pool))) => reply::error(
+            StatusCode::NOT_FOUND,
+            format!("no pool {pool:?}; GET /api/backends lists pools and backends"),
+        ),
+        Ok(Ok(Outcome::Rebalancing(plan))) => reply::json(
+            StatusCode::OK,
+            &Rebalancing {
+                outcome: "rebalancing",
+                tunnels: plan.iter().map(|(_, n)| n).sum(),
+                backends: plan.iter().map(|(id, n)| (id.to_string(), *n)).collect(),
+            },
+        ),
+        Ok(Ok(Outcome::Refused(why))) => reply::error(StatusCode::CONFLICT, why),
         Ok(Ok(Outcome::Reloaded(diff))) => reply::json(
             StatusCode::OK,
             &Reloaded {

@@ -97,6 +97,12 @@ pub struct Backend<'a> {
     pub total: u64,
     pub failures: u64,
     pub last_error: Option<&'a str>,
+    /// The latest active health check; absent when the pool has none.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub check: Option<Check<'a>>,
+    /// A paced close of the backend's tunnels, waiting or running.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub closing: Option<Closing>,
     /// Grows with every state event of this backend; events may arrive out of
     /// order, so a client keeps only the highest version it has seen.
     pub version: u64,
@@ -116,9 +122,42 @@ impl<'a> Backend<'a> {
             total: b.total_tunnels,
             failures: b.failures,
             last_error: b.last_error.as_deref(),
+            check: b.check.as_ref().map(|c| Check {
+                at: rfc3339(c.at),
+                latency_ms: c.latency.as_secs_f64() * 1e3,
+                ok: c.error.is_none(),
+                error: c.error.as_deref(),
+            }),
+            closing: b.closing.as_ref().map(|p| Closing {
+                cause: p.cause.name(),
+                starts: rfc3339(p.starts),
+                rate: p.rate,
+                closed: p.closed,
+                left: p.left,
+            }),
             version: b.version,
         }
     }
+}
+
+/// One active health check.
+#[derive(Serialize)]
+pub struct Check<'a> {
+    pub at: String,
+    pub latency_ms: f64,
+    pub ok: bool,
+    pub error: Option<&'a str>,
+}
+
+/// A paced close: `cause` is `drain`, `down` or `rebalance`; closes run from
+/// `starts` at `rate` a second.
+#[derive(Serialize)]
+pub struct Closing {
+    pub cause: &'static str,
+    pub starts: String,
+    pub rate: u32,
+    pub closed: u64,
+    pub left: u64,
 }
 
 pub fn health_name(h: Health) -> &'static str {

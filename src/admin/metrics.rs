@@ -92,9 +92,41 @@ pub fn render(counters: &Counters, events_lagged: u64, now: SystemTime) -> Strin
     out.per_backend(
         backends,
         "tunnelscope_backend_up",
-        "1 when passive health checks find the backend up, else 0.",
+        "1 when the backend is up (passive and active health checks), else 0.",
         "gauge",
         |b| u64::from(b.health == Health::Up),
+    );
+    // Checks: only backends of pools with active health checks, once checked.
+    let checked: Vec<_> = backends
+        .iter()
+        .filter_map(|b| b.check.as_ref().map(|c| (b, c)))
+        .collect();
+    let name = "tunnelscope_backend_check_up";
+    out.family(
+        name,
+        "1 when the backend's latest active health check passed, else 0.",
+        "gauge",
+    );
+    for (b, c) in &checked {
+        let labels = [("pool", &*b.id.pool), ("addr", &*b.id.addr)];
+        out.sample(name, &labels, u64::from(c.error.is_none()));
+    }
+    let name = "tunnelscope_backend_check_duration_seconds";
+    out.family(
+        name,
+        "How long the backend's latest active health check took.",
+        "gauge",
+    );
+    for (b, c) in &checked {
+        let labels = [("pool", &*b.id.pool), ("addr", &*b.id.addr)];
+        out.sample(name, &labels, c.latency.as_secs_f64());
+    }
+    out.per_backend(
+        backends,
+        "tunnelscope_backend_paced_closes_left",
+        "Tunnels a paced close (drain deadline, down, rebalance) still means to close.",
+        "gauge",
+        |b| b.closing.as_ref().map_or(0, |p| p.left),
     );
     let name = "tunnelscope_backend_admin_state";
     out.family(
@@ -214,6 +246,8 @@ mod tests {
             total_tunnels: 5,
             failures: 1,
             last_error: None,
+            check: None,
+            closing: None,
             version: 1,
         }
     }

@@ -2,6 +2,8 @@
 //! ids, backend names and close parameters. A malformed id or parameter is a 400, an
 //! unknown path or backend action a 404, a wrong method a 405.
 
+use std::time::Duration;
+
 use http::{Method, Response};
 
 use crate::event::{BackendId, TunnelId};
@@ -20,6 +22,7 @@ pub enum Endpoint {
     Backend { backend: BackendId, action: Action },
     Shutdown,
     Reload,
+    Rebalance(String),
     Events,
     Metrics,
 }
@@ -69,6 +72,13 @@ pub fn route(method: &Method, path: &str) -> Result<Endpoint, Miss> {
         ["api", "tunnels", id] => (tunnel_id(id).map(Tunnel), Method::GET),
         ["api", "tunnels", id, "close"] => (tunnel_id(id).map(CloseTunnel), Method::POST),
         ["api", "backends", pool, addr, action] => (backend(pool, addr, action), Method::POST),
+        ["api", "pools", pool, "rebalance"] => (
+            percent_decode(pool)
+                .filter(|p| !p.is_empty())
+                .map(Rebalance)
+                .ok_or_else(|| Miss::BadRequest(format!("{pool:?} is not a valid pool name"))),
+            Method::POST,
+        ),
         _ => {
             return Err(Miss::NotFound(format!(
                 "no endpoint {path}; see /api/state, /api/backends, /api/tunnels, /api/events, /metrics"
@@ -160,6 +170,45 @@ pub fn reload_params(query: Option<&str>) -> Result<bool, Miss> {
     Ok(dry_run)
 }
 
+/// The optional `deadline` (`30s`, `2m`, `0s` for at once) and `rate` (closes a
+/// second) of a drain: tunnels still on the backend at the deadline are closed.
+pub fn drain_params(query: Option<&str>) -> Result<Option<(Duration, Option<u32>)>, Miss> {
+    let (mut deadline, mut rate) = (None, None);
+    for pair in query.unwrap_or("").split('&').filter(|p| !p.is_empty()) {
+        let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
+        let value = percent_decode(value)
+            .ok_or_else(|| Miss::BadRequest(format!("{key}: malformed %-escape")))?;
+        match key {
+            "deadline" => {
+                let d = crate::config::duration::parse(&value)
+                    .map_err(|e| Miss::BadRequest(format!("deadline {value:?}: {e}")))?;
+                deadline = Some(d);
+            }
+            "rate" => {
+                let r = value
+                    .parse()
+                    .ok()
+                    .filter(|&r: &u32| r >= 1)
+                    .ok_or_else(|| {
+                        Miss::BadRequest(format!("rate {value:?}: closes a second, at least 1"))
+                    })?;
+                rate = Some(r);
+            }
+            other => {
+                return Err(Miss::BadRequest(format!(
+                    "unknown parameter {other:?}; use deadline and rate"
+                )))
+            }
+        }
+    }
+    match (deadline, rate) {
+        (None, Some(_)) => Err(Miss::BadRequest(
+            "rate needs a deadline: it paces the closes after it".into(),
+        )),
+        (d, r) => Ok(d.map(|d| (d, r))),
+    }
+}
+
 /// The optional `code` and `reason` of a kill or close (`+` is a space in a query).
 pub fn close_params(query: Option<&str>, default: (u16, &str)) -> Result<(u16, String), Miss> {
     let (mut code, mut reason) = (default.0, default.1.to_string());
@@ -216,6 +265,10 @@ mod tests {
         assert_eq!(post("/api/tunnels/42/close"), Ok(Endpoint::CloseTunnel(42)));
         assert_eq!(post("/api/shutdown"), Ok(Endpoint::Shutdown));
         assert_eq!(post("/api/reload"), Ok(Endpoint::Reload));
+        assert_eq!(
+            post("/api/pools/chat%20eu/rebalance"),
+            Ok(Endpoint::Rebalance("chat eu".into()))
+        );
         assert_eq!(
             post("/api/backends/chat/10.0.0.1:8010/drain"),
             Ok(Endpoint::Backend {
@@ -280,6 +333,25 @@ mod tests {
         }
         let long = format!("reason={}", "x".repeat(124));
         assert!(close_params(Some(&long), d).is_err());
+    }
+
+    #[test]
+    fn drain_parameters_take_a_deadline_and_a_rate_after_it() {
+        assert_eq!(drain_params(None), Ok(None));
+        assert_eq!(
+            drain_params(Some("deadline=30s")),
+            Ok(Some((Duration::from_secs(30), None)))
+        );
+        assert_eq!(
+            drain_params(Some("deadline=0s&rate=5")),
+            Ok(Some((Duration::ZERO, Some(5))))
+        );
+        for bad in ["rate=5", "deadline=soon", "deadline=1s&rate=0", "until=1s"] {
+            assert!(
+                matches!(drain_params(Some(bad)), Err(Miss::BadRequest(_))),
+                "{bad}"
+            );
+        }
     }
 
     #[test]

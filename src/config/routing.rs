@@ -239,6 +239,10 @@ pub struct HealthCheck {
     pub rise: u32,
     #[serde(default = "default_fall")]
     pub fall: u32,
+    /// Close the tunnels of a backend that goes down (1012 to the client, paced at
+    /// the pool's `close_rate`); by default they run on.
+    #[serde(default)]
+    pub close_on_down: bool,
 }
 
 impl HealthCheck {

@@ -8,9 +8,10 @@
 use std::time::SystemTime;
 
 use crate::control::{Command, CLOSE_SERVICE_RESTART};
-use crate::event::{AdminState, FrameSample, TunnelId};
+use crate::event::{FrameSample, TunnelId};
 use crossterm::event::{KeyCode, KeyEvent, KeyEventKind, KeyModifiers};
 
+use super::backend_keys;
 use super::keys::action_for;
 pub use super::keys::{Action, Scope};
 pub use super::pending::Pending;
@@ -184,12 +185,8 @@ pub fn perform(action: Action, state: &State, ui: &mut Ui) -> Option<Effect> {
             };
             return match action {
                 Action::Confirm => {
-                    if let Pending::Kill { backend, .. } = &pending {
-                        ui.flash(format!("kill sent: {backend}"), now, false);
-                    } else if let Pending::CloseTunnel { id, .. } = &pending {
-                        ui.flash(format!("close sent: tunnel #{id}"), now, false);
-                    } else if let Pending::Reload { .. } = &pending {
-                        ui.flash("reload sent", now, false);
+                    if let Some(text) = pending.sent() {
+                        ui.flash(text, now, false);
                     }
                     Some(confirmed(&pending))
                 }
@@ -228,17 +225,11 @@ pub fn perform(action: Action, state: &State, ui: &mut Ui) -> Option<Effect> {
                 ui.filter.clear();
             }
         }
-        Action::Drain => return drain(state, ui),
-        Action::Enable => return enable(state, ui),
-        Action::Kill => {
-            let b = ui.backend_index(state).map(|i| &state.backends[i])?;
-            ui.popup = Some(Popup::Confirm(Pending::Kill {
-                backend: b.id.clone(),
-                tunnels: b.active_tunnels,
-                code: ui.kill_close.0,
-                reason: ui.kill_close.1.clone(),
-            }));
-        }
+        Action::Drain => return backend_keys::drain(state, ui),
+        Action::DrainNow => backend_keys::drain_now(state, ui),
+        Action::Enable => return backend_keys::enable(state, ui),
+        Action::Kill => backend_keys::kill(state, ui),
+        Action::Rebalance => backend_keys::rebalance(state, ui),
         Action::CloseTunnel => close_tunnel(state, ui),
         Action::Filter => ui.popup = Some(Popup::Filter),
         Action::Sort => {
@@ -334,38 +325,6 @@ fn open(state: &State, ui: &mut Ui) {
     }
 }
 
-fn drain(state: &State, ui: &mut Ui) -> Option<Effect> {
-    let b = ui.backend_index(state).map(|i| &state.backends[i])?;
-    let (cmd, what) = match b.admin {
-        AdminState::Active => (Command::Drain(b.id.clone()), "drain"),
-        AdminState::Draining | AdminState::Drained => (Command::Undrain(b.id.clone()), "undrain"),
-        AdminState::Disabled => {
-            ui.flash(
-                format!("{} is disabled: e enables it", b.id),
-                state.now,
-                true,
-            );
-            return None;
-        }
-    };
-    ui.flash(format!("{what} sent: {}", b.id), state.now, false);
-    Some(Effect::Send(cmd))
-}
-
-fn enable(state: &State, ui: &mut Ui) -> Option<Effect> {
-    let b = ui.backend_index(state).map(|i| &state.backends[i])?;
-    let cmd = match b.admin {
-        AdminState::Disabled => Command::Enable(b.id.clone()),
-        AdminState::Draining | AdminState::Drained => Command::Undrain(b.id.clone()),
-        AdminState::Active => {
-            ui.flash(format!("{} is already active", b.id), state.now, false);
-            return None;
-        }
-    };
-    ui.flash(format!("enable sent: {}", b.id), state.now, false);
-    Some(Effect::Send(cmd))
-}
-
 fn close_tunnel(state: &State, ui: &mut Ui) {
     let now = state.now;
     let id = match &ui.detail {
@@ -432,6 +391,12 @@ fn confirmed(pending: &Pending) -> Effect {
         }),
         Pending::Quit { .. } => Effect::Quit,
         Pending::Reload { .. } => Effect::Send(Command::Reload),
+        Pending::DrainNow { backend, .. } => Effect::Send(Command::DrainWithin {
+            backend: backend.clone(),
+            deadline: std::time::Duration::ZERO,
+            close_rate: None,
+        }),
+        Pending::Rebalance { pool, .. } => Effect::Send(Command::Rebalance(pool.clone())),
     }
 }
 

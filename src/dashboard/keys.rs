@@ -22,6 +22,11 @@ pub enum Action {
     Back,
     /// Drain the selected backend, or undrain it when draining/drained.
     Drain,
+    /// Drain the selected backend and close its tunnels now at the pool's paced
+    /// rate (after confirmation).
+    DrainNow,
+    /// Even the spread of the selected backend's pool (after confirmation).
+    Rebalance,
     /// Kill the selected backend (after confirmation).
     Kill,
     /// Re-enable a disabled backend.
@@ -166,6 +171,8 @@ pub const BINDINGS: &[Binding] = &[
     bind(&[Key::plain(K::Esc)], S::Overview, A::Back, "clear the filter"),
     bind(&[Key::plain(K::Esc)], S::Detail, A::Back, "back to the overview"),
     bind(&[Key::ch('d')], S::Overview, A::Drain, "drain / undrain backend"),
+    bind(&[Key::ch('D')], S::Overview, A::DrainNow, "drain, close tunnels paced (confirm)"),
+    bind(&[Key::ch('b')], S::Overview, A::Rebalance, "rebalance backend's pool (confirm)"),
     bind(&[Key::ch('x')], S::Overview, A::Kill, "kill backend (confirm)"),
     bind(&[Key::ch('e')], S::Overview, A::Enable, "enable disabled backend"),
     bind(&[Key::ch('c')], S::Any, A::CloseTunnel, "close tunnel (confirm)"),

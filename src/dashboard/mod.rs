@@ -9,6 +9,7 @@
 //! [`run`] is the loop (generic over the ratatui backend so tests draw into a
 //! `TestBackend`); [`run_terminal`] wraps it with a real terminal.
 
+mod backend_keys;
 pub mod fmt;
 pub mod input;
 pub mod keys;

@@ -1,4 +1,5 @@
-//! A destructive action (kill a backend, close a tunnel, quit with tunnels open)
+//! A destructive action (kill or drain-and-close a backend, rebalance a pool, close
+//! a tunnel, quit with tunnels open)
 //! waiting for its confirmation, with the words its popup shows and the command it
 //! becomes once confirmed.
 
@@ -25,6 +26,17 @@ pub enum Pending {
     },
     Quit {
         tunnels: usize,
+    },
+    /// Drain the backend and close its tunnels now, paced.
+    DrainNow {
+        backend: BackendId,
+        tunnels: u64,
+    },
+    /// Close a share of the busiest backends' tunnels so reconnects even the spread.
+    Rebalance {
+        pool: String,
+        /// Live tunnels per backend in service, as the dashboard sees them.
+        spread: Vec<u64>,
     },
     /// Re-read the config file; `changes` is what the proxy worked out it would do.
     Reload {
@@ -74,6 +86,31 @@ impl Pending {
                 close_code_name(CLOSE_GOING_AWAY),
             ),
             Pending::Reload { changes } => format!("Reload the config file? {changes}."),
+            Pending::DrainNow { backend, tunnels } => format!(
+                "Drain {backend} and close its {} now with code {CLOSE_SERVICE_RESTART} ({}), a few a second?",
+                tunnels_word(*tunnels),
+                close_code_name(CLOSE_SERVICE_RESTART),
+            ),
+            Pending::Rebalance { pool, spread } => {
+                let spread: Vec<String> = spread.iter().map(u64::to_string).collect();
+                format!(
+                    "Rebalance pool {pool} (live tunnels {})? The busiest backends close their extra tunnels with code {CLOSE_SERVICE_RESTART} ({}), a few a second.",
+                    spread.join(" / "),
+                    close_code_name(CLOSE_SERVICE_RESTART),
+                )
+            }
+        }
+    }
+
+    /// The footer's word once confirmed.
+    pub fn sent(&self) -> Option<String> {
+        match self {
+            Pending::Kill { backend, .. } => Some(format!("kill sent: {backend}")),
+            Pending::CloseTunnel { id, .. } => Some(format!("close sent: tunnel #{id}")),
+            Pending::Reload { .. } => Some("reload sent".into()),
+            Pending::DrainNow { backend, .. } => Some(format!("drain and close sent: {backend}")),
+            Pending::Rebalance { pool, .. } => Some(format!("rebalance sent: {pool}")),
+            Pending::Quit { .. } => None,
         }
     }
 
@@ -84,6 +121,10 @@ impl Pending {
             Pending::CloseTunnel { .. } => "The client may reconnect to any backend.",
             Pending::Quit { .. } => "The proxy stops once they have closed.",
             Pending::Reload { .. } => "No tunnel is dropped: removed backends drain.",
+            Pending::DrainNow { .. } => "Clients reconnect to the other backends as a trickle.",
+            Pending::Rebalance { .. } => {
+                "Their clients reconnect to the least busy backends; progress shows per backend."
+            }
         }
     }
 }

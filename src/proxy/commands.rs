@@ -9,12 +9,14 @@ use std::time::Duration;
 
 use tokio::sync::mpsc;
 
+use super::pacing::{self, Plan, RebalanceError};
+use super::pool::Backend;
 use super::registry::{shutdown_begun, Registry};
-use crate::control::{Command, Outcome, Request, CLOSE_SERVICE_RESTART};
-use crate::event::{AdminState, BackendId, Dir, Event, TunnelId};
+use crate::control::{Command, Outcome, Request};
+use crate::event::{AdminState, Dir, Event, PaceCause, TunnelId};
 
 impl Registry {
-    pub(super) fn apply(&self, command: Command) -> Outcome {
+    pub(super) fn apply(self: &Arc<Self>, command: Command) -> Outcome {
         let backend = |id| {
             self.pools
                 .backend(id)
@@ -42,7 +44,13 @@ impl Registry {
                     Err(why) => Outcome::ReloadRefused(why),
                 };
             }
-            Command::Drain(id) => backend(id).map(|b| b.drain()),
+            Command::Drain(id) => backend(id).map(|b| self.drain(&b, None, None)),
+            Command::DrainWithin {
+                backend: id,
+                deadline,
+                close_rate,
+            } => backend(id).map(|b| self.drain(&b, Some(*deadline), *close_rate)),
+            Command::Rebalance(pool) => return self.rebalance(pool),
             Command::Undrain(id) => backend(id).map(|b| b.undrain()),
             Command::Enable(id) => backend(id).map(|b| b.enable()),
             Command::Disable(id) => backend(id).map(|b| b.disable()),
@@ -100,14 +108,7 @@ pub async fn run(core: Arc<Registry>, mut commands: mpsc::Receiver<Request>) {
         tokio::select! {
             req = commands.recv() => match req {
                 Some(req) => {
-                    let drained = match &req.command {
-                        Command::Drain(id) => Some(id.clone()),
-                        _ => None,
-                    };
                     let outcome = core.apply(req.command);
-                    if let (Some(id), Outcome::Done) = (drained, &outcome) {
-                        tokio::spawn(drain_deadline(core.clone(), id));
-                    }
                     if let Some(reply) = req.reply {
                         let _ = reply.send(outcome);
                     }
@@ -168,34 +169,52 @@ fn publish_stats(core: &Registry, published: &mut HashMap<TunnelId, (u64, u64, u
     *published = seen;
 }
 
-/// After a drain, if the backend's pool has a `drain_deadline`: once it has passed,
-/// closes the tunnels still on the backend with 1012, `close_rate` a second, so
-/// their clients reconnect elsewhere as a trickle rather than all at once. Stops if
-/// the backend is undrained (or disabled, or gone) meanwhile.
-async fn drain_deadline(core: Arc<Registry>, id: BackendId) {
-    let (Some(backend), Some(pool)) = (core.pools.backend(&id), core.pools.get(&id.pool)) else {
-        return;
-    };
-    let (deadline, rate) = (pool.config.drain_deadline, pool.config.close_rate.max(1));
-    if deadline.is_zero() || backend.admin() != AdminState::Draining {
-        return;
-    }
-    tracing::info!(backend = %id, ?deadline, rate, "drain deadline set");
-    tokio::time::sleep(deadline).await;
-    let gap = Duration::from_secs(1) / rate;
-    let mut closed = 0u64;
-    while backend.admin() == AdminState::Draining {
-        let next = lock(&core.tunnels)
-            .values()
-            .filter(|t| t.backend == id && !t.is_closing())
-            .min_by_key(|t| t.id)
-            .cloned();
-        let Some(tunnel) = next else {
-            break;
+impl Registry {
+    /// Drains the backend; if a deadline applies (given, or the pool's
+    /// `drain_deadline`), the tunnels still on it then are closed at a paced rate.
+    fn drain(
+        self: &Arc<Self>,
+        backend: &Arc<Backend>,
+        deadline: Option<Duration>,
+        rate: Option<u32>,
+    ) {
+        backend.drain();
+        let Some(pool) = self.pools.get(&backend.id.pool) else {
+            return;
         };
-        tunnel.request_close(CLOSE_SERVICE_RESTART, "backend drained");
-        closed += 1;
-        tokio::time::sleep(gap).await;
+        let after = deadline.unwrap_or(pool.config.drain_deadline);
+        if after.is_zero() && deadline.is_none() || backend.admin() != AdminState::Draining {
+            return;
+        }
+        let plan = Plan {
+            cause: PaceCause::Drain,
+            after,
+            rate: rate.unwrap_or(pool.config.close_rate),
+            quota: None,
+        };
+        tokio::spawn(pacing::run(self.clone(), backend.clone(), plan));
     }
-    tracing::info!(backend = %id, closed, "drain deadline passed; tunnels closed");
+
+    /// Starts a paced close on each backend of the pool holding more than its share.
+    fn rebalance(self: &Arc<Self>, pool: &str) -> Outcome {
+        let plan = match pacing::rebalance_plan(self, pool) {
+            Ok(plan) => plan,
+            Err(RebalanceError::UnknownPool(p)) => return Outcome::UnknownPool(p),
+            Err(e) => return Outcome::Refused(e.to_string()),
+        };
+        let rate = self.pools.get(pool).map_or(1, |p| p.config.close_rate);
+        let mut report = Vec::with_capacity(plan.len());
+        for (backend, quota) in plan {
+            report.push((backend.id.clone(), quota));
+            let plan = Plan {
+                cause: PaceCause::Rebalance,
+                after: Duration::ZERO,
+                rate,
+                quota: Some(quota),
+            };
+            tokio::spawn(pacing::run(self.clone(), backend, plan));
+        }
+        tracing::info!(pool, ?report, "rebalance");
+        Outcome::Rebalancing(report)
+    }
 }

@@ -5,15 +5,17 @@
 //! reload adds are checked and removed ones are not.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
+use super::pacing::{self, Plan};
 use super::pool::Backend;
 use super::registry::{shutdown_begun, Registry};
 use super::stream::Stream;
 use super::upstream::{self, UpstreamTls};
 use crate::config::{CheckKind, HealthCheck};
+use crate::event::{CheckResult, PaceCause};
 use crate::ws;
 
 /// How often due checks are looked for; checks themselves run at their interval.
@@ -39,7 +41,10 @@ pub(super) async fn run(core: Arc<Registry>) {
                 if backend.check_due(now, check.interval) {
                     let (backend, check, tls) = (backend.clone(), check.clone(), tls.clone());
                     let timeouts = core.config().timeouts.clone();
+                    let (core, rate) = (core.clone(), pool.config.close_rate);
                     tokio::spawn(async move {
+                        let at = SystemTime::now();
+                        let started = Instant::now();
                         let result = match tokio::time::timeout(
                             check.timeout,
                             probe(&backend, &check, tls.as_ref(), &timeouts),
@@ -49,7 +54,21 @@ pub(super) async fn run(core: Arc<Registry>) {
                             Ok(r) => r,
                             Err(_) => Err(format!("no answer within {:?}", check.timeout)),
                         };
-                        backend.record_check(result, check.rise, check.fall);
+                        let result = CheckResult {
+                            at,
+                            latency: started.elapsed(),
+                            error: result.err(),
+                        };
+                        let down = backend.record_check(result, check.rise, check.fall);
+                        if down && check.close_on_down {
+                            let plan = Plan {
+                                cause: PaceCause::Down,
+                                after: Duration::ZERO,
+                                rate,
+                                quota: None,
+                            };
+                            pacing::run(core, backend, plan).await;
+                        }
                     });
                 }
             }

@@ -18,6 +18,7 @@ pub mod headers;
 mod headtimer;
 mod health;
 mod listener;
+mod pacing;
 mod pool;
 mod registry;
 mod reload;

@@ -51,6 +51,8 @@ pub fn backend(addr: &str, admin: AdminState, active: u64, total: u64) -> Backen
         total_tunnels: total,
         failures: 0,
         last_error: None,
+        check: None,
+        closing: None,
         // Each call is a newer state, as each event from the proxy is.
         version: VERSIONS.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
     }

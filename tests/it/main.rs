@@ -20,6 +20,7 @@ mod hostile;
 mod interop;
 mod lifecycle;
 mod limits;
+mod pacing;
 mod plain_http;
 mod relay;
 mod reload;

@@ -1,7 +1,9 @@
 //! The Backends panel: address, admin/health state in colour, live and total tunnels,
 //! a bar of each backend's share of the live tunnels, failures and the last error.
 
-use crate::event::{AdminState, BackendInfo, Health};
+use std::time::{Duration, SystemTime};
+
+use crate::event::{AdminState, BackendInfo, Health, PacedClose};
 use ratatui::layout::Rect;
 use ratatui::style::{Modifier, Style};
 use ratatui::text::{Line, Span};
@@ -18,15 +20,19 @@ use super::{fit, hints, panel, widths, Col};
 const BAR: u16 = 10;
 
 #[rustfmt::skip]
-const COLS: [Col; 7] = [
+const COLS: [Col; 9] = [
     Col { title: "Backend", width: 20, prio: 0, flex: false },
     Col { title: "State", width: 19, prio: 1, flex: false },
-    Col { title: "Live", width: 5, prio: 2, flex: false },
-    Col { title: "Total", width: 7, prio: 4, flex: false },
-    Col { title: "Share", width: BAR + 5, prio: 3, flex: false },
-    Col { title: "Fails", width: 5, prio: 5, flex: false },
-    Col { title: "Last error", width: 16, prio: 6, flex: true },
+    Col { title: "Paced close", width: 34, prio: 2, flex: false },
+    Col { title: "Live", width: 5, prio: 3, flex: false },
+    Col { title: "Total", width: 7, prio: 5, flex: false },
+    Col { title: "Share", width: BAR + 5, prio: 4, flex: false },
+    Col { title: "Check", width: 12, prio: 6, flex: false },
+    Col { title: "Fails", width: 5, prio: 7, flex: false },
+    Col { title: "Last error", width: 16, prio: 8, flex: true },
 ];
+/// Shown only while some backend has a paced close.
+const PACED: usize = 2;
 
 /// Rows the panel wants: every backend if it can, at most half of `avail` (the
 /// table scrolls to keep the selection visible beyond that).
@@ -45,6 +51,19 @@ pub fn state_word(b: &BackendInfo) -> String {
         (Health::Down, AdminState::Active) => "down".to_string(),
         (Health::Down, _) => format!("{admin}, down"),
         (Health::Up, _) => admin,
+    }
+}
+
+/// A paced close in a few words: `drain in 42s (7 left)` while it waits for its
+/// start, `rebalance 5/s: 3 closed, 4 left` while it runs.
+pub fn paced_word(p: &PacedClose, active: u64, now: SystemTime) -> String {
+    let cause = p.cause.name();
+    match p.starts.duration_since(now) {
+        Ok(wait) if !wait.is_zero() => {
+            let wait = Duration::from_secs(wait.as_secs_f64().ceil() as u64);
+            format!("{cause} in {} ({active} left)", fmt::duration(wait))
+        }
+        _ => format!("{cause} {}/s: {} closed, {} left", p.rate, p.closed, p.left),
     }
 }
 
@@ -70,6 +89,7 @@ pub fn draw(frame: &mut Frame, area: Rect, state: &State, ui: &Ui) {
             (Action::Drain, "drain"),
             (Action::Kill, "kill"),
             (Action::Enable, "enable"),
+            (Action::Rebalance, "rebalance"),
         ],
         Scope::Overview,
     );
@@ -81,10 +101,18 @@ pub fn draw(frame: &mut Frame, area: Rect, state: &State, ui: &Ui) {
         .iter()
         .map(|b| b.id.to_string().len() + if b.backup { 7 } else { 0 });
     cols[0].width = (widest.max().unwrap_or(7) as u16).clamp(7, 48);
-    let keep = fit(&cols, block.inner(area).width);
+    let paced = state.backends.iter().any(|b| b.closing.is_some());
+    if !paced {
+        cols[PACED].width = 0;
+    }
+    let mut keep = fit(&cols, block.inner(area).width);
+    keep.retain(|&c| c != PACED || paced);
     let shares = state.shares();
     let rows = state.backends.iter().zip(&shares).map(|(b, share)| {
-        let cells: Vec<Cell> = keep.iter().map(|&c| cell(c, b, *share)).collect();
+        let cells: Vec<Cell> = keep
+            .iter()
+            .map(|&c| cell(c, b, *share, state.now))
+            .collect();
         Row::new(cells)
     });
     let header = Row::new(keep.iter().map(|&c| Cell::from(cols[c].title))).style(theme::header());
@@ -96,7 +124,7 @@ pub fn draw(frame: &mut Frame, area: Rect, state: &State, ui: &Ui) {
     frame.render_stateful_widget(table, area, &mut ts);
 }
 
-fn cell(col: usize, b: &BackendInfo, share: f64) -> Cell<'static> {
+fn cell(col: usize, b: &BackendInfo, share: f64, now: SystemTime) -> Cell<'static> {
     match col {
         0 => {
             let mut spans = vec![Span::raw(b.id.to_string())];
@@ -109,13 +137,31 @@ fn cell(col: usize, b: &BackendInfo, share: f64) -> Cell<'static> {
             state_word(b),
             theme::backend_state(b.admin, b.health),
         )),
-        2 => Cell::from(Line::from(b.active_tunnels.to_string()).right_aligned()),
-        3 => Cell::from(Line::from(fmt::count(b.total_tunnels)).right_aligned()),
-        4 => Cell::from(Line::from(vec![
+        PACED => Cell::from(Span::styled(
+            b.closing
+                .as_ref()
+                .map(|p| paced_word(p, b.active_tunnels, now))
+                .unwrap_or_default(),
+            Style::new().fg(theme::WARN),
+        )),
+        3 => Cell::from(Line::from(b.active_tunnels.to_string()).right_aligned()),
+        4 => Cell::from(Line::from(fmt::count(b.total_tunnels)).right_aligned()),
+        5 => Cell::from(Line::from(vec![
             Span::styled(bar(share, BAR), Style::new().fg(theme::ACCENT)),
             Span::raw(format!("{:>4.0}%", share * 100.0)),
         ])),
-        5 => {
+        6 => match &b.check {
+            None => Cell::from(""),
+            Some(c) if c.error.is_none() => Cell::from(Span::styled(
+                format!("ok {}", fmt::duration(c.latency)),
+                Style::new().fg(theme::OK),
+            )),
+            Some(c) => Cell::from(Span::styled(
+                format!("fail {}", fmt::ago(fmt::since(now, c.at))),
+                Style::new().fg(theme::BAD),
+            )),
+        },
+        7 => {
             let style = if b.failures > 0 {
                 Style::new().fg(theme::BAD)
             } else {

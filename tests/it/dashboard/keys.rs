@@ -274,3 +274,53 @@ fn p_pauses_the_tail_and_scrolling_back_freezes_it() {
     handle(key(KeyCode::Esc), &s, &mut ui);
     assert!(ui.detail.is_none());
 }
+
+#[test]
+fn b_rebalances_the_selected_backends_pool_only_after_confirmation() {
+    let (control, mut rx) = control();
+    let s = busy_state();
+    let mut ui = on_backends();
+    assert_eq!(press(ch('b'), &s, &mut ui, &control), None);
+    assert!(matches!(ui.popup, Some(Popup::Confirm(_))));
+    assert_eq!(sent(&mut rx), None, "nothing before the answer");
+    press(ch('y'), &s, &mut ui, &control);
+    assert_eq!(sent(&mut rx), Some(Command::Rebalance("chat".into())));
+}
+
+#[test]
+fn b_on_a_pool_with_one_backend_in_service_says_so_and_sends_nothing() {
+    let (control, mut rx) = control();
+    let mut s = busy_state();
+    for other in ["127.0.0.1:9002", "127.0.0.1:9003"] {
+        s.apply(
+            &Event::BackendState(backend(other, AdminState::Drained, 0, 3)),
+            at(4.0),
+        );
+    }
+    let mut ui = on_backends();
+    press(ch('b'), &s, &mut ui, &control);
+    assert_eq!(ui.popup, None);
+    assert!(ui
+        .flash
+        .as_ref()
+        .is_some_and(|f| f.error && f.text.contains("fewer than two")));
+    assert_eq!(sent(&mut rx), None);
+}
+
+#[test]
+fn shift_d_drains_and_closes_paced_after_confirmation() {
+    let (control, mut rx) = control();
+    let s = busy_state();
+    let mut ui = on_backends();
+    press(ch('D'), &s, &mut ui, &control);
+    assert_eq!(sent(&mut rx), None, "nothing before the answer");
+    press(key(KeyCode::Enter), &s, &mut ui, &control);
+    assert_eq!(
+        sent(&mut rx),
+        Some(Command::DrainWithin {
+            backend: bid("127.0.0.1:9001"),
+            deadline: std::time::Duration::ZERO,
+            close_rate: None,
+        })
+    );
+}

@@ -10,7 +10,9 @@ use tunnelscope::dashboard::input::{handle, Panel, Ui};
 use tunnelscope::dashboard::keys::BINDINGS;
 use tunnelscope::dashboard::state::State;
 use tunnelscope::dashboard::ui::draw;
-use tunnelscope::event::{AdminState, Dir, Event, Health, Side, TunnelStats};
+use tunnelscope::event::{
+    AdminState, CheckResult, Dir, Event, Health, PaceCause, PacedClose, Side, TunnelStats,
+};
 
 use super::{
     at, backend, buffer_text, busy_state, ch, key, open, popup_text, sample, screen, snapshot,
@@ -89,6 +91,53 @@ fn closed_tunnels_show_their_close_code_and_side() {
     let text = screen(&s, &Ui::default(), 80, 24);
     assert!(text.contains("1001 backend"), "{text}");
     assert!(text.contains("1 live · 1 closed"), "{text}");
+}
+
+/// A drain waiting for its deadline counts down; a running paced close shows its
+/// rate and progress; the latest health check shows its latency or its failure.
+#[test]
+fn paced_closes_show_a_countdown_then_progress_and_checks_their_latency() {
+    let mut s = busy_state();
+    let mut waiting = backend("127.0.0.1:9001", AdminState::Draining, 2, 5);
+    waiting.closing = Some(PacedClose {
+        cause: PaceCause::Drain,
+        starts: at(10.0),
+        rate: 5,
+        closed: 0,
+        left: 2,
+    });
+    waiting.check = Some(CheckResult {
+        at: at(2.5),
+        latency: Duration::from_millis(3),
+        error: None,
+    });
+    let mut running = backend("127.0.0.1:9002", AdminState::Active, 6, 9);
+    running.closing = Some(PacedClose {
+        cause: PaceCause::Rebalance,
+        starts: at(1.0),
+        rate: 5,
+        closed: 2,
+        left: 1,
+    });
+    running.check = Some(CheckResult {
+        at: at(1.0),
+        latency: Duration::from_millis(40),
+        error: Some("answered 500, expected 101".into()),
+    });
+    s.apply(&Event::BackendState(waiting), at(3.0));
+    s.apply(&Event::BackendState(running), at(3.0));
+    let text = screen(&s, &Ui::default(), 160, 48);
+    assert!(text.contains("Paced close"), "{text}");
+    assert!(text.contains("drain in 7s (2 left)"), "{text}");
+    assert!(text.contains("rebalance 5/s: 2 closed, 1 left"), "{text}");
+    assert!(text.contains("ok 3ms"), "{text}");
+    assert!(text.contains("fail 2s ago"), "{text}");
+    // At 80 columns the progress still shows (the check column gives way).
+    let narrow = screen(&s, &Ui::default(), 80, 24);
+    assert!(narrow.contains("drain in 7s"), "{narrow}");
+    // Without a paced close the column is not there.
+    let plain = screen(&busy_state(), &Ui::default(), 160, 48);
+    assert!(!plain.contains("Paced close"), "{plain}");
 }
 
 #[test]

@@ -11,7 +11,9 @@ use std::time::{Duration, Instant};
 use tokio::sync::broadcast;
 
 use crate::config;
-use crate::event::{AdminState, BackendId, BackendInfo, Event, Health};
+use crate::event::{AdminState, BackendId, BackendInfo, CheckResult, Event, Health, PacedClose};
+
+mod pace;
 
 /// One backend server of a pool.
 #[derive(Debug)]
@@ -58,6 +60,10 @@ struct State {
     /// Consecutive check results the other way than `check_down` says (toward
     /// `rise` or `fall`).
     check_streak: u32,
+    /// The latest active check.
+    check: Option<CheckResult>,
+    /// The paced close under way, with the token of the task running it.
+    pace: Option<(u64, PacedClose)>,
 }
 
 /// When the next active check of a backend is due, and whether one is running.
@@ -115,6 +121,8 @@ impl Backend {
                 version: 0,
                 check_down: false,
                 check_streak: 0,
+                check: None,
+                pace: None,
             }),
             clock: Mutex::new(CheckClock::default()),
             events,
@@ -146,30 +154,38 @@ impl Backend {
 
     /// The result of an active check: `fall` failures in a row take the backend out
     /// of service (no new tunnels; open ones run on), `rise` successes bring it back.
-    /// A change is published.
-    pub fn record_check(&self, result: Result<(), String>, rise: u32, fall: u32) {
+    /// A flip is always published, any other result only if someone watches. Returns
+    /// true when this result took the backend down.
+    pub fn record_check(&self, result: CheckResult, rise: u32, fall: u32) -> bool {
         lock(&self.clock).running = false;
-        let info = {
+        let (info, went_down) = {
             let mut state = self.state();
-            let against = result.is_ok() == state.check_down;
+            let passed = result.error.is_none();
+            let against = passed == state.check_down;
             state.check_streak = if against { state.check_streak + 1 } else { 0 };
-            if let Err(e) = &result {
+            if let Some(e) = &result.error {
                 state.last_error = Some(format!("health check: {e}"));
             }
+            state.check = Some(result);
             let flip = if state.check_down { rise } else { fall };
             if !against || state.check_streak < flip {
-                return;
+                let info = self.observed().then(|| self.next_info(&mut state));
+                (info, false)
+            } else {
+                state.check_down = !state.check_down;
+                state.check_streak = 0;
+                tracing::info!(
+                    backend = %self.id,
+                    health = if state.check_down { "down" } else { "up" },
+                    "active health check"
+                );
+                (Some(self.next_info(&mut state)), state.check_down)
             }
-            state.check_down = !state.check_down;
-            state.check_streak = 0;
-            tracing::info!(
-                backend = %self.id,
-                health = if state.check_down { "down" } else { "up" },
-                "active health check"
-            );
-            self.next_info(&mut state)
         };
-        self.publish(info);
+        if let Some(info) = info {
+            self.publish(info);
+        }
+        went_down
     }
 
     /// Eligible for a NEW tunnel: admin Active and health Up (or Down but
@@ -319,6 +335,10 @@ impl Backend {
                 Some(admin) if admin != state.admin => state.admin = admin,
                 _ => return,
             }
+            // Back in service: a drain's paced close is called off.
+            if state.admin == AdminState::Active {
+                state.pace = None;
+            }
             self.next_info(&mut state)
         };
         self.publish(info);
@@ -359,6 +379,8 @@ impl Backend {
             total_tunnels: self.total(),
             failures: state.failures,
             last_error: state.last_error.clone(),
+            check: state.check.clone(),
+            closing: state.pace.as_ref().map(|(_, p)| p.clone()),
             version: state.version,
         }
     }
