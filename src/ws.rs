@@ -60,12 +60,19 @@ pub fn close_frame(code: u16, reason: &str, mask: Option<[u8; 4]>) -> Vec<u8> {
     let mut payload = Vec::with_capacity(2 + cut);
     payload.extend_from_slice(&code.to_be_bytes());
     payload.extend_from_slice(&reason.as_bytes()[..cut]);
+    control_frame(opcode::CLOSE, &payload, mask)
+}
+
+/// A control frame (FIN set) with `payload` (at most 125 bytes), masked with `mask`
+/// when sent to a server.
+pub fn control_frame(op: u8, payload: &[u8], mask: Option<[u8; 4]>) -> Vec<u8> {
+    debug_assert!(payload.len() as u64 <= MAX_CONTROL_PAYLOAD);
     let mut frame = Vec::with_capacity(6 + payload.len());
-    frame.push(0x80 | opcode::CLOSE);
+    frame.push(0x80 | op);
     match mask {
         None => {
             frame.push(payload.len() as u8);
-            frame.extend_from_slice(&payload);
+            frame.extend_from_slice(payload);
         }
         Some(key) => {
             frame.push(0x80 | payload.len() as u8);
@@ -74,6 +81,15 @@ pub fn close_frame(code: u16, reason: &str, mask: Option<[u8; 4]>) -> Vec<u8> {
         }
     }
     frame
+}
+
+/// Payload length a complete frame header (`header_len` bytes) announces.
+pub fn payload_len(hdr: &[u8]) -> u64 {
+    match hdr[1] & 0x7F {
+        126 => u64::from(u16::from_be_bytes([hdr[2], hdr[3]])),
+        127 => u64::from_be_bytes(hdr[2..10].try_into().expect("an 8-byte length")),
+        n => u64::from(n),
+    }
 }
 
 /// A masking key nobody can predict (§5.3), from the operating system's generator.

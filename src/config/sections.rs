@@ -170,6 +170,35 @@ pub struct Timeouts {
     #[serde(with = "duration")]
     pub keepalive_interval: Duration,
     pub keepalive_count: u32,
+    /// Proxy-originated WebSocket pings: a peer silent this long is sent a Ping (0 =
+    /// never); one that sends nothing back within `ping_timeout` is taken for dead
+    /// and the tunnel is closed. The Pong is swallowed: the other side never sees it.
+    #[serde(with = "duration")]
+    pub ping_interval: Duration,
+    #[serde(with = "duration")]
+    pub ping_timeout: Duration,
+    /// Which peers get those pings.
+    pub ping: PingSides,
+}
+
+/// The peers of a tunnel that `[timeouts] ping_interval` pings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PingSides {
+    #[default]
+    Both,
+    Client,
+    Backend,
+}
+
+impl PingSides {
+    pub fn client(self) -> bool {
+        self != PingSides::Backend
+    }
+
+    pub fn backend(self) -> bool {
+        self != PingSides::Client
+    }
 }
 
 impl Default for Timeouts {
@@ -186,6 +215,9 @@ impl Default for Timeouts {
             keepalive_idle: Duration::from_secs(60),
             keepalive_interval: Duration::from_secs(10),
             keepalive_count: 6,
+            ping_interval: Duration::ZERO,
+            ping_timeout: Duration::from_secs(10),
+            ping: PingSides::Both,
         }
     }
 }

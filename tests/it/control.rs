@@ -324,6 +324,8 @@ async fn kill_during_a_backend_handshake_does_not_leave_a_tunnel_on_the_killed_b
                 Ending::Eof => {}
                 other => panic!("backend connection ended badly: {other:?}"),
             }
+            // The tunnel is over once both peers have answered (or the grace is up).
+            wait_event(&mut events, |e| matches!(e, Event::TunnelClosed { .. })).await;
         }
     }
     let info = backend_info(&proxy, r.addr);

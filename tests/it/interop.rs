@@ -754,3 +754,56 @@ async fn node_ws_client_and_python_websockets_server_negotiate_subprotocol_and_d
     assert!(status.success(), "ws_server.py exited with {status}");
     assert_eq!(rest, Vec::<String>::new(), "ws_server.py said more");
 }
+
+/// A half-open client: the Python process is stopped (SIGSTOP) with its socket
+/// open, so nothing answers any more. While it ran, `websockets` answered the
+/// proxy's pings and the tunnel lived through several of them; once stopped, the
+/// pings go unanswered and the tunnel is reaped: the backend gets Close 1001
+/// `client missed ping` and the tunnel's ending blames the client.
+#[tokio::test]
+async fn a_stopped_client_process_is_reaped_by_the_proxys_pings() {
+    use crate::common::recorder::{Ending, Recorder as EchoBackend};
+    let Some(python) = python().await else { return };
+    let mut backend = EchoBackend::start("b", false).await;
+    let toml = format!(
+        "[timeouts]\nping_interval = \"150ms\"\nping_timeout = \"300ms\"\nping = \"client\"\n\n\
+         [[listener]]\nbind = \"127.0.0.1:0\"\n\n[pool.app]\n[[pool.app.server]]\naddr = \"{}\"\n",
+        backend.addr
+    );
+    let proxy = proxy(&toml).await;
+    let mut events = proxy.subscribe();
+    let url = format!("ws://127.0.0.1:{}/held", proxy.local_addrs()[0].port());
+    let mut client = Proc::spawn(&python, "ws_client.py", &[url.into(), "--hold".into()]);
+    while client.line().await != "ready" {}
+    // Several ping rounds (interval + timeout is 450 ms) pass with the client alive.
+    tokio::time::sleep(std::time::Duration::from_millis(1200)).await;
+    assert_eq!(proxy.snapshot().tunnels.len(), 1, "a live client is kept");
+    assert_eq!(backend.ended(), None);
+
+    let pid = client.child.id().expect("the client runs").to_string();
+    let stopped = std::process::Command::new("kill")
+        .args(["-STOP", &pid])
+        .status()
+        .unwrap();
+    assert!(stopped.success());
+    let stopped_at = std::time::Instant::now();
+    assert_eq!(
+        backend.next_ending().await,
+        Ending::Close(Some(1001), "client missed ping".into())
+    );
+    assert!(stopped_at.elapsed() < WAIT);
+    let closed = wait_event(&mut events, |e| matches!(e, Event::TunnelClosed { .. })).await;
+    let Event::TunnelClosed {
+        side, code, reason, ..
+    } = closed
+    else {
+        unreachable!()
+    };
+    assert_eq!(
+        (side, code, reason.as_str()),
+        (Side::Client, Some(1001), "client missed ping")
+    );
+    let _ = std::process::Command::new("kill")
+        .args(["-CONT", &pid])
+        .status();
+}

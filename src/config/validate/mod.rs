@@ -89,6 +89,12 @@ pub(crate) fn problems(c: &Config) -> Vec<Problem> {
             );
         }
     }
+    if !t.ping_interval.is_zero() && t.ping_timeout.is_zero() {
+        bad(
+            path!("timeouts", "ping_timeout"),
+            "must be more than 0 when ping_interval is set".into(),
+        );
+    }
     if !t.keepalive_idle.is_zero() {
         // The kernel counts keepalive times in whole seconds.
         for (key, d) in [

@@ -194,6 +194,35 @@ impl Scanner {
         used
     }
 
+    /// How many bytes at the start of `data` complete the frame in progress: 0 at a
+    /// boundary, `None` when it does not end within `data`. Scans nothing; the relay
+    /// uses it to find the frames that begin in a chunk (a proxy Pong to swallow).
+    pub fn frame_rest(&self, data: &[u8]) -> Option<usize> {
+        if self.remaining > 0 {
+            return usize::try_from(self.remaining)
+                .ok()
+                .filter(|&r| r <= data.len());
+        }
+        if self.hdr_len == 0 {
+            return Some(0);
+        }
+        // A header split across chunks: finish it from `data`.
+        let mut hdr = self.hdr;
+        let have = self.hdr_len as usize;
+        let mut used = 0;
+        loop {
+            let cur = have + used;
+            let need = if cur < 2 { 2 } else { header_len(hdr[1]) };
+            if cur >= need {
+                break;
+            }
+            hdr[cur] = *data.get(used)?;
+            used += 1;
+        }
+        let rest = used as u64 + crate::ws::payload_len(&hdr);
+        usize::try_from(rest).ok().filter(|&r| r <= data.len())
+    }
+
     /// True when no frame is partially seen: neither part of a header nor part of a
     /// payload is outstanding.
     pub fn at_boundary(&self) -> bool {

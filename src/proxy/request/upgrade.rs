@@ -319,6 +319,12 @@ async fn run_tunnel(
         close_grace: config.timeouts.close_grace,
         strict: config.proxy.strict,
         close_on_backend_loss: config.proxy.close_on_backend_loss,
+        ping: (!config.timeouts.ping_interval.is_zero()).then(|| tunnel::PingSettings {
+            interval: config.timeouts.ping_interval,
+            timeout: config.timeouts.ping_timeout,
+            client: config.timeouts.ping.client(),
+            backend: config.timeouts.ping.backend(),
+        }),
     };
     let ending = tunnel::run(
         &shared,

@@ -4,9 +4,12 @@
 
 use std::io;
 
-use tokio::io::AsyncWriteExt;
+use std::time::SystemTime;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use super::relay::{Ctx, Half, Mode, Relay};
+use crate::event::{Dir, Side};
 use crate::sync::lock;
 use crate::ws;
 
@@ -74,6 +77,52 @@ pub(super) async fn close_on_purpose(
     let _ = tokio::time::timeout_at(by(), async {
         let _ = relay.client.shutdown().await;
         let _ = relay.backend.shutdown().await;
+    })
+    .await;
+}
+
+/// A peer missed the proxy's Ping: the live side gets a Close 1001 naming why (if
+/// its stream is at a frame boundary), and until the deadline to answer it; the
+/// dead side gets nothing written to it (its socket is closed when the relay is
+/// dropped), since writing to a peer that no longer reads could only block.
+pub(super) async fn close_dead_side(
+    relay: &mut Relay,
+    ctx: &mut Ctx<'_>,
+    dead: Side,
+    deadline: tokio::time::Instant,
+    reason: &str,
+) {
+    let shared = ctx.shared;
+    // The half that writes to the live side reads from the dead one.
+    let (toward_live, live_dir, live) = match dead {
+        Side::Client => (&relay.up, Dir::BackendToClient, &mut relay.backend),
+        _ => (&relay.down, Dir::ClientToBackend, &mut relay.client),
+    };
+    let fits = {
+        let s = lock(shared.scanner(toward_live.dir));
+        !toward_live.shut
+            && toward_live.pos >= toward_live.end
+            && toward_live.withheld.is_none()
+            && s.at_boundary()
+            && s.stats().close.is_none()
+    };
+    let mask = (dead == Side::Client).then(ws::mask_key);
+    let _ = tokio::time::timeout_at(deadline, async {
+        if fits {
+            live.write_all(&ws::close_frame(ws::close::GOING_AWAY, reason, mask))
+                .await?;
+            live.flush().await?;
+        }
+        // Read (and count) what the live side still sends, up to its Close.
+        let mut buf = vec![0u8; 4096];
+        while lock(shared.scanner(live_dir)).stats().close.is_none() {
+            let n = live.read(&mut buf).await?;
+            if n == 0 {
+                break;
+            }
+            lock(shared.scanner(live_dir)).feed(&buf[..n], SystemTime::now(), &mut |_| {});
+        }
+        live.shutdown().await
     })
     .await;
 }

@@ -12,6 +12,7 @@
 //! - `shared`: what the rest of the proxy sees of a running tunnel.
 
 mod close;
+mod ping;
 mod relay;
 mod shared;
 
@@ -21,7 +22,9 @@ use std::time::{Duration, Instant, SystemTime};
 use bytes::Bytes;
 use tokio::sync::broadcast;
 
-use self::close::{close_on_purpose, BACKEND_GONE};
+use self::close::{close_dead_side, close_on_purpose, BACKEND_GONE};
+pub use self::ping::PingSettings;
+use self::ping::Pinger;
 use self::relay::{Ctx, Half, Mode, Relay, Stop};
 use self::shared::CloseRequest;
 pub use self::shared::TunnelShared;
@@ -38,6 +41,8 @@ pub struct RelaySettings {
     pub strict: bool,
     /// Give the client a Close 1011 when its backend vanishes without one.
     pub close_on_backend_loss: bool,
+    /// Proxy-originated pings, when configured.
+    pub ping: Option<PingSettings>,
 }
 
 /// How a tunnel ended.
@@ -79,7 +84,10 @@ pub async fn run(
         backend_error: None,
         policy: None,
         close_on_backend_loss: settings.close_on_backend_loss,
+        pong: [None, None],
     };
+    let mut pinger = settings.ping.map(Pinger::new);
+    let mut ping_due = pinger.as_ref().map_or(started, |p| p.first_due(started));
     let idle = settings.idle;
     let mut idle_deadline = tokio::time::Instant::now() + idle;
     let mut gone = false;
@@ -135,6 +143,27 @@ pub async fn run(
             ), if delayed.is_some() => {
                 let req = delayed.take().expect("a delayed close is pending");
                 break (req.code, req.reason, req.by);
+            }
+            _ = tokio::time::sleep_until(ping_due.into()), if pinger.is_some() => {
+                let p = pinger.as_mut().expect("pings are on");
+                match p.tick(&mut relay, &mut ctx, Instant::now()) {
+                    Ok(next) => ping_due = next,
+                    Err(dead) => {
+                        let reason = match dead {
+                            Side::Client => "client missed ping",
+                            _ => "backend missed ping",
+                        };
+                        let deadline = tokio::time::Instant::now() + settings.close_grace;
+                        close_dead_side(&mut relay, &mut ctx, dead, deadline, reason).await;
+                        return Ending {
+                            side: dead,
+                            code: Some(crate::ws::close::GOING_AWAY),
+                            reason: reason.to_string(),
+                            error: None,
+                            limit: None,
+                        };
+                    }
+                }
             }
             _ = tokio::time::sleep_until(idle_deadline), if !idle.is_zero() => {
                 let quiet = ctx.last_active.elapsed();

@@ -13,6 +13,7 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::sync::broadcast;
 
 use super::closed_both_ways;
+use super::ping::{self, find_pong, PingPayload};
 use super::TunnelShared;
 use crate::event::{Dir, Event, Limit, Side};
 use crate::proxy::bufpool;
@@ -61,6 +62,11 @@ pub(super) struct Half {
     /// frames and no Close, so it can be sent one; `Some(true)`: it must not be (a
     /// Close was forwarded already, or it holds part of a frame).
     pub(super) withheld: Option<bool>,
+    /// Bytes of the chunk not to forward (a swallowed Pong): writing jumps from the
+    /// first offset to the second.
+    pub(super) skip: Option<(usize, usize)>,
+    /// When bytes last came from the side this direction reads (pings ask after it).
+    pub(super) last_read: Instant,
 }
 
 /// What stopped a direction.
@@ -92,6 +98,9 @@ pub(super) struct Ctx<'a> {
     /// The first violation strict mode acts on, or limit gone over.
     pub(super) policy: Option<Policy>,
     pub(super) close_on_backend_loss: bool,
+    /// The proxy's Ping each direction's reader still owes a Pong for (by
+    /// [`ping::dir_index`] of the reading direction).
+    pub(super) pong: [Option<PingPayload>; 2],
 }
 
 impl Half {
@@ -107,6 +116,8 @@ impl Half {
             stopped: false,
             needs_flush: false,
             withheld: None,
+            skip: None,
+            last_read: Instant::now(),
         }
     }
 
@@ -149,6 +160,7 @@ impl Half {
         }
         self.pos = 0;
         self.end = 0;
+        self.skip = None;
     }
 
     pub(super) fn poll(
@@ -164,11 +176,20 @@ impl Half {
                 return Poll::Ready(Ok(Stop::Eof));
             }
             if self.pos < self.end {
+                let upto = match self.skip {
+                    Some((from, to)) if from == self.pos => {
+                        self.pos = to;
+                        self.skip = None;
+                        continue;
+                    }
+                    Some((from, _)) => from,
+                    None => self.end,
+                };
                 let chunk = self.chunk.as_ref().expect("bytes pending without a chunk");
-                let n =
-                    ready!(Pin::new(&mut *writer)
-                        .poll_write(cx, &chunk.as_slice()[self.pos..self.end]))
-                    .map_err(|e| self.writer_failed(e, ctx))?;
+                let n = ready!(
+                    Pin::new(&mut *writer).poll_write(cx, &chunk.as_slice()[self.pos..upto])
+                )
+                .map_err(|e| self.writer_failed(e, ctx))?;
                 if n == 0 {
                     let e = io::ErrorKind::WriteZero.into();
                     return Poll::Ready(Err(self.writer_failed(e, ctx)));
@@ -247,8 +268,15 @@ impl Half {
                 ctx.first_close.get_or_insert(self.side());
                 continue;
             }
-            ctx.last_active = Instant::now();
+            let (active_before, now) = (ctx.last_active, Instant::now());
+            ctx.last_active = now;
+            self.last_read = now;
             let stopped = self.scan(&buf[..n], mode, ctx);
+            if self.skip == Some((0, n)) {
+                // Only our Pong came: it proves the peer alive but is not activity
+                // an idle timeout should see.
+                ctx.last_active = active_before;
+            }
             self.chunk = Some(Chunk::Pooled(buf));
             if let Some(policy) = stopped {
                 // The offending frame is not forwarded, and nothing more from this
@@ -259,10 +287,39 @@ impl Half {
         }
     }
 
-    /// Feeds what was read to the scanner and decides how much of it to forward.
-    /// Returns why the tunnel must stop, when a limit or (in strict mode) a
-    /// violation says so.
+    /// Feeds what was read to the scanner and decides how much of it to forward
+    /// (all but a Pong answering the proxy's Ping, which is swallowed). Returns why
+    /// the tunnel must stop, when a limit or (in strict mode) a violation says so.
     pub(super) fn scan(&mut self, data: &[u8], mode: Mode, ctx: &mut Ctx<'_>) -> Option<Policy> {
+        self.pos = 0;
+        self.skip = None;
+        let rd = ping::dir_index(self.dir);
+        let pong = match (mode, ctx.pong[rd]) {
+            (Mode::Relay, Some(want)) => {
+                find_pong(&lock(ctx.shared.scanner(self.dir)), data, &want)
+            }
+            _ => None,
+        };
+        let Some((from, to)) = pong else {
+            let (forward, policy) = self.scan_part(data, mode, ctx);
+            self.end = forward;
+            return policy;
+        };
+        let (forward, policy) = self.scan_part(&data[..from], mode, ctx);
+        if policy.is_some() || forward < from {
+            self.end = forward;
+            return policy;
+        }
+        ctx.pong[rd] = None;
+        let (after, policy) = self.scan_part(&data[to..], mode, ctx);
+        self.skip = Some((from, to));
+        self.end = to + after;
+        policy
+    }
+
+    /// [`Half::scan`] for one stretch of the chunk: returns how much of it to
+    /// forward and why the tunnel must stop, if it must.
+    fn scan_part(&mut self, data: &[u8], mode: Mode, ctx: &mut Ctx<'_>) -> (usize, Option<Policy>) {
         let (at, wall) = ctx.anchor;
         let now = wall + ctx.last_active.saturating_duration_since(at);
         let (id, dir, bus) = (ctx.shared.id, self.dir, ctx.bus);
@@ -320,9 +377,7 @@ impl Half {
             ctx.first_close.get_or_insert(self.side());
         }
         drop(scanner);
-        self.pos = 0;
-        self.end = forward;
-        violated
+        (forward, violated)
     }
 
     /// After the proxy's Close, a peer that has sent its own Close (answering ours,

@@ -9,6 +9,7 @@ use tokio::net::{TcpListener, TcpStream};
 
 use super::*;
 use crate::event::{BackendId, Handshake};
+use crate::ws;
 
 /// Longer than any test may take: a close that waits for it has failed.
 const LONG_GRACE: Duration = Duration::from_secs(30);
@@ -92,16 +93,21 @@ struct Running {
 }
 
 async fn relay(strict: bool) -> Running {
-    let (client, client_side) = tcp_pair().await;
-    let (backend_side, backend) = tcp_pair().await;
-    let shared = shared();
-    let (bus, events) = broadcast::channel(64);
-    let settings = RelaySettings {
+    relay_with(RelaySettings {
         idle: Duration::ZERO,
         close_grace: LONG_GRACE,
         strict,
         close_on_backend_loss: true,
-    };
+        ping: None,
+    })
+    .await
+}
+
+async fn relay_with(settings: RelaySettings) -> Running {
+    let (client, client_side) = tcp_pair().await;
+    let (backend_side, backend) = tcp_pair().await;
+    let shared = shared();
+    let (bus, events) = broadcast::channel(64);
     let s = shared.clone();
     let relay = tokio::spawn(async move {
         run(
@@ -242,4 +248,153 @@ async fn a_close_with_a_deadline_is_over_by_then_even_if_no_peer_answers() {
         "the peers were given until the deadline"
     );
     drop((t.client, t.backend));
+}
+
+// ---------------------------------------------------------------------------------
+// Proxy-originated pings
+
+const PING_EVERY: Duration = Duration::from_millis(100);
+
+async fn pinging(client: bool, backend: bool, timeout: Duration) -> Running {
+    relay_with(RelaySettings {
+        idle: Duration::ZERO,
+        close_grace: WAIT,
+        strict: false,
+        close_on_backend_loss: true,
+        ping: Some(PingSettings {
+            interval: PING_EVERY,
+            timeout,
+            client,
+            backend,
+        }),
+    })
+    .await
+}
+
+async fn read_frame_in_time(s: &mut TcpStream) -> (u8, Vec<u8>) {
+    tokio::time::timeout(WAIT, read_frame(s))
+        .await
+        .expect("a frame in time")
+}
+
+/// A silent client gets the proxy's Ping; its Pong is swallowed, so the backend
+/// next sees the text frame the client sends after it, and nothing before.
+#[tokio::test]
+async fn a_silent_client_is_pinged_and_its_pong_never_reaches_the_backend() {
+    let mut r = pinging(true, false, WAIT).await;
+    let (op, ping) = read_frame_in_time(&mut r.client).await;
+    assert_eq!(op, ws::opcode::PING);
+    assert!(ping.starts_with(b"tunnelscope "), "{ping:?}");
+    let mut answer = frame(ws::opcode::PONG, &ping, Some([1, 2, 3, 4]));
+    // The Pong and a message in one write: only the message goes on.
+    answer.extend(frame(ws::opcode::TEXT, b"after", Some([5, 6, 7, 8])));
+    r.client.write_all(&answer).await.unwrap();
+    let (op, payload) = read_frame_in_time(&mut r.backend).await;
+    assert_eq!((op, payload.as_slice()), (ws::opcode::TEXT, &b"after"[..]));
+    // The next ping comes one interval later, and the tunnel lives on.
+    let (op, second) = read_frame_in_time(&mut r.client).await;
+    assert_eq!(op, ws::opcode::PING);
+    assert_ne!(second, ping, "each ping has its own payload");
+    r.client
+        .write_all(&frame(ws::opcode::PONG, &second, Some([9, 9, 9, 9])))
+        .await
+        .unwrap();
+    r.client
+        .write_all(&frame(ws::opcode::TEXT, b"still", Some([1, 1, 1, 1])))
+        .await
+        .unwrap();
+    let (op, payload) = read_frame_in_time(&mut r.backend).await;
+    assert_eq!((op, payload.as_slice()), (ws::opcode::TEXT, &b"still"[..]));
+    assert!(!r.relay.is_finished());
+}
+
+/// Pings and Pongs the endpoints send each other pass untouched, even while the
+/// proxy waits for its own Pong; a Pong with another payload is not ours.
+#[tokio::test]
+async fn the_endpoints_own_pings_and_pongs_pass_untouched() {
+    let mut r = pinging(true, false, WAIT).await;
+    let (_, ours) = read_frame_in_time(&mut r.client).await;
+    r.client
+        .write_all(&frame(ws::opcode::PING, b"mine", Some([1, 2, 3, 4])))
+        .await
+        .unwrap();
+    r.client
+        .write_all(&frame(ws::opcode::PONG, b"unsolicited", Some([1, 2, 3, 4])))
+        .await
+        .unwrap();
+    assert_eq!(
+        read_frame_in_time(&mut r.backend).await,
+        (ws::opcode::PING, b"mine".to_vec())
+    );
+    assert_eq!(
+        read_frame_in_time(&mut r.backend).await,
+        (ws::opcode::PONG, b"unsolicited".to_vec())
+    );
+    r.client
+        .write_all(&frame(ws::opcode::PONG, &ours, Some([4, 3, 2, 1])))
+        .await
+        .unwrap();
+    r.client
+        .write_all(&frame(ws::opcode::TEXT, b"x", Some([4, 3, 2, 1])))
+        .await
+        .unwrap();
+    assert_eq!(
+        read_frame_in_time(&mut r.backend).await,
+        (ws::opcode::TEXT, b"x".to_vec())
+    );
+}
+
+/// A client that never answers is taken for dead after `ping_timeout`: the backend
+/// gets Close 1001 `client missed ping`, the client nothing more, and the ending
+/// blames the client.
+#[tokio::test]
+async fn a_client_that_misses_its_ping_is_cut_and_the_backend_told_why() {
+    let mut r = pinging(true, false, Duration::from_millis(200)).await;
+    let (op, _) = read_frame_in_time(&mut r.client).await;
+    assert_eq!(op, ws::opcode::PING);
+    let (op, close) = read_frame_in_time(&mut r.backend).await;
+    assert_eq!(op, ws::opcode::CLOSE);
+    assert_eq!(&close[..2], &1001u16.to_be_bytes());
+    assert_eq!(&close[2..], b"client missed ping");
+    r.backend
+        .write_all(&frame(ws::opcode::CLOSE, &1001u16.to_be_bytes(), None))
+        .await
+        .unwrap();
+    let ending = tokio::time::timeout(WAIT, r.relay).await.unwrap().unwrap();
+    assert_eq!(ending.side, Side::Client);
+    assert_eq!(
+        (ending.code, ending.reason.as_str()),
+        (Some(1001), "client missed ping")
+    );
+    // The client got no Close: after the Ping its stream just ends.
+    let mut rest = Vec::new();
+    let _ = tokio::time::timeout(WAIT, r.client.read_to_end(&mut rest)).await;
+    assert!(rest.is_empty(), "{rest:?}");
+}
+
+/// The backend gets masked pings (the proxy is its client); one that answers with
+/// anything at all counts as alive.
+#[tokio::test]
+async fn a_backend_is_pinged_masked_and_any_answer_keeps_the_tunnel() {
+    let mut r = pinging(false, true, Duration::from_millis(300)).await;
+    let mut h = [0u8; 2];
+    tokio::time::timeout(WAIT, r.backend.read_exact(&mut h))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(h[0], 0x80 | ws::opcode::PING);
+    assert!(h[1] & 0x80 != 0, "masked toward the backend");
+    let mut rest = vec![0u8; 4 + usize::from(h[1] & 0x7F)];
+    r.backend.read_exact(&mut rest).await.unwrap();
+    // Answer with data instead of a Pong, three times over the timeout.
+    for i in 0..3 {
+        r.backend
+            .write_all(&frame(ws::opcode::TEXT, format!("{i}").as_bytes(), None))
+            .await
+            .unwrap();
+        let (op, _) = read_frame_in_time(&mut r.client).await;
+        assert_eq!(op, ws::opcode::TEXT);
+        tokio::time::sleep(Duration::from_millis(150)).await;
+    }
+    assert!(!r.relay.is_finished(), "a backend that speaks is alive");
 }
