@@ -299,6 +299,7 @@ fn open(state: &mut State, f: &Fake, at: SystemTime, now: SystemTime) {
             listener: "secure".into(),
             route: f.pool.into(),
             path: f.path.into(),
+            idle_timeout: Some(Duration::from_secs(3600)),
         },
         now,
     );
@@ -424,6 +425,7 @@ fn closed_and_refused(state: &mut State, now: SystemTime) {
                 listener: "public".into(),
                 route: "chat".into(),
                 path: path.into(),
+                idle_timeout: Some(Duration::from_secs(3600)),
             },
             at,
         );
@@ -463,6 +465,7 @@ fn closed_and_refused(state: &mut State, now: SystemTime) {
             listener: "public".into(),
             route: "feed".into(),
             path: "/live/bonds".into(),
+            idle_timeout: Some(Duration::from_secs(3600)),
         },
         at,
     );

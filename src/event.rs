@@ -377,6 +377,8 @@ pub struct TunnelInfo {
     pub handshake: Option<Handshake>,
     pub stats: TunnelStats,
     pub samples: Vec<FrameSample>,
+    /// Silence after which the tunnel will be closed; None when never.
+    pub idle_timeout: Option<Duration>,
 }
 
 /// The upgrade handshake as it crossed the proxy.
@@ -429,6 +431,8 @@ pub enum Event {
         listener: Arc<str>,
         route: Arc<str>,
         path: String,
+        /// Silence after which the tunnel will be closed; None when never.
+        idle_timeout: Option<Duration>,
     },
     BackendChosen {
         id: TunnelId,

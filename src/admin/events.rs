@@ -29,6 +29,8 @@ pub enum Message<'a> {
         listener: &'a str,
         route: &'a str,
         path: &'a str,
+        /// Seconds of silence after which the tunnel is closed; null when never.
+        idle_timeout_s: Option<f64>,
     },
     BackendChosen {
         id: u64,
@@ -95,6 +97,7 @@ impl<'a> Message<'a> {
                 listener,
                 route,
                 path,
+                idle_timeout,
             } => Message::TunnelOpened {
                 id: *id,
                 at: rfc3339(*at),
@@ -102,6 +105,7 @@ impl<'a> Message<'a> {
                 listener,
                 route,
                 path,
+                idle_timeout_s: idle_timeout.map(|d| d.as_secs_f64()),
             },
             Event::BackendChosen { id, backend } => Message::BackendChosen {
                 id: *id,
@@ -199,6 +203,7 @@ mod tests {
             listener: "edge".into(),
             route: "/chat".into(),
             path: "/chat?room=1".into(),
+            idle_timeout: Some(Duration::from_secs(90)),
         };
         let v: serde_json::Value = serde_json::from_str(
             &Message::from_event(&opened, &super::json::Redact::default()).to_json(),

@@ -182,6 +182,8 @@ pub struct Tunnel<'a> {
     pub extensions: Option<&'a str>,
     pub client_to_backend: Direction<'a>,
     pub backend_to_client: Direction<'a>,
+    /// Seconds of silence after which the proxy closes the tunnel; null when never.
+    pub idle_timeout_s: Option<f64>,
 }
 
 impl<'a> Tunnel<'a> {
@@ -199,6 +201,7 @@ impl<'a> Tunnel<'a> {
             extensions: hs.and_then(|h| h.extensions.as_deref()),
             client_to_backend: Direction::new(&t.stats.client_to_backend, false),
             backend_to_client: Direction::new(&t.stats.backend_to_client, false),
+            idle_timeout_s: t.idle_timeout.map(|d| d.as_secs_f64()),
         }
     }
 }

@@ -153,6 +153,7 @@ impl State {
                 listener,
                 route,
                 path,
+                idle_timeout,
             } => {
                 // Already known when the snapshot was taken after this event was sent.
                 self.tunnels.entry(*id).or_insert_with(|| {
@@ -160,6 +161,7 @@ impl State {
                     t.listener = listener.clone();
                     t.route = route.clone();
                     t.path = path.clone();
+                    t.idle_timeout = *idle_timeout;
                     t
                 });
             }

@@ -34,6 +34,8 @@ pub struct Tunnel {
     pub(super) rate: MsgRate,
     /// Highest sample `seq` kept per direction (client→backend, backend→client).
     pub(super) last_seq: [Option<u64>; 2],
+    /// Silence after which the proxy closes the tunnel; None when never.
+    pub idle_timeout: Option<std::time::Duration>,
 }
 
 impl Tunnel {
@@ -54,6 +56,7 @@ impl Tunnel {
             violation_count: 0,
             rate: MsgRate::starting(at, 0),
             last_seq: [None, None],
+            idle_timeout: None,
         }
     }
 
@@ -64,6 +67,7 @@ impl Tunnel {
         t.path = info.path.clone();
         t.backend = info.backend.clone();
         t.handshake = info.handshake.clone();
+        t.idle_timeout = info.idle_timeout;
         t.rate = MsgRate::starting(now, messages(&info.stats));
         t.stats = info.stats.clone();
         t.push_samples(&info.samples);
@@ -80,6 +84,17 @@ impl Tunnel {
         let a = self.stats.client_to_backend.last_frame;
         let b = self.stats.backend_to_client.last_frame;
         a.max(b)
+    }
+
+    /// How long the tunnel has been silent and how long until the idle timeout
+    /// cuts it, once it is up and when a timeout applies. Silence is counted from
+    /// the last frame either way (or from the opening, before any).
+    pub fn idle_cut(&self, now: SystemTime) -> Option<(std::time::Duration, std::time::Duration)> {
+        let timeout = self.idle_timeout?;
+        self.handshake.as_ref()?;
+        let since = self.last_frame().unwrap_or(self.opened);
+        let idle = now.duration_since(since).unwrap_or_default();
+        Some((idle, timeout.saturating_sub(idle)))
     }
 
     pub fn subprotocol(&self) -> Option<&str> {

@@ -116,6 +116,7 @@ pub fn open_events(id: u64, client: &str, path: &str, backend: &str, opened: f64
             listener: "public".into(),
             route: "chat".into(),
             path: path.into(),
+            idle_timeout: Some(Duration::from_secs(3600)),
         },
         Event::BackendChosen {
             id,

@@ -114,7 +114,28 @@ fn title<'a>(t: &Tunnel, closed: Option<&ClosedTunnel>, state: &State) -> Line<'
         Some(Ending::Lost) => ("ended while the dashboard lagged".into(), theme::closed()),
     };
     spans.push(Span::styled(format!("{word} "), style));
+    if let (None, Some((idle, left))) = (closed, t.idle_cut(state.now)) {
+        let timeout = t.idle_timeout.unwrap_or_default();
+        spans.push(Span::styled(
+            format!(
+                "· idle {}, cut in {} (idle timeout {}) ",
+                fmt::duration(idle),
+                fmt::duration(left),
+                fmt::duration(timeout)
+            ),
+            idle_style(left, timeout),
+        ));
+    }
     Line::from(spans)
+}
+
+/// Calm while the cut is far, a warning in its last tenth (or last minute).
+pub(super) fn idle_style(left: std::time::Duration, timeout: std::time::Duration) -> Style {
+    if left < (timeout / 10).max(std::time::Duration::from_secs(60)) {
+        Style::new().fg(theme::WARN)
+    } else {
+        theme::closed()
+    }
 }
 
 fn kv(k: &str, v: String, style: Style) -> [Span<'static>; 2] {

@@ -2,6 +2,8 @@
 //! recently closed ones dimmed with their close code and side. Sorted and filtered by
 //! [`super::super::rows`]; narrow terminals drop the least important columns.
 
+use std::time::Duration;
+
 use ratatui::layout::Rect;
 use ratatui::style::{Modifier, Style};
 use ratatui::text::{Line, Span};
@@ -31,7 +33,7 @@ const COLS: [Col; 12] = [
     Col { title: "→Bytes", width: 8, prio: 6, flex: false },
     Col { title: "←Bytes", width: 8, prio: 5, flex: false },
     Col { title: "Msg/s", width: 6, prio: 3, flex: false },
-    Col { title: "Last", width: 12, prio: 4, flex: false },
+    Col { title: "Last", width: 14, prio: 4, flex: false },
 ];
 
 pub fn draw(frame: &mut Frame, area: Rect, state: &State, ui: &Ui) {
@@ -185,10 +187,24 @@ fn last_cell(r: &rows::Row, state: &State) -> Cell<'static> {
         if t.handshake.is_none() {
             return Cell::from(Span::styled("handshake", Style::new().fg(theme::WARN)));
         }
-        return match t.last_frame() {
-            Some(at) => Cell::from(fmt::ago(fmt::since(state.now, at))),
-            None => Cell::from(Span::styled("no frames", theme::closed())),
+        // When an idle timeout applies: how long idle, and until it cuts (✂).
+        let Some((idle, left)) = t.idle_cut(state.now) else {
+            return match t.last_frame() {
+                Some(at) => Cell::from(fmt::ago(fmt::since(state.now, at))),
+                None => Cell::from(Span::styled("no frames", theme::closed())),
+            };
         };
+        let quiet = match t.last_frame() {
+            Some(_) if idle < Duration::from_secs(1) => Span::raw("now"),
+            Some(_) => Span::raw(fmt::duration(idle)),
+            None => Span::styled("-", theme::closed()),
+        };
+        let timeout = t.idle_timeout.unwrap_or_default();
+        let cut = Span::styled(
+            format!(" ✂{}", fmt::duration(left)),
+            super::detail::idle_style(left, timeout),
+        );
+        return Cell::from(Line::from(vec![quiet, cut]));
     };
     let text = match &closed.ending {
         Ending::Closed { code, side, .. } => {

@@ -123,6 +123,7 @@ impl<'a> Attempt<'a> {
                 listener: conn.listener.clone(),
                 route: route.clone(),
                 path: path.clone(),
+                idle_timeout: idle_of(&core.config()),
             });
         }
         Attempt {
@@ -183,6 +184,7 @@ impl<'a> Attempt<'a> {
             if deflate { 0b100 } else { 0 },
         ));
         shared.set_message_limits(limits.max_message_bytes, limits.max_message_rate);
+        shared.set_idle_timeout(idle_of(&core.config()));
         core.register(shared.clone());
         if core.observed() {
             core.publish(Event::Handshake {
@@ -387,4 +389,9 @@ fn unwrap_client(up: hyper::upgrade::Upgraded) -> Option<(Stream, Bytes)> {
 fn unwrap_upgraded(up: hyper::upgrade::Upgraded) -> Option<(Stream, Bytes)> {
     let parts = up.downcast::<TokioIo<Stream>>().ok()?;
     Some((parts.io.into_inner(), parts.read_buf))
+}
+
+/// The idle timeout a new tunnel gets, as observers are told it.
+fn idle_of(config: &crate::config::Config) -> Option<std::time::Duration> {
+    Some(config.timeouts.idle).filter(|d| !d.is_zero())
 }

@@ -43,6 +43,9 @@ pub struct TunnelShared {
     /// Set by the first close request (the mailbox empties once the relay takes it).
     closing: std::sync::atomic::AtomicBool,
     pub(super) wake: Notify,
+    /// The idle timeout this tunnel runs with, in milliseconds (0 = none), for
+    /// observers.
+    idle_ms: std::sync::atomic::AtomicU64,
 }
 
 impl TunnelShared {
@@ -78,6 +81,7 @@ impl TunnelShared {
             close: Mutex::new(None),
             closing: std::sync::atomic::AtomicBool::new(false),
             wake: Notify::new(),
+            idle_ms: std::sync::atomic::AtomicU64::new(0),
         }
     }
 
@@ -192,6 +196,20 @@ impl TunnelShared {
             handshake: Some(self.handshake.clone()),
             stats: self.stats(),
             samples,
+            idle_timeout: self.idle_timeout(),
+        }
+    }
+
+    /// Records the idle timeout the relay applies, for observers.
+    pub fn set_idle_timeout(&self, idle: Option<std::time::Duration>) {
+        let ms = idle.map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
+        self.idle_ms.store(ms, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    pub fn idle_timeout(&self) -> Option<std::time::Duration> {
+        match self.idle_ms.load(std::sync::atomic::Ordering::Relaxed) {
+            0 => None,
+            ms => Some(std::time::Duration::from_millis(ms)),
         }
     }
 }

@@ -206,6 +206,48 @@ fn detail_state() -> State {
     s
 }
 
+/// With an idle timeout, the list says when each live tunnel will be cut, and the
+/// detail how long it has been idle and when it is cut; near the end it warns.
+#[test]
+fn the_idle_timeout_counts_down_in_the_list_and_the_detail() {
+    let mut s = State::from_snapshot(snapshot(), at(0.0));
+    for mut ev in super::open_events(5, "10.0.0.5:5000", "/quiet", "127.0.0.1:9001", 1.0) {
+        if let Event::TunnelOpened { idle_timeout, .. } = &mut ev {
+            *idle_timeout = Some(Duration::from_secs(90));
+        }
+        s.apply(&ev, at(1.0));
+    }
+    s.apply(
+        &Event::FrameStats {
+            id: 5,
+            stats: super::stats((1, 10), (0, 0), 3.0),
+        },
+        at(33.0),
+    );
+    let text = screen(&s, &Ui::default(), 160, 40);
+    assert!(text.contains("30s ✂1m00s"), "{text}");
+    let mut ui = Ui::default();
+    handle(key(KeyCode::Enter), &s, &mut ui);
+    let text = screen(&s, &ui, 160, 40);
+    assert!(
+        text.contains("idle 30s, cut in 1m00s (idle timeout 1m30s)"),
+        "{text}"
+    );
+    // Without an idle timeout (idle = 0) there is no countdown.
+    let mut never = State::from_snapshot(snapshot(), at(0.0));
+    for mut ev in super::open_events(5, "10.0.0.5:5000", "/quiet", "127.0.0.1:9001", 1.0) {
+        if let Event::TunnelOpened { idle_timeout, .. } = &mut ev {
+            *idle_timeout = None;
+        }
+        never.apply(&ev, at(1.0));
+    }
+    let plain = screen(&never, &Ui::default(), 160, 40);
+    assert!(
+        plain.contains("no frames") && !plain.contains('✂'),
+        "{plain}"
+    );
+}
+
 #[test]
 fn detail_view_shows_handshake_headers_extensions_and_frame_tail() {
     let s = detail_state();

@@ -40,6 +40,7 @@ fn snapshot_gives_backends_listeners_uptime_and_live_tunnels() {
         handshake: Some(handshake(false)),
         stats: stats((1, 10), (2, 20), -1.0),
         samples: vec![sample(0, Dir::ClientToBackend, 1, 0, b"hi", -1.0)],
+        idle_timeout: None,
     });
     let s = State::from_snapshot(snap, at(0.0));
     assert_eq!(s.backends.len(), 3);
@@ -242,6 +243,7 @@ fn resync_after_lag_keeps_history_and_retires_vanished_tunnels() {
         handshake: Some(handshake(false)),
         stats: st,
         samples: Vec::new(),
+        idle_timeout: None,
     };
     let snap = Snapshot {
         tunnels: vec![
