@@ -405,7 +405,7 @@ pub struct Snapshot {
 }
 
 /// A bound listener.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ListenerInfo {
     pub name: Arc<str>,
     pub addr: SocketAddr,

@@ -58,6 +58,10 @@ impl Totals {
 /// What a reload changed: `/api/reload`'s answer and the `config_reloaded` event.
 #[derive(Serialize)]
 pub struct Diff {
+    /// `{"name", "addr", "tls"}` of each listener started (with the address it got)
+    /// or stopped.
+    pub listeners_added: Vec<Listener>,
+    pub listeners_removed: Vec<Listener>,
     pub backends_added: Vec<String>,
     pub backends_removed: Vec<String>,
     pub backends_changed: Vec<String>,
@@ -71,7 +75,18 @@ pub struct Diff {
 impl Diff {
     pub fn new(d: &crate::event::ConfigDiff) -> Diff {
         let ids = |v: &[BackendId]| v.iter().map(|b| b.to_string()).collect();
+        let listeners = |v: &[crate::event::ListenerInfo]| {
+            v.iter()
+                .map(|l| Listener {
+                    name: l.name.to_string(),
+                    addr: l.addr,
+                    tls: l.tls,
+                })
+                .collect()
+        };
         Diff {
+            listeners_added: listeners(&d.listeners_added),
+            listeners_removed: listeners(&d.listeners_removed),
             backends_added: ids(&d.backends_added),
             backends_removed: ids(&d.backends_removed),
             backends_changed: ids(&d.backends_changed),
@@ -82,4 +97,12 @@ impl Diff {
             summary: d.summary(),
         }
     }
+}
+
+/// A listener a reload started or stopped.
+#[derive(Debug, Serialize)]
+pub struct Listener {
+    pub name: String,
+    pub addr: std::net::SocketAddr,
+    pub tls: bool,
 }

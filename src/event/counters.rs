@@ -41,6 +41,9 @@ pub struct Counters {
 /// settings changed is replaced (its tunnels stay on the old one, which drains).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ConfigDiff {
+    /// Listeners started (with the address they got) and stopped.
+    pub listeners_added: Vec<super::ListenerInfo>,
+    pub listeners_removed: Vec<super::ListenerInfo>,
     pub backends_added: Vec<BackendId>,
     pub backends_removed: Vec<BackendId>,
     pub backends_changed: Vec<BackendId>,
@@ -65,6 +68,18 @@ impl ConfigDiff {
                 .collect::<Vec<_>>()
                 .join(", ")
         };
+        let listeners = |v: &[super::ListenerInfo]| {
+            v.iter()
+                .map(|l| format!("listener {} ({})", l.name, l.addr))
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        if !self.listeners_added.is_empty() {
+            parts.push(format!("started {}", listeners(&self.listeners_added)));
+        }
+        if !self.listeners_removed.is_empty() {
+            parts.push(format!("stopped {}", listeners(&self.listeners_removed)));
+        }
         if !self.backends_added.is_empty() {
             parts.push(format!("added {}", list(&self.backends_added)));
         }

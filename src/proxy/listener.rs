@@ -25,15 +25,19 @@ pub struct Bound {
     pub name: Arc<str>,
     pub listener: TcpListener,
     pub tls: Option<TlsAcceptor>,
+    /// Becomes true when a reload removes the listener.
+    pub stopped: tokio::sync::watch::Receiver<bool>,
 }
 
-/// Accepts until shutdown.
-pub async fn serve(core: Arc<Registry>, bound: Bound) {
+/// Accepts until shutdown, or until a reload removes the listener; the
+/// connections accepted run on either way.
+pub async fn serve(core: Arc<Registry>, mut bound: Bound) {
     let mut shutdown = core.shutdown_signal();
     let mut accept_errors = crate::throttle::Throttle::new(Duration::from_secs(1));
     loop {
         let (tcp, peer) = tokio::select! {
             _ = super::registry::shutdown_begun(&mut shutdown) => break,
+            _ = removed(&mut bound.stopped) => break,
             res = bound.listener.accept() => match res {
                 Ok(pair) => pair,
                 Err(e) => {
@@ -61,6 +65,11 @@ pub async fn serve(core: Arc<Registry>, bound: Bound) {
             serve_conn(core, name, tls, tcp, peer, Arc::new(slot)).instrument(span),
         );
     }
+}
+
+/// Resolves once the listener is removed (or its reload side is gone).
+async fn removed(stopped: &mut tokio::sync::watch::Receiver<bool>) {
+    let _ = stopped.wait_for(|stop| *stop).await;
 }
 
 async fn serve_conn(

@@ -18,6 +18,7 @@ pub mod headers;
 mod headtimer;
 mod health;
 mod listener;
+mod listeners;
 mod pacing;
 mod pool;
 mod registry;
@@ -40,7 +41,7 @@ use tokio::task::JoinHandle;
 
 use crate::config::Config;
 use crate::control::{Command, ControlHandle};
-use crate::event::{Counters, Event, ListenerInfo, Snapshot};
+use crate::event::{Counters, Event, Snapshot};
 
 use self::registry::Registry;
 use self::upstream::UpstreamTls;
@@ -127,7 +128,8 @@ impl ProxyHandle {
         registry::shutdown_begun(&mut rx).await;
     }
 
-    /// The bound addresses, in listener order (useful with port 0).
+    /// The addresses bound at start, in listener order (useful with port 0); after a
+    /// reload, [`snapshot`](Self::snapshot)'s `listeners` has the current set.
     pub fn local_addrs(&self) -> &[SocketAddr] {
         &self.addrs
     }
@@ -148,54 +150,20 @@ impl ProxyHandle {
 pub async fn start(config: Config) -> Result<ProxyHandle, StartError> {
     let config = Arc::new(config);
     let threads = shard::count(config.proxy.threads);
-    let mut per_shard: Vec<shard::ShardListeners> = (0..threads).map(|_| Vec::new()).collect();
-    let mut infos = Vec::new();
-    let mut listener_certs = Vec::new();
-    for l in &config.listeners {
-        let name: Arc<str> = l.display_name().into();
-        let tls_error = |source| StartError::ListenerTls {
-            listener: name.to_string(),
-            source,
-        };
-        let tls = match &l.tls {
-            Some(t) => {
-                let certs = certs::ListenerCerts::load(t).map_err(tls_error)?;
-                let config = tls::server_config_with(certs.clone()).map_err(tls_error)?;
-                listener_certs.push(Some(certs));
-                Some(tokio_rustls::TlsAcceptor::from(config))
-            }
-            None => {
-                listener_certs.push(None);
-                None
-            }
-        };
-        let bind_error = |source| StartError::Bind {
-            addr: l.bind,
-            source,
-        };
-        let sockets = shard::bind(l.bind, threads).map_err(bind_error)?;
-        let addr = sockets[0].local_addr().map_err(bind_error)?;
-        tracing::info!(listener = %name, %addr, tls = tls.is_some(), threads, "listening");
-        infos.push(ListenerInfo {
-            name: name.clone(),
-            addr,
-            tls: tls.is_some(),
-        });
-        for (mine, socket) in per_shard.iter_mut().zip(sockets) {
-            mine.push((name.clone(), socket, tls.clone()));
-        }
-    }
+    let prepared = config
+        .listeners
+        .iter()
+        .map(|l| listeners::prepare(l, threads))
+        .collect::<Result<Vec<_>, _>>()?;
     let upstream_tls = upstream_tls(&config)?;
     let (bus, _) = broadcast::channel(config.inspect.event_capacity);
-    let addrs = infos.iter().map(|i| i.addr).collect();
-    let core = Arc::new(Registry::new(
-        config,
-        bus,
-        upstream_tls,
-        infos,
-        listener_certs,
-    ));
-    let shards = shard::Shards::start(&core, per_shard).map_err(StartError::Threads)?;
+    let addrs = prepared.iter().map(|p| p.info().addr).collect();
+    let core = Arc::new(Registry::new(config, bus, upstream_tls));
+    let (shards, loops) = shard::Shards::start(threads).map_err(StartError::Threads)?;
+    core.listeners.set_loops(loops);
+    for p in prepared {
+        core.listeners.serve(&core, p);
+    }
     let (tx, rx) = mpsc::channel(256);
     tokio::spawn(health::run(core.clone()));
     let task = tokio::spawn({

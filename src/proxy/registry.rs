@@ -15,14 +15,14 @@ use std::time::SystemTime;
 use arc_swap::ArcSwap;
 use tokio::sync::{broadcast, watch, Notify, Semaphore};
 
-use super::certs::ListenerCerts;
+use super::listeners::Listeners;
 use super::pool::Pools;
 use super::route::Routes;
 use super::tunnel::TunnelShared;
 use super::upstream::UpstreamTls;
 use crate::config::Config;
 use crate::control::CLOSE_GOING_AWAY;
-use crate::event::{Counters, Dir, Event, Flow, Limit, ListenerInfo, Snapshot, TunnelId};
+use crate::event::{Counters, Dir, Event, Flow, Limit, Snapshot, TunnelId};
 
 /// Everything connection tasks share. Read-mostly; the few mutable parts are
 /// atomics or std mutexes held for a few instructions, never across an await.
@@ -34,10 +34,8 @@ pub struct Registry {
     pub(super) upstream_tls: ArcSwap<HashMap<String, UpstreamTls>>,
     pub pools: Pools,
     pub bus: broadcast::Sender<Event>,
-    pub listeners: Vec<ListenerInfo>,
-    /// Each listener's certificates (in listener order; `None` for plain ones), which
-    /// a reload re-reads.
-    pub(super) listener_certs: Vec<Option<Arc<ListenerCerts>>>,
+    /// The listeners accepting now (a reload adds and removes them).
+    pub(super) listeners: Listeners,
     pub started: SystemTime,
     pub(super) tunnels: Mutex<HashMap<TunnelId, Arc<TunnelShared>>>,
     pub(super) tunnels_empty: Notify,
@@ -64,8 +62,6 @@ impl Registry {
         config: Arc<Config>,
         bus: broadcast::Sender<Event>,
         upstream_tls: HashMap<String, UpstreamTls>,
-        listeners: Vec<ListenerInfo>,
-        listener_certs: Vec<Option<Arc<ListenerCerts>>>,
     ) -> Registry {
         let max = config.limits.max_connections;
         let routes = Routes::new(&config);
@@ -75,8 +71,7 @@ impl Registry {
             config: ArcSwap::new(config),
             bus,
             upstream_tls: ArcSwap::from_pointee(upstream_tls),
-            listeners,
-            listener_certs,
+            listeners: Listeners::default(),
             started: SystemTime::now(),
             tunnels: Mutex::new(HashMap::new()),
             tunnels_empty: Notify::new(),
@@ -215,7 +210,7 @@ impl Registry {
         let mut tunnels: Vec<_> = self.tunnels().iter().map(|t| t.info()).collect();
         tunnels.sort_by_key(|t| t.id);
         Snapshot {
-            listeners: self.listeners.clone(),
+            listeners: self.listeners.infos(),
             backends: self.pools.infos(),
             tunnels,
             total_tunnels: self.total_tunnels.load(Ordering::Relaxed),

@@ -10,13 +10,10 @@
 
 use std::io;
 use std::net::SocketAddr;
-use std::sync::Arc;
 
 use socket2::{Domain, Protocol, Socket, Type};
+use tokio::runtime::Handle;
 use tokio::sync::{oneshot, watch};
-
-use super::listener::{self, Bound};
-use super::registry::Registry;
 
 /// Connections a listening socket queues before they are accepted (as tokio's
 /// `TcpListener::bind`).
@@ -67,13 +64,6 @@ fn socket(addr: SocketAddr, share: bool) -> io::Result<Socket> {
     Ok(s)
 }
 
-/// One event loop's listeners: name, socket, TLS acceptor.
-pub type ShardListeners = Vec<(
-    Arc<str>,
-    std::net::TcpListener,
-    Option<tokio_rustls::TlsAcceptor>,
-)>;
-
 /// The running event loops.
 pub struct Shards {
     /// Tells every loop to stop (dropping it does the same).
@@ -83,38 +73,25 @@ pub struct Shards {
 }
 
 impl Shards {
-    /// Starts one thread per entry of `listeners`, each serving its sockets.
-    pub fn start(core: &Arc<Registry>, listeners: Vec<ShardListeners>) -> io::Result<Shards> {
+    /// Starts `count` event loops, each on a thread of its own, and returns handles
+    /// to spawn on them (listeners' accept loops).
+    pub fn start(count: usize) -> io::Result<(Shards, Vec<Handle>)> {
         let (stop, _) = watch::channel(false);
         let mut done = Vec::new();
-        for (i, mine) in listeners.into_iter().enumerate() {
+        let mut handles = Vec::new();
+        for i in 0..count {
             let runtime = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()?;
+            handles.push(runtime.handle().clone());
             let (finished, done_rx) = oneshot::channel();
-            let core = core.clone();
             let mut stopped = stop.subscribe();
             std::thread::Builder::new()
                 .name(format!("tunnelscope-io-{i}"))
                 .spawn(move || {
+                    // Until told, or until the proxy is gone; meanwhile it runs
+                    // what is spawned on it.
                     runtime.block_on(async move {
-                        for (name, socket, tls) in mine {
-                            match tokio::net::TcpListener::from_std(socket) {
-                                Ok(listener) => {
-                                    let bound = Bound {
-                                        name,
-                                        listener,
-                                        tls,
-                                    };
-                                    tokio::spawn(listener::serve(core.clone(), bound));
-                                }
-                                Err(e) => {
-                                    tracing::error!(listener = %name, error = %e, "cannot serve listener")
-                                }
-                            }
-                        }
-                        drop(core);
-                        // Until told, or until the proxy is gone.
                         let _ = stopped.wait_for(|stop| *stop).await;
                     });
                     // Whatever is still running here (tunnels past the shutdown
@@ -124,7 +101,7 @@ impl Shards {
                 })?;
             done.push(done_rx);
         }
-        Ok(Shards { stop, done })
+        Ok((Shards { stop, done }, handles))
     }
 
     /// Stops every loop and waits until their threads are done with their sockets.

@@ -200,3 +200,160 @@ async fn a_certificate_renewed_on_disk_is_served_after_a_reload() {
     );
     assert_eq!(served(&pki.connect(addr, "localhost").await), new_leaf);
 }
+
+/// A config with pool `app` over `a` and these listeners (`name = bind`).
+fn listeners_config(a: &Backend, listeners: &[(&str, String)]) -> String {
+    let mut out = String::new();
+    for (name, bind) in listeners {
+        out.push_str(&format!(
+            "[[listener]]\nname = \"{name}\"\nbind = \"{bind}\"\n\n"
+        ));
+    }
+    out.push_str(&format!(
+        "[pool.app]\n[[pool.app.server]]\naddr = \"{}\"\n",
+        a.addr
+    ));
+    out
+}
+
+/// A reload starts the listeners the file adds (the diff gives the address each
+/// got) and stops the ones it drops: they take no new connection, while the tunnel
+/// a removed listener accepted runs on. The kept one is untouched.
+#[tokio::test]
+async fn listeners_added_start_accepting_and_removed_ones_stop_while_their_tunnels_run_on() {
+    use crate::common::binary::free_port;
+    let a = Backend::start("a").await;
+    let dir = tempfile::TempDir::new().unwrap();
+    let path = dir.path().join("tunnelscope.toml");
+    let (old_port, new_port) = (free_port(), free_port());
+    let kept = ("kept", "127.0.0.1:0".to_string());
+    std::fs::write(
+        &path,
+        listeners_config(
+            &a,
+            &[kept.clone(), ("old", format!("127.0.0.1:{old_port}"))],
+        ),
+    )
+    .unwrap();
+    let proxy = start(&path).await;
+    let kept_addr = proxy.local_addrs()[0];
+    let old_addr = proxy.local_addrs()[1];
+    let mut via_old = connect(old_addr, "/held").await;
+    assert_eq!(whoami(&mut via_old).await, "a");
+
+    std::fs::write(
+        &path,
+        listeners_config(&a, &[kept, ("new", format!("127.0.0.1:{new_port}"))]),
+    )
+    .unwrap();
+    let outcome = proxy.control().send(Command::Reload).await.unwrap();
+    let Outcome::Reloaded(diff) = outcome else {
+        panic!("expected a reload, got {outcome:?}");
+    };
+    let names = |v: &[tunnelscope::event::ListenerInfo]| {
+        v.iter()
+            .map(|l| (l.name.to_string(), l.addr))
+            .collect::<Vec<_>>()
+    };
+    let new_addr: std::net::SocketAddr = format!("127.0.0.1:{new_port}").parse().unwrap();
+    assert_eq!(
+        names(&diff.listeners_added),
+        [("new".to_string(), new_addr)]
+    );
+    assert_eq!(
+        names(&diff.listeners_removed),
+        [("old".to_string(), old_addr)]
+    );
+    assert!(diff.not_applied.is_empty(), "{:?}", diff.not_applied);
+    assert!(
+        diff.summary().contains("started listener new"),
+        "{}",
+        diff.summary()
+    );
+
+    let mut via_new = connect(new_addr, "/new").await;
+    assert_eq!(whoami(&mut via_new).await, "a");
+    let mut via_kept = connect(kept_addr, "/kept").await;
+    assert_eq!(whoami(&mut via_kept).await, "a");
+    assert_eq!(
+        whoami(&mut via_old).await,
+        "a",
+        "the old listener's tunnel runs on"
+    );
+    // The removed listener's sockets close as each event loop takes the stop (they
+    // do so on their own threads): connecting is soon refused.
+    let mut refused = false;
+    for _ in 0..200 {
+        if tokio::net::TcpStream::connect(old_addr).await.is_err() {
+            refused = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    assert!(refused, "the removed listener still accepts after 2 s");
+    let listed = names(&proxy.snapshot().listeners);
+    assert_eq!(
+        listed,
+        [
+            ("kept".to_string(), kept_addr),
+            ("new".to_string(), new_addr)
+        ]
+    );
+}
+
+/// A listener the new file adds on an address another socket holds refuses the
+/// whole reload, saying which address; nothing else in the file is applied.
+#[tokio::test]
+async fn a_listener_that_cannot_bind_refuses_the_reload_whole() {
+    let (a, b) = (Backend::start("a").await, Backend::start("b").await);
+    let dir = tempfile::TempDir::new().unwrap();
+    let path = write_config(dir.path(), &[&a]);
+    let proxy = start(&path).await;
+    let holder = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let taken = holder.local_addr().unwrap();
+    std::fs::write(
+        &path,
+        format!(
+            "{}\n[[listener]]\nname = \"busy\"\nbind = \"{taken}\"\n",
+            simple_config(&[&a, &b], "")
+        ),
+    )
+    .unwrap();
+    let outcome = proxy.control().send(Command::Reload).await.unwrap();
+    let Outcome::ReloadRefused(why) = &outcome else {
+        panic!("expected a refusal, got {outcome:?}");
+    };
+    assert!(why.contains(&taken.to_string()), "{why}");
+    let snapshot = proxy.snapshot();
+    assert_eq!(snapshot.listeners.len(), 1);
+    assert!(
+        snapshot.backends.iter().all(|x| x.id != id(&b)),
+        "b joined from a refused file"
+    );
+}
+
+/// A listener's name, or TLS switched on or off on the same address, needs a
+/// restart: the reload applies the rest and says so.
+#[tokio::test]
+async fn a_renamed_listener_is_reported_as_not_applied() {
+    let a = Backend::start("a").await;
+    let dir = tempfile::TempDir::new().unwrap();
+    let path = dir.path().join("tunnelscope.toml");
+    std::fs::write(
+        &path,
+        listeners_config(&a, &[("one", "127.0.0.1:0".into())]),
+    )
+    .unwrap();
+    let proxy = start(&path).await;
+    std::fs::write(
+        &path,
+        listeners_config(&a, &[("two", "127.0.0.1:0".into())]),
+    )
+    .unwrap();
+    let outcome = proxy.control().send(Command::Reload).await.unwrap();
+    let Outcome::Reloaded(diff) = outcome else {
+        panic!("expected a reload, got {outcome:?}");
+    };
+    assert_eq!(diff.not_applied, ["listener one: renamed to two"]);
+    assert!(diff.listeners_added.is_empty() && diff.listeners_removed.is_empty());
+}
