@@ -357,3 +357,89 @@ async fn a_renamed_listener_is_reported_as_not_applied() {
     assert_eq!(diff.not_applied, ["listener one: renamed to two"]);
     assert!(diff.listeners_added.is_empty() && diff.listeners_removed.is_empty());
 }
+
+/// Two hundred held tunnels and a steady echo load live through ten reloads, each
+/// swapping one backend of the pool for another: no tunnel is dropped, no echo
+/// fails, and after each reload a new tunnel reaches the backend just added (it
+/// has the fewest tunnels, and the pool balances by least connections).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_hundred_tunnels_and_an_echo_load_live_through_ten_reloads() {
+    use futures_util::{SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::Message;
+    const HELD: usize = 200;
+    const RELOADS: usize = 10;
+    let mut backends = Vec::new();
+    for i in 0..4 {
+        backends.push(Backend::start(&format!("b{i}")).await);
+    }
+    // Reload k serves backends k and k+1 (mod 4): each one drops one, adds one.
+    let set = |k: usize| [&backends[k % 4], &backends[(k + 1) % 4]];
+    let dir = tempfile::TempDir::new().unwrap();
+    let path = dir.path().join("tunnelscope.toml");
+    std::fs::write(&path, simple_config(&set(0), "")).unwrap();
+    let proxy = start(&path).await;
+    let addr = proxy.local_addrs()[0];
+    let mut held = Vec::with_capacity(HELD);
+    for _ in 0..HELD {
+        let mut ws = connect(addr, "/held").await;
+        let name = whoami(&mut ws).await;
+        held.push((ws, name));
+    }
+    // The load: four clients echoing without pause until told to stop, each
+    // bounded in count; any failure is counted.
+    let stop = std::sync::Arc::new(tokio::sync::Notify::new());
+    let mut load = Vec::new();
+    for c in 0..4 {
+        let stop = stop.clone();
+        let mut ws = connect(addr, "/load").await;
+        load.push(tokio::spawn(async move {
+            let (mut sent, mut failed) = (0u32, 0u32);
+            let stopped = stop.notified();
+            tokio::pin!(stopped);
+            while sent < 100_000 {
+                let text = format!("load {c} {sent}");
+                let round = async {
+                    ws.send(Message::text(text.clone())).await.ok()?;
+                    match ws.next().await {
+                        Some(Ok(Message::Text(t))) if t.as_str() == text => Some(()),
+                        _ => None,
+                    }
+                };
+                tokio::select! {
+                    _ = &mut stopped => break,
+                    ok = round => {
+                        sent += 1;
+                        if ok.is_none() {
+                            failed += 1;
+                            break;
+                        }
+                    }
+                }
+            }
+            (sent, failed)
+        }));
+    }
+    for k in 1..=RELOADS {
+        std::fs::write(&path, simple_config(&set(k), "")).unwrap();
+        let outcome = proxy.control().send(Command::Reload).await.unwrap();
+        let Outcome::Reloaded(diff) = outcome else {
+            panic!("reload {k}: {outcome:?}");
+        };
+        let added = &backends[(k + 1) % 4];
+        assert_eq!(diff.backends_added, [id(added)], "reload {k}");
+        let mut ws = connect(addr, "/new").await;
+        assert_eq!(whoami(&mut ws).await, added.name, "reload {k}");
+        held.push((ws, added.name.clone()));
+    }
+    stop.notify_waiters();
+    for (i, task) in load.into_iter().enumerate() {
+        let (sent, failed) = task.await.unwrap();
+        assert_eq!(failed, 0, "load client {i} failed after {sent} echoes");
+        assert!(sent > 0, "load client {i} sent nothing");
+    }
+    for (ws, name) in &mut held {
+        assert_eq!(&whoami(ws).await, name, "a held tunnel moved or died");
+    }
+    // Every held tunnel is still listed (the load's own may be closing).
+    assert!(proxy.snapshot().tunnels.len() >= HELD + RELOADS);
+}
