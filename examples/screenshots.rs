@@ -175,6 +175,7 @@ fn backend(pool: &str, a: &str, admin: AdminState, active: u64, total: u64) -> B
         id: BackendId::new(pool, a),
         weight: 1,
         backup: false,
+        via: None,
         admin,
         health: Health::Up,
         active_tunnels: active,
@@ -246,6 +247,7 @@ fn fake_state(now: SystemTime) -> State {
         tunnels: Vec::new(),
         total_tunnels: 7_291,
         started: Some(start),
+        resolutions: Vec::new(),
     };
     let mut state = State::from_snapshot(snapshot, ago(61));
     // A minute of traffic, four stat batches a second, swelling and ebbing so the

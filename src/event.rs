@@ -294,6 +294,8 @@ pub struct BackendInfo {
     pub id: BackendId,
     pub weight: u32,
     pub backup: bool,
+    /// The `name:port` its address was resolved from, for a backend found by DNS.
+    pub via: Option<String>,
     pub admin: AdminState,
     pub health: Health,
     pub active_tunnels: u64,
@@ -402,6 +404,21 @@ pub struct Snapshot {
     pub tunnels: Vec<TunnelInfo>,
     pub total_tunnels: u64,
     pub started: Option<SystemTime>,
+    /// Backend names and what they resolved to.
+    pub resolutions: Vec<Resolution>,
+}
+
+/// What a backend name (`name:port` in a pool) resolved to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Resolution {
+    pub pool: String,
+    pub name: String,
+    /// The last good set of addresses (kept when a lookup fails).
+    pub addrs: Vec<SocketAddr>,
+    /// Why the latest lookup failed; None when it succeeded.
+    pub error: Option<String>,
+    /// When the latest lookup ended.
+    pub at: SystemTime,
 }
 
 /// A bound listener.
@@ -473,6 +490,9 @@ pub enum Event {
         stats: TunnelStats,
     },
     BackendState(BackendInfo),
+    /// A backend name resolved to another set of addresses (backends joined or
+    /// left its pool), or its lookup failed (the last good set is kept).
+    Resolved(Resolution),
     /// The config file was re-read and applied.
     ConfigReloaded(ConfigDiff),
     /// What a reload would change now, or why it would be refused (asked for with

@@ -71,6 +71,7 @@ pub enum Message<'a> {
     },
     BackendState(Backend<'a>),
     ConfigReloaded(json::Diff),
+    Resolved(json::Resolved<'a>),
     ReloadPreview {
         #[serde(skip_serializing_if = "Option::is_none")]
         changes: Option<json::Diff>,
@@ -158,6 +159,7 @@ impl<'a> Message<'a> {
             }
             Event::BackendState(info) => Message::BackendState(json::Backend::new(info)),
             Event::ConfigReloaded(diff) => Message::ConfigReloaded(json::Diff::new(diff)),
+            Event::Resolved(r) => Message::Resolved(json::Resolved::new(r)),
             Event::ReloadPreview(preview) => Message::ReloadPreview {
                 changes: preview.as_ref().ok().map(json::Diff::new),
                 error: preview.as_ref().err().map(String::as_str),

@@ -48,6 +48,31 @@ pub struct State<'a> {
     pub backends: Vec<Backend<'a>>,
     pub tunnels: Vec<Tunnel<'a>>,
     pub totals: Totals,
+    /// Backend names (`name:port` servers) and what they resolved to.
+    pub dns: Vec<Resolved<'a>>,
+}
+
+/// A backend name: `pool`, `name`, `addrs` (the last good set), `error` (why the
+/// latest lookup failed, or null), `at` (when it ended).
+#[derive(Serialize)]
+pub struct Resolved<'a> {
+    pub pool: &'a str,
+    pub name: &'a str,
+    pub addrs: &'a [SocketAddr],
+    pub error: Option<&'a str>,
+    pub at: String,
+}
+
+impl<'a> Resolved<'a> {
+    pub fn new(r: &'a crate::event::Resolution) -> Resolved<'a> {
+        Resolved {
+            pool: &r.pool,
+            name: &r.name,
+            addrs: &r.addrs,
+            error: r.error.as_deref(),
+            at: rfc3339(r.at),
+        }
+    }
 }
 
 impl<'a> State<'a> {
@@ -59,6 +84,7 @@ impl<'a> State<'a> {
             backends: s.backends.iter().map(Backend::new).collect(),
             tunnels: s.tunnels.iter().map(Tunnel::new).collect(),
             totals,
+            dns: s.resolutions.iter().map(Resolved::new).collect(),
         }
     }
 }
@@ -97,6 +123,9 @@ pub struct Backend<'a> {
     pub total: u64,
     pub failures: u64,
     pub last_error: Option<&'a str>,
+    /// The `name:port` its address was resolved from (backends found by DNS).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub via: Option<&'a str>,
     /// The latest active health check; absent when the pool has none.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub check: Option<Check<'a>>,
@@ -122,6 +151,7 @@ impl<'a> Backend<'a> {
             total: b.total_tunnels,
             failures: b.failures,
             last_error: b.last_error.as_deref(),
+            via: b.via.as_deref(),
             check: b.check.as_ref().map(|c| Check {
                 at: rfc3339(c.at),
                 latency_ms: c.latency.as_secs_f64() * 1e3,

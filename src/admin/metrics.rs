@@ -240,6 +240,7 @@ mod tests {
             id: BackendId::new(pool, addr),
             weight: 1,
             backup: false,
+            via: None,
             admin,
             health: Health::Up,
             active_tunnels: 2,

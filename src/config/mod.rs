@@ -32,8 +32,8 @@ mod sections;
 mod validate;
 
 pub use self::routing::{
-    Balance, CheckKind, HashKey, HealthCheck, HostHeader, Listener, ListenerTls, Pool, Route,
-    Server, SniCert, DEFAULT_CLOSE_RATE,
+    host_of, Balance, CheckKind, HashKey, HealthCheck, HostHeader, Listener, ListenerTls, Pool,
+    Route, Server, SniCert, DEFAULT_CLOSE_RATE,
 };
 pub use self::sections::{Admin, Inspect, Limits, PingSides, ProxySettings, Timeouts, WsLimits};
 
@@ -197,6 +197,7 @@ impl Config {
                 addr: addr.clone(),
                 weight: 1,
                 backup: false,
+                via: None,
             })
             .collect();
         let mut pools = BTreeMap::new();
@@ -214,6 +215,7 @@ impl Config {
                 server_name: None,
                 drain_deadline: Duration::ZERO,
                 close_rate: default_close_rate(),
+                resolve_interval: Duration::from_secs(30),
                 health: None,
                 servers,
             },

@@ -208,6 +208,10 @@ pub struct Pool {
     /// reconnect elsewhere as a trickle, not a storm (at least 1).
     #[serde(default = "default_close_rate")]
     pub close_rate: u32,
+    /// How often backend names (`addr = "name:port"`) are resolved again; sooner when
+    /// the records' TTL ends first (never sooner than 1 s).
+    #[serde(default = "default_resolve_interval", with = "duration")]
+    pub resolve_interval: Duration,
     /// Active health checks (`[pool.NAME.health]`); none when absent.
     #[serde(default)]
     pub health: Option<HealthCheck>,
@@ -300,13 +304,34 @@ pub(super) fn default_tries() -> u32 {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Server {
-    /// `host:port`; resolved when connecting.
+    /// `ip:port`, or `name:port`: a name is resolved at start and every
+    /// `resolve_interval`, and each address it has is a backend of its own.
     pub addr: String,
     #[serde(default = "default_weight")]
     pub weight: u32,
     /// Used only when no primary server is eligible.
     #[serde(default)]
     pub backup: bool,
+    /// For a backend found by resolving a name: that `name:port` (not in the file).
+    #[serde(skip)]
+    pub via: Option<String>,
+}
+
+impl Server {
+    /// Whether `addr` names a host to resolve rather than an IP address.
+    pub fn is_name(&self) -> bool {
+        self.via.is_none() && host_of(&self.addr).parse::<std::net::IpAddr>().is_err()
+    }
+}
+
+/// The host of `host:port` (brackets of an IPv6 literal removed).
+pub fn host_of(addr: &str) -> &str {
+    let host = addr.rsplit_once(':').map_or(addr, |(h, _)| h);
+    host.trim_start_matches('[').trim_end_matches(']')
+}
+
+fn default_resolve_interval() -> Duration {
+    Duration::from_secs(30)
 }
 
 fn default_weight() -> u32 {

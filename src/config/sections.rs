@@ -31,6 +31,25 @@ pub struct ProxySettings {
     /// Event loops relaying traffic, each on a thread of its own with its own share
     /// of the listening sockets (SO_REUSEPORT). 0: one per CPU.
     pub threads: usize,
+    /// The DNS server backend names are resolved with (`ip` or `ip:port`); the
+    /// system's (`/etc/resolv.conf`, then `/etc/hosts`) when absent.
+    #[serde(deserialize_with = "resolver_addr")]
+    pub resolver: Option<std::net::SocketAddr>,
+}
+
+/// `"10.0.0.2"` (port 53) or `"10.0.0.2:5353"`.
+fn resolver_addr<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> Result<Option<std::net::SocketAddr>, D::Error> {
+    let text = String::deserialize(d)?;
+    if let Ok(ip) = text.parse::<std::net::IpAddr>() {
+        return Ok(Some(std::net::SocketAddr::new(ip, 53)));
+    }
+    text.parse().map(Some).map_err(|_| {
+        serde::de::Error::custom(format!(
+            "{text:?} is not an IP address or ip:port of a DNS server"
+        ))
+    })
 }
 
 impl Default for ProxySettings {
@@ -42,6 +61,7 @@ impl Default for ProxySettings {
             strict: false,
             close_on_backend_loss: true,
             threads: 0,
+            resolver: None,
         }
     }
 }

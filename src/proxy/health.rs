@@ -83,10 +83,10 @@ async fn probe(
     tls: Option<&UpstreamTls>,
     timeouts: &crate::config::Timeouts,
 ) -> Result<(), String> {
-    let mut stream = upstream::connect(&backend.addr, tls, timeouts)
+    let mut stream = upstream::connect(&backend.addr, backend.authority(), tls, timeouts)
         .await
         .map_err(|e| e.to_string())?;
-    let host = check.host.as_deref().unwrap_or(&backend.addr);
+    let host = check.host.as_deref().unwrap_or(backend.authority());
     match check.kind() {
         CheckKind::Tcp => Ok(()),
         CheckKind::Http => {

@@ -9,6 +9,7 @@ mod admission;
 mod bufpool;
 mod certs;
 mod commands;
+mod dns;
 // The sans-IO parts the fuzz targets, benchmarks and a few tests drive directly:
 // public for them only, hidden from the docs, not part of the API.
 #[doc(hidden)]
@@ -158,7 +159,9 @@ pub async fn start(config: Config) -> Result<ProxyHandle, StartError> {
     let upstream_tls = upstream_tls(&config)?;
     let (bus, _) = broadcast::channel(config.inspect.event_capacity);
     let addrs = prepared.iter().map(|p| p.info().addr).collect();
-    let core = Arc::new(Registry::new(config, bus, upstream_tls));
+    let dns = dns::Dns::default();
+    dns.resolve_all(&config, config.timeouts.connect).await;
+    let core = Arc::new(Registry::new(config, bus, upstream_tls, dns));
     let (shards, loops) = shard::Shards::start(threads).map_err(StartError::Threads)?;
     core.listeners.set_loops(loops);
     for p in prepared {
@@ -166,6 +169,7 @@ pub async fn start(config: Config) -> Result<ProxyHandle, StartError> {
     }
     let (tx, rx) = mpsc::channel(256);
     tokio::spawn(health::run(core.clone()));
+    tokio::spawn(dns::run(core.clone()));
     let task = tokio::spawn({
         let core = core.clone();
         async move {

@@ -15,6 +15,7 @@ use std::time::SystemTime;
 use arc_swap::ArcSwap;
 use tokio::sync::{broadcast, watch, Notify, Semaphore};
 
+use super::dns::Dns;
 use super::listeners::Listeners;
 use super::pool::Pools;
 use super::route::Routes;
@@ -33,6 +34,8 @@ pub struct Registry {
     pub(super) routes: ArcSwap<Routes>,
     pub(super) upstream_tls: ArcSwap<HashMap<String, UpstreamTls>>,
     pub pools: Pools,
+    /// Backend names and what they resolve to.
+    pub(super) dns: Dns,
     pub bus: broadcast::Sender<Event>,
     /// The listeners accepting now (a reload adds and removes them).
     pub(super) listeners: Listeners,
@@ -62,12 +65,14 @@ impl Registry {
         config: Arc<Config>,
         bus: broadcast::Sender<Event>,
         upstream_tls: HashMap<String, UpstreamTls>,
+        dns: Dns,
     ) -> Registry {
         let max = config.limits.max_connections;
         let routes = Routes::new(&config);
         Registry {
             routes: ArcSwap::from_pointee(routes),
-            pools: Pools::new(&config.pools, bus.clone()),
+            pools: Pools::new(&dns.expand(&config.pools), bus.clone()),
+            dns,
             config: ArcSwap::new(config),
             bus,
             upstream_tls: ArcSwap::from_pointee(upstream_tls),
@@ -215,6 +220,7 @@ impl Registry {
             tunnels,
             total_tunnels: self.total_tunnels.load(Ordering::Relaxed),
             started: Some(self.started),
+            resolutions: self.dns.resolutions(),
         }
     }
 

@@ -8,6 +8,7 @@
 //! dropped. `[admin]`, a listener's name or TLS switched on or off, and the few
 //! settings fixed at start are reported as not applied until a restart.
 
+use crate::sync::lock;
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -26,7 +27,11 @@ impl Registry {
     pub(super) fn reload(self: &Arc<Self>) -> Result<ConfigDiff, String> {
         let plan = self.plan(true)?;
         let mut diff = plan.diff;
-        let changes = self.pools.replace(&plan.config.pools, self.bus.clone());
+        // Held until the new config is in place: a name resolving meanwhile then
+        // rebuilds from it.
+        let _one_at_a_time = lock(&self.dns.rebuild);
+        let expanded = self.dns.expand(&plan.config.pools);
+        let changes = self.pools.replace(&expanded, self.bus.clone());
         diff.backends_added = changes.added;
         diff.backends_removed = changes.removed;
         diff.backends_changed = changes.changed;
@@ -51,7 +56,7 @@ impl Registry {
     pub(super) fn preview_reload(&self) -> Result<ConfigDiff, String> {
         let plan = self.plan(false)?;
         let mut diff = plan.diff;
-        let changes = self.pools.plan(&plan.config.pools);
+        let changes = self.pools.plan(&self.dns.expand(&plan.config.pools));
         diff.backends_added = changes.added;
         diff.backends_removed = changes.removed;
         diff.backends_changed = changes.changed;

@@ -37,9 +37,11 @@ pub struct UpstreamTls {
     pub server_name: Option<String>,
 }
 
-/// Opens a connection to `addr` (`host:port`), TLS when `tls` is given.
+/// Opens a connection to `addr` (`host:port`), TLS when `tls` is given, verifying
+/// the host of `authority` (the name the backend was resolved from, or `addr`).
 pub async fn connect(
     addr: &str,
+    authority: &str,
     tls: Option<&UpstreamTls>,
     timeouts: &crate::config::Timeouts,
 ) -> Result<Stream, ConnectError> {
@@ -55,13 +57,12 @@ pub async fn connect(
         let Some(tls) = tls else {
             return Ok(Stream::Plain(tcp));
         };
-        let name =
-            super::tls::backend_server_name(addr, tls.server_name.as_deref()).map_err(|e| {
-                ConnectError::Tls {
-                    addr: addr.to_string(),
-                    source: io::Error::new(io::ErrorKind::InvalidInput, e.to_string()),
-                }
-            })?;
+        let name = super::tls::backend_server_name(authority, tls.server_name.as_deref()).map_err(
+            |e| ConnectError::Tls {
+                addr: addr.to_string(),
+                source: io::Error::new(io::ErrorKind::InvalidInput, e.to_string()),
+            },
+        )?;
         let connector = tokio_rustls::TlsConnector::from(tls.config.clone());
         let stream = connector
             .connect(name, tcp)

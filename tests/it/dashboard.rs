@@ -45,6 +45,7 @@ pub fn backend(addr: &str, admin: AdminState, active: u64, total: u64) -> Backen
         id: bid(addr),
         weight: 1,
         backup: false,
+        via: None,
         admin,
         health: Health::Up,
         active_tunnels: active,
@@ -76,6 +77,7 @@ pub fn snapshot() -> Snapshot {
         tunnels: Vec::new(),
         total_tunnels: 0,
         started: Some(at(-100.0)),
+        resolutions: Vec::new(),
     }
 }
 

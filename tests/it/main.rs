@@ -13,6 +13,7 @@ mod config;
 mod control;
 mod dashboard;
 mod demo;
+mod dns;
 mod faults;
 mod handshake;
 mod health;

@@ -67,6 +67,11 @@ pub fn paced_word(p: &PacedClose, active: u64, now: SystemTime) -> String {
     }
 }
 
+/// The host a backend found by DNS was resolved from.
+fn via(b: &BackendInfo) -> Option<&str> {
+    b.via.as_deref().map(crate::config::host_of)
+}
+
 /// `██████▍   ` for a share of 0.0..=1.0, in eighths of a cell.
 pub fn bar(share: f64, width: u16) -> String {
     const PARTS: [&str; 8] = ["", "▏", "▎", "▍", "▌", "▋", "▊", "▉"];
@@ -96,10 +101,13 @@ pub fn draw(frame: &mut Frame, area: Rect, state: &State, ui: &Ui) {
     let block = panel(title, hint, focused, area.width);
     // The name column is as wide as the longest name; spare room goes to the error.
     let mut cols = COLS;
-    let widest = state
-        .backends
-        .iter()
-        .map(|b| b.id.to_string().len() + if b.backup { 7 } else { 0 });
+    let widest = state.backends.iter().map(|b| {
+        // The DNS name only widens the column on wide screens (else it is cut).
+        let via = via(b)
+            .filter(|_| area.width >= 120)
+            .map_or(0, |v| v.len() + 3);
+        b.id.to_string().len() + if b.backup { 7 } else { 0 } + via
+    });
     cols[0].width = (widest.max().unwrap_or(7) as u16).clamp(7, 48);
     let paced = state.backends.iter().any(|b| b.closing.is_some());
     if !paced {
@@ -128,6 +136,9 @@ fn cell(col: usize, b: &BackendInfo, share: f64, now: SystemTime) -> Cell<'stati
     match col {
         0 => {
             let mut spans = vec![Span::raw(b.id.to_string())];
+            if let Some(v) = via(b) {
+                spans.push(Span::styled(format!(" ({v})"), theme::closed()));
+            }
             if b.backup {
                 spans.push(Span::styled(" backup", theme::closed()));
             }

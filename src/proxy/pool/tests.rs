@@ -30,6 +30,7 @@ fn cfg(balance: Balance, servers: &[(&str, u32, bool)]) -> config::Pool {
         server_name: None,
         drain_deadline: Duration::ZERO,
         close_rate: 50,
+        resolve_interval: Duration::from_secs(30),
         health: None,
         servers: servers
             .iter()
@@ -37,6 +38,7 @@ fn cfg(balance: Balance, servers: &[(&str, u32, bool)]) -> config::Pool {
                 addr: addr.to_string(),
                 weight,
                 backup,
+                via: None,
             })
             .collect(),
     }

@@ -31,7 +31,14 @@ pub(super) async fn connect_backend(
             break;
         };
         let lease = backend.lease();
-        match upstream::connect(&backend.addr, tls.as_ref(), &core.config().timeouts).await {
+        match upstream::connect(
+            &backend.addr,
+            backend.authority(),
+            tls.as_ref(),
+            &core.config().timeouts,
+        )
+        .await
+        {
             Ok(stream) => {
                 backend.record_success();
                 return Ok((stream, lease));

@@ -53,7 +53,7 @@ pub(super) async fn plain(req: Request<Incoming>, conn: &ConnInfo, pool: &Pool) 
     let (mut parts, body) = req.into_parts();
     let mut headers = headers::backend_request_headers_from_parts(
         &parts,
-        &forward_context(conn, &backend.addr),
+        &forward_context(conn, backend.authority()),
         &pool.config.host_header,
         false,
     );

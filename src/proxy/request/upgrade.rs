@@ -210,7 +210,7 @@ async fn forward(
     let backend = lease.backend();
     let out_headers = headers::backend_request_headers(
         req.headers(),
-        &forward_context(attempt.conn, &backend.addr),
+        &forward_context(attempt.conn, backend.authority()),
         &pool.config.host_header,
         true,
     );

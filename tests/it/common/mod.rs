@@ -16,6 +16,7 @@
 pub mod binary;
 pub mod certs;
 pub mod clients;
+pub mod dns;
 pub mod http_fixtures;
 pub mod pools;
 pub mod recorder;

@@ -111,6 +111,7 @@ fn paced_closes_show_a_countdown_then_progress_and_checks_their_latency() {
         latency: Duration::from_millis(3),
         error: None,
     });
+    waiting.via = Some("chat.internal:9001".into());
     let mut running = backend("127.0.0.1:9002", AdminState::Active, 6, 9);
     running.closing = Some(PacedClose {
         cause: PaceCause::Rebalance,
@@ -131,6 +132,10 @@ fn paced_closes_show_a_countdown_then_progress_and_checks_their_latency() {
     assert!(text.contains("drain in 7s (2 left)"), "{text}");
     assert!(text.contains("rebalance 5/s: 2 closed, 1 left"), "{text}");
     assert!(text.contains("ok 3ms"), "{text}");
+    assert!(
+        text.contains("chat/127.0.0.1:9001 (chat.internal)"),
+        "found by DNS: {text}"
+    );
     assert!(text.contains("fail 2s ago"), "{text}");
     // At 80 columns the progress still shows (the check column gives way).
     let narrow = screen(&s, &Ui::default(), 80, 24);

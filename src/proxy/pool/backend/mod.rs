@@ -25,6 +25,8 @@ pub struct Backend {
     pub weight: u32,
     /// Used only when no primary of the pool is eligible.
     pub backup: bool,
+    /// The `name:port` this backend's address was resolved from, if any.
+    pub via: Option<String>,
     max_fails: u32,
     fail_timeout: Duration,
     /// Read lock-free by least_conn; written under `state` so that admin transitions
@@ -89,6 +91,7 @@ impl Backend {
     /// its state, counters and tunnels, if so).
     pub(super) fn built_from(&self, server: &config::Server, config: &config::Pool) -> bool {
         self.addr == server.addr
+            && self.via == server.via
             && self.weight == server.weight.max(1)
             && self.backup == server.backup
             && self.max_fails == config.max_fails
@@ -106,6 +109,7 @@ impl Backend {
             addr: server.addr.clone(),
             weight: server.weight.max(1),
             backup: server.backup,
+            via: server.via.clone(),
             max_fails: config.max_fails,
             fail_timeout: config.fail_timeout,
             active: AtomicU64::new(0),
@@ -127,6 +131,12 @@ impl Backend {
             clock: Mutex::new(CheckClock::default()),
             events,
         }
+    }
+
+    /// `host:port` as requests and TLS should name the backend: the name it was
+    /// resolved from, or its address.
+    pub fn authority(&self) -> &str {
+        self.via.as_deref().unwrap_or(&self.addr)
     }
 
     fn state(&self) -> MutexGuard<'_, State> {
@@ -373,6 +383,7 @@ impl Backend {
             id: self.id.clone(),
             weight: self.weight,
             backup: self.backup,
+            via: self.via.clone(),
             admin: state.admin,
             health: health_of(state),
             active_tunnels: self.active(),
