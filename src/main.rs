@@ -10,12 +10,16 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 mod logging;
+mod signals;
+mod upgrade;
 
 use clap::{Args, Parser, Subcommand};
+use signals::{Sig, Signals};
 use tunnelscope::admin;
 use tunnelscope::config::Config;
 use tunnelscope::dashboard::{self, input::KillClose, Exit, LogReceiver};
 use tunnelscope::proxy::ProxyHandle;
+use upgrade::{retire, Upgrader};
 
 /// WebSocket-aware reverse proxy and load balancer with a live terminal inspector.
 #[derive(Parser, Debug)]
@@ -63,6 +67,14 @@ enum Cmd {
         #[command(flatten)]
         run: RunArgs,
     },
+    /// Ask a running tunnelscope (headless) to replace itself with the binary now at
+    /// its path, handing over its listening sockets: no tunnel is dropped (the same
+    /// as `kill -USR2 PID` or `POST /api/upgrade`).
+    Upgrade {
+        /// The running process.
+        #[arg(long)]
+        pid: u32,
+    },
     /// Run one of the demo's backends on its own, to put behind the proxy: WebSocket
     /// /echo, /chat and /ticker, and the chat page at /. Prints `listening on ADDR`,
     /// then runs until SIGINT or SIGTERM. Kill it to see its clients move elsewhere.
@@ -89,8 +101,15 @@ fn main() -> ExitCode {
             return block_on(demo(logging.pane.take()));
         }
         Some(Cmd::Backend { listen, name }) => return block_on(backend(*listen, name.clone())),
+        Some(Cmd::Upgrade { pid }) => return signal_upgrade(*pid),
         None => {}
     }
+    // First, while this is the only thread: sockets handed over by the process this
+    // one replaces (a binary upgrade).
+    let handed = match upgrade::handed() {
+        Ok(h) => h,
+        Err(e) => return fail(e.context("taking over the sockets of the old process")),
+    };
     let config = match (&cli.config, cli.listen) {
         (Some(path), _) => match Config::load(path) {
             Ok(c) => c,
@@ -119,7 +138,25 @@ fn main() -> ExitCode {
         Ok(logging) => logging,
         Err(e) => return fail(e),
     };
-    block_on(run(config, logging.pane.take()))
+    block_on(run(config, logging.pane.take(), handed))
+}
+
+/// `tunnelscope upgrade --pid PID`: asks that process for a binary upgrade.
+fn signal_upgrade(pid: u32) -> ExitCode {
+    match std::process::Command::new("kill")
+        .args(["-USR2", &pid.to_string()])
+        .status()
+    {
+        Ok(s) if s.success() => {
+            println!("asked process {pid} to upgrade (its log says how it went)");
+            ExitCode::SUCCESS
+        }
+        Ok(s) => {
+            eprintln!("error: could not signal process {pid} ({s})");
+            ExitCode::FAILURE
+        }
+        Err(e) => fail(anyhow::anyhow!("cannot run kill: {e}")),
+    }
 }
 
 fn check(file: &Path) -> ExitCode {
@@ -155,8 +192,15 @@ fn block_on(job: impl Future<Output = anyhow::Result<()>>) -> ExitCode {
     }
 }
 
-async fn run(config: Config, logs: Option<LogReceiver>) -> anyhow::Result<()> {
+async fn run(
+    config: Config,
+    logs: Option<LogReceiver>,
+    mut handed: upgrade::Handed,
+) -> anyhow::Result<()> {
     let mut signals = Signals::new()?;
+    // The path the binary was started from: an upgrade starts what is there then.
+    let exe = std::env::current_exe()?;
+    let upgrade_deadline = config.timeouts.upgrade_deadline;
     let kill = KillClose(
         config.proxy.kill_close_code,
         config.proxy.kill_close_reason.clone(),
@@ -167,10 +211,16 @@ async fn run(config: Config, logs: Option<LogReceiver>) -> anyhow::Result<()> {
         config.inspect.reveal_secrets,
     );
     // Bound first, so a taken admin port fails before any client is served.
-    let admin = bind_admin(&config).await?;
-    let proxy = tunnelscope::proxy::start(config).await?;
+    let admin = bind_admin(&config, handed.admin.take()).await?;
+    let proxy =
+        tunnelscope::proxy::start_with(config, std::mem::take(&mut handed.listeners)).await?;
     signals.reload_through(proxy.control());
-    let admin = admin.map(|(listener, token)| {
+    // Upgrades run headless: the dashboard owns its terminal, the new process could
+    // not take it over.
+    let (upgrade_tx, mut upgrades) = tokio::sync::mpsc::channel(1);
+    let headless = logs.is_none();
+    let admin_socket = admin.as_ref().map(|a| a.2.try_clone()).transpose()?;
+    let admin = admin.map(|(listener, token, _)| {
         let api = admin::Api::new(
             proxy.snapshot_source(),
             proxy.counters_source(),
@@ -181,11 +231,35 @@ async fn run(config: Config, logs: Option<LogReceiver>) -> anyhow::Result<()> {
         .with_token(token)
         .with_hosts(&admin_hosts)
         .with_redaction(&redact, reveal);
+        let api = if headless {
+            api.with_upgrade(upgrade_tx.clone())
+        } else {
+            api
+        };
         admin::spawn(listener, api)
     });
-    if attend(&proxy, logs, None, kill, &mut signals).await? {
-        proxy.shutdown();
-        finish(proxy.wait(), &mut signals).await;
+    handed.ready();
+    let upgrade = Upgrader {
+        exe: &exe,
+        admin: admin_socket.as_ref(),
+        requests: &mut upgrades,
+    };
+    match attend(&proxy, logs, None, kill, &mut signals, Some(upgrade)).await? {
+        Next::Stop => {
+            proxy.shutdown();
+            finish(proxy.wait(), &mut signals).await;
+        }
+        Next::Stopped => {}
+        Next::Retire(pid) => {
+            proxy.stop_accepting();
+            if let Some(admin) = admin {
+                admin.stop().await;
+            }
+            retire(&proxy, pid, upgrade_deadline, &mut signals).await;
+            proxy.shutdown();
+            finish(proxy.wait(), &mut signals).await;
+            return Ok(());
+        }
     }
     if let Some(admin) = admin {
         admin.stop().await;
@@ -193,20 +267,35 @@ async fn run(config: Config, logs: Option<LogReceiver>) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The admin API's listener and token, when `[admin] bind` is set.
+/// The admin API's listener, its token, and a copy of its socket (for a binary
+/// upgrade), when `[admin] bind` is set; `handed` is its socket taken over from the
+/// process this one replaces.
 async fn bind_admin(
     config: &Config,
-) -> anyhow::Result<Option<(tokio::net::TcpListener, Option<String>)>> {
+    handed: Option<std::net::TcpListener>,
+) -> anyhow::Result<
+    Option<(
+        tokio::net::TcpListener,
+        Option<String>,
+        std::net::TcpListener,
+    )>,
+> {
     let Some(addr) = config.admin.bind else {
         return Ok(None);
     };
-    let listener = tokio::net::TcpListener::bind(addr).await.map_err(|e| {
-        anyhow::anyhow!(
-            "admin API address {addr} could not be bound: {e} (is another process using it?)"
-        )
-    })?;
+    let socket = match handed {
+        Some(s) => s,
+        None => std::net::TcpListener::bind(addr).map_err(|e| {
+            anyhow::anyhow!(
+                "admin API address {addr} could not be bound: {e} (is another process using it?)"
+            )
+        })?,
+    };
+    socket.set_nonblocking(true)?;
+    let copy = socket.try_clone()?;
+    let listener = tokio::net::TcpListener::from_std(socket)?;
     tracing::info!("admin API listening on http://{}", listener.local_addr()?);
-    Ok(Some((listener, config.admin.token.clone())))
+    Ok(Some((listener, config.admin.token.clone(), copy)))
 }
 
 /// `tunnelscope backend`: one demo backend in this process, until a signal.
@@ -217,7 +306,7 @@ async fn backend(listen: SocketAddr, name: String) -> anyhow::Result<()> {
     println!("listening on {}", backends.addrs()[0]);
     use std::io::Write;
     std::io::stdout().flush()?;
-    let signal = signals.next().await;
+    let signal = signals.stop().await;
     eprintln!("tunnelscope backend: {signal} received, stopping");
     backends.stop_all();
     Ok(())
@@ -240,32 +329,71 @@ async fn demo(logs: Option<LogReceiver>) -> anyhow::Result<()> {
         Some(banner),
         KillClose::default(),
         &mut signals,
+        None,
     )
     .await?;
-    if stop {
+    if matches!(stop, Next::Stop) {
         finish(demo.stop(), &mut signals).await;
     }
     Ok(())
 }
 
+/// What comes after [`attend`].
+enum Next {
+    /// Shut down gracefully.
+    Stop,
+    /// The proxy already stopped by itself.
+    Stopped,
+    /// A binary upgrade handed the sockets to this new process: retire.
+    Retire(u32),
+}
+
 /// Runs until it is time to stop: the dashboard quits, a signal arrives (headless or
-/// not), or a shutdown was requested (the admin API). Returns false when the proxy
-/// already stopped by itself.
+/// not), a shutdown was requested (the admin API), or, headless, an upgrade (SIGUSR2
+/// or the admin API) has handed everything to a new process.
 async fn attend(
     proxy: &ProxyHandle,
     logs: Option<LogReceiver>,
     banner: Option<String>,
     kill_close: KillClose,
     signals: &mut Signals,
-) -> anyhow::Result<bool> {
+    upgrader: Option<Upgrader<'_>>,
+) -> anyhow::Result<Next> {
     let Some(logs) = logs else {
-        tokio::select! {
-            first = signals.next() => {
-                tracing::info!("{first} received: closing tunnels (send it again to exit at once)");
+        let mut upgrader = upgrader;
+        loop {
+            let request = async {
+                match upgrader.as_mut() {
+                    Some(u) => u.requests.recv().await,
+                    None => std::future::pending().await,
+                }
+            };
+            let reply = tokio::select! {
+                sig = signals.next() => match sig {
+                    Sig::Stop(first) => {
+                        tracing::info!("{first} received: closing tunnels (send it again to exit at once)");
+                        return Ok(Next::Stop);
+                    }
+                    Sig::Upgrade => None,
+                },
+                _ = proxy.stopping() => {
+                    tracing::info!("shutdown requested: closing tunnels");
+                    return Ok(Next::Stop);
+                }
+                Some(reply) = request => Some(reply),
+            };
+            let Some(u) = upgrader.as_ref() else {
+                tracing::warn!("SIGUSR2: this process cannot upgrade itself");
+                continue;
+            };
+            let outcome = u.run(proxy).await;
+            if let Some(reply) = reply {
+                let _ = reply.send(outcome.clone());
             }
-            _ = proxy.stopping() => tracing::info!("shutdown requested: closing tunnels"),
+            if let Ok(pid) = outcome {
+                return Ok(Next::Retire(pid));
+            }
         }
-        return Ok(true);
     };
     // Subscribe before the first snapshot so nothing falls between them.
     let events = proxy.subscribe();
@@ -278,18 +406,18 @@ async fn attend(
     tokio::select! {
         exit = dashboard::run_terminal(events, || proxy.snapshot(), proxy.control(), options) => {
             match exit? {
-                Exit::ProxyStopped => Ok(false),
-                Exit::Quit | Exit::InputClosed => Ok(true),
+                Exit::ProxyStopped => Ok(Next::Stopped),
+                Exit::Quit | Exit::InputClosed => Ok(Next::Stop),
             }
         }
         // The terminal is restored when the dashboard future is dropped here.
-        first = signals.next() => {
+        first = signals.stop() => {
             tracing::info!("{first} received: closing tunnels");
-            Ok(true)
+            Ok(Next::Stop)
         }
         _ = proxy.stopping() => {
             tracing::info!("shutdown requested: closing tunnels");
-            Ok(true)
+            Ok(Next::Stop)
         }
     }
 }
@@ -306,57 +434,9 @@ async fn finish(stop: impl Future<Output = ()>, signals: &mut Signals) {
     }
     tokio::select! {
         _ = stop => {}
-        second = signals.next() => {
+        second = signals.stop() => {
             tracing::warn!("second {second}: exiting now");
             std::process::exit(130);
-        }
-    }
-}
-
-/// SIGINT and SIGTERM, listened for from before the proxy starts so that no signal
-/// in the first moments kills the process without a graceful shutdown. SIGHUP
-/// reloads the config file, as nginx's does; it never ends the process.
-struct Signals {
-    int: tokio::signal::unix::Signal,
-    term: tokio::signal::unix::Signal,
-    hup: tokio::signal::unix::Signal,
-    /// Where SIGHUP sends its reload, once the proxy runs.
-    reload: Option<tunnelscope::control::ControlHandle>,
-}
-
-impl Signals {
-    fn new() -> anyhow::Result<Signals> {
-        use tokio::signal::unix::{signal, SignalKind};
-        Ok(Signals {
-            int: signal(SignalKind::interrupt())?,
-            term: signal(SignalKind::terminate())?,
-            hup: signal(SignalKind::hangup())?,
-            reload: None,
-        })
-    }
-
-    /// From now on SIGHUP asks this proxy to reload its config file.
-    fn reload_through(&mut self, control: tunnelscope::control::ControlHandle) {
-        self.reload = Some(control);
-    }
-
-    /// Resolves on the next SIGINT or SIGTERM, naming which. SIGHUP starts a reload
-    /// (the proxy logs what changed, or why the file was refused) and waits on.
-    async fn next(&mut self) -> &'static str {
-        loop {
-            tokio::select! {
-                _ = self.int.recv() => return "SIGINT",
-                _ = self.term.recv() => return "SIGTERM",
-                _ = self.hup.recv() => match &self.reload {
-                    Some(control) => {
-                        tracing::info!("SIGHUP received: reloading the config");
-                        if let Err(e) = control.try_send(tunnelscope::control::Command::Reload) {
-                            tracing::warn!(error = %e, "SIGHUP: reload not started");
-                        }
-                    }
-                    None => tracing::warn!("SIGHUP received before the proxy started: ignored"),
-                },
-            }
         }
     }
 }

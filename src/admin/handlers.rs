@@ -131,6 +131,7 @@ pub(crate) async fn handle(
             Err(miss) => miss.reply(),
         },
         Endpoint::Rebalance(pool) => control(api, Command::Rebalance(pool)).await,
+        Endpoint::Upgrade => upgrade(api).await,
         Endpoint::Shutdown => match control(api, Command::Shutdown).await {
             r if r.status() == StatusCode::OK => reply::json(
                 StatusCode::ACCEPTED,
@@ -191,6 +192,39 @@ fn unknown_tunnel(id: TunnelId) -> Response<Body> {
         StatusCode::NOT_FOUND,
         format!("no live tunnel {id}; GET /api/tunnels lists them"),
     )
+}
+
+/// Asks the process for a binary upgrade and waits for the new process to be
+/// ready (or to fail): 200 `{"outcome": "upgraded", "pid": N}`, else 500 with why.
+async fn upgrade(api: &Api) -> Response<Body> {
+    let Some(tx) = &api.upgrade else {
+        return reply::error(
+            StatusCode::CONFLICT,
+            "this process cannot upgrade itself: binary upgrades run headless (tunnelscope --headless)",
+        );
+    };
+    let (reply_tx, reply_rx) = tokio::sync::oneshot::channel();
+    if tx.send(reply_tx).await.is_err() {
+        return reply::error(StatusCode::SERVICE_UNAVAILABLE, "the process is stopping");
+    }
+    match reply_rx.await {
+        Ok(Ok(pid)) => reply::json(
+            StatusCode::OK,
+            &Upgraded {
+                outcome: "upgraded",
+                pid,
+            },
+        ),
+        Ok(Err(why)) => reply::error(StatusCode::INTERNAL_SERVER_ERROR, why),
+        Err(_) => reply::error(StatusCode::SERVICE_UNAVAILABLE, "the process is stopping"),
+    }
+}
+
+/// `{"outcome": "upgraded", "pid": N}`: the new process serves from now on.
+#[derive(Serialize)]
+struct Upgraded {
+    outcome: &'static str,
+    pid: u32,
 }
 
 /// Sends a command to the core and turns its outcome into the answer.

@@ -77,7 +77,14 @@ pub struct Api {
     pub(crate) hosts: Arc<[String]>,
     /// Which header values are served redacted.
     pub(crate) redact: Arc<json::Redact>,
+    /// Where `POST /api/upgrade` asks for a binary upgrade; None where the process
+    /// cannot do one (the dashboard runs in its terminal, or the proxy is embedded).
+    pub(crate) upgrade: Option<mpsc::Sender<UpgradeRequest>>,
 }
+
+/// A request for a binary upgrade, answered with the new process's PID or why it
+/// failed (the old process then serves on).
+pub type UpgradeRequest = tokio::sync::oneshot::Sender<Result<u32, String>>;
 
 impl Api {
     /// An API without a token whose kills send 1012 "service restart".
@@ -96,7 +103,14 @@ impl Api {
             token: None,
             hosts: Arc::from(Vec::new()),
             redact: Arc::new(json::Redact::default()),
+            upgrade: None,
         }
+    }
+
+    /// `POST /api/upgrade` sends its requests here.
+    pub fn with_upgrade(mut self, upgrade: mpsc::Sender<UpgradeRequest>) -> Api {
+        self.upgrade = Some(upgrade);
+        self
     }
 
     /// Host names (with or without a port) accepted in `Host` besides IP literals and

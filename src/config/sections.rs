@@ -181,6 +181,11 @@ pub struct Timeouts {
     /// (0 = exit at once).
     #[serde(with = "duration")]
     pub shutdown_grace: Duration,
+    /// After a binary upgrade handed the listeners to the new process, how long the
+    /// old one keeps its tunnels before closing the rest (paced, within
+    /// `shutdown_grace`) and exiting; it exits as soon as they have all ended.
+    #[serde(with = "duration")]
+    pub upgrade_deadline: Duration,
     /// TCP keepalive on both sides of every connection: silence before the kernel
     /// starts probing (0 = no keepalive), the time between probes, and how many
     /// unanswered probes end the connection. A peer that vanished without a word
@@ -232,6 +237,7 @@ impl Default for Timeouts {
             idle: Duration::from_secs(3600),
             close_grace: Duration::from_secs(2),
             shutdown_grace: Duration::from_secs(10),
+            upgrade_deadline: Duration::from_secs(3600),
             keepalive_idle: Duration::from_secs(60),
             keepalive_interval: Duration::from_secs(10),
             keepalive_count: 6,

@@ -27,6 +27,9 @@ pub(super) struct Live {
     /// Its certificates, which a reload re-reads; None for plain listeners.
     pub certs: Option<Arc<ListenerCerts>>,
     stop: watch::Sender<bool>,
+    /// Its sockets (copies of those the event loops accept on), to hand to a new
+    /// process on a binary upgrade.
+    sockets: Vec<std::net::TcpListener>,
 }
 
 /// A listener bound and ready, not accepting yet.
@@ -45,8 +48,13 @@ impl Prepared {
     }
 }
 
-/// Reads the listener's certificates and binds its sockets, one per event loop.
-pub(super) fn prepare(l: &config::Listener, loops: usize) -> Result<Prepared, StartError> {
+/// Reads the listener's certificates and binds its sockets, one per event loop, or
+/// takes over `inherited` ones (a binary upgrade hands its listening sockets on).
+pub(super) fn prepare(
+    l: &config::Listener,
+    loops: usize,
+    inherited: Option<Vec<std::net::TcpListener>>,
+) -> Result<Prepared, StartError> {
     let name: Arc<str> = l.display_name().into();
     let tls_error = |source| StartError::ListenerTls {
         listener: name.to_string(),
@@ -64,7 +72,10 @@ pub(super) fn prepare(l: &config::Listener, loops: usize) -> Result<Prepared, St
         addr: l.bind,
         source,
     };
-    let sockets = shard::bind(l.bind, loops).map_err(bind_error)?;
+    let sockets = match inherited {
+        Some(sockets) => adopt(sockets, loops).map_err(bind_error)?,
+        None => shard::bind(l.bind, loops).map_err(bind_error)?,
+    };
     let addr = sockets[0].local_addr().map_err(bind_error)?;
     Ok(Prepared {
         info: ListenerInfo {
@@ -110,7 +121,21 @@ impl Listeners {
         let (stop, _) = watch::channel(false);
         let loops = self.loops.get().map_or(&[][..], Vec::as_slice);
         tracing::info!(listener = %p.info.name, addr = %p.info.addr, tls = p.tls.is_some(), loops = loops.len(), "listening");
-        for (handle, socket) in loops.iter().zip(p.sockets) {
+        let copies = p
+            .sockets
+            .iter()
+            .map(|s| s.try_clone())
+            .collect::<Result<Vec<_>, _>>();
+        let copies = copies.unwrap_or_else(|e| {
+            tracing::warn!(listener = %p.info.name, error = %e, "cannot keep copies of the listening sockets: a binary upgrade will bind afresh");
+            Vec::new()
+        });
+        // Every socket is accepted on; loops take turns when there are more sockets
+        // than loops (inherited from a process with more).
+        for (i, socket) in p.sockets.into_iter().enumerate() {
+            let Some(handle) = loops.get(i % loops.len().max(1)) else {
+                break;
+            };
             let (core, name, tls) = (core.clone(), p.info.name.clone(), p.tls.clone());
             let stopped = stop.subscribe();
             handle.spawn(async move {
@@ -136,7 +161,31 @@ impl Listeners {
             bind: p.bind,
             certs: p.certs,
             stop,
+            sockets: copies,
         }));
+    }
+
+    /// Copies of every listener's sockets, by configured address, for a new process.
+    pub fn handover(&self) -> Vec<(SocketAddr, Vec<std::net::TcpListener>)> {
+        lock(&self.live)
+            .iter()
+            .map(|l| {
+                let copies = l
+                    .sockets
+                    .iter()
+                    .filter_map(|s| s.try_clone().ok())
+                    .collect();
+                (l.bind, copies)
+            })
+            .collect()
+    }
+
+    /// Stops accepting on every listener (a new process took them over).
+    pub fn remove_all(&self) {
+        let binds: Vec<SocketAddr> = lock(&self.live).iter().map(|l| l.bind).collect();
+        for bind in binds {
+            self.remove(bind);
+        }
     }
 
     /// Stops accepting on the listener (its open connections run on) and forgets it.
@@ -148,4 +197,24 @@ impl Listeners {
         tracing::info!(listener = %gone.info.name, addr = %gone.info.addr, "no longer listening");
         Some(gone.info.clone())
     }
+}
+
+/// Inherited sockets, made ready for the event loops: non-blocking, and as many as
+/// there are loops when there are fewer (a copy shares the same socket).
+fn adopt(
+    mut sockets: Vec<std::net::TcpListener>,
+    loops: usize,
+) -> std::io::Result<Vec<std::net::TcpListener>> {
+    let have = sockets.len();
+    if have == 0 {
+        return Err(std::io::Error::other("no socket was handed over"));
+    }
+    for i in have..loops {
+        let copy = sockets[i % have].try_clone()?;
+        sockets.push(copy);
+    }
+    for s in &sockets {
+        s.set_nonblocking(true)?;
+    }
+    Ok(sockets)
 }

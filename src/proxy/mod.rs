@@ -135,6 +135,23 @@ impl ProxyHandle {
         &self.addrs
     }
 
+    /// Copies of every listener's sockets, by configured address, to hand to the
+    /// process that replaces this one (it accepts on the same sockets).
+    pub fn handover(&self) -> Vec<(SocketAddr, Vec<std::net::TcpListener>)> {
+        self.core.listeners.handover()
+    }
+
+    /// Stops accepting on every listener, leaving tunnels and requests running (the
+    /// process that took the sockets over accepts from now on).
+    pub fn stop_accepting(&self) {
+        self.core.listeners.remove_all();
+    }
+
+    /// Resolves once no tunnel is left.
+    pub async fn tunnels_gone(&self) {
+        self.core.tunnels_gone().await;
+    }
+
     /// Starts a graceful shutdown: stop accepting, close tunnels with 1001.
     pub fn shutdown(&self) {
         self.core.begin_shutdown();
@@ -149,13 +166,31 @@ impl ProxyHandle {
 /// Binds every listener, loads TLS material, and starts serving: `[proxy] threads`
 /// event loops (see [`shard`]), each accepting on every listener.
 pub async fn start(config: Config) -> Result<ProxyHandle, StartError> {
+    start_with(config, Inherited::default()).await
+}
+
+/// Listening sockets handed over by the process this one replaces (a binary
+/// upgrade), by the listener address they were configured with.
+#[derive(Debug, Default)]
+pub struct Inherited(pub HashMap<SocketAddr, Vec<std::net::TcpListener>>);
+
+/// [`start`], taking over the listening sockets in `inherited` for the listeners
+/// configured with those addresses instead of binding them (the others are bound;
+/// inherited sockets no listener wants are closed).
+pub async fn start_with(
+    config: Config,
+    mut inherited: Inherited,
+) -> Result<ProxyHandle, StartError> {
     let config = Arc::new(config);
     let threads = shard::count(config.proxy.threads);
     let prepared = config
         .listeners
         .iter()
-        .map(|l| listeners::prepare(l, threads))
+        .map(|l| listeners::prepare(l, threads, inherited.0.remove(&l.bind)))
         .collect::<Result<Vec<_>, _>>()?;
+    for bind in inherited.0.keys() {
+        tracing::warn!(%bind, "a socket handed over for a listener the config no longer has: closed");
+    }
     let upstream_tls = upstream_tls(&config)?;
     let (bus, _) = broadcast::channel(config.inspect.event_capacity);
     let addrs = prepared.iter().map(|p| p.info().addr).collect();

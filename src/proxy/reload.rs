@@ -83,7 +83,7 @@ impl Registry {
             let name = l.display_name();
             let Some(old) = live.iter().find(|x| x.bind == l.bind) else {
                 if bind {
-                    let p = listeners::prepare(l, self.listeners.loop_count())
+                    let p = listeners::prepare(l, self.listeners.loop_count(), None)
                         .map_err(|e| e.to_string())?;
                     diff.listeners_added.push(p.info().clone());
                     added.push(p);

@@ -26,5 +26,6 @@ mod plain_http;
 mod relay;
 mod reload;
 mod tui_e2e;
+mod upgrade;
 mod upstream_tls;
 mod ws_limits;
