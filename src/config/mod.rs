@@ -216,6 +216,8 @@ impl Config {
                 drain_deadline: Duration::ZERO,
                 close_rate: default_close_rate(),
                 resolve_interval: Duration::from_secs(30),
+                keepalive: 32,
+                keepalive_timeout: Duration::from_secs(60),
                 health: None,
                 servers,
             },

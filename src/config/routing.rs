@@ -208,6 +208,13 @@ pub struct Pool {
     /// reconnect elsewhere as a trickle, not a storm (at least 1).
     #[serde(default = "default_close_rate")]
     pub close_rate: u32,
+    /// Idle keep-alive connections kept per backend (and event loop) for plain HTTP
+    /// requests (0 = a new connection per request).
+    #[serde(default = "default_keepalive")]
+    pub keepalive: usize,
+    /// How long an idle keep-alive connection is kept.
+    #[serde(default = "default_keepalive_timeout", with = "duration")]
+    pub keepalive_timeout: Duration,
     /// How often backend names (`addr = "name:port"`) are resolved again; sooner when
     /// the records' TTL ends first (never sooner than 1 s).
     #[serde(default = "default_resolve_interval", with = "duration")]
@@ -328,6 +335,14 @@ impl Server {
 pub fn host_of(addr: &str) -> &str {
     let host = addr.rsplit_once(':').map_or(addr, |(h, _)| h);
     host.trim_start_matches('[').trim_end_matches(']')
+}
+
+fn default_keepalive() -> usize {
+    32
+}
+
+fn default_keepalive_timeout() -> Duration {
+    Duration::from_secs(60)
 }
 
 fn default_resolve_interval() -> Duration {

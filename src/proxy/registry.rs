@@ -237,6 +237,9 @@ impl Registry {
         if self.shutdown.send_replace(true) {
             return;
         }
+        // Close the listening sockets now (the copies kept for an upgrade too), so
+        // new clients are refused rather than left in the backlog.
+        self.listeners.remove_all();
         let tunnels = self.tunnels();
         tracing::info!(tunnels = tunnels.len(), "shutting down");
         // Paced per pool at its close_rate, so clients reconnect elsewhere as a

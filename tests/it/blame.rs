@@ -22,6 +22,8 @@ const BACKEND_RESPONSE: Duration = Duration::from_millis(400);
 
 /// Two pools: `/http` to a plain HTTP backend, everything else to a WebSocket echo
 /// backend; `max_fails = 1` (the default), so a single wrongly blamed failure shows.
+/// The web pool opens a connection per request (`keepalive = 0`): the tests read
+/// the backend's connection count to know when the proxy has reached it.
 fn config(ws: SocketAddr, web: SocketAddr, max_body: u64) -> String {
     format!(
         "[limits]\nmax_body_bytes = {max_body}\n\n\
@@ -30,7 +32,7 @@ fn config(ws: SocketAddr, web: SocketAddr, max_body: u64) -> String {
          [[route]]\npath = \"/http\"\npool = \"web\"\n\n\
          [[route]]\npath = \"/\"\npool = \"ws\"\n\n\
          [pool.ws]\n[[pool.ws.server]]\naddr = \"{ws}\"\n\n\
-         [pool.web]\n[[pool.web.server]]\naddr = \"{web}\"\n",
+         [pool.web]\nkeepalive = 0\n[[pool.web.server]]\naddr = \"{web}\"\n",
         REQUEST_BODY.as_millis(),
         BACKEND_RESPONSE.as_millis(),
     )

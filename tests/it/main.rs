@@ -19,6 +19,7 @@ mod handshake;
 mod health;
 mod hostile;
 mod interop;
+mod keepalive;
 mod lifecycle;
 mod limits;
 mod pacing;

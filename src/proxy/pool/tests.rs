@@ -31,6 +31,8 @@ fn cfg(balance: Balance, servers: &[(&str, u32, bool)]) -> config::Pool {
         drain_deadline: Duration::ZERO,
         close_rate: 50,
         resolve_interval: Duration::from_secs(30),
+        keepalive: 32,
+        keepalive_timeout: Duration::from_secs(60),
         health: None,
         servers: servers
             .iter()

@@ -11,10 +11,16 @@ use tracing::warn;
 use super::ConnInfo;
 use crate::config::Balance;
 use crate::proxy::headers::{self, ForwardContext};
-use crate::proxy::pool::{Lease, Pool};
+use crate::proxy::pool::{Backend, Lease, Pool};
 use crate::proxy::registry::{peer_ip, Registry};
 use crate::proxy::stream::Stream;
 use crate::proxy::upstream;
+
+/// A connection to the backend picked: an idle one taken up again, or a new one.
+pub(super) enum Upstream<R> {
+    Reused(R),
+    Fresh(Stream),
+}
 
 /// Picks and connects a backend, retrying others on connect failure. On failure
 /// returns the answer for the client and why.
@@ -23,6 +29,20 @@ pub(super) async fn connect_backend(
     pool: &Pool,
     key: Option<&str>,
 ) -> Result<(Stream, Lease), (StatusCode, String)> {
+    match connect_backend_with(core, pool, key, |_| None::<()>).await? {
+        (Upstream::Fresh(stream), lease) => Ok((stream, lease)),
+        (Upstream::Reused(()), _) => unreachable!("nothing is reused"),
+    }
+}
+
+/// [`connect_backend`], first asking `reuse` for an idle connection to each backend
+/// picked (a plain request's keep-alive connection).
+pub(super) async fn connect_backend_with<R>(
+    core: &Registry,
+    pool: &Pool,
+    key: Option<&str>,
+    mut reuse: impl FnMut(&Backend) -> Option<R>,
+) -> Result<(Upstream<R>, Lease), (StatusCode, String)> {
     let mut tried = Vec::new();
     let mut last: Option<upstream::ConnectError> = None;
     let tls = core.upstream_tls(&pool.name);
@@ -31,6 +51,9 @@ pub(super) async fn connect_backend(
             break;
         };
         let lease = backend.lease();
+        if let Some(idle) = reuse(&backend) {
+            return Ok((Upstream::Reused(idle), lease));
+        }
         match upstream::connect(
             &backend.addr,
             backend.authority(),
@@ -41,7 +64,7 @@ pub(super) async fn connect_backend(
         {
             Ok(stream) => {
                 backend.record_success();
-                return Ok((stream, lease));
+                return Ok((Upstream::Fresh(stream), lease));
             }
             Err(e) => {
                 warn!(backend = %backend.id, error = %e, "backend connect failed");

@@ -90,6 +90,10 @@ pub enum Blame {
     Client(ClientFault),
     /// The backend's doing: count it against the backend.
     Backend(String),
+    /// The backend's connection closed before an answer began: on a reused idle
+    /// connection that is no one's fault (the backend let it go), and an idempotent
+    /// request may be sent again on a fresh one.
+    Stale(String),
 }
 
 impl Blame {
@@ -98,6 +102,9 @@ impl Blame {
     pub fn of(error: &hyper::Error, watch: &BodyWatch) -> Blame {
         match watch.fault() {
             Some(fault) => Blame::Client(fault),
+            None if error.is_incomplete_message() || error.is_canceled() || error.is_closed() => {
+                Blame::Stale(error.to_string())
+            }
             None => Blame::Backend(error.to_string()),
         }
     }
@@ -194,7 +201,8 @@ pub enum Waited {
 /// A client's request body on its way to a backend: passes frames through, and notes
 /// in its [`BodyWatch`] when it has been read whole or how the client failed.
 pub struct ClientBody {
-    inner: Incoming,
+    /// None: an empty body (a request sent again).
+    inner: Option<Incoming>,
     watch: BodyWatch,
     /// Longest wait for the next body bytes.
     timeout: Duration,
@@ -211,11 +219,25 @@ impl ClientBody {
             watch.settle(SENT);
         }
         let body = Self {
-            inner,
+            inner: Some(inner),
             watch: watch.clone(),
             timeout,
             stall: None,
             allowance: (max_bytes > 0).then_some(max_bytes),
+        };
+        (body, watch)
+    }
+
+    /// An empty body, already sent whole (a bodyless request sent again).
+    pub fn empty() -> (Self, BodyWatch) {
+        let watch = BodyWatch::new();
+        watch.settle(SENT);
+        let body = Self {
+            inner: None,
+            watch: watch.clone(),
+            timeout: Duration::ZERO,
+            stall: None,
+            allowance: None,
         };
         (body, watch)
     }
@@ -238,7 +260,10 @@ impl Body for ClientBody {
         if let Some(fault) = this.watch.fault() {
             return Poll::Ready(Some(Err(fault)));
         }
-        match Pin::new(&mut this.inner).poll_frame(cx) {
+        let Some(inner) = this.inner.as_mut() else {
+            return Poll::Ready(None);
+        };
+        match Pin::new(inner).poll_frame(cx) {
             Poll::Ready(Some(Ok(frame))) => {
                 this.stall = None;
                 if let (Some(left), Some(data)) = (this.allowance.as_mut(), frame.data_ref()) {
@@ -247,7 +272,7 @@ impl Body for ClientBody {
                         None => return this.fail(ClientFault::BodyTooLarge),
                     }
                 }
-                if this.inner.is_end_stream() {
+                if this.inner.as_ref().is_none_or(Body::is_end_stream) {
                     this.watch.settle(SENT);
                 }
                 Poll::Ready(Some(Ok(frame)))
@@ -274,10 +299,12 @@ impl Body for ClientBody {
     }
 
     fn is_end_stream(&self) -> bool {
-        self.inner.is_end_stream()
+        self.inner.as_ref().is_none_or(Body::is_end_stream)
     }
 
     fn size_hint(&self) -> SizeHint {
-        self.inner.size_hint()
+        self.inner
+            .as_ref()
+            .map_or_else(|| SizeHint::with_exact(0), Body::size_hint)
     }
 }

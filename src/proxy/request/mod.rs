@@ -9,6 +9,7 @@
 
 mod connect;
 pub mod fault;
+mod keepalive;
 mod plain;
 mod upgrade;
 
