@@ -140,6 +140,7 @@ fn handshake(client: &str, host: &str, proto: Option<&str>, deflate: bool) -> Ha
         response: headers(&resp),
         subprotocol: proto.map(str::to_owned),
         extensions: ext.map(str::to_owned),
+        h2: false,
     }
 }
 

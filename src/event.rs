@@ -394,6 +394,8 @@ pub struct Handshake {
     pub response: Headers,
     pub subprotocol: Option<String>,
     pub extensions: Option<String>,
+    /// The client came over HTTP/2 (an extended CONNECT, RFC 8441), not HTTP/1.1.
+    pub h2: bool,
 }
 
 /// State of the whole proxy, for late or lagging subscribers.

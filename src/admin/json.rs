@@ -210,6 +210,8 @@ pub struct Tunnel<'a> {
     pub opened: String,
     pub subprotocol: Option<&'a str>,
     pub extensions: Option<&'a str>,
+    /// `h1` or `h2` (how the client spoke), null before the handshake completes.
+    pub http: Option<&'static str>,
     pub client_to_backend: Direction<'a>,
     pub backend_to_client: Direction<'a>,
     /// Seconds of silence after which the proxy closes the tunnel; null when never.
@@ -229,6 +231,7 @@ impl<'a> Tunnel<'a> {
             opened: rfc3339(t.opened),
             subprotocol: hs.and_then(|h| h.subprotocol.as_deref()),
             extensions: hs.and_then(|h| h.extensions.as_deref()),
+            http: hs.map(|h| if h.h2 { "h2" } else { "h1" }),
             client_to_backend: Direction::new(&t.stats.client_to_backend, false),
             backend_to_client: Direction::new(&t.stats.backend_to_client, false),
             idle_timeout_s: t.idle_timeout.map(|d| d.as_secs_f64()),
@@ -317,6 +320,8 @@ pub struct Handshake<'a> {
     pub response: Vec<(&'a str, Cow<'a, str>)>,
     pub subprotocol: Option<&'a str>,
     pub extensions: Option<&'a str>,
+    /// `h1` (an HTTP/1.1 Upgrade) or `h2` (an HTTP/2 extended CONNECT).
+    pub http: &'static str,
 }
 
 impl<'a> Handshake<'a> {
@@ -327,6 +332,7 @@ impl<'a> Handshake<'a> {
             response: redact.pairs(&h.response),
             subprotocol: h.subprotocol.as_deref(),
             extensions: h.extensions.as_deref(),
+            http: if h.h2 { "h2" } else { "h1" },
         }
     }
 }

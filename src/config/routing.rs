@@ -39,6 +39,14 @@ pub struct ListenerTls {
     pub key: PathBuf,
     #[serde(default)]
     pub sni: Vec<SniCert>,
+    /// Offer HTTP/2 (ALPN `h2`): WebSocket over HTTP/2 (RFC 8441) and plain
+    /// requests; `false` keeps the listener HTTP/1.1 only.
+    #[serde(default = "yes")]
+    pub h2: bool,
+}
+
+fn yes() -> bool {
+    true
 }
 
 /// `[[listener.tls.sni]]`: a certificate served for the given server names (exact or

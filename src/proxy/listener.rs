@@ -100,6 +100,8 @@ async fn serve_conn(
             }
         }
     };
+    let h2 =
+        matches!(&stream, Stream::ServerTls(s) if s.get_ref().1.alpn_protocol() == Some(b"h2"));
     let in_flight = InFlight::default();
     let framing = FramingConflict::default();
     let info = Arc::new(ConnInfo {
@@ -112,6 +114,9 @@ async fn serve_conn(
         slot,
     });
     let limits = &config.limits;
+    if h2 {
+        return serve_h2(core, info, stream, limits).await;
+    }
     let mut builder = hyper::server::conn::http1::Builder::new();
     // The head deadline is HeadTimer's (it answers 408); hyper's would only hang up.
     builder
@@ -147,3 +152,38 @@ async fn serve_conn(
         debug!(error = %e, "client connection ended with an error");
     }
 }
+
+/// Serves an HTTP/2 connection (a TLS client that chose `h2`): plain requests, and
+/// WebSocket handshakes as extended CONNECT (RFC 8441), which the server allows by
+/// advertising SETTINGS_ENABLE_CONNECT_PROTOCOL. Each stream is one request.
+async fn serve_h2(
+    core: Arc<Registry>,
+    info: Arc<super::request::ConnInfo>,
+    stream: Stream,
+    limits: &crate::config::Limits,
+) {
+    let mut builder =
+        hyper::server::conn::http2::Builder::new(hyper_util::rt::TokioExecutor::new());
+    builder
+        .timer(TokioTimer::new())
+        .enable_connect_protocol()
+        .max_header_list_size(u32::try_from(limits.max_header_bytes).unwrap_or(u32::MAX))
+        .max_concurrent_streams(MAX_H2_STREAMS);
+    let service = service_fn(move |req| handle(req, info.clone()));
+    let conn = builder.serve_connection(TokioIo::new(stream), service);
+    tokio::pin!(conn);
+    let mut shutdown = core.shutdown_signal();
+    let res = tokio::select! {
+        res = conn.as_mut() => res,
+        _ = super::registry::shutdown_begun(&mut shutdown) => {
+            conn.as_mut().graceful_shutdown();
+            conn.await
+        }
+    };
+    if let Err(e) = res {
+        debug!(error = %e, "HTTP/2 client connection ended with an error");
+    }
+}
+
+/// Streams (requests and WebSocket tunnels) one HTTP/2 connection may carry at once.
+const MAX_H2_STREAMS: u32 = 256;

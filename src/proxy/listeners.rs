@@ -63,7 +63,7 @@ pub(super) fn prepare(
     let (certs, tls) = match &l.tls {
         Some(t) => {
             let certs = ListenerCerts::load(t).map_err(tls_error)?;
-            let config = tls::server_config_with(certs.clone()).map_err(tls_error)?;
+            let config = tls::server_config_with(certs.clone(), t.h2).map_err(tls_error)?;
             (Some(certs), Some(TlsAcceptor::from(config)))
         }
         None => (None, None),

@@ -17,6 +17,8 @@ pub enum Stream {
     ServerTls(Box<tokio_rustls::server::TlsStream<TcpStream>>),
     /// A backend connection with `tls = true`.
     ClientTls(Box<tokio_rustls::client::TlsStream<TcpStream>>),
+    /// A WebSocket stream inside an HTTP/2 connection (RFC 8441): hyper's, not ours.
+    H2(Box<hyper_util::rt::TokioIo<hyper::upgrade::Upgraded>>),
 }
 
 /// Sets what every proxied TCP connection gets, on either side: no Nagle delay
@@ -36,6 +38,8 @@ pub fn tune_tcp(tcp: &TcpStream, timeouts: &crate::config::Timeouts) {
 }
 
 impl Stream {
+    /// Whether ending it takes more than closing a socket (a TLS close_notify, an
+    /// HTTP/2 END_STREAM): then it is always shut down, never just dropped.
     pub fn is_tls(&self) -> bool {
         !matches!(self, Stream::Plain(_))
     }
@@ -51,6 +55,7 @@ impl AsyncRead for Stream {
             Stream::Plain(s) => Pin::new(s).poll_read(cx, buf),
             Stream::ServerTls(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
             Stream::ClientTls(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
+            Stream::H2(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
         }
     }
 }
@@ -65,6 +70,7 @@ impl AsyncWrite for Stream {
             Stream::Plain(s) => Pin::new(s).poll_write(cx, buf),
             Stream::ServerTls(s) => Pin::new(s.as_mut()).poll_write(cx, buf),
             Stream::ClientTls(s) => Pin::new(s.as_mut()).poll_write(cx, buf),
+            Stream::H2(s) => Pin::new(s.as_mut()).poll_write(cx, buf),
         }
     }
 
@@ -73,6 +79,7 @@ impl AsyncWrite for Stream {
             Stream::Plain(s) => Pin::new(s).poll_flush(cx),
             Stream::ServerTls(s) => Pin::new(s.as_mut()).poll_flush(cx),
             Stream::ClientTls(s) => Pin::new(s.as_mut()).poll_flush(cx),
+            Stream::H2(s) => Pin::new(s.as_mut()).poll_flush(cx),
         }
     }
 
@@ -81,6 +88,7 @@ impl AsyncWrite for Stream {
             Stream::Plain(s) => Pin::new(s).poll_shutdown(cx),
             Stream::ServerTls(s) => Pin::new(s.as_mut()).poll_shutdown(cx),
             Stream::ClientTls(s) => Pin::new(s.as_mut()).poll_shutdown(cx),
+            Stream::H2(s) => Pin::new(s.as_mut()).poll_shutdown(cx),
         }
     }
 }

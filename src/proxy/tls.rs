@@ -35,6 +35,7 @@ static VERSIONS: &[&SupportedProtocolVersion] = &[&rustls::version::TLS13, &rust
 
 /// The only application protocol: WebSocket upgrades are HTTP/1.1 requests.
 const ALPN_HTTP11: &[u8] = b"http/1.1";
+const ALPN_H2: &[u8] = b"h2";
 
 /// A TLS setting that cannot be used; each message names the file (or the value)
 /// and says what is expected instead.
@@ -151,7 +152,7 @@ fn provider() -> Arc<CryptoProvider> {
 
 /// Builds the server config of a TLS listener.
 ///
-/// TLS 1.2 and 1.3 only, ALPN `["http/1.1"]`. The main `cert`/`key` are the default;
+/// TLS 1.2 and 1.3 only, ALPN `["h2", "http/1.1"]` (`["http/1.1"]` with `h2 = false`). The main `cert`/`key` are the default;
 /// each `sni` entry is chosen by the client's SNI server name, matched
 /// case-insensitively against exact names and `*.example.com` wildcards (one label,
 /// as in certificates; exact names win). Unknown or absent SNI gets the default.
@@ -159,17 +160,25 @@ fn provider() -> Arc<CryptoProvider> {
 /// The ring [`CryptoProvider`] is passed explicitly (`builder_with_provider`), so this
 /// never depends on a process-wide default provider.
 pub fn server_config(tls: &ListenerTls) -> Result<Arc<ServerConfig>, TlsError> {
-    server_config_with(ListenerCerts::load(tls)?)
+    server_config_with(ListenerCerts::load(tls)?, tls.h2)
 }
 
 /// The server configuration of a TLS listener that serves `certs` (which a reload
 /// can swap under it).
-pub(super) fn server_config_with(certs: Arc<ListenerCerts>) -> Result<Arc<ServerConfig>, TlsError> {
+/// A TLS listener's settings: ALPN offers `h2` (WebSocket over HTTP/2, RFC 8441,
+/// and plain requests) before `http/1.1` when `h2` is on.
+pub(super) fn server_config_with(
+    certs: Arc<ListenerCerts>,
+    h2: bool,
+) -> Result<Arc<ServerConfig>, TlsError> {
     let mut config = ServerConfig::builder_with_provider(provider())
         .with_protocol_versions(VERSIONS)?
         .with_no_client_auth()
         .with_cert_resolver(certs);
     config.alpn_protocols = vec![ALPN_HTTP11.to_vec()];
+    if h2 {
+        config.alpn_protocols.insert(0, ALPN_H2.to_vec());
+    }
     Ok(Arc::new(config))
 }
 

@@ -55,6 +55,7 @@ fn listener(cert: &Path, key: &Path) -> ListenerTls {
         cert: cert.to_path_buf(),
         key: key.to_path_buf(),
         sni: Vec::new(),
+        h2: true,
     }
 }
 
@@ -167,8 +168,18 @@ fn served(client: &ClientConnection) -> CertificateDer<'static> {
 fn server_config_loads_a_generated_cert_and_negotiates_http11() {
     let dir = TempDir::new().unwrap();
     let (cert, key, der) = self_signed(&dir, "site", &["localhost"]);
+    let mut tls = listener(&cert, &key);
+    tls.h2 = false;
+    assert_eq!(
+        server_config(&tls).unwrap().alpn_protocols,
+        vec![b"http/1.1".to_vec()]
+    );
+    // h2 is offered first; a client that only speaks HTTP/1.1 gets that.
     let config = server_config(&listener(&cert, &key)).unwrap();
-    assert_eq!(config.alpn_protocols, vec![b"http/1.1".to_vec()]);
+    assert_eq!(
+        config.alpn_protocols,
+        vec![b"h2".to_vec(), b"http/1.1".to_vec()]
+    );
     let (client, _) = handshake(config, accept_any_client(), dns("localhost")).unwrap();
     assert_eq!(served(&client), der);
     assert_eq!(client.alpn_protocol(), Some(&b"http/1.1"[..]));
@@ -422,6 +433,7 @@ fn sni_picks_exact_wildcard_and_default() {
             sni(&["A.example.com"], &a_cert, &a_key),
             sni(&["other.test", "other2.test."], &o_cert, &o_key),
         ],
+        h2: true,
     };
     let server = server_config(&tls).unwrap();
     let cases = [

@@ -105,6 +105,7 @@ pub fn handshake(deflate: bool) -> Handshake {
         ]),
         subprotocol: Some("chat.v2".into()),
         extensions: ext,
+        h2: false,
     }
 }
 

@@ -18,6 +18,7 @@ mod faults;
 mod handshake;
 mod health;
 mod hostile;
+mod http2;
 mod interop;
 mod keepalive;
 mod lifecycle;

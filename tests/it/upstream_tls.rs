@@ -19,6 +19,7 @@ async fn tls_backend(pki: &certs::TestPki) -> SocketAddr {
         cert: pki.cert_pem.clone(),
         key: pki.key_pem.clone(),
         sni: Vec::new(),
+        h2: false,
     })
     .unwrap();
     let acceptor = tokio_rustls::TlsAcceptor::from(Arc::clone(&config));

@@ -178,6 +178,14 @@ fn summary(t: &Tunnel, wide: bool) -> Vec<Line<'static>> {
         ));
         second.push(Span::raw("  "));
     }
+    if t.handshake.as_ref().is_some_and(|h| h.h2) {
+        second.extend(kv(
+            "over",
+            "HTTP/2 (extended CONNECT)".to_string(),
+            Style::new().fg(theme::INFO),
+        ));
+        second.push(Span::raw("  "));
+    }
     second.extend(kv(
         "subprotocol",
         t.subprotocol().unwrap_or("none").to_string(),

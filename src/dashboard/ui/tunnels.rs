@@ -26,7 +26,7 @@ const COLS: [Col; 12] = [
     Col { title: "Client", width: 21, prio: 2, flex: false },
     Col { title: "Path", width: 16, prio: 1, flex: true },
     Col { title: "Backend", width: 19, prio: 7, flex: false },
-    Col { title: "Proto", width: 9, prio: 9, flex: false },
+    Col { title: "Proto", width: 10, prio: 9, flex: false },
     Col { title: "Age", width: 6, prio: 8, flex: false },
     Col { title: "→Frm", width: 6, prio: 10, flex: false },
     Col { title: "←Frm", width: 6, prio: 11, flex: false },
@@ -156,7 +156,17 @@ fn cell(col: usize, r: &rows::Row, state: &State) -> Cell<'static> {
             Some(b) => b.to_string(),
             None => "…".to_string(),
         }),
-        4 => Cell::from(t.subprotocol().unwrap_or("-").to_string()),
+        4 => {
+            // Tunnels opened over HTTP/2 (RFC 8441) are marked.
+            let proto = t.subprotocol().unwrap_or("-").to_string();
+            match t.handshake.as_ref().is_some_and(|h| h.h2) {
+                true => Cell::from(Line::from(vec![
+                    Span::styled("h2 ", Style::new().fg(theme::INFO)),
+                    Span::raw(proto),
+                ])),
+                false => Cell::from(proto),
+            }
+        }
         5 => {
             let age = match r.closed.map(|c| &c.ending) {
                 Some(Ending::Closed { duration, .. }) => *duration,

@@ -9,6 +9,7 @@
 
 mod connect;
 pub mod fault;
+mod h2;
 mod keepalive;
 mod plain;
 mod upgrade;
@@ -134,10 +135,21 @@ impl hyper::body::Body for Tracked {
 }
 
 async fn route_request(
-    req: Request<Incoming>,
+    mut req: Request<Incoming>,
     conn: &Arc<ConnInfo>,
     ip_slot: &mut Option<IpSlot>,
 ) -> Response<Body> {
+    // HTTP/2 names the host in `:authority`; the backend, spoken to in HTTP/1.1,
+    // needs it as `Host`.
+    if !req.headers().contains_key(header::HOST) {
+        if let Some(host) = req
+            .uri()
+            .authority()
+            .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
+        {
+            req.headers_mut().insert(header::HOST, host);
+        }
+    }
     // hyper keeps Transfer-Encoding and drops Content-Length; the head check saw both.
     if req.headers().contains_key(header::TRANSFER_ENCODING) && conn.framing.take() {
         info!(client = %conn.client, "request refused: both Content-Length and Transfer-Encoding");
@@ -169,7 +181,7 @@ async fn route_request(
     let Some(pool) = conn.core.pools.get(pool_name) else {
         return text(StatusCode::INTERNAL_SERVER_ERROR, "route names no pool");
     };
-    if headers::names_websocket(req.headers()) {
+    if headers::names_websocket(req.headers()) || h2::is_websocket_connect(&req) {
         upgrade(req, conn, route, limits, &pool, ip_slot).await
     } else {
         plain(req, conn, &pool).await

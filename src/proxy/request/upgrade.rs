@@ -14,6 +14,7 @@ use hyper_util::rt::TokioIo;
 use tracing::{info, warn, Span};
 
 use super::connect::{connect_backend, forward_context, hash_key};
+use super::h2;
 use super::plain::relay_response;
 use super::{path_and_query, text, Body, ConnInfo};
 use crate::config::WsLimits;
@@ -35,7 +36,16 @@ pub(super) async fn upgrade(
     pool: &Pool,
     ip_slot: &mut Option<IpSlot>,
 ) -> Response<Body> {
-    if let Some(answer) = malformed(&req, conn) {
+    // Over HTTP/2 the handshake is an extended CONNECT (RFC 8441): checked as such,
+    // then given the HTTP/1.1 Upgrade headers the backend gets.
+    let h2 = h2::is_websocket_connect(&req);
+    let request_in = headers::to_headers(req.headers());
+    if h2 {
+        if let Some(answer) = h2::malformed(&req) {
+            return answer;
+        }
+        h2::as_upgrade(&mut req);
+    } else if let Some(answer) = malformed(&req, conn) {
         return answer;
     }
     let attempt = Attempt::begin(conn, route, path_and_query(&req));
@@ -57,11 +67,12 @@ pub(super) async fn upgrade(
     };
     let (subprotocol, extensions, deflate) = headers::negotiated(resp.headers());
     let handshake = Handshake {
-        request_in: headers::to_headers(req.headers()),
+        request_in,
         request_out,
         response: headers::to_headers(resp.headers()),
         subprotocol,
         extensions,
+        h2,
     };
     let client_upgrade = hyper::upgrade::on(&mut req);
     let backend_upgrade = hyper::upgrade::on(&mut resp);
@@ -70,8 +81,12 @@ pub(super) async fn upgrade(
             .map_err(|never| match never {})
             .boxed(),
     );
-    *answer.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
-    *answer.headers_mut() = headers::client_response_headers(resp.status(), resp.headers());
+    if h2 {
+        *answer.headers_mut() = h2::answer_headers(resp.headers());
+    } else {
+        *answer.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
+        *answer.headers_mut() = headers::client_response_headers(resp.status(), resp.headers());
+    }
 
     let shared = attempt.into_tunnel(lease.backend(), handshake, deflate, limits);
     // The span is entered only where the tunnel logs, not around every poll of its
@@ -380,9 +395,12 @@ async fn run_tunnel(
 }
 
 /// The raw stream and any bytes hyper read past the HTTP head.
+/// An HTTP/2 stream cannot be taken out of hyper: it is relayed through it.
 fn unwrap_client(up: hyper::upgrade::Upgraded) -> Option<(Stream, Bytes)> {
-    let parts = up.downcast::<TokioIo<HeadTimer<Stream>>>().ok()?;
-    Some((parts.io.into_inner().into_inner(), parts.read_buf))
+    match up.downcast::<TokioIo<HeadTimer<Stream>>>() {
+        Ok(parts) => Some((parts.io.into_inner().into_inner(), parts.read_buf)),
+        Err(h2) => Some((Stream::H2(Box::new(TokioIo::new(h2))), Bytes::new())),
+    }
 }
 
 /// The raw stream and any bytes hyper read past the HTTP head.

@@ -37,6 +37,7 @@ fn shared() -> Arc<TunnelShared> {
             response: Default::default(),
             subprotocol: None,
             extensions: None,
+            h2: false,
         },
         16,
         64,

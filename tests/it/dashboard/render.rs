@@ -253,6 +253,24 @@ fn the_idle_timeout_counts_down_in_the_list_and_the_detail() {
     );
 }
 
+/// A tunnel opened over HTTP/2 is marked in the list and the detail.
+#[test]
+fn a_tunnel_over_http2_is_marked_h2() {
+    let mut s = State::from_snapshot(snapshot(), at(0.0));
+    for mut ev in super::open_events(5, "10.0.0.5:5000", "/h2", "127.0.0.1:9001", 1.0) {
+        if let Event::Handshake { handshake, .. } = &mut ev {
+            handshake.h2 = true;
+        }
+        s.apply(&ev, at(1.0));
+    }
+    let text = screen(&s, &Ui::default(), 160, 40);
+    assert!(text.contains("h2 chat.v2"), "{text}");
+    let mut ui = Ui::default();
+    handle(key(KeyCode::Enter), &s, &mut ui);
+    let text = screen(&s, &ui, 160, 40);
+    assert!(text.contains("over HTTP/2 (extended CONNECT)"), "{text}");
+}
+
 #[test]
 fn detail_view_shows_handshake_headers_extensions_and_frame_tail() {
     let s = detail_state();
