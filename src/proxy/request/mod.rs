@@ -178,14 +178,53 @@ async fn route_request(
         info!(%path, host = host.as_deref().unwrap_or(""), "no route");
         return text(StatusCode::NOT_FOUND, "no route for this host and path");
     };
-    let Some(pool) = conn.core.pools.get(pool_name) else {
-        return text(StatusCode::INTERNAL_SERVER_ERROR, "route names no pool");
+    let (route, limits, pool) = match conn.core.pools.get(pool_name) {
+        Some(pool) => (route, std::borrow::Cow::Borrowed(limits), pool),
+        None => match during_reload(conn, host.as_deref(), &path).await {
+            Ok(found) => found,
+            Err(answer) => return answer,
+        },
     };
+    let limits = &*limits;
     if headers::names_websocket(req.headers()) || h2::is_websocket_connect(&req) {
         upgrade(req, conn, route, limits, &pool, ip_slot).await
     } else {
         plain(req, conn, &pool).await
     }
+}
+
+/// The route and pool of a request read while a reload swapped the routes and the
+/// pools one after the other (its route's pool was not there, yet or any more):
+/// both read again once the reload is through.
+async fn during_reload(
+    conn: &ConnInfo,
+    host: Option<&str>,
+    path: &str,
+) -> Result<
+    (
+        Arc<str>,
+        std::borrow::Cow<'static, crate::config::WsLimits>,
+        Arc<super::pool::Pool>,
+    ),
+    Response<Body>,
+> {
+    for _ in 0..3 {
+        tokio::task::yield_now().await;
+        let routes = conn.core.routes();
+        let Some(m) = routes.find(host, path) else {
+            return Err(text(
+                StatusCode::NOT_FOUND,
+                "no route for this host and path",
+            ));
+        };
+        if let Some(pool) = conn.core.pools.get(m.pool) {
+            return Ok((m.name, std::borrow::Cow::Owned(m.limits.clone()), pool));
+        }
+    }
+    Err(text(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "the configuration is being reloaded; try again",
+    ))
 }
 
 pub(super) fn path_and_query(req: &Request<Incoming>) -> String {
