@@ -13,7 +13,9 @@
 # on 127.0.0.1. It exits non-zero when a check fails: a message lost, duplicated,
 # out of order or corrupt, a tunnel that did not end cleanly, the proxy's memory
 # growing after the first 10 s, or its descriptors not back to the baseline after
-# the last close. Every process started is stopped by PID on exit.
+# the last close. It also reloads the config 5 times under that load (timed, with
+# the proxy's memory before and after) and, when everything passed, writes those
+# figures into BENCHMARKS.md. Every process started is stopped by PID on exit.
 set -euo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -21,7 +23,7 @@ repo="$(cd "$here/.." && pwd)"
 
 for a in "$@"; do
     if [[ $a == -h || $a == --help ]]; then
-        sed -n '2,17p' "$0" | sed 's/^# \{0,1\}//'
+        sed -n '2,19p' "$0" | sed 's/^# \{0,1\}//'
         echo
         if [[ -x $here/loadgen/target/release/loadgen ]]; then
             "$here/loadgen/target/release/loadgen" soak --help
@@ -72,6 +74,7 @@ printf '\n== soak: load average %s on %s CPUs, open-file limit %s, work director
 "$here/loadgen/target/release/loadgen" soak \
     --workdir "$work" \
     --tunnelscope "$repo/target/release/tunnelscope" \
+    --benchmarks "$repo/BENCHMARKS.md" \
     "$@" &
 runner_pid=$!
 wait "$runner_pid"

@@ -96,6 +96,31 @@ fn cpu_model() -> String {
         .unwrap_or_else(|| "unknown".to_string())
 }
 
+/// The heading of the section `loadgen soak --benchmarks` writes.
+pub const SOAK_HEADING: &str = "## Reload under load (soak)";
+
+/// The section of `doc` under `heading`, up to the next `## ` heading or the end.
+pub fn section<'a>(doc: &'a str, heading: &str) -> Option<&'a str> {
+    let start = doc.find(heading)?;
+    let rest = &doc[start..];
+    let end = rest[heading.len()..]
+        .find("\n## ")
+        .map_or(rest.len(), |i| heading.len() + i + 1);
+    Some(&rest[..end])
+}
+
+/// Puts `text` (a whole section, heading first) in place of the section under
+/// `heading` in the file at `path`, or at its end.
+pub fn replace_section(path: &Path, heading: &str, text: &str) -> Result<()> {
+    let doc = std::fs::read_to_string(path).unwrap_or_default();
+    let new = match section(&doc, heading) {
+        Some(old) => doc.replacen(old, text, 1),
+        None => format!("{}\n{text}", doc.trim_end_matches('\n').to_owned() + "\n"),
+    };
+    std::fs::write(path, new)?;
+    Ok(())
+}
+
 pub fn write(out: &Path, figs: &Figures, info: &RunInfo) -> Result<()> {
     let a = &info.args;
     let mut kinds = vec![Kind::Direct, Kind::Nginx, Kind::Haproxy, Kind::Tunnelscope];
@@ -423,6 +448,14 @@ pub fn write(out: &Path, figs: &Figures, info: &RunInfo) -> Result<()> {
         writeln!(w, "- {l}")?;
     }
     writeln!(w, "\n</details>")?;
+    // The soak's section (`bench/soak.sh` writes it) is kept as it was.
+    if let Some(soak) = std::fs::read_to_string(out)
+        .ok()
+        .and_then(|old| section(&old, SOAK_HEADING).map(str::to_owned))
+    {
+        s.push('\n');
+        s.push_str(&soak);
+    }
     std::fs::write(out, s)?;
 
     println!(

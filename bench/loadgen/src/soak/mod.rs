@@ -52,11 +52,13 @@ use crate::{net, procfs, targets};
 
 mod peers;
 mod proxy;
+mod reload;
 mod report;
 mod wire;
 
 use self::peers::*;
 use self::proxy::*;
+use self::reload::*;
 use self::report::*;
 use self::wire::*;
 
@@ -105,6 +107,14 @@ pub struct Args {
     /// Addresses for the in-process backend (repeat for several). Default: two free ports.
     #[arg(long)]
     pub backend: Vec<SocketAddr>,
+    /// Reloads during the soak window (each drops or re-adds the second backend,
+    /// through `POST /api/reload`), evenly spaced; timed, with the proxy's memory
+    /// before and after. Only with a proxy this run starts.
+    #[arg(long, default_value_t = 5)]
+    pub reloads: u32,
+    /// Write the reload figures into this report (BENCHMARKS.md) when the soak passes.
+    #[arg(long)]
+    pub benchmarks: Option<PathBuf>,
     /// Worker threads of this load generator (clients and backend together).
     #[arg(long, default_value_t = 2)]
     pub threads: usize,
@@ -213,7 +223,8 @@ pub fn main(args: Args) -> Result<()> {
         dir.display()
     );
 
-    let r = rt.block_on(drive(&args, &ctx, pid, stop_tx, stop_rx));
+    let reloader = started.as_ref().map(|s| &s.reloader);
+    let r = rt.block_on(drive(&args, &ctx, pid, reloader, stop_tx, stop_rx));
     rt.shutdown_timeout(Duration::from_secs(2));
     let exit = started.and_then(Started::stop);
     let outcome = r?;
@@ -231,6 +242,11 @@ pub fn main(args: Args) -> Result<()> {
         std::process::exit(1);
     }
     println!("\nSOAK PASSED");
+    if let Some(path) = &args.benchmarks {
+        let text = soak_section(&args, &ctx, &outcome);
+        crate::report::replace_section(path, crate::report::SOAK_HEADING, &text)?;
+        println!("wrote the reload figures to {}", path.display());
+    }
     Ok(())
 }
 
@@ -245,15 +261,18 @@ struct Outcome {
     fd_back_secs: Option<f64>,
     cpu: Option<(f64, f64)>,
     soak_secs: f64,
+    reloads: Vec<ReloadFig>,
 }
 
 async fn drive(
     args: &Args,
     ctx: &Arc<Ctx>,
     pid: Option<u32>,
+    reloader: Option<&Reloader>,
     stop_tx: watch::Sender<bool>,
     stop_rx: watch::Receiver<bool>,
 ) -> Result<Outcome> {
+    let mut reloads = Vec::new();
     let sample = |t: f64| -> Option<Sample> {
         let p = pid?;
         Some(Sample {
@@ -335,6 +354,19 @@ async fn drive(
         if t0.is_some_and(|t0| t0.elapsed().as_secs_f64() >= args.secs) {
             break;
         }
+        // The next reload is due at secs * (k / (reloads + 1)) into the window.
+        let k = reloads.len() as u32 + 1;
+        if let (Some(r), true) = (reloader, k <= args.reloads && t >= 0.0) {
+            let due = args.secs * f64::from(k) / f64::from(args.reloads + 1);
+            if t >= due {
+                let fig = r.reload(k, pid, load(&ctx.live)).await?;
+                println!(
+                    "reload {k}: {} in {:.1} ms with {} tunnels live",
+                    fig.status, fig.ms, fig.live
+                );
+                reloads.push(fig);
+            }
+        }
     }
     let soak_secs = t0.map_or(0.0, |t0| t0.elapsed().as_secs_f64());
     let cpu = match (pid, cpu_start) {
@@ -398,6 +430,7 @@ async fn drive(
         fd_back_secs,
         cpu,
         soak_secs,
+        reloads,
     })
 }
 

@@ -7,14 +7,20 @@ pub(super) fn fd_count(pid: u32) -> Option<u64> {
     Some(std::fs::read_dir(format!("/proc/{pid}/fd")).ok()?.count() as u64)
 }
 
-pub(super) fn proxy_conf(listen: SocketAddr, backends: &[SocketAddr], tunnels: u32) -> String {
+pub(super) fn proxy_conf(
+    listen: SocketAddr,
+    backends: &[SocketAddr],
+    tunnels: u32,
+    admin: Option<SocketAddr>,
+) -> String {
     let servers: String = backends
         .iter()
         .map(|b| format!("[[pool.soak.server]]\naddr = \"{b}\"\n"))
         .collect();
+    let admin = admin.map_or(String::new(), |a| format!("[admin]\nbind = \"{a}\"\n\n"));
     format!(
         r#"# Written by `loadgen soak`.
-[limits]
+{admin}[limits]
 max_connections = {max}
 
 [timeouts]
@@ -35,6 +41,8 @@ max_fails = 0
 pub(super) struct Started {
     pub(super) child: Child,
     pub(super) dir: PathBuf,
+    /// How to reload it under load.
+    pub(super) reloader: Reloader,
 }
 
 pub(super) fn start_proxy(
@@ -49,8 +57,12 @@ pub(super) fn start_proxy(
         )
     })?;
     let listen = targets::free_port()?;
+    let admin = targets::free_port()?;
     let conf = dir.join("tunnelscope-soak.toml");
-    std::fs::write(&conf, proxy_conf(listen, backends, args.tunnels))?;
+    std::fs::write(
+        &conf,
+        proxy_conf(listen, backends, args.tunnels, Some(admin)),
+    )?;
     let child = targets::spawn(
         dir,
         "tunnelscope-soak.log",
@@ -64,6 +76,13 @@ pub(super) fn start_proxy(
     let started = Started {
         child,
         dir: dir.to_path_buf(),
+        reloader: Reloader {
+            conf,
+            admin,
+            listen,
+            backends: backends.to_vec(),
+            tunnels: args.tunnels,
+        },
     };
     if let Err(e) =
         targets::wait_listening(&[listen], "tunnelscope", &dir.join("tunnelscope-soak.log"))

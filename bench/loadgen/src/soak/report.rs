@@ -62,6 +62,14 @@ pub(super) fn report(
         "backend connections ended early".into(),
     );
     check(o.backend_left == 0, "backend connections left open".into());
+    check(
+        report_reloads(&o.reloads),
+        "a reload was refused or failed".into(),
+    );
+    check(
+        o.reloads.len() as u32 == args.reloads || o.reloads.is_empty() && args.proxy_addr.is_some(),
+        format!("{} of {} reloads done", o.reloads.len(), args.reloads),
+    );
     println!("messages      sent     received  lost  duplicated  out-of-order  corrupt");
     for (name, s) in [
         ("client→backend", &ctx.c2b),
