@@ -33,6 +33,8 @@ const COLS: [Col; 9] = [
 ];
 /// Shown only while some backend has a paced close.
 const PACED: usize = 2;
+/// Shown only when some backend is health-checked.
+const CHECK: usize = 6;
 
 /// Rows the panel wants: every backend if it can, at most half of `avail` (the
 /// table scrolls to keep the selection visible beyond that).
@@ -113,8 +115,13 @@ pub fn draw(frame: &mut Frame, area: Rect, state: &State, ui: &Ui) {
     if !paced {
         cols[PACED].width = 0;
     }
+    // The health check column only where some pool has checks.
+    let checked = state.backends.iter().any(|b| b.check.is_some());
+    if !checked {
+        cols[CHECK].width = 0;
+    }
     let mut keep = fit(&cols, block.inner(area).width);
-    keep.retain(|&c| c != PACED || paced);
+    keep.retain(|&c| (c != PACED || paced) && (c != CHECK || checked));
     let shares = state.shares();
     let rows = state.backends.iter().zip(&shares).map(|(b, share)| {
         let cells: Vec<Cell> = keep
@@ -161,7 +168,7 @@ fn cell(col: usize, b: &BackendInfo, share: f64, now: SystemTime) -> Cell<'stati
             Span::styled(bar(share, BAR), Style::new().fg(theme::ACCENT)),
             Span::raw(format!("{:>4.0}%", share * 100.0)),
         ])),
-        6 => match &b.check {
+        CHECK => match &b.check {
             None => Cell::from(""),
             Some(c) if c.error.is_none() => Cell::from(Span::styled(
                 format!("ok {}", fmt::duration(c.latency)),

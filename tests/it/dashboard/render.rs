@@ -143,6 +143,8 @@ fn paced_closes_show_a_countdown_then_progress_and_checks_their_latency() {
     // Without a paced close the column is not there.
     let plain = screen(&busy_state(), &Ui::default(), 160, 48);
     assert!(!plain.contains("Paced close"), "{plain}");
+    // Nor is the Check column without health checks.
+    assert!(!plain.contains("Check"), "{plain}");
 }
 
 #[test]
