@@ -1,5 +1,6 @@
 //! A real browser through the proxy (issue 4 §2): headless Chromium loads a page over
-//! https:// from a TLS listener, and the page opens a wss:// WebSocket through the
+//! https:// from a TLS listener (over HTTP/2, which it offers), and the page opens a
+//! wss:// WebSocket (an extended CONNECT over HTTP/2, RFC 8441) through the
 //! same listener to an echo backend, exchanges messages and writes the echoes into
 //! its DOM, which Chromium dumps.
 //!
@@ -264,6 +265,9 @@ async fn chromium_loads_a_page_over_https_and_echoes_over_wss_through_the_proxy(
         "the page closed its WebSocket with 1000"
     );
     let h = handshake.unwrap();
+    // The listener offers h2 and extended CONNECT: Chrome opens its WebSocket over
+    // HTTP/2 (RFC 8441), and the backend still gets an HTTP/1.1 upgrade.
+    assert!(h.h2, "Chromium's WebSocket came over HTTP/1.1, not HTTP/2");
     let ua = h.request_in.get("user-agent").unwrap_or_default();
     assert!(ua.contains("Chrome"), "User-Agent {ua:?}");
     assert_eq!(h.request_in.get("origin"), Some(origin.as_str()));
