@@ -292,6 +292,8 @@ async fn the_access_log_has_one_line_per_tunnel_with_client_backend_path_counts_
     );
 }
 
+/// SIGHUP to the real binary while an echo load runs: the reload applies, the load
+/// sees no error, the tunnels made before run on.
 #[tokio::test]
 async fn sighup_reloads_the_config_and_leaves_the_process_running_with_its_tunnels() {
     let first = Backend::start("first").await;
@@ -302,6 +304,19 @@ async fn sighup_reloads_the_config_and_leaves_the_process_running_with_its_tunne
     let addr = proc.listening().await;
     let mut ws = connect(addr, "/held").await;
     assert_eq!(whoami(&mut ws).await, "first");
+    // An echo load runs through the reload, bounded in count, on its own tunnel.
+    let mut busy = connect(addr, "/busy").await;
+    let (stop, mut stopped) = tokio::sync::watch::channel(false);
+    let load = tokio::spawn(async move {
+        let mut echoed = 0u32;
+        while echoed < 100_000 && !*stopped.borrow_and_update() {
+            let text = format!("load {echoed}");
+            busy.send(Message::text(text.clone())).await.unwrap();
+            assert_eq!(next_data(&mut busy).await, Message::text(text));
+            echoed += 1;
+        }
+        echoed
+    });
 
     // The pool now names the second backend only.
     config_file(dir.path(), "", &second);
@@ -319,6 +334,9 @@ async fn sighup_reloads_the_config_and_leaves_the_process_running_with_its_tunne
         "{line}"
     );
     assert!(proc.running(), "SIGHUP ended the process");
+    stop.send(true).unwrap();
+    let echoed = load.await.expect("no echo failed across the reload");
+    assert!(echoed > 0);
     // The tunnel made before runs on, on its backend; new ones go to the new one.
     assert_eq!(whoami(&mut ws).await, "first");
     let mut fresh = connect(addr, "/fresh").await;
