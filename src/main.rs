@@ -227,6 +227,7 @@ async fn run(
             proxy.subscribe_source(),
             proxy.control(),
         )
+        .with_messages(proxy.messages_source())
         .with_kill_close(kill.0, kill.1.clone())
         .with_token(token)
         .with_hosts(&admin_hosts)

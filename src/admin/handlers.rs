@@ -91,6 +91,13 @@ pub(crate) async fn handle(
                 None => unknown_tunnel(id),
             }
         }
+        Endpoint::Messages(id) => match (api.messages)(id) {
+            Some(messages) => {
+                let messages: Vec<_> = messages.iter().map(json::Message::new).collect();
+                reply::json(StatusCode::OK, &Messages { messages })
+            }
+            None => unknown_tunnel(id),
+        },
         Endpoint::CloseTunnel(id) => {
             match close_params(query, (CLOSE_SERVICE_RESTART, CLOSE_REASON)) {
                 Ok((code, reason)) => control(api, Command::CloseTunnel { id, code, reason }).await,
@@ -156,6 +163,12 @@ pub(crate) async fn handle(
 #[derive(Serialize)]
 struct Backends<'a> {
     backends: Vec<json::Backend<'a>>,
+}
+
+/// `{"messages": [...]}`, oldest first.
+#[derive(Serialize)]
+struct Messages<'a> {
+    messages: Vec<json::Message<'a>>,
 }
 
 #[derive(Serialize)]

@@ -514,3 +514,58 @@ mod tests {
         assert_eq!((empty.encoding, empty.data.as_str()), ("text", ""));
     }
 }
+
+/// A captured whole message: `seq` (per direction), `at`, `direction`, `type`
+/// (`text`, `binary`, `close`, `ping`, `pong`, or `continuation` for one whose start
+/// was not seen), `compressed` (permessage-deflate; the bytes are as sent),
+/// `length` (payload bytes on the wire), `frames`, `truncated`, and the payload as
+/// `text` (valid UTF-8, not compressed) or else `base64`.
+#[derive(Serialize)]
+pub struct Message<'a> {
+    pub seq: u64,
+    pub at: String,
+    pub direction: &'static str,
+    #[serde(rename = "type")]
+    pub kind: &'static str,
+    pub compressed: bool,
+    pub length: u64,
+    pub frames: u32,
+    pub truncated: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub text: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub base64: Option<String>,
+}
+
+impl<'a> Message<'a> {
+    pub fn new(m: &'a crate::event::CapturedMessage) -> Message<'a> {
+        use crate::event::OpKind;
+        use base64::Engine;
+        let textual = m.kind == OpKind::Text && !m.compressed;
+        let text = textual.then(|| std::str::from_utf8(&m.data).ok()).flatten();
+        Message {
+            seq: m.seq,
+            at: rfc3339(m.at),
+            direction: match m.dir {
+                crate::event::Dir::ClientToBackend => "client_to_backend",
+                crate::event::Dir::BackendToClient => "backend_to_client",
+            },
+            kind: match m.kind {
+                OpKind::Text => "text",
+                OpKind::Binary => "binary",
+                OpKind::Close => "close",
+                OpKind::Ping => "ping",
+                OpKind::Pong => "pong",
+                OpKind::Continuation | OpKind::Reserved => "continuation",
+            },
+            compressed: m.compressed,
+            length: m.len,
+            frames: m.frames,
+            truncated: m.truncated,
+            text,
+            base64: text
+                .is_none()
+                .then(|| base64::engine::general_purpose::STANDARD.encode(&m.data)),
+        }
+    }
+}

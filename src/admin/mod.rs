@@ -42,7 +42,7 @@ use tokio::task::JoinHandle;
 use tracing::{debug, warn, Instrument};
 
 use crate::control::{ControlHandle, CLOSE_SERVICE_RESTART};
-use crate::event::{Counters, Event, Snapshot};
+use crate::event::{CapturedMessage, Counters, Event, Snapshot, TunnelId};
 
 /// Admin connections open at once (event streams included); more are refused.
 pub const MAX_CONNECTIONS: usize = 64;
@@ -80,7 +80,13 @@ pub struct Api {
     /// Where `POST /api/upgrade` asks for a binary upgrade; None where the process
     /// cannot do one (the dashboard runs in its terminal, or the proxy is embedded).
     pub(crate) upgrade: Option<mpsc::Sender<UpgradeRequest>>,
+    /// A live tunnel's captured messages (`GET /api/tunnels/{id}/messages`).
+    pub(crate) messages: MessagesFn,
 }
+
+/// A `'static` source of a tunnel's captured messages (see
+/// `ProxyHandle::messages_source`); None when the tunnel is not live.
+pub type MessagesFn = Arc<dyn Fn(TunnelId) -> Option<Vec<CapturedMessage>> + Send + Sync>;
 
 /// A request for a binary upgrade, answered with the new process's PID or why it
 /// failed (the old process then serves on).
@@ -104,7 +110,17 @@ impl Api {
             hosts: Arc::from(Vec::new()),
             redact: Arc::new(json::Redact::default()),
             upgrade: None,
+            messages: Arc::new(|_| None),
         }
+    }
+
+    /// `GET /api/tunnels/{id}/messages` reads captured messages from here.
+    pub fn with_messages(
+        mut self,
+        messages: impl Fn(TunnelId) -> Option<Vec<CapturedMessage>> + Send + Sync + 'static,
+    ) -> Api {
+        self.messages = Arc::new(messages);
+        self
     }
 
     /// `POST /api/upgrade` sends its requests here.

@@ -18,6 +18,7 @@ pub enum Endpoint {
     Backends,
     Tunnels,
     Tunnel(TunnelId),
+    Messages(TunnelId),
     CloseTunnel(TunnelId),
     Backend { backend: BackendId, action: Action },
     Shutdown,
@@ -73,6 +74,7 @@ pub fn route(method: &Method, path: &str) -> Result<Endpoint, Miss> {
         ["api", "upgrade"] => (Ok(Upgrade), Method::POST),
         ["api", "tunnels", id] => (tunnel_id(id).map(Tunnel), Method::GET),
         ["api", "tunnels", id, "close"] => (tunnel_id(id).map(CloseTunnel), Method::POST),
+        ["api", "tunnels", id, "messages"] => (tunnel_id(id).map(Messages), Method::GET),
         ["api", "backends", pool, addr, action] => (backend(pool, addr, action), Method::POST),
         ["api", "pools", pool, "rebalance"] => (
             percent_decode(pool)

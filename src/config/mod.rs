@@ -35,7 +35,9 @@ pub use self::routing::{
     host_of, Balance, CheckKind, HashKey, HealthCheck, HostHeader, Listener, ListenerTls, Pool,
     Route, Server, SniCert, DEFAULT_CLOSE_RATE,
 };
-pub use self::sections::{Admin, Inspect, Limits, PingSides, ProxySettings, Timeouts, WsLimits};
+pub use self::sections::{
+    Admin, CaptureMode, Inspect, Limits, PingSides, ProxySettings, Timeouts, WsLimits,
+};
 
 use locate::{line_col, tidy_message, KeyPath, Node};
 use routing::{default_close_rate, default_fail_timeout, default_max_fails, default_tries};

@@ -266,6 +266,24 @@ pub struct Inspect {
     pub redact: Vec<String>,
     /// Serve every header value as it is, credentials included.
     pub reveal_secrets: bool,
+    /// When whole messages are kept for the inspector: `watched` (while the
+    /// dashboard runs or an admin API client follows the events), `all`, or `off`.
+    pub capture: CaptureMode,
+    /// Payload bytes kept per message (longer ones are kept truncated, marked).
+    pub message_bytes: usize,
+    /// Payload bytes of whole messages kept per tunnel (half per direction); the
+    /// oldest go first.
+    pub tunnel_memory: usize,
+}
+
+/// `[inspect] capture`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum CaptureMode {
+    #[default]
+    Watched,
+    All,
+    Off,
 }
 
 impl Default for Inspect {
@@ -277,6 +295,9 @@ impl Default for Inspect {
             stats_interval: Duration::from_millis(250),
             redact: Vec::new(),
             reveal_secrets: false,
+            capture: CaptureMode::Watched,
+            message_bytes: 64 * 1024,
+            tunnel_memory: 1024 * 1024,
         }
     }
 }

@@ -140,7 +140,10 @@ pub async fn run(core: Arc<Registry>, mut commands: mpsc::Receiver<Request>) {
 fn publish_stats(core: &Registry, published: &mut HashMap<TunnelId, (u64, u64, u64)>) {
     // Nobody listening (headless): don't copy counters and samples for nothing. A
     // subscriber that arrives later starts from a snapshot anyway.
-    if core.bus.receiver_count() == 0 {
+    let watched = core.bus.receiver_count() > 0;
+    core.watched
+        .store(watched, std::sync::atomic::Ordering::Relaxed);
+    if !watched {
         published.clear();
         return;
     }

@@ -42,7 +42,8 @@ use tokio::task::JoinHandle;
 
 use crate::config::Config;
 use crate::control::{Command, ControlHandle};
-use crate::event::{Counters, Event, Snapshot};
+use crate::event::{CapturedMessage, Counters, Event, Snapshot, TunnelId};
+use crate::sync::lock;
 
 use self::registry::Registry;
 use self::upstream::UpstreamTls;
@@ -87,12 +88,30 @@ impl ProxyHandle {
     /// Events from now on. Call [`snapshot`](Self::snapshot) after subscribing to
     /// know what was there before.
     pub fn subscribe(&self) -> broadcast::Receiver<Event> {
-        self.core.bus.subscribe()
+        let rx = self.core.bus.subscribe();
+        self.core
+            .watched
+            .store(true, std::sync::atomic::Ordering::Relaxed);
+        rx
     }
 
     /// The whole state now: listeners, backends, live tunnels.
     pub fn snapshot(&self) -> Snapshot {
         self.core.snapshot()
+    }
+
+    /// The whole messages captured on a live tunnel (`[inspect] capture`), as a
+    /// `'static` function like [`snapshot_source`](Self::snapshot_source); None for
+    /// a tunnel that is not live.
+    pub fn messages_source(
+        &self,
+    ) -> impl Fn(TunnelId) -> Option<Vec<CapturedMessage>> + Send + Sync + 'static {
+        let core = Arc::downgrade(&self.core);
+        move |id| {
+            let core = core.upgrade()?;
+            let tunnel = lock(&core.tunnels).get(&id).cloned()?;
+            Some(tunnel.messages())
+        }
     }
 
     /// [`snapshot`](Self::snapshot) as a `'static` function, for observers that run
@@ -117,7 +136,11 @@ impl ProxyHandle {
     ) -> impl Fn() -> broadcast::Receiver<Event> + Send + Sync + 'static {
         let core = Arc::downgrade(&self.core);
         move || match core.upgrade() {
-            Some(c) => c.bus.subscribe(),
+            Some(c) => {
+                let rx = c.bus.subscribe();
+                c.watched.store(true, std::sync::atomic::Ordering::Relaxed);
+                rx
+            }
             None => broadcast::channel(1).1,
         }
     }

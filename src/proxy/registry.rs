@@ -37,6 +37,9 @@ pub struct Registry {
     /// Backend names and what they resolve to.
     pub(super) dns: Dns,
     pub bus: broadcast::Sender<Event>,
+    /// Someone follows the events (the dashboard, an API stream): tunnels capture
+    /// whole messages under `capture = "watched"`.
+    pub(super) watched: Arc<std::sync::atomic::AtomicBool>,
     /// The listeners accepting now (a reload adds and removes them).
     pub(super) listeners: Listeners,
     pub started: SystemTime,
@@ -75,6 +78,7 @@ impl Registry {
             dns,
             config: ArcSwap::new(config),
             bus,
+            watched: Default::default(),
             upstream_tls: ArcSwap::from_pointee(upstream_tls),
             listeners: Listeners::default(),
             started: SystemTime::now(),

@@ -19,6 +19,7 @@ mod handshake;
 mod health;
 mod hostile;
 mod http2;
+mod inspector;
 mod interop;
 mod keepalive;
 mod lifecycle;

@@ -21,12 +21,14 @@
 //! - `samples`: the ring of recent frame summaries.
 //! - `utf8`: UTF-8 checking of text messages across frames and chunks.
 
+mod capture;
 mod limits;
 mod samples;
 mod utf8;
 
 use std::time::SystemTime;
 
+use self::capture::Capture;
 use self::limits::MessageLimits;
 pub use self::limits::StrictStop;
 use self::samples::SampleHead;
@@ -92,6 +94,8 @@ pub struct Scanner {
     /// Message size and rate limits, when the route sets any (boxed: most tunnels
     /// have none, and this lives in every tunnel).
     limits: Option<Box<MessageLimits>>,
+    /// Whole messages, while someone inspects (boxed: off in most tunnels).
+    capture: Option<Box<Capture>>,
 }
 
 /// UTF-8 checking of the data message in progress.
@@ -135,6 +139,7 @@ impl Scanner {
             text: TextCheck::Off,
             utf8: Utf8Tail::default(),
             limits: None,
+            capture: None,
         }
     }
 
@@ -221,6 +226,30 @@ impl Scanner {
         }
         let rest = used as u64 + crate::ws::payload_len(&hdr);
         usize::try_from(rest).ok().filter(|&r| r <= data.len())
+    }
+
+    /// Starts keeping whole messages (each up to `cap` payload bytes, `budget` bytes
+    /// in all), or stops and frees them (`None`). Already capturing: unchanged.
+    pub fn set_capture(&mut self, keep: Option<(usize, usize)>) {
+        match keep {
+            Some((cap, budget)) if self.capture.is_none() => {
+                self.capture = Some(Box::new(Capture::new(self.dir, cap, budget)));
+            }
+            None => self.capture = None,
+            Some(_) => {}
+        }
+    }
+
+    /// Whether whole messages are being kept.
+    pub fn capturing(&self) -> bool {
+        self.capture.is_some()
+    }
+
+    /// The whole messages kept, oldest first.
+    pub fn captured(&self, out: &mut Vec<crate::event::CapturedMessage>) {
+        if let Some(c) = &self.capture {
+            out.extend(c.messages().cloned());
+        }
     }
 
     /// True when no frame is partially seen: neither part of a header nor part of a
@@ -375,6 +404,9 @@ impl Scanner {
         self.stats.last_frame = Some(now);
         self.keep_sample(now, fin, rsv, opcode, masked, len);
         self.seq += 1;
+        if let Some(c) = self.capture.as_deref_mut() {
+            c.begin(now, kind, rsv, len, self.mask);
+        }
 
         self.kind = kind;
         self.fin = fin;
@@ -439,6 +471,9 @@ impl Scanner {
             on_violation(Violation::InvalidUtf8);
         }
 
+        if let Some(c) = self.capture.as_deref_mut() {
+            c.payload(chunk);
+        }
         self.pos += n as u64;
         self.remaining -= n as u64;
         let count = &mut self.stats.by_opcode[kind as usize];
@@ -454,6 +489,9 @@ impl Scanner {
     /// The current frame's last byte has been seen (`pos` is its payload length).
     fn end_frame(&mut self, on_violation: &mut dyn FnMut(Violation)) {
         let fin = self.fin;
+        if let Some(c) = self.capture.as_deref_mut() {
+            c.end(fin);
+        }
         match self.kind {
             // Counted when the final fragment has fully arrived, not when it begins.
             // A FIN continuation with no message open (already reported as

@@ -775,8 +775,9 @@ fn idle_scanner_is_small() {
     let size = std::mem::size_of::<Scanner>();
     println!("size_of::<Scanner>() = {size}");
     // DirStats alone is about 240 bytes; the scanner's own state should stay small
-    // (368 until the message limits' pointer, 8 bytes, was added).
-    assert!(size <= 376, "Scanner grew to {size} bytes");
+    // (368 until the message limits' pointer, 8 bytes, was added, and the capture's,
+    // 8 more).
+    assert!(size <= 384, "Scanner grew to {size} bytes");
 }
 
 // ---- property test: random valid-or-mis-masked streams, chopped anywhere ----

@@ -336,6 +336,12 @@ async fn run_tunnel(
         close_grace: config.timeouts.close_grace,
         strict: config.proxy.strict,
         close_on_backend_loss: config.proxy.close_on_backend_loss,
+        capture: tunnel::CaptureSettings {
+            mode: config.inspect.capture,
+            message_bytes: config.inspect.message_bytes,
+            budget: config.inspect.tunnel_memory / 2,
+            watched: core.watched.clone(),
+        },
         ping: (!config.timeouts.ping_interval.is_zero()).then(|| tunnel::PingSettings {
             interval: config.timeouts.ping_interval,
             timeout: config.timeouts.ping_timeout,

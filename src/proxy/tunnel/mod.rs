@@ -33,7 +33,7 @@ use crate::event::{Dir, Event, Limit, Side};
 use crate::sync::lock;
 
 /// Settings the relay needs.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct RelaySettings {
     /// Silence in both directions before the tunnel is closed; zero means never.
     pub idle: Duration,
@@ -43,6 +43,33 @@ pub struct RelaySettings {
     pub close_on_backend_loss: bool,
     /// Proxy-originated pings, when configured.
     pub ping: Option<PingSettings>,
+    /// When whole messages are kept, and how many bytes.
+    pub capture: CaptureSettings,
+}
+
+/// `[inspect] capture`, `message_bytes`, `tunnel_memory` for one tunnel.
+#[derive(Debug, Clone)]
+pub struct CaptureSettings {
+    pub mode: crate::config::CaptureMode,
+    pub message_bytes: usize,
+    /// Per direction.
+    pub budget: usize,
+    /// Whether someone watches now (for `watched`): set when an observer
+    /// subscribes, cleared by the statistics tick once none is left. Read once per
+    /// chunk, so it must be an atomic, not the bus's count (which takes a lock).
+    pub watched: std::sync::Arc<std::sync::atomic::AtomicBool>,
+}
+
+#[cfg(test)]
+impl CaptureSettings {
+    pub fn off() -> CaptureSettings {
+        CaptureSettings {
+            mode: crate::config::CaptureMode::Off,
+            message_bytes: 0,
+            budget: 0,
+            watched: Default::default(),
+        }
+    }
 }
 
 /// How a tunnel ended.
@@ -85,6 +112,7 @@ pub async fn run(
         policy: None,
         close_on_backend_loss: settings.close_on_backend_loss,
         pong: [None, None],
+        capture: settings.capture.clone(),
     };
     let mut pinger = settings.ping.map(Pinger::new);
     let mut ping_due = pinger.as_ref().map_or(started, |p| p.first_due(started));

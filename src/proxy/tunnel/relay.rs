@@ -101,6 +101,7 @@ pub(super) struct Ctx<'a> {
     /// The proxy's Ping each direction's reader still owes a Pong for (by
     /// [`ping::dir_index`] of the reading direction).
     pub(super) pong: [Option<PingPayload>; 2],
+    pub(super) capture: super::CaptureSettings,
 }
 
 impl Half {
@@ -327,6 +328,19 @@ impl Half {
             let _ = bus.send(Event::Violation { id, dir, violation });
         };
         let mut scanner = lock(ctx.shared.scanner(self.dir));
+        // Whole messages are kept while someone inspects (or always, or never); the
+        // check is one atomic read per chunk.
+        let c = &ctx.capture;
+        let want = match c.mode {
+            crate::config::CaptureMode::All => true,
+            crate::config::CaptureMode::Watched => {
+                c.watched.load(std::sync::atomic::Ordering::Relaxed)
+            }
+            crate::config::CaptureMode::Off => false,
+        };
+        if want != scanner.capturing() {
+            scanner.set_capture(want.then_some((c.message_bytes, c.budget)));
+        }
         let had_close = scanner.stats().close.is_some();
         let mut violated = None;
         let forward = match mode {

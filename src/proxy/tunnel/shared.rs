@@ -180,6 +180,15 @@ impl TunnelShared {
         out.extend(s.samples_since(from));
     }
 
+    /// The whole messages captured, both directions, in the order they began.
+    pub fn messages(&self) -> Vec<crate::event::CapturedMessage> {
+        let mut out = Vec::new();
+        lock(&self.c2b).captured(&mut out);
+        lock(&self.b2c).captured(&mut out);
+        out.sort_by_key(|m| m.at);
+        out
+    }
+
     pub fn info(&self) -> TunnelInfo {
         let mut samples = Vec::new();
         self.samples_since(Dir::ClientToBackend, 0, &mut samples);

@@ -100,6 +100,7 @@ async fn relay(strict: bool) -> Running {
         strict,
         close_on_backend_loss: true,
         ping: None,
+        capture: CaptureSettings::off(),
     })
     .await
 }
@@ -262,6 +263,7 @@ async fn pinging(client: bool, backend: bool, timeout: Duration) -> Running {
         close_grace: WAIT,
         strict: false,
         close_on_backend_loss: true,
+        capture: CaptureSettings::off(),
         ping: Some(PingSettings {
             interval: PING_EVERY,
             timeout,

@@ -48,6 +48,7 @@ impl Admin {
             proxy.subscribe_source(),
             proxy.control(),
         )
+        .with_messages(proxy.messages_source())
         .with_token(token.map(String::from));
         Admin {
             addr,

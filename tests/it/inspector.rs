@@ -1,0 +1,124 @@
+//! Whole messages for the inspector (`[inspect] capture`): fragmented messages
+//! reassembled, control frames kept beside them, long ones truncated at
+//! `message_bytes` and marked, served by `GET /api/tunnels/{id}/messages`; with the
+//! default `watched`, nothing is kept while no one watches.
+
+use serde_json::Value;
+
+use crate::admin::client::Admin;
+use crate::common::wire::{frame, raw_upgrade, read_frame};
+use crate::common::*;
+use tokio::io::AsyncWriteExt;
+
+fn config(backend: &Backend, inspect: &str) -> String {
+    format!("[inspect]\n{inspect}\n\n{}", simple_config(&[backend], ""))
+}
+
+/// A frame without FIN.
+fn fragment(opcode: u8, payload: &[u8], mask: [u8; 4]) -> Vec<u8> {
+    let mut f = frame(opcode, payload, Some(mask));
+    f[0] &= 0x7F;
+    f
+}
+
+async fn messages(admin: &Admin, proxy: &tunnelscope::proxy::ProxyHandle) -> Vec<Value> {
+    let id = proxy.snapshot().tunnels[0].id;
+    let v = admin.get_json(&format!("/api/tunnels/{id}/messages")).await;
+    v["messages"]
+        .as_array()
+        .expect("a list of messages")
+        .clone()
+}
+
+#[tokio::test]
+async fn a_fragmented_message_is_kept_whole_with_the_ping_between_its_fragments() {
+    let b = Backend::start("b").await;
+    let proxy = proxy(&config(&b, "capture = \"all\"")).await;
+    let admin = Admin::start(&proxy, None).await;
+    let mut tcp = raw_upgrade(proxy.local_addrs()[0]).await;
+    let mut bytes = fragment(0x1, b"hello, ", [1, 2, 3, 4]);
+    bytes.extend(frame(0x9, b"still there?", Some([5, 6, 7, 8])));
+    bytes.extend(fragment(0x0, b"whole ", [9, 8, 7, 6]));
+    bytes.extend(frame(0x0, b"world", Some([0, 1, 0, 1])));
+    tcp.write_all(&bytes).await.unwrap();
+    // The backend answers the ping and echoes the message (in either order).
+    let mut seen = Vec::new();
+    while seen.len() < 2 {
+        seen.push(read_frame(&mut tcp).await.expect("a frame"));
+    }
+    assert!(
+        seen.contains(&(0x1, b"hello, whole world".to_vec())),
+        "{seen:?}"
+    );
+
+    let got = messages(&admin, &proxy).await;
+    let find = |dir: &str, kind: &str| {
+        got.iter()
+            .find(|m| m["direction"] == dir && m["type"] == kind)
+            .unwrap_or_else(|| panic!("no {kind} {dir} in {got:?}"))
+            .clone()
+    };
+    let text = find("client_to_backend", "text");
+    assert_eq!(text["text"], "hello, whole world");
+    assert_eq!(
+        (text["frames"].as_u64(), text["length"].as_u64()),
+        (Some(3), Some(18))
+    );
+    assert_eq!(text["truncated"], false);
+    assert_eq!(
+        find("client_to_backend", "ping")["base64"],
+        "c3RpbGwgdGhlcmU/"
+    );
+    assert_eq!(
+        find("backend_to_client", "text")["text"],
+        "hello, whole world"
+    );
+    find("backend_to_client", "pong");
+}
+
+#[tokio::test]
+async fn a_message_over_message_bytes_is_kept_truncated_and_marked() {
+    let b = Backend::start("b").await;
+    let proxy = proxy(&config(&b, "capture = \"all\"\nmessage_bytes = 16")).await;
+    let admin = Admin::start(&proxy, None).await;
+    let mut tcp = raw_upgrade(proxy.local_addrs()[0]).await;
+    let payload: Vec<u8> = (0..100u8).collect();
+    tcp.write_all(&frame(0x2, &payload, Some([3, 3, 3, 3])))
+        .await
+        .unwrap();
+    assert_eq!(read_frame(&mut tcp).await, Some((0x2, payload.clone())));
+    let got = messages(&admin, &proxy).await;
+    let m = got
+        .iter()
+        .find(|m| m["direction"] == "client_to_backend")
+        .unwrap();
+    assert_eq!(
+        (m["length"].as_u64(), m["truncated"].as_bool()),
+        (Some(100), Some(true))
+    );
+    use base64::Engine;
+    let kept = base64::engine::general_purpose::STANDARD
+        .decode(m["base64"].as_str().unwrap())
+        .unwrap();
+    assert_eq!(kept, payload[..16]);
+}
+
+/// With the default `watched`, a tunnel no one watches keeps nothing; once an
+/// observer subscribes, what follows is kept.
+#[tokio::test]
+async fn with_capture_watched_nothing_is_kept_until_someone_watches() {
+    let b = Backend::start("b").await;
+    let proxy = proxy(&simple_config(&[&b], "")).await;
+    let admin = Admin::start(&proxy, None).await;
+    let mut ws = connect(proxy.local_addrs()[0], "/").await;
+    assert_eq!(whoami(&mut ws).await, "b");
+    assert!(
+        messages(&admin, &proxy).await.is_empty(),
+        "kept while unwatched"
+    );
+    let _watching = proxy.subscribe();
+    assert_eq!(whoami(&mut ws).await, "b");
+    let got = messages(&admin, &proxy).await;
+    let texts: Vec<_> = got.iter().map(|m| m["text"].clone()).collect();
+    assert_eq!(texts, ["whoami", "b"], "{got:?}");
+}
