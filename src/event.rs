@@ -387,6 +387,11 @@ pub struct CapturedMessage {
     pub data: Vec<u8>,
     /// `data` holds only the first bytes of it.
     pub truncated: bool,
+    /// For a compressed message: its inflated payload (at most the cap; `truncated`
+    /// applies to it too), or why it could not be inflated.
+    pub inflated: Option<Result<Vec<u8>, String>>,
+    /// Inflated length of a compressed message (all of it, kept or not).
+    pub inflated_len: u64,
 }
 
 /// A live tunnel as the snapshot describes it.

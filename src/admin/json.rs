@@ -535,6 +535,17 @@ pub struct Message<'a> {
     pub text: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub base64: Option<String>,
+    /// Compressed messages: the inflated length, and the inflated payload as
+    /// `inflated_text` (UTF-8 text messages) or `inflated_base64`, or why it could
+    /// not be inflated (`inflate_error`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub inflated_length: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub inflated_text: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub inflated_base64: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub inflate_error: Option<&'a str>,
 }
 
 impl<'a> Message<'a> {
@@ -543,6 +554,11 @@ impl<'a> Message<'a> {
         use base64::Engine;
         let textual = m.kind == OpKind::Text && !m.compressed;
         let text = textual.then(|| std::str::from_utf8(&m.data).ok()).flatten();
+        let b64 = |b: &[u8]| base64::engine::general_purpose::STANDARD.encode(b);
+        let inflated = m.inflated.as_ref().and_then(|r| r.as_ref().ok());
+        let inflated_text = inflated
+            .filter(|_| m.kind == OpKind::Text)
+            .and_then(|b| std::str::from_utf8(b).ok());
         Message {
             seq: m.seq,
             at: rfc3339(m.at),
@@ -563,9 +579,15 @@ impl<'a> Message<'a> {
             frames: m.frames,
             truncated: m.truncated,
             text,
-            base64: text
-                .is_none()
-                .then(|| base64::engine::general_purpose::STANDARD.encode(&m.data)),
+            base64: text.is_none().then(|| b64(&m.data)),
+            inflated_length: m.inflated.is_some().then_some(m.inflated_len),
+            inflated_text,
+            inflated_base64: inflated.filter(|_| inflated_text.is_none()).map(|b| b64(b)),
+            inflate_error: m
+                .inflated
+                .as_ref()
+                .and_then(|r| r.as_ref().err())
+                .map(String::as_str),
         }
     }
 }

@@ -807,3 +807,47 @@ async fn a_stopped_client_process_is_reaped_by_the_proxys_pings() {
         .args(["-CONT", &pid])
         .status();
 }
+
+/// Python `websockets` on both sides with permessage-deflate (its default): the
+/// inspector inflates what it captured, so `GET /api/tunnels/{id}/messages` shows the
+/// text each compressed message carried, both ways, with both sizes; the relayed
+/// bytes were untouched (the echoes checked out).
+#[tokio::test]
+async fn compressed_messages_between_python_peers_are_shown_inflated() {
+    let Some(python) = python().await else { return };
+    let mut server = Proc::spawn(&python, "ws_server.py", &["--extensions".into()]);
+    let backend = server.listening_addr().await;
+    let toml = config(None, backend).replace("[inspect]\n", "[inspect]\ncapture = \"all\"\n");
+    let proxy = proxy(&toml).await;
+    let admin = crate::admin::client::Admin::start(&proxy, None).await;
+    let url = format!("ws://127.0.0.1:{}/py", proxy.local_addrs()[0].port());
+    let mut client = Proc::spawn(
+        &python,
+        "ws_client.py",
+        &[url.into(), "--extensions".into(), "--hold".into()],
+    );
+    while client.line().await != "ready" {}
+    let id = proxy.snapshot().tunnels[0].id;
+    let listed = admin.get_json(&format!("/api/tunnels/{id}/messages")).await;
+    let messages = listed["messages"].as_array().unwrap();
+    let long = "websockets through tunnelscope. ".repeat(100);
+    for dir in ["client_to_backend", "backend_to_client"] {
+        let m = messages
+            .iter()
+            .find(|m| m["direction"] == dir && m["inflated_text"] == long.as_str())
+            .unwrap_or_else(|| panic!("no inflated {dir} message in {listed}"));
+        assert_eq!(m["compressed"], true);
+        assert_eq!(m["inflated_length"].as_u64(), Some(long.len() as u64));
+        assert!(
+            m["length"].as_u64().unwrap() < long.len() as u64 / 4,
+            "the wire length is the compressed one: {m}"
+        );
+        assert!(
+            m["text"].is_null(),
+            "the compressed bytes are not shown as text"
+        );
+    }
+    client.send_line("close").await;
+    let (status, _) = client.finish().await;
+    assert!(status.success());
+}

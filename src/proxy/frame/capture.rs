@@ -18,6 +18,8 @@ use crate::ws::unmask_into;
 #[derive(Debug)]
 struct Building {
     message: Message,
+    /// Its inflated payload so far (compressed messages), at most the cap.
+    inflated: Vec<u8>,
     /// Masking key and payload offset of the frame flowing now (keys change per
     /// frame, offsets restart).
     mask: [u8; 4],
@@ -41,11 +43,110 @@ pub struct Capture {
     /// Which of the two the frame flowing now belongs to.
     in_control: bool,
     next_seq: u64,
+    /// permessage-deflate: the messages are inflated as they pass.
+    inflate: Option<Inflate>,
 }
 
+/// Inflating one direction's compressed messages as their bytes pass (all of them,
+/// kept or not, so the compression context stays in step).
+struct Inflate {
+    z: flate2::Decompress,
+    /// No context takeover: each message starts afresh.
+    reset: bool,
+    /// Why inflated text cannot be trusted from now on.
+    broken: Option<String>,
+    /// The unmasked bytes of the chunk being inflated.
+    scratch: Vec<u8>,
+}
+
+impl std::fmt::Debug for Inflate {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Inflate")
+            .field("reset", &self.reset)
+            .field("broken", &self.broken)
+            .finish()
+    }
+}
+
+impl Inflate {
+    /// Inflates `input` (unmasked compressed bytes of `b`'s message), keeping what
+    /// fits under `cap` and counting the rest; `last`: the message's end (its
+    /// stripped tail), which flushes.
+    fn feed(&mut self, input: &[u8], b: &mut Building, cap: usize, last: bool) {
+        if self.broken.is_some() {
+            return;
+        }
+        let flush = if last {
+            flate2::FlushDecompress::Sync
+        } else {
+            flate2::FlushDecompress::None
+        };
+        let mut out = [0u8; 8192];
+        let mut rest = input;
+        loop {
+            let (in0, out0) = (self.z.total_in(), self.z.total_out());
+            if let Err(e) = self.z.decompress(rest, &mut out, flush) {
+                self.broken = Some(format!("not valid deflate data: {e}"));
+                return;
+            }
+            let used = (self.z.total_in() - in0) as usize;
+            let made = (self.z.total_out() - out0) as usize;
+            rest = &rest[used..];
+            b.message.inflated_len += made as u64;
+            let room = cap.saturating_sub(b.inflated.len()).min(made);
+            b.inflated.extend_from_slice(&out[..room]);
+            if room < made {
+                b.message.truncated = true;
+            }
+            // Done once all input is in and the output buffer was not filled.
+            if (rest.is_empty() && made < out.len()) || (used == 0 && made == 0) {
+                return;
+            }
+        }
+    }
+}
+
+/// Whether each side's messages start a fresh compression context, from the
+/// negotiated `Sec-WebSocket-Extensions` (RFC 7692 §7.1.1): `(client→backend,
+/// backend→client)`, or None when permessage-deflate was not negotiated.
+pub fn deflate_resets(extensions: &str) -> Option<(bool, bool)> {
+    let offer = extensions.split(',').find(|e| {
+        e.split(';')
+            .next()
+            .is_some_and(|n| n.trim().eq_ignore_ascii_case("permessage-deflate"))
+    })?;
+    let has = |name: &str| {
+        offer.split(';').skip(1).any(|p| {
+            p.split('=')
+                .next()
+                .is_some_and(|k| k.trim().eq_ignore_ascii_case(name))
+        })
+    };
+    Some((
+        has("client_no_context_takeover"),
+        has("server_no_context_takeover"),
+    ))
+}
+
+/// What RFC 7692 §7.2.2 has the sender strip from each message's end.
+const DEFLATE_TAIL: [u8; 4] = [0x00, 0x00, 0xff, 0xff];
+
 impl Capture {
-    pub fn new(dir: Dir, cap: usize, budget: usize) -> Self {
+    /// `inflate`: the messages are compressed with permessage-deflate; `Some(reset)`
+    /// where `reset` says the context starts afresh with each message. `fresh`: no
+    /// message has passed in this direction yet (else, with context takeover, the
+    /// earlier context is missing and nothing can be inflated).
+    pub fn new(dir: Dir, cap: usize, budget: usize, inflate: Option<bool>, fresh: bool) -> Self {
+        let inflate = inflate.map(|reset| Inflate {
+            z: flate2::Decompress::new(false),
+            reset,
+            broken: (!fresh && !reset).then(|| {
+                "capture began mid-tunnel: the earlier compression context is missing".to_string()
+            }),
+            scratch: Vec::new(),
+        });
         Self {
+            inflate,
             dir,
             cap,
             budget,
@@ -71,9 +172,12 @@ impl Capture {
                 frames: 0,
                 data: Vec::new(),
                 truncated: false,
+                inflated: None,
+                inflated_len: 0,
             },
             mask,
             pos: 0,
+            inflated: Vec::new(),
         };
         self.in_control = matches!(kind, OpKind::Close | OpKind::Ping | OpKind::Pong);
         let b = match kind {
@@ -111,6 +215,14 @@ impl Capture {
             b.message.data.resize(have + take, 0);
             unmask_into(&mut b.message.data[have..], &chunk[..take], b.mask, b.pos);
         }
+        if let (true, false, Some(inf)) = (b.message.compressed, self.in_control, &mut self.inflate)
+        {
+            inf.scratch.resize(chunk.len(), 0);
+            unmask_into(&mut inf.scratch, chunk, b.mask, b.pos);
+            let input = std::mem::take(&mut inf.scratch);
+            inf.feed(&input, b, cap, false);
+            inf.scratch = input;
+        }
         b.pos += chunk.len() as u64;
     }
 
@@ -124,7 +236,19 @@ impl Capture {
             None
         };
         self.in_control = false;
-        if let Some(b) = done {
+        if let Some(mut b) = done {
+            if let (true, Some(inf)) = (b.message.compressed, &mut self.inflate) {
+                inf.feed(&DEFLATE_TAIL, &mut b, self.cap, true);
+                let inflated = std::mem::take(&mut b.inflated);
+                b.message.inflated = Some(match &inf.broken {
+                    Some(why) => Err(why.clone()),
+                    None => Ok(inflated),
+                });
+                if inf.reset {
+                    inf.z.reset(false);
+                    inf.broken = None;
+                }
+            }
             self.keep(b.message);
         }
     }
@@ -165,6 +289,10 @@ mod tests {
         SystemTime::UNIX_EPOCH
     }
 
+    fn plain(dir: Dir, cap: usize, budget: usize) -> Capture {
+        Capture::new(dir, cap, budget, None, true)
+    }
+
     fn frame(c: &mut Capture, kind: OpKind, fin: bool, payload: &[u8], mask: [u8; 4]) {
         let masked: Vec<u8> = payload
             .iter()
@@ -181,7 +309,7 @@ mod tests {
 
     #[test]
     fn fragments_are_reassembled_and_a_ping_between_them_kept_apart() {
-        let mut c = Capture::new(Dir::ClientToBackend, 1024, 1 << 20);
+        let mut c = plain(Dir::ClientToBackend, 1024, 1 << 20);
         frame(&mut c, OpKind::Text, false, b"hello, ", [1, 2, 3, 4]);
         frame(&mut c, OpKind::Ping, true, b"are you there", [5, 6, 7, 8]);
         frame(&mut c, OpKind::Continuation, false, b"whole ", [9, 9, 9, 9]);
@@ -203,7 +331,7 @@ mod tests {
 
     #[test]
     fn a_long_message_is_kept_truncated_at_the_cap_and_marked() {
-        let mut c = Capture::new(Dir::BackendToClient, 8, 1 << 20);
+        let mut c = plain(Dir::BackendToClient, 8, 1 << 20);
         frame(&mut c, OpKind::Binary, true, &[7u8; 100], [0; 4]);
         let m = c.messages().next().unwrap();
         assert_eq!((m.data.len(), m.len, m.truncated), (8, 100, true));
@@ -211,7 +339,7 @@ mod tests {
 
     #[test]
     fn the_budget_evicts_the_oldest_messages_first() {
-        let mut c = Capture::new(Dir::BackendToClient, 100, 250);
+        let mut c = plain(Dir::BackendToClient, 100, 250);
         for i in 0..5u8 {
             frame(&mut c, OpKind::Binary, true, &[i; 100], [0; 4]);
         }
@@ -222,7 +350,7 @@ mod tests {
 
     #[test]
     fn a_continuation_without_its_start_is_kept_as_such() {
-        let mut c = Capture::new(Dir::ClientToBackend, 64, 1024);
+        let mut c = plain(Dir::ClientToBackend, 64, 1024);
         frame(&mut c, OpKind::Continuation, true, b"tail", [3, 1, 4, 1]);
         let m = c.messages().next().unwrap();
         assert_eq!((m.kind, &m.data[..]), (OpKind::Continuation, &b"tail"[..]));
@@ -230,8 +358,105 @@ mod tests {
 
     #[test]
     fn nothing_is_held_before_a_frame_is_captured() {
-        let c = Capture::new(Dir::ClientToBackend, 65536, 1 << 20);
+        let c = plain(Dir::ClientToBackend, 65536, 1 << 20);
         assert_eq!(c.bytes_held(), 0);
         assert_eq!(c.messages().count(), 0);
+    }
+
+    /// Compresses messages as permessage-deflate does (one shared context unless
+    /// `reset`), with the 4-byte tail stripped.
+    fn deflate_messages(messages: &[&[u8]], reset: bool) -> Vec<Vec<u8>> {
+        let mut z = flate2::Compress::new(flate2::Compression::default(), false);
+        messages
+            .iter()
+            .map(|m| {
+                if reset {
+                    z.reset();
+                }
+                let mut out = Vec::with_capacity(m.len() + 64);
+                z.compress_vec(m, &mut out, flate2::FlushCompress::Sync)
+                    .unwrap();
+                assert!(out.ends_with(&DEFLATE_TAIL));
+                out.truncate(out.len() - 4);
+                out
+            })
+            .collect()
+    }
+
+    fn compressed(c: &mut Capture, payload: &[u8], mask: [u8; 4]) {
+        let masked: Vec<u8> = payload
+            .iter()
+            .enumerate()
+            .map(|(i, b)| b ^ mask[i % 4])
+            .collect();
+        c.begin(t(), OpKind::Text, 0b100, payload.len() as u64, mask);
+        for piece in masked.chunks(3) {
+            c.payload(piece);
+        }
+        c.end(true);
+    }
+
+    #[test]
+    fn compressed_messages_are_inflated_across_a_shared_context() {
+        let texts: [&[u8]; 3] = [b"hello hello hello", b"hello again, hello", b"hello"];
+        let wire = deflate_messages(&texts, false);
+        let mut c = Capture::new(Dir::ClientToBackend, 1024, 1 << 20, Some(false), true);
+        for w in &wire {
+            compressed(&mut c, w, [4, 3, 2, 1]);
+        }
+        let got: Vec<_> = c.messages().collect();
+        for (m, want) in got.iter().zip(texts) {
+            assert!(m.compressed);
+            assert_eq!(
+                m.data.len() as u64,
+                m.len,
+                "the compressed bytes are kept too"
+            );
+            assert_eq!(m.inflated.as_ref().unwrap().as_deref(), Ok(want));
+            assert_eq!(m.inflated_len, want.len() as u64);
+        }
+    }
+
+    #[test]
+    fn an_inflated_message_over_the_cap_is_truncated_and_its_length_counted() {
+        let big = vec![b'a'; 10_000];
+        let wire = deflate_messages(&[&big], true);
+        let mut c = Capture::new(Dir::BackendToClient, 100, 1 << 20, Some(true), true);
+        compressed(&mut c, &wire[0], [0; 4]);
+        let m = c.messages().next().unwrap();
+        assert_eq!(m.inflated.as_ref().unwrap().as_ref().unwrap().len(), 100);
+        assert_eq!((m.inflated_len, m.truncated), (10_000, true));
+    }
+
+    #[test]
+    fn capture_begun_mid_stream_with_context_takeover_says_the_context_is_missing() {
+        let wire = deflate_messages(&[b"first", b"second"], false);
+        let mut c = Capture::new(Dir::ClientToBackend, 1024, 1 << 20, Some(false), false);
+        compressed(&mut c, &wire[1], [0; 4]);
+        let m = c.messages().next().unwrap();
+        let why = m.inflated.clone().unwrap().unwrap_err();
+        assert!(why.contains("context is missing"), "{why}");
+        // Without context takeover each message stands alone: inflated even so.
+        let wire = deflate_messages(&[b"first", b"second"], true);
+        let mut c = Capture::new(Dir::ClientToBackend, 1024, 1 << 20, Some(true), false);
+        compressed(&mut c, &wire[1], [0; 4]);
+        let m = c.messages().next().unwrap();
+        assert_eq!(m.inflated.clone().unwrap().as_deref(), Ok(&b"second"[..]));
+    }
+
+    #[test]
+    fn the_negotiated_extension_says_which_side_resets_its_context() {
+        assert_eq!(deflate_resets("permessage-deflate"), Some((false, false)));
+        assert_eq!(
+            deflate_resets(
+                "permessage-deflate; server_no_context_takeover; client_max_window_bits=10"
+            ),
+            Some((false, true))
+        );
+        assert_eq!(
+            deflate_resets("x-other, permessage-deflate;client_no_context_takeover"),
+            Some((true, false))
+        );
+        assert_eq!(deflate_resets("x-webkit-deflate-frame"), None);
     }
 }

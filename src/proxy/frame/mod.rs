@@ -21,7 +21,7 @@
 //! - `samples`: the ring of recent frame summaries.
 //! - `utf8`: UTF-8 checking of text messages across frames and chunks.
 
-mod capture;
+pub mod capture;
 mod limits;
 mod samples;
 mod utf8;
@@ -229,11 +229,16 @@ impl Scanner {
     }
 
     /// Starts keeping whole messages (each up to `cap` payload bytes, `budget` bytes
-    /// in all), or stops and frees them (`None`). Already capturing: unchanged.
-    pub fn set_capture(&mut self, keep: Option<(usize, usize)>) {
+    /// in all, inflated when `inflate` says permessage-deflate is on: `Some(reset)`,
+    /// `reset` when each message has a fresh context), or stops and frees them
+    /// (`None`). Already capturing: unchanged.
+    pub fn set_capture(&mut self, keep: Option<(usize, usize, Option<bool>)>) {
         match keep {
-            Some((cap, budget)) if self.capture.is_none() => {
-                self.capture = Some(Box::new(Capture::new(self.dir, cap, budget)));
+            Some((cap, budget, inflate)) if self.capture.is_none() => {
+                // With context takeover, inflating needs every message from the first.
+                let fresh = self.stats.messages == 0 && !self.in_message;
+                let capture = Capture::new(self.dir, cap, budget, inflate, fresh);
+                self.capture = Some(Box::new(capture));
             }
             None => self.capture = None,
             Some(_) => {}

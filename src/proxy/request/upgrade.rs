@@ -341,6 +341,11 @@ async fn run_tunnel(
             message_bytes: config.inspect.message_bytes,
             budget: config.inspect.tunnel_memory / 2,
             watched: core.watched.clone(),
+            deflate: shared
+                .handshake
+                .extensions
+                .as_deref()
+                .and_then(crate::proxy::frame::capture::deflate_resets),
         },
         ping: (!config.timeouts.ping_interval.is_zero()).then(|| tunnel::PingSettings {
             interval: config.timeouts.ping_interval,

@@ -58,6 +58,9 @@ pub struct CaptureSettings {
     /// subscribes, cleared by the statistics tick once none is left. Read once per
     /// chunk, so it must be an atomic, not the bus's count (which takes a lock).
     pub watched: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    /// permessage-deflate negotiated: whether (client→backend, backend→client)
+    /// messages each start a fresh compression context.
+    pub deflate: Option<(bool, bool)>,
 }
 
 #[cfg(test)]
@@ -68,6 +71,7 @@ impl CaptureSettings {
             message_bytes: 0,
             budget: 0,
             watched: Default::default(),
+            deflate: None,
         }
     }
 }

@@ -339,7 +339,11 @@ impl Half {
             crate::config::CaptureMode::Off => false,
         };
         if want != scanner.capturing() {
-            scanner.set_capture(want.then_some((c.message_bytes, c.budget)));
+            let inflate = c.deflate.map(|(up, down)| match self.dir {
+                Dir::ClientToBackend => up,
+                Dir::BackendToClient => down,
+            });
+            scanner.set_capture(want.then_some((c.message_bytes, c.budget, inflate)));
         }
         let had_close = scanner.stats().close.is_some();
         let mut violated = None;
