@@ -284,6 +284,8 @@ async fn bind_admin(
     let Some(addr) = config.admin.bind else {
         return Ok(None);
     };
+    // The socket handed over is taken only if the config still names its address.
+    let handed = handed.filter(|s| s.local_addr().is_ok_and(|a| a == addr || addr.port() == 0));
     let socket = match handed {
         Some(s) => s,
         None => std::net::TcpListener::bind(addr).map_err(|e| {

@@ -107,8 +107,12 @@ impl Dns {
     /// Resolves every name of `config` now (at start, before serving), each within
     /// `timeout`.
     pub async fn resolve_all(&self, config: &Config, timeout: Duration) {
-        for (key, interval) in names(config) {
+        // All at once, so start takes one lookup's time however many names there are.
+        let lookups = names(config).into_iter().map(|(key, interval)| async move {
             let result = self.lookup(config, &key.1, timeout).await;
+            (key, result, interval)
+        });
+        for (key, result, interval) in futures_util::future::join_all(lookups).await {
             self.record(key, result, interval);
         }
     }

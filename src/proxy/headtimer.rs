@@ -49,11 +49,11 @@ impl InFlight {
         InFlightGuard(self.0.clone())
     }
 
-    fn idle(&self) -> bool {
+    pub(super) fn idle(&self) -> bool {
         self.0.open.load(Ordering::Acquire) == 0
     }
 
-    fn started(&self) -> usize {
+    pub(super) fn started(&self) -> usize {
         self.0.started.load(Ordering::Acquire)
     }
 }

@@ -115,7 +115,7 @@ async fn serve_conn(
     });
     let limits = &config.limits;
     if h2 {
-        return serve_h2(core, info, stream, limits).await;
+        return serve_h2(core, info, stream, limits, timeouts).await;
     }
     let mut builder = hyper::server::conn::http1::Builder::new();
     // The head deadline is HeadTimer's (it answers 408); hyper's would only hang up.
@@ -161,29 +161,54 @@ async fn serve_h2(
     info: Arc<super::request::ConnInfo>,
     stream: Stream,
     limits: &crate::config::Limits,
+    timeouts: &crate::config::Timeouts,
 ) {
     let mut builder =
         hyper::server::conn::http2::Builder::new(hyper_util::rt::TokioExecutor::new());
     builder
         .timer(TokioTimer::new())
+        // A peer that stops answering PINGs is gone.
+        .keep_alive_interval(Some(H2_PING_EVERY))
+        .keep_alive_timeout(timeouts.request_head)
         .enable_connect_protocol()
         .max_header_list_size(u32::try_from(limits.max_header_bytes).unwrap_or(u32::MAX))
         .max_concurrent_streams(MAX_H2_STREAMS);
+    let in_flight = info.in_flight.clone();
     let service = service_fn(move |req| handle(req, info.clone()));
     let conn = builder.serve_connection(TokioIo::new(stream), service);
     tokio::pin!(conn);
     let mut shutdown = core.shutdown_signal();
-    let res = tokio::select! {
-        res = conn.as_mut() => res,
-        _ = super::registry::shutdown_begun(&mut shutdown) => {
-            conn.as_mut().graceful_shutdown();
-            conn.await
+    // As an HTTP/1.1 connection gets `request_head` for each request, an HTTP/2 one
+    // with nothing in flight (no request, no tunnel) for that long is closed, so an
+    // idle client does not hold its place under the connection limits.
+    let idle_limit = timeouts.request_head;
+    let (mut seen, mut since) = (usize::MAX, tokio::time::Instant::now());
+    let res = loop {
+        tokio::select! {
+            res = conn.as_mut() => break res,
+            _ = super::registry::shutdown_begun(&mut shutdown) => {
+                conn.as_mut().graceful_shutdown();
+                break conn.await;
+            }
+            _ = tokio::time::sleep(idle_limit / 4) => {
+                let now = tokio::time::Instant::now();
+                if in_flight.started() != seen || !in_flight.idle() {
+                    (seen, since) = (in_flight.started(), now);
+                } else if now - since >= idle_limit {
+                    debug!("HTTP/2 connection idle for {idle_limit:?}: closing");
+                    conn.as_mut().graceful_shutdown();
+                    break conn.await;
+                }
+            }
         }
     };
     if let Err(e) = res {
         debug!(error = %e, "HTTP/2 client connection ended with an error");
     }
 }
+
+/// How often an HTTP/2 client is PINGed to see it is still there.
+const H2_PING_EVERY: Duration = Duration::from_secs(20);
 
 /// Streams (requests and WebSocket tunnels) one HTTP/2 connection may carry at once.
 const MAX_H2_STREAMS: u32 = 256;

@@ -35,7 +35,9 @@ pub(super) async fn run(core: Arc<Registry>, backend: Arc<Backend>, plan: Plan) 
         Some(q) => q.saturating_sub(closed),
         None => pending(&core) as u64,
     };
-    let starts = SystemTime::now() + plan.after;
+    let starts = SystemTime::now()
+        .checked_add(plan.after)
+        .unwrap_or_else(SystemTime::now);
     let token = backend.begin_pace(plan.cause, starts, rate, left(0));
     tracing::info!(backend = %id, cause = plan.cause.name(), after = ?plan.after, rate, quota = ?plan.quota, "paced close planned");
     tokio::time::sleep(plan.after).await;
@@ -50,6 +52,11 @@ pub(super) async fn run(core: Arc<Registry>, backend: Arc<Backend>, plan: Plan) 
         let Some(tunnel) = next else {
             break;
         };
+        // A newer plan for this backend (or its end) replaced this one meanwhile.
+        if !backend.pace_current(token) {
+            tracing::info!(backend = %id, closed, "paced close superseded");
+            return;
+        }
         tunnel.request_close(CLOSE_SERVICE_RESTART, plan.cause.reason());
         closed += 1;
         if !backend.pace_step(token, closed, left(closed)) {

@@ -21,8 +21,18 @@ async fn h2_proxy(
     ws: &Backend,
     web: &HttpBackend,
 ) -> tunnelscope::proxy::ProxyHandle {
+    h2_proxy_with(pki, ws, web, "").await
+}
+
+/// The same, with `top` (whole sections) before the listener.
+async fn h2_proxy_with(
+    pki: &TestPki,
+    ws: &Backend,
+    web: &HttpBackend,
+    top: &str,
+) -> tunnelscope::proxy::ProxyHandle {
     proxy(&format!(
-        "[[listener]]\nbind = \"127.0.0.1:0\"\n[listener.tls]\ncert = \"{}\"\nkey = \"{}\"\n\n\
+        "{top}\n[[listener]]\nbind = \"127.0.0.1:0\"\n[listener.tls]\ncert = \"{}\"\nkey = \"{}\"\n\n\
          [[route]]\npath = \"/http\"\npool = \"web\"\n\n[[route]]\npath = \"/\"\npool = \"ws\"\n\n\
          [pool.ws]\n[[pool.ws.server]]\naddr = \"{}\"\n\n[pool.web]\n[[pool.web.server]]\naddr = \"{}\"\n",
         pki.cert_pem.display(),
@@ -35,6 +45,14 @@ async fn h2_proxy(
 
 /// An HTTP/2 client connection (ALPN h2) to `addr`.
 async fn h2_client(pki: &TestPki, addr: SocketAddr) -> h2::client::SendRequest<Bytes> {
+    h2_client_and_connection(pki, addr).await.0
+}
+
+/// The same, with the task driving the connection (it ends with the connection).
+async fn h2_client_and_connection(
+    pki: &TestPki,
+    addr: SocketAddr,
+) -> (h2::client::SendRequest<Bytes>, tokio::task::JoinHandle<()>) {
     let mut config = (*pki.client_config()).clone();
     config.alpn_protocols = vec![b"h2".to_vec()];
     let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
@@ -48,10 +66,20 @@ async fn h2_client(pki: &TestPki, addr: SocketAddr) -> h2::client::SendRequest<B
         "h2 negotiated"
     );
     let (sender, connection) = h2::client::handshake(tls).await.unwrap();
-    tokio::spawn(async move {
+    let driver = tokio::spawn(async move {
         let _ = connection.await;
     });
-    sender
+    (sender, driver)
+}
+
+fn websocket_connect(path: &str) -> Request<()> {
+    Request::builder()
+        .method(Method::CONNECT)
+        .uri(format!("https://localhost{path}"))
+        .header("sec-websocket-version", "13")
+        .extension(h2::ext::Protocol::from("websocket"))
+        .body(())
+        .unwrap()
 }
 
 /// A masked text frame (the client masks, over HTTP/2 as over HTTP/1.1).
@@ -180,4 +208,55 @@ async fn plain_requests_over_http2_are_proxied_and_a_bad_connect_is_refused() {
     assert_eq!(response.status(), StatusCode::BAD_REQUEST);
     assert_eq!(response.headers()["sec-websocket-version"], "13");
     assert_eq!(ws.seen().len(), before);
+
+    // A CONNECT that is not a WebSocket is not a tunnel to anywhere: 405.
+    let req = Request::builder()
+        .method(Method::CONNECT)
+        .uri("localhost:22")
+        .body(())
+        .unwrap();
+    client = client.ready().await.unwrap();
+    let (response, _) = client.send_request(req, true).unwrap();
+    let response = tokio::time::timeout(WAIT, response).await.unwrap().unwrap();
+    assert_eq!(response.status(), StatusCode::METHOD_NOT_ALLOWED);
+}
+
+/// Each WebSocket over one HTTP/2 connection takes a place of its own under
+/// `max_connections` (the connection holds one): with 2, the connection and one
+/// tunnel fit, a second tunnel gets 503.
+#[tokio::test]
+async fn websockets_over_one_http2_connection_count_against_max_connections() {
+    let pki = TestPki::new();
+    let (ws, web) = (Backend::start("ws").await, HttpBackend::start("web").await);
+    let proxy = h2_proxy_with(&pki, &ws, &web, "[limits]\nmax_connections = 2\n").await;
+    let mut client = h2_client(&pki, proxy.local_addrs()[0]).await;
+    client = client.ready().await.unwrap();
+    let (first, _send1) = client
+        .send_request(websocket_connect("/one"), false)
+        .unwrap();
+    let first = tokio::time::timeout(WAIT, first).await.unwrap().unwrap();
+    assert_eq!(first.status(), StatusCode::OK);
+    client = client.ready().await.unwrap();
+    let (second, _send2) = client
+        .send_request(websocket_connect("/two"), false)
+        .unwrap();
+    let second = tokio::time::timeout(WAIT, second).await.unwrap().unwrap();
+    assert_eq!(second.status(), StatusCode::SERVICE_UNAVAILABLE);
+}
+
+/// An HTTP/2 connection with nothing in flight for `request_head` is closed, as an
+/// idle HTTP/1.1 one is: it holds no place under the limits for nothing.
+#[tokio::test]
+async fn an_idle_http2_connection_is_closed_after_request_head() {
+    let pki = TestPki::new();
+    let (ws, web) = (Backend::start("ws").await, HttpBackend::start("web").await);
+    let proxy = h2_proxy_with(&pki, &ws, &web, "[timeouts]\nrequest_head = \"300ms\"\n").await;
+    let (client, driver) = h2_client_and_connection(&pki, proxy.local_addrs()[0]).await;
+    let started = std::time::Instant::now();
+    tokio::time::timeout(WAIT, driver)
+        .await
+        .expect("the idle connection was closed")
+        .unwrap();
+    assert!(started.elapsed() >= std::time::Duration::from_millis(300));
+    drop(client);
 }

@@ -41,6 +41,12 @@ async fn plain_requests_reuse_an_idle_backend_connection() {
     );
     assert_eq!(backend.requests().len(), 5);
 
+    // Responses with no body (204) hand their connection back too.
+    for _ in 0..3 {
+        assert_eq!(get(proxy.local_addrs()[0], "/status/204").await, 204);
+    }
+    assert_eq!(backend.connections(), 1, "bodyless responses reuse it too");
+
     let other = HttpBackend::start("c").await;
     let proxy = self::proxy(&config(other.addr, "keepalive = 0")).await;
     for i in 0..3 {

@@ -224,7 +224,7 @@ impl Scanner {
             hdr[cur] = *data.get(used)?;
             used += 1;
         }
-        let rest = used as u64 + crate::ws::payload_len(&hdr);
+        let rest = (used as u64).checked_add(crate::ws::payload_len(&hdr))?;
         usize::try_from(rest).ok().filter(|&r| r <= data.len())
     }
 

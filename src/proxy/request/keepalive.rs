@@ -78,10 +78,16 @@ impl Returning {
         max: usize,
         timeout: Duration,
     ) -> Self {
-        Self {
+        let body = Self {
             inner,
             back: Mutex::new(Some((backend, sender, max, timeout))),
+        };
+        // hyper never polls a body that is already over (HEAD, 204, 304, an empty
+        // one): its connection goes back now.
+        if body.inner.is_end_stream() {
+            body.ended();
         }
+        body
     }
 
     fn ended(&self) {

@@ -139,6 +139,28 @@ async fn route_request(
     conn: &Arc<ConnInfo>,
     ip_slot: &mut Option<IpSlot>,
 ) -> Response<Body> {
+    if req.version() == http::Version::HTTP_2 {
+        // HTTP/2 may split cookies over several fields; an HTTP/1.1 backend wants
+        // them in one (RFC 9113 §8.2.3).
+        let cookies: Vec<&[u8]> = req
+            .headers()
+            .get_all(header::COOKIE)
+            .iter()
+            .map(|v| v.as_bytes())
+            .collect();
+        if cookies.len() > 1 {
+            if let Ok(joined) = HeaderValue::from_bytes(&cookies.join(&b"; "[..])) {
+                req.headers_mut().insert(header::COOKIE, joined);
+            }
+        }
+        // A CONNECT that is not a WebSocket (a tunnel to anywhere) is not proxied.
+        if req.method() == http::Method::CONNECT && !h2::is_websocket_connect(&req) {
+            return text(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "CONNECT is only for WebSockets (RFC 8441)",
+            );
+        }
+    }
     // HTTP/2 names the host in `:authority`; the backend, spoken to in HTTP/1.1,
     // needs it as `Host`.
     if !req.headers().contains_key(header::HOST) {

@@ -121,6 +121,7 @@ pub(super) async fn plain(req: Request<Incoming>, conn: &ConnInfo, pool: &Pool) 
             Ok(sender) => sender,
             Err(resp) => return resp,
         };
+        reused = false;
         let (body, watch) = ClientBody::empty();
         let mut again = Request::new(body);
         *again.method_mut() = method;

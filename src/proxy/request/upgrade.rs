@@ -48,7 +48,7 @@ pub(super) async fn upgrade(
     } else if let Some(answer) = malformed(&req, conn) {
         return answer;
     }
-    let attempt = Attempt::begin(conn, route, path_and_query(&req));
+    let attempt = Attempt::begin(conn, route, path_and_query(&req), h2);
     let origin = req.headers().get(header::ORIGIN);
     if !limits.origin_allowed(origin.map(|o| o.to_str().unwrap_or("\u{fffd}"))) {
         // Cross-site WebSocket hijacking: refused before any backend is contacted.
@@ -88,6 +88,25 @@ pub(super) async fn upgrade(
         *answer.headers_mut() = headers::client_response_headers(resp.status(), resp.headers());
     }
 
+    // Over HTTP/2 many tunnels share one connection: each takes a place of its own
+    // under the connection limits, and counts as a stream in flight (the connection
+    // is not idle while it runs).
+    let slots = if h2 {
+        match conn
+            .core
+            .admit(crate::proxy::registry::peer_ip(&conn.client))
+        {
+            Some(slot) => (Arc::new(slot), ip_slot.take(), Some(conn.in_flight.start())),
+            None => {
+                return attempt.refuse(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "connection limit reached".to_string(),
+                )
+            }
+        }
+    } else {
+        (conn.slot.clone(), ip_slot.take(), None)
+    };
     let shared = attempt.into_tunnel(lease.backend(), handshake, deflate, limits);
     // The span is entered only where the tunnel logs, not around every poll of its
     // relay: entering and leaving a span on each wake-up was 1% of the relay's CPU.
@@ -96,7 +115,7 @@ pub(super) async fn upgrade(
         conn.core.clone(),
         shared,
         lease,
-        (conn.slot.clone(), ip_slot.take()),
+        slots,
         client_upgrade,
         backend_upgrade,
         span,
@@ -122,12 +141,14 @@ fn malformed(req: &Request<Incoming>, conn: &ConnInfo) -> Option<Response<Body>>
 struct Attempt<'a> {
     conn: &'a ConnInfo,
     id: u64,
+    /// The client came over HTTP/2 (an extended CONNECT).
+    h2: bool,
     route: Arc<str>,
     path: String,
 }
 
 impl<'a> Attempt<'a> {
-    fn begin(conn: &'a ConnInfo, route: Arc<str>, path: String) -> Attempt<'a> {
+    fn begin(conn: &'a ConnInfo, route: Arc<str>, path: String, h2: bool) -> Attempt<'a> {
         let core = &conn.core;
         let id = core.next_id();
         if core.observed() {
@@ -144,6 +165,7 @@ impl<'a> Attempt<'a> {
         Attempt {
             conn,
             id,
+            h2,
             route,
             path,
         }
@@ -266,6 +288,11 @@ async fn forward(
     };
     if resp.status() != StatusCode::SWITCHING_PROTOCOLS {
         let status = resp.status();
+        // Over HTTP/2 any 2xx would tell the client its WebSocket is open.
+        if attempt.h2 && status.is_success() {
+            let reason = format!("backend {} answered {status} instead of 101", backend.id);
+            return Err(blame(StatusCode::BAD_GATEWAY, reason));
+        }
         info!(tunnel = attempt.id, backend = %backend.id, status = status.as_u16(), "backend declined the upgrade");
         attempt.conn.core.publish(Event::Refused {
             id: attempt.id,
@@ -292,7 +319,11 @@ async fn run_tunnel(
     core: Arc<Registry>,
     shared: Arc<TunnelShared>,
     lease: Lease,
-    slots: (Arc<ConnSlot>, Option<IpSlot>),
+    slots: (
+        Arc<ConnSlot>,
+        Option<IpSlot>,
+        Option<crate::proxy::headtimer::InFlightGuard>,
+    ),
     client: hyper::upgrade::OnUpgrade,
     backend: hyper::upgrade::OnUpgrade,
     span: Span,

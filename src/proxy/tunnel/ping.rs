@@ -49,7 +49,7 @@ impl Pinger {
 
     /// When the first check is due.
     pub(super) fn first_due(&self, started: Instant) -> Instant {
-        started + self.settings.interval
+        later(started, self.settings.interval)
     }
 
     /// Sends the pings that are due, and retires those answered. Returns when to
@@ -60,7 +60,11 @@ impl Pinger {
         ctx: &mut Ctx<'_>,
         now: Instant,
     ) -> Result<Instant, Side> {
-        let mut next = now + self.settings.interval;
+        let mut next = later(now, self.settings.interval);
+        // A tunnel that is closing pings no one.
+        if ctx.first_close.is_some() || ctx.policy.is_some() {
+            return Ok(later(now, Duration::from_secs(86_400)));
+        }
         for side in [Side::Client, Side::Backend] {
             let (on, i) = match side {
                 Side::Client => (self.settings.client, 0),
@@ -75,18 +79,26 @@ impl Pinger {
                 _ => (&relay.down, &mut relay.up),
             };
             let rd = dir_index(reader.dir);
+            // Not reading from this peer now (what it sent waits for the other side
+            // to take it): its answer could not be seen, so it is not asked; a stuck
+            // reader on the other side is not this peer's fault.
+            if reader.pos < reader.end {
+                self.sent[i] = None;
+                next = next.min(now + RETRY);
+                continue;
+            }
             if let Some(sent) = self.sent[i] {
                 // Answered by the Pong, or by anything it sent since.
                 if ctx.pong[rd].is_none() || reader.last_read >= sent {
                     self.sent[i] = None;
-                } else if now >= sent + self.settings.timeout {
+                } else if now >= later(sent, self.settings.timeout) {
                     return Err(side);
                 } else {
-                    next = next.min(sent + self.settings.timeout);
+                    next = next.min(later(sent, self.settings.timeout));
                     continue;
                 }
             }
-            let due = reader.last_read + self.settings.interval;
+            let due = later(reader.last_read, self.settings.interval);
             if now < due {
                 next = next.min(due);
                 continue;
@@ -104,10 +116,16 @@ impl Pinger {
             writer.chunk = Some(Chunk::Pre(Bytes::from(frame)));
             ctx.pong[rd] = Some(payload);
             self.sent[i] = Some(now);
-            next = next.min(now + self.settings.timeout);
+            next = next.min(later(now, self.settings.timeout));
         }
         Ok(next)
     }
+}
+
+/// `at + d`, or far ahead when that would not fit (a huge configured interval).
+fn later(at: Instant, d: Duration) -> Instant {
+    at.checked_add(d)
+        .unwrap_or_else(|| at + Duration::from_secs(86_400 * 365))
 }
 
 fn payload(seq: u32) -> PingPayload {

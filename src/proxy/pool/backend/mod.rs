@@ -345,8 +345,11 @@ impl Backend {
                 Some(admin) if admin != state.admin => state.admin = admin,
                 _ => return,
             }
-            // Back in service: a drain's paced close is called off.
-            if state.admin == AdminState::Active {
+            // Back in service: a drain's paced close is called off (a close for a
+            // backend checks found down goes on).
+            if state.admin == AdminState::Active
+                && matches!(&state.pace, Some((_, p)) if p.cause == crate::event::PaceCause::Drain)
+            {
                 state.pace = None;
             }
             self.next_info(&mut state)

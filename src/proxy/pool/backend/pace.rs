@@ -64,6 +64,11 @@ impl Backend {
         self.publish(info);
     }
 
+    /// Whether the pace with this token is still the one under way.
+    pub fn pace_current(&self, token: u64) -> bool {
+        matches!(&self.state().pace, Some((t, _)) if *t == token)
+    }
+
     /// Whether a check has the backend out of service now.
     pub fn check_down(&self) -> bool {
         self.state().check_down
