@@ -98,6 +98,21 @@ pub(crate) async fn handle(
             }
             None => unknown_tunnel(id),
         },
+        Endpoint::Har(id) => {
+            let snapshot = (api.snapshot)();
+            match snapshot.tunnels.iter().find(|t| t.id == id) {
+                Some(t) => {
+                    let tls = snapshot
+                        .listeners
+                        .iter()
+                        .any(|l| l.name == t.listener && l.tls);
+                    let messages = (api.messages)(id).unwrap_or_default();
+                    let doc = super::har::har(t, &messages, tls, &api.redact);
+                    reply::json(StatusCode::OK, &doc)
+                }
+                None => unknown_tunnel(id),
+            }
+        }
         Endpoint::CloseTunnel(id) => {
             match close_params(query, (CLOSE_SERVICE_RESTART, CLOSE_REASON)) {
                 Ok((code, reason)) => control(api, Command::CloseTunnel { id, code, reason }).await,

@@ -298,7 +298,10 @@ impl Redact {
         Redact { names }
     }
 
-    fn pairs<'a>(&self, list: &'a crate::event::Headers) -> Vec<(&'a str, Cow<'a, str>)> {
+    pub(crate) fn pairs<'a>(
+        &self,
+        list: &'a crate::event::Headers,
+    ) -> Vec<(&'a str, Cow<'a, str>)> {
         list.iter()
             .map(|(name, value)| {
                 if self.names.iter().any(|n| n.eq_ignore_ascii_case(name)) {

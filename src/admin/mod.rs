@@ -22,6 +22,7 @@
 mod events;
 mod guard;
 mod handlers;
+mod har;
 mod json;
 mod metrics;
 mod reply;

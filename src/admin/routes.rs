@@ -19,6 +19,7 @@ pub enum Endpoint {
     Tunnels,
     Tunnel(TunnelId),
     Messages(TunnelId),
+    Har(TunnelId),
     CloseTunnel(TunnelId),
     Backend { backend: BackendId, action: Action },
     Shutdown,
@@ -75,6 +76,7 @@ pub fn route(method: &Method, path: &str) -> Result<Endpoint, Miss> {
         ["api", "tunnels", id] => (tunnel_id(id).map(Tunnel), Method::GET),
         ["api", "tunnels", id, "close"] => (tunnel_id(id).map(CloseTunnel), Method::POST),
         ["api", "tunnels", id, "messages"] => (tunnel_id(id).map(Messages), Method::GET),
+        ["api", "tunnels", id, "har"] => (tunnel_id(id).map(Har), Method::GET),
         ["api", "backends", pool, addr, action] => (backend(pool, addr, action), Method::POST),
         ["api", "pools", pool, "rebalance"] => (
             percent_decode(pool)

@@ -122,3 +122,61 @@ async fn with_capture_watched_nothing_is_kept_until_someone_watches() {
     let texts: Vec<_> = got.iter().map(|m| m["text"].clone()).collect();
     assert_eq!(texts, ["whoami", "b"], "{got:?}");
 }
+
+/// `GET /api/tunnels/{id}/har`: HAR 1.2 as Chrome exports a WebSocket, the
+/// handshake as the entry and the data messages (not the pings) in
+/// `_webSocketMessages`, send and receive, with their time.
+#[tokio::test]
+async fn a_tunnel_exports_as_har_with_its_websocket_messages() {
+    let b = Backend::start("b").await;
+    let proxy = proxy(&config(&b, "capture = \"all\"")).await;
+    let admin = Admin::start(&proxy, None).await;
+    let mut tcp = raw_upgrade(proxy.local_addrs()[0]).await;
+    let mut bytes = frame(0x1, b"hello", Some([1, 2, 3, 4]));
+    bytes.extend(frame(0x9, b"ping", Some([1, 2, 3, 4])));
+    bytes.extend(frame(0x2, &[0, 159, 146, 150], Some([4, 3, 2, 1])));
+    tcp.write_all(&bytes).await.unwrap();
+    let mut seen = Vec::new();
+    while seen.len() < 3 {
+        seen.push(read_frame(&mut tcp).await.expect("a frame"));
+    }
+    let id = proxy.snapshot().tunnels[0].id;
+    let har = admin.get_json(&format!("/api/tunnels/{id}/har")).await;
+    assert_eq!(har["log"]["version"], "1.2");
+    let entry = &har["log"]["entries"][0];
+    assert_eq!(entry["request"]["url"], "ws://localhost/raw");
+    assert_eq!(entry["response"]["status"], 101);
+    let has = |list: &Value, name: &str| {
+        list.as_array().unwrap().iter().any(|h| {
+            h["name"]
+                .as_str()
+                .is_some_and(|n| n.eq_ignore_ascii_case(name))
+        })
+    };
+    assert!(has(&entry["request"]["headers"], "sec-websocket-key"));
+    assert!(has(&entry["response"]["headers"], "sec-websocket-accept"));
+    let messages = entry["_webSocketMessages"].as_array().unwrap();
+    let summary: Vec<(String, u64, String)> = messages
+        .iter()
+        .map(|m| {
+            assert!(m["time"].as_f64().unwrap() > 1.7e9, "{m}");
+            (
+                m["type"].as_str().unwrap().to_string(),
+                m["opcode"].as_u64().unwrap(),
+                m["data"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    for want in [
+        ("send", 1, "hello"),
+        ("receive", 1, "hello"),
+        ("send", 2, "AJ+Slg=="),
+        ("receive", 2, "AJ+Slg=="),
+    ] {
+        assert!(
+            summary.contains(&(want.0.into(), want.1, want.2.into())),
+            "{want:?} not in {summary:?}"
+        );
+    }
+    assert_eq!(summary.len(), 4, "no control frames in HAR: {summary:?}");
+}
