@@ -274,6 +274,9 @@ pub struct Inspect {
     /// Payload bytes of whole messages kept per tunnel (half per direction); the
     /// oldest go first.
     pub tunnel_memory: usize,
+    /// Payload bytes of whole messages kept by all tunnels together; a tunnel that
+    /// would go over gives up its own oldest first.
+    pub memory: usize,
 }
 
 /// `[inspect] capture`.
@@ -298,6 +301,7 @@ impl Default for Inspect {
             capture: CaptureMode::Watched,
             message_bytes: 64 * 1024,
             tunnel_memory: 1024 * 1024,
+            memory: 64 * 1024 * 1024,
         }
     }
 }

@@ -40,6 +40,8 @@ pub struct Registry {
     /// Someone follows the events (the dashboard, an API stream): tunnels capture
     /// whole messages under `capture = "watched"`.
     pub(super) watched: Arc<std::sync::atomic::AtomicBool>,
+    /// Bytes of whole messages kept by every tunnel (`inspect.memory`).
+    pub(super) capture_budget: Arc<super::frame::capture::Budget>,
     /// The listeners accepting now (a reload adds and removes them).
     pub(super) listeners: Listeners,
     pub started: SystemTime,
@@ -71,6 +73,7 @@ impl Registry {
         dns: Dns,
     ) -> Registry {
         let max = config.limits.max_connections;
+        let capture_budget = Arc::new(super::frame::capture::Budget::new(config.inspect.memory));
         let routes = Routes::new(&config);
         Registry {
             routes: ArcSwap::from_pointee(routes),
@@ -79,6 +82,7 @@ impl Registry {
             config: ArcSwap::new(config),
             bus,
             watched: Default::default(),
+            capture_budget,
             upstream_tls: ArcSwap::from_pointee(upstream_tls),
             listeners: Listeners::default(),
             started: SystemTime::now(),

@@ -182,5 +182,6 @@ fn not_applied(old: &Config, new: &Config) -> Vec<String> {
         old.inspect.event_capacity != new.inspect.event_capacity,
         "inspect.event_capacity",
     );
+    check(old.inspect.memory != new.inspect.memory, "inspect.memory");
     out
 }

@@ -180,3 +180,44 @@ async fn a_tunnel_exports_as_har_with_its_websocket_messages() {
     }
     assert_eq!(summary.len(), 4, "no control frames in HAR: {summary:?}");
 }
+
+/// `inspect.memory` bounds what all tunnels keep together: two tunnels flooding
+/// 500-byte messages keep at most 4,000 bytes between them, each its newest.
+#[tokio::test]
+async fn the_proxy_wide_capture_budget_holds_under_a_flood() {
+    let b = Backend::start("b").await;
+    let proxy = proxy(&config(&b, "capture = \"all\"\nmemory = 4000")).await;
+    let admin = Admin::start(&proxy, None).await;
+    let (mut one, mut two) = (
+        raw_upgrade(proxy.local_addrs()[0]).await,
+        raw_upgrade(proxy.local_addrs()[0]).await,
+    );
+    for i in 0..40u8 {
+        for tcp in [&mut one, &mut two] {
+            tcp.write_all(&frame(0x2, &[i; 500], Some([9, 9, 9, 9])))
+                .await
+                .unwrap();
+            assert_eq!(read_frame(tcp).await, Some((0x2, vec![i; 500])));
+        }
+    }
+    let mut kept = 0;
+    for t in proxy.snapshot().tunnels {
+        let got = admin
+            .get_json(&format!("/api/tunnels/{}/messages", t.id))
+            .await;
+        for m in got["messages"].as_array().unwrap() {
+            use base64::Engine;
+            let data = base64::engine::general_purpose::STANDARD
+                .decode(m["base64"].as_str().unwrap())
+                .unwrap();
+            kept += data.len();
+            assert!(
+                data[0] >= 30,
+                "an old message outlived newer ones: {}",
+                data[0]
+            );
+        }
+    }
+    assert!(kept <= 4000, "{kept} bytes kept over a budget of 4000");
+    assert!(kept >= 2000, "the budget was used: {kept}");
+}

@@ -35,6 +35,8 @@ pub struct Capture {
     /// Payload bytes kept in the ring at most.
     budget: usize,
     used: usize,
+    /// Bytes kept by every capture of the proxy, and their limit (`inspect.memory`).
+    global: Option<std::sync::Arc<Budget>>,
     ring: VecDeque<Message>,
     /// A data message spanning fragments.
     data: Option<Building>,
@@ -128,6 +130,48 @@ pub fn deflate_resets(extensions: &str) -> Option<(bool, bool)> {
     ))
 }
 
+/// Bytes a kept message holds: its payload and its inflated payload.
+fn cost(m: &Message) -> usize {
+    m.data.len()
+        + m.inflated
+            .as_ref()
+            .map_or(0, |r| r.as_ref().map_or(0, Vec::len))
+}
+
+/// The proxy-wide budget of captured bytes (`inspect.memory`).
+#[derive(Debug, Default)]
+pub struct Budget {
+    used: std::sync::atomic::AtomicUsize,
+    pub limit: usize,
+}
+
+impl Budget {
+    pub fn new(limit: usize) -> Self {
+        Self {
+            used: Default::default(),
+            limit,
+        }
+    }
+
+    /// Bytes kept now by every capture.
+    pub fn used(&self) -> usize {
+        self.used.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    fn over(&self) -> bool {
+        self.used() > self.limit
+    }
+}
+
+impl Drop for Capture {
+    fn drop(&mut self) {
+        if let Some(g) = &self.global {
+            g.used
+                .fetch_sub(self.used, std::sync::atomic::Ordering::Relaxed);
+        }
+    }
+}
+
 /// What RFC 7692 §7.2.2 has the sender strip from each message's end.
 const DEFLATE_TAIL: [u8; 4] = [0x00, 0x00, 0xff, 0xff];
 
@@ -151,6 +195,7 @@ impl Capture {
             cap,
             budget,
             used: 0,
+            global: None,
             ring: VecDeque::new(),
             data: None,
             control: None,
@@ -253,17 +298,32 @@ impl Capture {
         }
     }
 
+    /// Counts what this capture keeps against a proxy-wide budget too.
+    pub fn with_global(mut self, global: std::sync::Arc<Budget>) -> Self {
+        self.global = Some(global);
+        self
+    }
+
     fn keep(&mut self, mut message: Message) {
         message.seq = self.next_seq;
         self.next_seq += 1;
         message.data.shrink_to_fit();
-        self.used += message.data.len();
+        let size = cost(&message);
+        self.used += size;
+        if let Some(g) = &self.global {
+            g.used.fetch_add(size, std::sync::atomic::Ordering::Relaxed);
+        }
         self.ring.push_back(message);
-        while self.used > self.budget {
+        // Over this tunnel's budget, or the proxy's: this tunnel's oldest go first.
+        while self.used > self.budget || self.global.as_ref().is_some_and(|g| g.over()) {
             let Some(old) = self.ring.pop_front() else {
                 break;
             };
-            self.used -= old.data.len();
+            let size = cost(&old);
+            self.used -= size;
+            if let Some(g) = &self.global {
+                g.used.fetch_sub(size, std::sync::atomic::Ordering::Relaxed);
+            }
         }
     }
 
@@ -458,5 +518,27 @@ mod tests {
             Some((true, false))
         );
         assert_eq!(deflate_resets("x-webkit-deflate-frame"), None);
+    }
+
+    #[test]
+    fn the_proxy_wide_budget_evicts_this_tunnels_oldest_and_is_given_back_on_drop() {
+        let global = std::sync::Arc::new(Budget::new(250));
+        let mut a = plain(Dir::ClientToBackend, 100, 1 << 20).with_global(global.clone());
+        let mut b = plain(Dir::ClientToBackend, 100, 1 << 20).with_global(global.clone());
+        frame(&mut a, OpKind::Binary, true, &[1; 100], [0; 4]);
+        frame(&mut a, OpKind::Binary, true, &[2; 100], [0; 4]);
+        frame(&mut b, OpKind::Binary, true, &[3; 100], [0; 4]);
+        // 300 > 250: b (the one adding) gave up its oldest, which was the new one.
+        assert!(global.used() <= 250, "{}", global.used());
+        frame(&mut a, OpKind::Binary, true, &[4; 100], [0; 4]);
+        assert!(global.used() <= 250);
+        assert_eq!(
+            a.messages().last().unwrap().data[0],
+            4,
+            "the newest is kept"
+        );
+        drop(a);
+        drop(b);
+        assert_eq!(global.used(), 0, "what they kept is given back");
     }
 }

@@ -36,6 +36,16 @@ use self::utf8::Utf8Tail;
 use crate::event::{CloseInfo, Dir, DirStats, OpKind, Violation};
 use crate::ws::{self, header_len, unmask_into, unmasked, MAX_CONTROL_PAYLOAD};
 
+/// What [`Scanner::set_capture`] keeps: each message up to `cap` bytes, `budget`
+/// bytes for this direction, counted against `global` too; `inflate` as
+/// [`Capture::new`] takes it.
+pub struct CaptureSpec {
+    pub cap: usize,
+    pub budget: usize,
+    pub inflate: Option<bool>,
+    pub global: std::sync::Arc<capture::Budget>,
+}
+
 /// Longest frame header: 2 fixed bytes, a 64-bit length and a 4-byte masking key.
 const MAX_HEADER: usize = 14;
 
@@ -232,12 +242,13 @@ impl Scanner {
     /// in all, inflated when `inflate` says permessage-deflate is on: `Some(reset)`,
     /// `reset` when each message has a fresh context), or stops and frees them
     /// (`None`). Already capturing: unchanged.
-    pub fn set_capture(&mut self, keep: Option<(usize, usize, Option<bool>)>) {
+    pub fn set_capture(&mut self, keep: Option<CaptureSpec>) {
         match keep {
-            Some((cap, budget, inflate)) if self.capture.is_none() => {
+            Some(spec) if self.capture.is_none() => {
                 // With context takeover, inflating needs every message from the first.
                 let fresh = self.stats.messages == 0 && !self.in_message;
-                let capture = Capture::new(self.dir, cap, budget, inflate, fresh);
+                let capture = Capture::new(self.dir, spec.cap, spec.budget, spec.inflate, fresh)
+                    .with_global(spec.global);
                 self.capture = Some(Box::new(capture));
             }
             None => self.capture = None,

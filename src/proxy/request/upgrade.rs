@@ -372,6 +372,7 @@ async fn run_tunnel(
             message_bytes: config.inspect.message_bytes,
             budget: config.inspect.tunnel_memory / 2,
             watched: core.watched.clone(),
+            global: core.capture_budget.clone(),
             deflate: shared
                 .handshake
                 .extensions

@@ -61,6 +61,8 @@ pub struct CaptureSettings {
     /// permessage-deflate negotiated: whether (client→backend, backend→client)
     /// messages each start a fresh compression context.
     pub deflate: Option<(bool, bool)>,
+    /// The proxy-wide budget of captured bytes.
+    pub global: std::sync::Arc<crate::proxy::frame::capture::Budget>,
 }
 
 #[cfg(test)]
@@ -72,6 +74,7 @@ impl CaptureSettings {
             budget: 0,
             watched: Default::default(),
             deflate: None,
+            global: Default::default(),
         }
     }
 }

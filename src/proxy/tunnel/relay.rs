@@ -343,7 +343,12 @@ impl Half {
                 Dir::ClientToBackend => up,
                 Dir::BackendToClient => down,
             });
-            scanner.set_capture(want.then_some((c.message_bytes, c.budget, inflate)));
+            scanner.set_capture(want.then(|| crate::proxy::frame::CaptureSpec {
+                cap: c.message_bytes,
+                budget: c.budget,
+                inflate,
+                global: c.global.clone(),
+            }));
         }
         let had_close = scanner.stats().close.is_some();
         let mut violated = None;
