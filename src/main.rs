@@ -404,6 +404,7 @@ async fn attend(
         logs: Some(logs),
         banner,
         kill_close,
+        messages: Some(std::sync::Arc::new(proxy.messages_source())),
         ..Default::default()
     };
     tokio::select! {

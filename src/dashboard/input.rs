@@ -14,6 +14,8 @@ use crossterm::event::{KeyCode, KeyEvent, KeyEventKind, KeyModifiers};
 use super::backend_keys;
 use super::keys::action_for;
 pub use super::keys::{Action, Scope};
+use super::message::{MessageKey, View};
+use super::message_keys;
 pub use super::pending::Pending;
 use super::rows::{tunnel_rows, Row, SortKey};
 use super::state::State;
@@ -32,6 +34,8 @@ pub enum Effect {
     Send(Command),
     /// Leave the dashboard; the caller shuts the proxy down.
     Quit,
+    /// Put these bytes on the clipboard (the terminal's, by OSC 52).
+    Copy(Vec<u8>),
 }
 
 /// The overview panel that has the keyboard.
@@ -49,6 +53,8 @@ pub enum Popup {
     Help,
     /// The `/` prompt; typing edits [`Ui::filter`] live.
     Filter,
+    /// One message in full (Enter on a message in the detail's list).
+    Message(MessagePopup),
 }
 
 /// The detail view of one tunnel.
@@ -58,6 +64,20 @@ pub struct Detail {
     /// The frame tail as it was when paused; `None` while following live frames.
     pub frozen: Option<Vec<FrameSample>>,
     /// Frames scrolled back from the newest shown (0 = bottom).
+    pub scroll: usize,
+    /// The lower pane lists whole messages instead of frames (`m`).
+    pub messages: bool,
+    /// The message selected in that list; None: the newest.
+    pub selected: Option<MessageKey>,
+}
+
+/// The full view of one captured message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MessagePopup {
+    pub tunnel: TunnelId,
+    pub key: MessageKey,
+    pub view: View,
+    /// Lines scrolled down from the top.
     pub scroll: usize,
 }
 
@@ -108,6 +128,7 @@ impl Ui {
             Some(Popup::Confirm(_)) => Scope::Confirm,
             Some(Popup::Help) => Scope::Help,
             Some(Popup::Filter) => Scope::Filter,
+            Some(Popup::Message(_)) => Scope::Message,
             None if self.detail.is_some() => Scope::Detail,
             None => Scope::Overview,
         }
@@ -193,6 +214,7 @@ pub fn perform(action: Action, state: &State, ui: &mut Ui) -> Option<Effect> {
                 _ => None,
             };
         }
+        Scope::Message => return message_keys::in_view(action, state, ui),
         Scope::Help | Scope::Filter => {
             if ui.popup == Some(Popup::Filter) {
                 if action == Action::Cancel {
@@ -238,6 +260,9 @@ pub fn perform(action: Action, state: &State, ui: &mut Ui) -> Option<Effect> {
         }
         Action::SortReverse => ui.sort_desc = !ui.sort_desc,
         Action::Pause => toggle_pause(state, ui),
+        Action::ToggleMessages => message_keys::toggle(state, ui),
+        Action::OpenMessage => message_keys::open(state, ui),
+        Action::NextView | Action::Copy => {}
         Action::ToggleLog => ui.show_log = !ui.show_log,
         Action::Reload => {
             // The proxy works out what would change; `take_reload_preview` asks.
@@ -258,6 +283,9 @@ pub fn perform(action: Action, state: &State, ui: &mut Ui) -> Option<Effect> {
 }
 
 fn move_by(state: &State, ui: &mut Ui, delta: isize) {
+    if ui.detail.as_ref().is_some_and(|d| d.messages) {
+        return message_keys::move_selection(state, ui, delta);
+    }
     if let Some(d) = ui.detail.as_mut() {
         // Scrolling back through a moving tail would make rows jump: freeze it first.
         if delta < 0 && d.frozen.is_none() {
@@ -319,6 +347,8 @@ fn open(state: &State, ui: &mut Ui) {
                     id: rows[i].tunnel.id,
                     frozen: None,
                     scroll: 0,
+                    messages: false,
+                    selected: None,
                 });
             }
         }

@@ -38,6 +38,14 @@ pub enum Action {
     SortReverse,
     /// Pause or resume the frame tail.
     Pause,
+    /// Switch the detail's lower pane between frames and whole messages.
+    ToggleMessages,
+    /// Open the selected message in full.
+    OpenMessage,
+    /// The full view's next way of showing the message (text, JSON, hex).
+    NextView,
+    /// Copy the message to the clipboard (OSC 52: works over ssh and tmux).
+    Copy,
     ToggleLog,
     /// Re-read the config file (after a confirmation that shows what changes).
     Reload,
@@ -57,6 +65,8 @@ pub enum Scope {
     Confirm,
     Help,
     Filter,
+    /// One message in full.
+    Message,
 }
 
 impl Scope {
@@ -68,6 +78,7 @@ impl Scope {
             Scope::Confirm => "Confirmation",
             Scope::Help => "Help",
             Scope::Filter => "Filter prompt",
+            Scope::Message => "Message view",
         }
     }
 }
@@ -180,6 +191,15 @@ pub const BINDINGS: &[Binding] = &[
     bind(&[Key::ch('s')], S::Overview, A::Sort, "sort by next column"),
     bind(&[Key::ch('S')], S::Overview, A::SortReverse, "reverse sort order"),
     bind(&[Key::ch('p')], S::Detail, A::Pause, "pause / resume frame tail"),
+    bind(&[Key::ch('m')], S::Detail, A::ToggleMessages, "frames / whole messages"),
+    bind(&[Key::plain(K::Enter)], S::Detail, A::OpenMessage, "open the message in full"),
+    bind(&[Key::plain(K::Up), Key::ch('k')], S::Message, A::MoveUp, "scroll up"),
+    bind(&[Key::plain(K::Down), Key::ch('j')], S::Message, A::MoveDown, "scroll down"),
+    bind(&[Key::plain(K::PageUp)], S::Message, A::PageUp, "page up"),
+    bind(&[Key::plain(K::PageDown)], S::Message, A::PageDown, "page down"),
+    bind(&[Key::plain(K::Tab)], S::Message, A::NextView, "text / JSON / hex"),
+    bind(&[Key::ch('y')], S::Message, A::Copy, "copy (OSC 52)"),
+    bind(&[Key::plain(K::Esc), Key::ch('q')], S::Message, A::Cancel, "close"),
     bind(&[Key::ch('l')], S::Any, A::ToggleLog, "show / hide log pane"),
     bind(&[Key::ch('R')], S::Any, A::Reload, "reload config (confirm)"),
     bind(&[Key::ch('?')], S::Any, A::Help, "this help"),
@@ -197,7 +217,10 @@ pub fn action_for(ev: &KeyEvent, scope: Scope) -> Option<Action> {
     if ev.kind == KeyEventKind::Release {
         return None;
     }
-    let modal = matches!(scope, Scope::Confirm | Scope::Help | Scope::Filter);
+    let modal = matches!(
+        scope,
+        Scope::Confirm | Scope::Help | Scope::Filter | Scope::Message
+    );
     BINDINGS
         .iter()
         .filter(|b| b.scope == scope || (!modal && b.scope == Scope::Any))

@@ -14,6 +14,8 @@ pub mod fmt;
 pub mod input;
 pub mod keys;
 pub mod logs;
+pub mod message;
+mod message_keys;
 mod pending;
 pub mod rates;
 pub mod rows;
@@ -55,7 +57,6 @@ pub enum Exit {
 }
 
 /// Everything about a run that has a sensible default.
-#[derive(Debug)]
 pub struct Options {
     /// Time between frames.
     pub tick: Duration,
@@ -65,6 +66,28 @@ pub struct Options {
     pub logs: Option<LogReceiver>,
     /// The Close code and reason a kill sends.
     pub kill_close: input::KillClose,
+    /// Where the open detail's whole messages come from (the proxy's captures).
+    pub messages: Option<MessagesSource>,
+    /// Copy (`y`) writes an OSC 52 sequence to stdout (set by [`run_terminal`]).
+    pub osc52: bool,
+}
+
+/// A tunnel's captured messages, None when it is not live (see
+/// `ProxyHandle::messages_source`).
+pub type MessagesSource = std::sync::Arc<
+    dyn Fn(crate::event::TunnelId) -> Option<Vec<crate::event::CapturedMessage>> + Send + Sync,
+>;
+
+impl std::fmt::Debug for Options {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Options")
+            .field("tick", &self.tick)
+            .field("banner", &self.banner)
+            .field("kill_close", &self.kill_close)
+            .field("messages", &self.messages.is_some())
+            .field("osc52", &self.osc52)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Default for Options {
@@ -74,6 +97,8 @@ impl Default for Options {
             banner: None,
             logs: None,
             kill_close: input::KillClose::default(),
+            messages: None,
+            osc52: false,
         }
     }
 }
@@ -117,6 +142,13 @@ pub async fn run<B: Backend>(
         }
         state.tick(now);
         input::take_reload_preview(&mut state, &mut ui);
+        // The open detail's messages, fetched afresh each tick (kept as they were
+        // once the tunnel has ended).
+        if let (Some(src), Some(d)) = (&options.messages, &ui.detail) {
+            if let Some(list) = src(d.id) {
+                state.messages = Some((d.id, list));
+            }
+        }
         if let Some(logs) = options.logs.as_mut() {
             while let Ok(rec) = logs.rx.try_recv() {
                 state.push_log(rec.level, rec.line);
@@ -129,6 +161,15 @@ pub async fn run<B: Backend>(
         for key in pending_keys.drain(..) {
             match handle(key, &state, &mut ui) {
                 Some(Effect::Quit) => return Ok(Exit::Quit),
+                Some(Effect::Copy(bytes)) if options.osc52 => {
+                    use base64::Engine;
+                    use std::io::Write;
+                    let b64 = base64::engine::general_purpose::STANDARD.encode(bytes);
+                    let mut out = io::stdout();
+                    let _ = write!(out, "\x1b]52;c;{b64}\x07");
+                    let _ = out.flush();
+                }
+                Some(Effect::Copy(_)) => {}
                 Some(Effect::Send(cmd)) => {
                     // try_send: a full control queue must not freeze the screen.
                     if let Err(e) = control.try_send(cmd) {
@@ -209,6 +250,10 @@ pub async fn run_terminal(
             }
         }
     });
+    let options = Options {
+        osc52: true,
+        ..options
+    };
     let exit = run(&mut terminal, events, snapshot, control, rx, options).await;
     reader.abort();
     exit

@@ -114,6 +114,9 @@ pub struct State {
     reload_pending: bool,
     /// What a reload would change (asked for with `R`), until the UI takes it.
     pub reload_preview: Option<Result<ConfigDiff, String>>,
+    /// The whole messages captured on the tunnel whose detail is open, as of this
+    /// tick (the run loop fetches them while a detail is open).
+    pub messages: Option<(TunnelId, Vec<crate::event::CapturedMessage>)>,
 }
 
 impl State {
@@ -135,6 +138,7 @@ impl State {
             lagged: false,
             reload_pending: false,
             reload_preview: None,
+            messages: None,
         };
         s.rates.roll(now);
         s.load(snapshot, now, false);

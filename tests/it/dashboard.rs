@@ -3,6 +3,7 @@
 //! against a real control channel, and its run loop driven through real channels.
 
 mod keys;
+mod messages;
 mod render;
 mod run_loop;
 mod state;

@@ -70,9 +70,18 @@ pub fn draw(frame: &mut Frame, area: Rect, state: &State, d: &Detail) {
         let [c, tail_a] =
             Layout::horizontal([Constraint::Length(COUNTERS_W), Constraint::Fill(1)]).areas(low_a);
         counters(frame, c, t);
-        tail(frame, tail_a, t, d);
+        lower(frame, tail_a, state, t, d);
     } else {
-        tail(frame, low_a, t, d);
+        lower(frame, low_a, state, t, d);
+    }
+}
+
+/// The lower pane: the frame tail, or the whole messages (`m`).
+fn lower(frame: &mut Frame, area: Rect, state: &State, t: &Tunnel, d: &Detail) {
+    if d.messages {
+        super::messages::list(frame, area, state, d);
+    } else {
+        tail(frame, area, t, d);
     }
 }
 

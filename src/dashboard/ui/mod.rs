@@ -9,6 +9,7 @@
 mod backends;
 mod detail;
 mod header;
+mod messages;
 mod popup;
 mod tunnels;
 
@@ -77,6 +78,7 @@ pub fn draw(frame: &mut Frame, state: &State, ui: &Ui) {
     match &ui.popup {
         Some(Popup::Confirm(p)) => popup::confirm(frame, area, p),
         Some(Popup::Help) => popup::help(frame, area),
+        Some(Popup::Message(p)) => messages::full_view(frame, area, state, p),
         Some(Popup::Filter) | None => {}
     }
 }

@@ -67,10 +67,11 @@ fn answer_line() -> Line<'static> {
 }
 
 /// Scopes in the order help lists them.
-const SCOPES: [Scope; 6] = [
+const SCOPES: [Scope; 7] = [
     Scope::Any,
     Scope::Overview,
     Scope::Detail,
+    Scope::Message,
     Scope::Confirm,
     Scope::Filter,
     Scope::Help,

@@ -69,6 +69,7 @@ fn no_key_means_two_things_in_one_scope() {
         Scope::Confirm,
         Scope::Help,
         Scope::Filter,
+        Scope::Message,
     ] {
         let mut seen = Vec::new();
         for b in BINDINGS.iter().filter(|b| {
