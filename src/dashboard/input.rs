@@ -36,6 +36,8 @@ pub enum Effect {
     Quit,
     /// Put these bytes on the clipboard (the terminal's, by OSC 52).
     Copy(Vec<u8>),
+    /// Write these bytes to a new file of this name in the working directory.
+    Save(String, Vec<u8>),
 }
 
 /// The overview panel that has the keyboard.
@@ -262,7 +264,7 @@ pub fn perform(action: Action, state: &State, ui: &mut Ui) -> Option<Effect> {
         Action::Pause => toggle_pause(state, ui),
         Action::ToggleMessages => message_keys::toggle(state, ui),
         Action::OpenMessage => message_keys::open(state, ui),
-        Action::NextView | Action::Copy => {}
+        Action::NextView | Action::Copy | Action::Save => {}
         Action::ToggleLog => ui.show_log = !ui.show_log,
         Action::Reload => {
             // The proxy works out what would change; `take_reload_preview` asks.

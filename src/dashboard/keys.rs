@@ -46,6 +46,8 @@ pub enum Action {
     NextView,
     /// Copy the message to the clipboard (OSC 52: works over ssh and tmux).
     Copy,
+    /// Write the message to a file in the working directory.
+    Save,
     ToggleLog,
     /// Re-read the config file (after a confirmation that shows what changes).
     Reload,
@@ -199,6 +201,7 @@ pub const BINDINGS: &[Binding] = &[
     bind(&[Key::plain(K::PageDown)], S::Message, A::PageDown, "page down"),
     bind(&[Key::plain(K::Tab)], S::Message, A::NextView, "text / JSON / hex"),
     bind(&[Key::ch('y')], S::Message, A::Copy, "copy (OSC 52)"),
+    bind(&[Key::ch('w')], S::Message, A::Save, "write to a file"),
     bind(&[Key::plain(K::Esc), Key::ch('q')], S::Message, A::Cancel, "close"),
     bind(&[Key::ch('l')], S::Any, A::ToggleLog, "show / hide log pane"),
     bind(&[Key::ch('R')], S::Any, A::Reload, "reload config (confirm)"),

@@ -101,6 +101,22 @@ pub fn in_view(action: Action, state: &State, ui: &mut Ui) -> Option<Effect> {
             );
             return Some(Effect::Copy(bytes));
         }
+        Action::Save => {
+            let m = m?;
+            let payload = message::payload(m);
+            let ext = match p.view {
+                View::Json if message::json_lines(payload).is_some() => "json",
+                View::Hex => "bin",
+                _ if m.kind == crate::event::OpKind::Binary => "bin",
+                _ => "txt",
+            };
+            let dir = match m.dir {
+                crate::event::Dir::ClientToBackend => "c2b",
+                crate::event::Dir::BackendToClient => "b2c",
+            };
+            let name = format!("tunnel-{}-{dir}-{}.{ext}", p.tunnel, m.seq);
+            return Some(Effect::Save(name, payload.to_vec()));
+        }
         Action::Cancel => ui.popup = None,
         _ => {}
     }

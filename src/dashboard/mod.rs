@@ -170,6 +170,20 @@ pub async fn run<B: Backend>(
                     let _ = out.flush();
                 }
                 Some(Effect::Copy(_)) => {}
+                Some(Effect::Save(name, bytes)) => {
+                    // A new file only: an existing one is never overwritten.
+                    let written = std::fs::OpenOptions::new()
+                        .write(true)
+                        .create_new(true)
+                        .open(&name)
+                        .and_then(|mut f| std::io::Write::write_all(&mut f, &bytes));
+                    match written {
+                        Ok(()) => {
+                            ui.flash(format!("wrote {} bytes to {name}", bytes.len()), now, false)
+                        }
+                        Err(e) => ui.flash(format!("cannot write {name}: {e}"), now, true),
+                    }
+                }
                 Some(Effect::Send(cmd)) => {
                     // try_send: a full control queue must not freeze the screen.
                     if let Err(e) = control.try_send(cmd) {

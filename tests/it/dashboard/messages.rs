@@ -1,6 +1,6 @@
 //! Whole messages in the tunnel detail: `m` lists them, the arrows choose, Enter
 //! opens one in full as pretty-printed JSON (or text, or hex with Tab), `y` copies
-//! it, Esc closes; drawn into a `TestBackend` at 80×24 and 160×48.
+//! it, `w` writes it to a file, Esc closes; drawn into a `TestBackend` at 80×24 and 160×48.
 
 use crossterm::event::KeyCode;
 use tunnelscope::dashboard::input::{handle, Effect, Popup, Ui};
@@ -77,6 +77,12 @@ fn enter_opens_the_chosen_message_as_json_then_tab_shows_hex_and_esc_closes() {
         "pretty-printed:\n{text}"
     );
     assert!(text.contains(r#""qty": 2"#), "{text}");
+
+    // `w` writes it to a file named after the tunnel, direction and number.
+    assert_eq!(
+        handle(ch('w'), &s, &mut ui),
+        Some(Effect::Save("tunnel-7-c2b-0.json".into(), ORDER.to_vec()))
+    );
 
     handle(key(KeyCode::Tab), &s, &mut ui);
     let text = screen(&s, &ui, 160, 48);
