@@ -10,8 +10,13 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
+mod captured;
 mod counters;
 mod headers;
+mod operations;
+
+pub use self::captured::CapturedMessage;
+pub use self::operations::{CheckResult, PaceCause, PacedClose, Resolution};
 
 pub use counters::{ConfigDiff, Counters, Flow, Limit};
 pub use headers::Headers;
@@ -312,88 +317,6 @@ pub struct BackendInfo {
     pub version: u64,
 }
 
-/// Tunnels of one backend being closed a few a second (1012, at a frame boundary),
-/// so their clients reconnect elsewhere as a trickle.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct PacedClose {
-    pub cause: PaceCause,
-    /// When closing begins (a drain's deadline); closes run from then on.
-    pub starts: SystemTime,
-    /// Tunnels closed per second.
-    pub rate: u32,
-    pub closed: u64,
-    /// Tunnels it still means to close.
-    pub left: u64,
-}
-
-/// Why a backend's tunnels are closed at a paced rate.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum PaceCause {
-    /// The backend was drained and its drain deadline passed.
-    Drain,
-    /// Active health checks found it down and the pool has `close_on_down`.
-    Down,
-    /// It holds more than its share of the pool's tunnels.
-    Rebalance,
-}
-
-impl PaceCause {
-    pub fn name(self) -> &'static str {
-        match self {
-            PaceCause::Drain => "drain",
-            PaceCause::Down => "down",
-            PaceCause::Rebalance => "rebalance",
-        }
-    }
-
-    /// The Close reason clients get.
-    pub fn reason(self) -> &'static str {
-        match self {
-            PaceCause::Drain => "backend drained",
-            PaceCause::Down => "backend down",
-            PaceCause::Rebalance => "rebalancing",
-        }
-    }
-}
-
-/// The outcome of one active health check.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct CheckResult {
-    pub at: SystemTime,
-    /// From connect to verdict.
-    pub latency: Duration,
-    /// Why it failed; None when it passed.
-    pub error: Option<String>,
-}
-
-/// A whole message as the inspector captured it (`[inspect] capture`).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct CapturedMessage {
-    /// Numbered per direction from 0, in the order messages ended.
-    pub seq: u64,
-    /// When its first frame began.
-    pub at: SystemTime,
-    pub dir: Dir,
-    /// Text, Binary, Close, Ping or Pong; Continuation for a message whose first
-    /// frame was not seen (capture began mid-message).
-    pub kind: OpKind,
-    /// RSV1 on its first frame: compressed with permessage-deflate.
-    pub compressed: bool,
-    /// Payload bytes on the wire, whole message.
-    pub len: u64,
-    /// Frames it came in.
-    pub frames: u32,
-    /// The (unmasked) payload, at most the cap.
-    pub data: Vec<u8>,
-    /// `data` holds only the first bytes of it.
-    pub truncated: bool,
-    /// For a compressed message: its inflated payload (at most the cap; `truncated`
-    /// applies to it too), or why it could not be inflated.
-    pub inflated: Option<Result<Vec<u8>, String>>,
-    /// Inflated length of a compressed message (all of it, kept or not).
-    pub inflated_len: u64,
-}
-
 /// A live tunnel as the snapshot describes it.
 #[derive(Debug, Clone)]
 pub struct TunnelInfo {
@@ -436,19 +359,6 @@ pub struct Snapshot {
     pub started: Option<SystemTime>,
     /// Backend names and what they resolved to.
     pub resolutions: Vec<Resolution>,
-}
-
-/// What a backend name (`name:port` in a pool) resolved to.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Resolution {
-    pub pool: String,
-    pub name: String,
-    /// The last good set of addresses (kept when a lookup fails).
-    pub addrs: Vec<SocketAddr>,
-    /// Why the latest lookup failed; None when it succeeded.
-    pub error: Option<String>,
-    /// When the latest lookup ended.
-    pub at: SystemTime,
 }
 
 /// A bound listener.

@@ -5,6 +5,12 @@
 //! Times are RFC 3339 in UTC with milliseconds; durations are seconds as numbers;
 //! directions are `client_to_backend` and `backend_to_client`.
 
+mod message;
+mod operations;
+
+pub use self::message::Message;
+pub use self::operations::{Check, Closing, Resolved};
+
 use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -50,29 +56,6 @@ pub struct State<'a> {
     pub totals: Totals,
     /// Backend names (`name:port` servers) and what they resolved to.
     pub dns: Vec<Resolved<'a>>,
-}
-
-/// A backend name: `pool`, `name`, `addrs` (the last good set), `error` (why the
-/// latest lookup failed, or null), `at` (when it ended).
-#[derive(Serialize)]
-pub struct Resolved<'a> {
-    pub pool: &'a str,
-    pub name: &'a str,
-    pub addrs: &'a [SocketAddr],
-    pub error: Option<&'a str>,
-    pub at: String,
-}
-
-impl<'a> Resolved<'a> {
-    pub fn new(r: &'a crate::event::Resolution) -> Resolved<'a> {
-        Resolved {
-            pool: &r.pool,
-            name: &r.name,
-            addrs: &r.addrs,
-            error: r.error.as_deref(),
-            at: rfc3339(r.at),
-        }
-    }
 }
 
 impl<'a> State<'a> {
@@ -168,26 +151,6 @@ impl<'a> Backend<'a> {
             version: b.version,
         }
     }
-}
-
-/// One active health check.
-#[derive(Serialize)]
-pub struct Check<'a> {
-    pub at: String,
-    pub latency_ms: f64,
-    pub ok: bool,
-    pub error: Option<&'a str>,
-}
-
-/// A paced close: `cause` is `drain`, `down` or `rebalance`; closes run from
-/// `starts` at `rate` a second.
-#[derive(Serialize)]
-pub struct Closing {
-    pub cause: &'static str,
-    pub starts: String,
-    pub rate: u32,
-    pub closed: u64,
-    pub left: u64,
 }
 
 pub fn health_name(h: Health) -> &'static str {
@@ -515,82 +478,5 @@ mod tests {
         assert_eq!(Preview::new(&[0xff, 0x00], 2).data, "ff00");
         let empty = Preview::new(b"", 0);
         assert_eq!((empty.encoding, empty.data.as_str()), ("text", ""));
-    }
-}
-
-/// A captured whole message: `seq` (per direction), `at`, `direction`, `type`
-/// (`text`, `binary`, `close`, `ping`, `pong`, or `continuation` for one whose start
-/// was not seen), `compressed` (permessage-deflate; the bytes are as sent),
-/// `length` (payload bytes on the wire), `frames`, `truncated`, and the payload as
-/// `text` (valid UTF-8, not compressed) or else `base64`.
-#[derive(Serialize)]
-pub struct Message<'a> {
-    pub seq: u64,
-    pub at: String,
-    pub direction: &'static str,
-    #[serde(rename = "type")]
-    pub kind: &'static str,
-    pub compressed: bool,
-    pub length: u64,
-    pub frames: u32,
-    pub truncated: bool,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub text: Option<&'a str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub base64: Option<String>,
-    /// Compressed messages: the inflated length, and the inflated payload as
-    /// `inflated_text` (UTF-8 text messages) or `inflated_base64`, or why it could
-    /// not be inflated (`inflate_error`).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub inflated_length: Option<u64>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub inflated_text: Option<&'a str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub inflated_base64: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub inflate_error: Option<&'a str>,
-}
-
-impl<'a> Message<'a> {
-    pub fn new(m: &'a crate::event::CapturedMessage) -> Message<'a> {
-        use crate::event::OpKind;
-        use base64::Engine;
-        let textual = m.kind == OpKind::Text && !m.compressed;
-        let text = textual.then(|| std::str::from_utf8(&m.data).ok()).flatten();
-        let b64 = |b: &[u8]| base64::engine::general_purpose::STANDARD.encode(b);
-        let inflated = m.inflated.as_ref().and_then(|r| r.as_ref().ok());
-        let inflated_text = inflated
-            .filter(|_| m.kind == OpKind::Text)
-            .and_then(|b| std::str::from_utf8(b).ok());
-        Message {
-            seq: m.seq,
-            at: rfc3339(m.at),
-            direction: match m.dir {
-                crate::event::Dir::ClientToBackend => "client_to_backend",
-                crate::event::Dir::BackendToClient => "backend_to_client",
-            },
-            kind: match m.kind {
-                OpKind::Text => "text",
-                OpKind::Binary => "binary",
-                OpKind::Close => "close",
-                OpKind::Ping => "ping",
-                OpKind::Pong => "pong",
-                OpKind::Continuation | OpKind::Reserved => "continuation",
-            },
-            compressed: m.compressed,
-            length: m.len,
-            frames: m.frames,
-            truncated: m.truncated,
-            text,
-            base64: text.is_none().then(|| b64(&m.data)),
-            inflated_length: m.inflated.is_some().then_some(m.inflated_len),
-            inflated_text,
-            inflated_base64: inflated.filter(|_| inflated_text.is_none()).map(|b| b64(b)),
-            inflate_error: m
-                .inflated
-                .as_ref()
-                .and_then(|r| r.as_ref().err())
-                .map(String::as_str),
-        }
     }
 }

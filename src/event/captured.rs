@@ -1,0 +1,33 @@
+//! A whole message as the inspector keeps it.
+
+use std::time::SystemTime;
+
+use super::{Dir, OpKind};
+
+/// A whole message as the inspector captured it (`[inspect] capture`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CapturedMessage {
+    /// Numbered per direction from 0, in the order messages ended.
+    pub seq: u64,
+    /// When its first frame began.
+    pub at: SystemTime,
+    pub dir: Dir,
+    /// Text, Binary, Close, Ping or Pong; Continuation for a message whose first
+    /// frame was not seen (capture began mid-message).
+    pub kind: OpKind,
+    /// RSV1 on its first frame: compressed with permessage-deflate.
+    pub compressed: bool,
+    /// Payload bytes on the wire, whole message.
+    pub len: u64,
+    /// Frames it came in.
+    pub frames: u32,
+    /// The (unmasked) payload, at most the cap.
+    pub data: Vec<u8>,
+    /// `data` holds only the first bytes of it.
+    pub truncated: bool,
+    /// For a compressed message: its inflated payload (at most the cap; `truncated`
+    /// applies to it too), or why it could not be inflated.
+    pub inflated: Option<Result<Vec<u8>, String>>,
+    /// Inflated length of a compressed message (all of it, kept or not).
+    pub inflated_len: u64,
+}

@@ -1,0 +1,199 @@
+//! The capture against hand-made frames: reassembly, truncation, the budgets, and
+//! inflating with and without context takeover.
+
+use super::*;
+
+fn t() -> SystemTime {
+    SystemTime::UNIX_EPOCH
+}
+
+fn plain(dir: Dir, cap: usize, budget: usize) -> Capture {
+    Capture::new(dir, cap, budget, None, true)
+}
+
+fn frame(c: &mut Capture, kind: OpKind, fin: bool, payload: &[u8], mask: [u8; 4]) {
+    let masked: Vec<u8> = payload
+        .iter()
+        .enumerate()
+        .map(|(i, b)| b ^ mask[i % 4])
+        .collect();
+    c.begin(t(), kind, 0, payload.len() as u64, mask);
+    // Split anywhere: the key offset must carry on.
+    let (a, b) = masked.split_at(masked.len() / 2);
+    c.payload(a);
+    c.payload(b);
+    c.end(fin);
+}
+
+#[test]
+fn fragments_are_reassembled_and_a_ping_between_them_kept_apart() {
+    let mut c = plain(Dir::ClientToBackend, 1024, 1 << 20);
+    frame(&mut c, OpKind::Text, false, b"hello, ", [1, 2, 3, 4]);
+    frame(&mut c, OpKind::Ping, true, b"are you there", [5, 6, 7, 8]);
+    frame(&mut c, OpKind::Continuation, false, b"whole ", [9, 9, 9, 9]);
+    frame(&mut c, OpKind::Continuation, true, b"world", [0, 0, 0, 0]);
+    let got: Vec<_> = c.messages().collect();
+    assert_eq!(got.len(), 2);
+    assert_eq!(
+        (got[0].kind, &got[0].data[..]),
+        (OpKind::Ping, &b"are you there"[..])
+    );
+    assert_eq!(got[1].kind, OpKind::Text);
+    assert_eq!(got[1].data, b"hello, whole world");
+    assert_eq!(
+        (got[1].frames, got[1].len, got[1].truncated),
+        (3, 18, false)
+    );
+    assert_eq!((got[0].seq, got[1].seq), (0, 1));
+}
+
+#[test]
+fn a_long_message_is_kept_truncated_at_the_cap_and_marked() {
+    let mut c = plain(Dir::BackendToClient, 8, 1 << 20);
+    frame(&mut c, OpKind::Binary, true, &[7u8; 100], [0; 4]);
+    let m = c.messages().next().unwrap();
+    assert_eq!((m.data.len(), m.len, m.truncated), (8, 100, true));
+}
+
+#[test]
+fn the_budget_evicts_the_oldest_messages_first() {
+    let mut c = plain(Dir::BackendToClient, 100, 250);
+    for i in 0..5u8 {
+        frame(&mut c, OpKind::Binary, true, &[i; 100], [0; 4]);
+    }
+    let kept: Vec<u64> = c.messages().map(|m| m.seq).collect();
+    assert_eq!(kept, [3, 4], "within 250 bytes, newest kept");
+    assert_eq!(c.bytes_held(), 200);
+}
+
+#[test]
+fn a_continuation_without_its_start_is_kept_as_such() {
+    let mut c = plain(Dir::ClientToBackend, 64, 1024);
+    frame(&mut c, OpKind::Continuation, true, b"tail", [3, 1, 4, 1]);
+    let m = c.messages().next().unwrap();
+    assert_eq!((m.kind, &m.data[..]), (OpKind::Continuation, &b"tail"[..]));
+}
+
+#[test]
+fn nothing_is_held_before_a_frame_is_captured() {
+    let c = plain(Dir::ClientToBackend, 65536, 1 << 20);
+    assert_eq!(c.bytes_held(), 0);
+    assert_eq!(c.messages().count(), 0);
+}
+
+/// Compresses messages as permessage-deflate does (one shared context unless
+/// `reset`), with the 4-byte tail stripped.
+fn deflate_messages(messages: &[&[u8]], reset: bool) -> Vec<Vec<u8>> {
+    let mut z = flate2::Compress::new(flate2::Compression::default(), false);
+    messages
+        .iter()
+        .map(|m| {
+            if reset {
+                z.reset();
+            }
+            let mut out = Vec::with_capacity(m.len() + 64);
+            z.compress_vec(m, &mut out, flate2::FlushCompress::Sync)
+                .unwrap();
+            assert!(out.ends_with(&DEFLATE_TAIL));
+            out.truncate(out.len() - 4);
+            out
+        })
+        .collect()
+}
+
+fn compressed(c: &mut Capture, payload: &[u8], mask: [u8; 4]) {
+    let masked: Vec<u8> = payload
+        .iter()
+        .enumerate()
+        .map(|(i, b)| b ^ mask[i % 4])
+        .collect();
+    c.begin(t(), OpKind::Text, 0b100, payload.len() as u64, mask);
+    for piece in masked.chunks(3) {
+        c.payload(piece);
+    }
+    c.end(true);
+}
+
+#[test]
+fn compressed_messages_are_inflated_across_a_shared_context() {
+    let texts: [&[u8]; 3] = [b"hello hello hello", b"hello again, hello", b"hello"];
+    let wire = deflate_messages(&texts, false);
+    let mut c = Capture::new(Dir::ClientToBackend, 1024, 1 << 20, Some(false), true);
+    for w in &wire {
+        compressed(&mut c, w, [4, 3, 2, 1]);
+    }
+    let got: Vec<_> = c.messages().collect();
+    for (m, want) in got.iter().zip(texts) {
+        assert!(m.compressed);
+        assert_eq!(
+            m.data.len() as u64,
+            m.len,
+            "the compressed bytes are kept too"
+        );
+        assert_eq!(m.inflated.as_ref().unwrap().as_deref(), Ok(want));
+        assert_eq!(m.inflated_len, want.len() as u64);
+    }
+}
+
+#[test]
+fn an_inflated_message_over_the_cap_is_truncated_and_its_length_counted() {
+    let big = vec![b'a'; 10_000];
+    let wire = deflate_messages(&[&big], true);
+    let mut c = Capture::new(Dir::BackendToClient, 100, 1 << 20, Some(true), true);
+    compressed(&mut c, &wire[0], [0; 4]);
+    let m = c.messages().next().unwrap();
+    assert_eq!(m.inflated.as_ref().unwrap().as_ref().unwrap().len(), 100);
+    assert_eq!((m.inflated_len, m.truncated), (10_000, true));
+}
+
+#[test]
+fn capture_begun_mid_stream_with_context_takeover_says_the_context_is_missing() {
+    let wire = deflate_messages(&[b"first", b"second"], false);
+    let mut c = Capture::new(Dir::ClientToBackend, 1024, 1 << 20, Some(false), false);
+    compressed(&mut c, &wire[1], [0; 4]);
+    let m = c.messages().next().unwrap();
+    let why = m.inflated.clone().unwrap().unwrap_err();
+    assert!(why.contains("context is missing"), "{why}");
+    // Without context takeover each message stands alone: inflated even so.
+    let wire = deflate_messages(&[b"first", b"second"], true);
+    let mut c = Capture::new(Dir::ClientToBackend, 1024, 1 << 20, Some(true), false);
+    compressed(&mut c, &wire[1], [0; 4]);
+    let m = c.messages().next().unwrap();
+    assert_eq!(m.inflated.clone().unwrap().as_deref(), Ok(&b"second"[..]));
+}
+
+#[test]
+fn the_negotiated_extension_says_which_side_resets_its_context() {
+    assert_eq!(deflate_resets("permessage-deflate"), Some((false, false)));
+    assert_eq!(
+        deflate_resets("permessage-deflate; server_no_context_takeover; client_max_window_bits=10"),
+        Some((false, true))
+    );
+    assert_eq!(
+        deflate_resets("x-other, permessage-deflate;client_no_context_takeover"),
+        Some((true, false))
+    );
+    assert_eq!(deflate_resets("x-webkit-deflate-frame"), None);
+}
+
+#[test]
+fn the_proxy_wide_budget_evicts_this_tunnels_oldest_and_is_given_back_on_drop() {
+    let global = std::sync::Arc::new(Budget::new(250));
+    let mut a = plain(Dir::ClientToBackend, 100, 1 << 20).with_global(global.clone());
+    let mut b = plain(Dir::ClientToBackend, 100, 1 << 20).with_global(global.clone());
+    frame(&mut a, OpKind::Binary, true, &[1; 100], [0; 4]);
+    frame(&mut a, OpKind::Binary, true, &[2; 100], [0; 4]);
+    frame(&mut b, OpKind::Binary, true, &[3; 100], [0; 4]);
+    // 300 > 250: b (the one adding) gave up its oldest, which was the new one.
+    assert!(global.used() <= 250, "{}", global.used());
+    frame(&mut a, OpKind::Binary, true, &[4; 100], [0; 4]);
+    assert!(global.used() <= 250);
+    assert_eq!(
+        a.messages().last().unwrap().data[0],
+        4,
+        "the newest is kept"
+    );
+    drop(a);
+    drop(b);
+    assert_eq!(global.used(), 0, "what they kept is given back");
+}
