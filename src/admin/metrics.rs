@@ -97,30 +97,20 @@ pub fn render(counters: &Counters, events_lagged: u64, now: SystemTime) -> Strin
         |b| u64::from(b.health == Health::Up),
     );
     // Checks: only backends of pools with active health checks, once checked.
-    let checked: Vec<_> = backends
-        .iter()
-        .filter_map(|b| b.check.as_ref().map(|c| (b, c)))
-        .collect();
-    let name = "tunnelscope_backend_check_up";
-    out.family(
-        name,
+    out.per_backend_with(
+        backends,
+        "tunnelscope_backend_check_up",
         "1 when the backend's latest active health check passed, else 0.",
         "gauge",
+        |b| b.check.as_ref().map(|c| u64::from(c.error.is_none())),
     );
-    for (b, c) in &checked {
-        let labels = [("pool", &*b.id.pool), ("addr", &*b.id.addr)];
-        out.sample(name, &labels, u64::from(c.error.is_none()));
-    }
-    let name = "tunnelscope_backend_check_duration_seconds";
-    out.family(
-        name,
+    out.per_backend_with(
+        backends,
+        "tunnelscope_backend_check_duration_seconds",
         "How long the backend's latest active health check took.",
         "gauge",
+        |b| b.check.as_ref().map(|c| c.latency.as_secs_f64()),
     );
-    for (b, c) in &checked {
-        let labels = [("pool", &*b.id.pool), ("addr", &*b.id.addr)];
-        out.sample(name, &labels, c.latency.as_secs_f64());
-    }
     out.per_backend(
         backends,
         "tunnelscope_backend_paced_closes_left",
@@ -209,9 +199,23 @@ impl Exposition {
         kind: &str,
         get: impl Fn(&BackendInfo) -> u64,
     ) {
+        self.per_backend_with(backends, name, help, kind, |b| Some(get(b)));
+    }
+
+    /// A family with a sample for each backend `get` has a value for.
+    fn per_backend_with<V: std::fmt::Display>(
+        &mut self,
+        backends: &[BackendInfo],
+        name: &str,
+        help: &str,
+        kind: &str,
+        get: impl Fn(&BackendInfo) -> Option<V>,
+    ) {
         self.family(name, help, kind);
         for b in backends {
-            self.sample(name, &[("pool", &b.id.pool), ("addr", &b.id.addr)], get(b));
+            if let Some(v) = get(b) {
+                self.sample(name, &[("pool", &b.id.pool), ("addr", &b.id.addr)], v);
+            }
         }
     }
 }

@@ -18,7 +18,7 @@ use hickory_resolver::config::{
 use hickory_resolver::net::runtime::TokioRuntimeProvider;
 use hickory_resolver::TokioResolver;
 
-use super::registry::{shutdown_begun, Registry};
+use super::registry::Registry;
 use crate::config::{self, Config};
 use crate::event::{Event, Resolution};
 
@@ -248,14 +248,7 @@ fn names(config: &Config) -> Vec<(Key, Duration)> {
 
 /// Looks names up as they come due, until shutdown begins.
 pub(super) async fn run(core: Arc<Registry>) {
-    let mut shutdown = core.shutdown_signal();
-    let mut round = tokio::time::interval(ROUND);
-    round.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tokio::select! {
-            _ = round.tick() => {}
-            _ = shutdown_begun(&mut shutdown) => return,
-        }
+    core.every(ROUND, || {
         let config = core.config();
         for (key, interval) in core.dns.due(&config, Instant::now()) {
             let (core, config) = (core.clone(), config.clone());
@@ -276,7 +269,8 @@ pub(super) async fn run(core: Arc<Registry>) {
                 }
             });
         }
-    }
+    })
+    .await;
 }
 
 impl Registry {

@@ -11,7 +11,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use super::pacing::{self, Plan};
 use super::pool::Backend;
-use super::registry::{shutdown_begun, Registry};
+use super::registry::Registry;
 use super::stream::Stream;
 use super::upstream::{self, UpstreamTls};
 use crate::config::{CheckKind, HealthCheck};
@@ -23,14 +23,7 @@ const ROUND: Duration = Duration::from_millis(100);
 
 /// Runs checks until shutdown begins.
 pub(super) async fn run(core: Arc<Registry>) {
-    let mut shutdown = core.shutdown_signal();
-    let mut round = tokio::time::interval(ROUND);
-    round.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tokio::select! {
-            _ = round.tick() => {}
-            _ = shutdown_begun(&mut shutdown) => return,
-        }
+    core.every(ROUND, || {
         let now = Instant::now();
         for pool in core.pools.all() {
             let Some(check) = &pool.config.health else {
@@ -73,7 +66,8 @@ pub(super) async fn run(core: Arc<Registry>) {
                 }
             }
         }
-    }
+    })
+    .await;
 }
 
 /// One check of one backend.

@@ -297,6 +297,22 @@ impl Registry {
     }
 }
 
+impl Registry {
+    /// Calls `round` every `period` until shutdown begins; rounds missed while the
+    /// process was busy are not made up.
+    pub(super) async fn every(&self, period: std::time::Duration, mut round: impl FnMut()) {
+        let mut shutdown = self.shutdown_signal();
+        let mut tick = tokio::time::interval(period);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = tick.tick() => round(),
+                _ = shutdown_begun(&mut shutdown) => return,
+            }
+        }
+    }
+}
+
 /// The address a client connection came from, as the access log shows it.
 pub fn peer_ip(addr: &SocketAddr) -> IpAddr {
     addr.ip().to_canonical()

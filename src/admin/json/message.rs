@@ -51,10 +51,7 @@ impl<'a> Message<'a> {
         Message {
             seq: m.seq,
             at: rfc3339(m.at),
-            direction: match m.dir {
-                crate::event::Dir::ClientToBackend => "client_to_backend",
-                crate::event::Dir::BackendToClient => "backend_to_client",
-            },
+            direction: super::dir_name(m.dir),
             kind: match m.kind {
                 OpKind::Text => "text",
                 OpKind::Binary => "binary",

@@ -59,14 +59,13 @@ pub fn list(frame: &mut Frame, area: Rect, state: &State, d: &Detail) {
 
 /// `12:03:04.123 → text   1.2 KiB  3 frames  compressed 420 B  {"order":…`.
 fn row(m: &CapturedMessage, width: usize) -> Line<'static> {
-    let (arrow, color) = match m.dir {
-        Dir::ClientToBackend => ("→", theme::C2B),
-        Dir::BackendToClient => ("←", theme::B2C),
-    };
     let payload = message::payload(m);
     let mut spans = vec![
         Span::raw(format!("{} ", fmt::clock_ms(m.at))),
-        Span::styled(format!("{arrow} "), Style::new().fg(color)),
+        Span::styled(
+            format!("{} ", m.dir.arrow()),
+            Style::new().fg(theme::dir(m.dir)),
+        ),
         Span::styled(format!("{:<12}", kind_name(m.kind)), kind_style(m.kind)),
         Span::raw(format!("{:>9} ", fmt::bytes(payload.len() as u64))),
     ];
@@ -131,10 +130,13 @@ pub fn full_view(frame: &mut Frame, area: Rect, state: &State, p: &MessagePopup)
         frame.render_widget(Paragraph::new(text).block(block), area);
         return;
     };
-    let (arrow, dir) = match m.dir {
-        Dir::ClientToBackend => ("→", "client → backend"),
-        Dir::BackendToClient => ("←", "backend → client"),
-    };
+    let (arrow, dir) = (
+        m.dir.arrow(),
+        match m.dir {
+            Dir::ClientToBackend => "client → backend",
+            Dir::BackendToClient => "backend → client",
+        },
+    );
     let mut title = format!(
         " Message {arrow} {} · {dir} · {} · {} ",
         kind_name(m.kind),

@@ -38,14 +38,11 @@ pub(super) fn malformed(req: &Request<Incoming>) -> Option<Response<Body>> {
     Some(resp)
 }
 
-/// Gives the request the headers of the HTTP/1.1 handshake the backend gets: `Host`
-/// from `:authority`, `Upgrade`, `Connection` and a fresh `Sec-WebSocket-Key`.
+/// Gives the request the headers of the HTTP/1.1 handshake the backend gets:
+/// `Upgrade`, `Connection` and a fresh `Sec-WebSocket-Key` (`Host` from
+/// `:authority` was set for every HTTP/2 request on its way in).
 pub(super) fn as_upgrade(req: &mut Request<Incoming>) {
-    let authority = req.uri().authority().map(|a| a.as_str().to_owned());
     let h = req.headers_mut();
-    if let Some(host) = authority.and_then(|a| HeaderValue::from_str(&a).ok()) {
-        h.entry(header::HOST).or_insert(host);
-    }
     h.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
     h.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
     h.insert(header::SEC_WEBSOCKET_KEY, new_key());

@@ -129,6 +129,14 @@ pub(super) async fn plain(req: Request<Incoming>, conn: &ConnInfo, pool: &Pool) 
         *again.headers_mut() = headers;
         result = watch.response(sender.send_request(again), timeout).await;
     }
+    let backend_failed = |e: &str, blamed: bool| {
+        let reason = format!("backend {} failed the request: {e}", backend.id);
+        warn!(client = %conn.client, %path, %reason);
+        if blamed {
+            backend.record_failure(&reason, Instant::now());
+        }
+        text(StatusCode::BAD_GATEWAY, &reason)
+    };
     let resp = match result {
         Ok(resp) if keep > 0 => {
             let status = resp.status();
@@ -145,18 +153,9 @@ pub(super) async fn plain(req: Request<Incoming>, conn: &ConnInfo, pool: &Pool) 
                 .insert(header::CONNECTION, HeaderValue::from_static("close"));
             resp
         }
-        Err(Waited::Failed(blame @ (Blame::Backend(_) | Blame::Stale(_)))) => {
-            let (Blame::Backend(e) | Blame::Stale(e)) = &blame else {
-                unreachable!()
-            };
-            let reason = format!("backend {} failed the request: {e}", backend.id);
-            warn!(client = %conn.client, %path, %reason);
-            // An idle connection the backend let go is not held against it.
-            if !(reused && matches!(blame, Blame::Stale(_))) {
-                backend.record_failure(&reason, Instant::now());
-            }
-            text(StatusCode::BAD_GATEWAY, &reason)
-        }
+        Err(Waited::Failed(Blame::Backend(e))) => backend_failed(&e, true),
+        // An idle connection the backend let go is not held against it.
+        Err(Waited::Failed(Blame::Stale(e))) => backend_failed(&e, !reused),
         Err(Waited::TimedOut) => {
             let reason = format!("backend {} did not answer within {timeout:?}", backend.id);
             warn!(client = %conn.client, %path, %reason);
