@@ -852,62 +852,20 @@ async fn a_drain_deadline_closes_the_remaining_tunnels_at_the_close_rate() {
     for ws in &mut held {
         echo(ws, "still here").await;
     }
-    let waits: Vec<_> = held
-        .into_iter()
-        .map(|mut ws| {
-            tokio::spawn(async move {
-                let close = expect_close(&mut ws).await;
-                (
-                    std::time::Instant::now(),
-                    u16::from(close.code),
-                    close.reason.to_string(),
-                )
-            })
-        })
-        .collect();
-    let mut closes = Vec::new();
-    for w in waits {
-        closes.push(w.await.unwrap());
-    }
-    closes.sort_by_key(|c| c.0);
-    for (_, code, reason) in &closes {
-        assert_eq!((*code, reason.as_str()), (1012, "backend drained"));
-    }
+    let closes = closes_in_order(held).await;
     assert!(
         closes[0].0 - drained >= DEADLINE,
         "closed before the deadline"
     );
-    for pair in closes.windows(2) {
-        // A close every GAP at most; some slack for timer granularity.
-        let gap = pair[1].0 - pair[0].0;
-        assert!(
-            gap >= GAP * 8 / 10,
-            "two closes {gap:?} apart, rate is one per {GAP:?}"
-        );
-    }
+    // A close every GAP at most; some slack for timer granularity.
+    assert_paced(&closes, (1012, "backend drained"), GAP * 8 / 10);
     wait_backend(&mut events, a.addr, |b| b.admin == AdminState::Drained).await;
 }
 
-/// Opens `n` tunnels to `proxy` and returns, for each, a task that resolves with
-/// when its Close arrived, its code and reason.
-async fn held_until_closed(
-    proxy: &ProxyHandle,
-    n: usize,
-) -> Vec<tokio::task::JoinHandle<(std::time::Instant, u16, String)>> {
-    let mut waits = Vec::new();
-    for _ in 0..n {
-        let mut ws = connect(proxy.local_addrs()[0], "/held").await;
-        whoami(&mut ws).await;
-        waits.push(tokio::spawn(async move {
-            let close = expect_close(&mut ws).await;
-            (
-                std::time::Instant::now(),
-                u16::from(close.code),
-                close.reason.to_string(),
-            )
-        }));
-    }
-    waits
+/// `n` tunnels to `proxy`, held open.
+async fn held(proxy: &ProxyHandle, n: usize) -> Vec<Client> {
+    let held = open_held(proxy.local_addrs()[0], n).await;
+    held.into_iter().map(|(ws, _)| ws).collect()
 }
 
 /// Shutdown closes tunnels with 1001 at the pool's close_rate, not all at once.
@@ -916,23 +874,11 @@ async fn shutdown_paces_its_closes_at_the_pools_close_rate() {
     let a = Backend::start("a").await;
     let top = "[timeouts]\nshutdown_grace = \"10s\"\n";
     let proxy = proxy(&format!("{top}{}", simple_config(&[&a], "close_rate = 10"))).await;
-    let waits = held_until_closed(&proxy, 4).await;
+    let held = held(&proxy, 4).await;
     proxy.shutdown();
-    let mut closes = Vec::new();
-    for w in waits {
-        closes.push(w.await.unwrap());
-    }
-    closes.sort_by_key(|c| c.0);
-    for (_, code, reason) in &closes {
-        assert_eq!((*code, reason.as_str()), (1001, "going away"));
-    }
-    for pair in closes.windows(2) {
-        let gap = pair[1].0 - pair[0].0;
-        assert!(
-            gap >= Duration::from_millis(80),
-            "closes {gap:?} apart at 10/s"
-        );
-    }
+    let closes = closes_in_order(held).await;
+    // At 10/s, with some slack for timer granularity.
+    assert_paced(&closes, (1001, "going away"), Duration::from_millis(80));
     tokio::time::timeout(WAIT, proxy.wait()).await.unwrap();
 }
 
@@ -943,11 +889,10 @@ async fn shutdown_pacing_fits_inside_the_grace() {
     let a = Backend::start("a").await;
     let top = "[timeouts]\nshutdown_grace = \"1s\"\n";
     let proxy = proxy(&format!("{top}{}", simple_config(&[&a], "close_rate = 1"))).await;
-    let waits = held_until_closed(&proxy, 20).await;
+    let held = held(&proxy, 20).await;
     let begun = std::time::Instant::now();
     proxy.shutdown();
-    for w in waits {
-        let (at, code, _) = w.await.unwrap();
+    for (at, code, _) in closes_in_order(held).await {
         assert_eq!(code, 1001);
         assert!(
             at - begun < Duration::from_secs(1),

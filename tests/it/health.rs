@@ -2,7 +2,7 @@
 //! one that fails the check gets no new tunnels until it passes again.
 
 use crate::admin::client::Admin;
-use crate::common::clients::expect_close;
+use crate::common::clients::{assert_paced, closes_in_order};
 use crate::common::http_fixtures::{RawBackend, Script};
 use crate::common::pools::{backend_id, wait_backend};
 use crate::common::*;
@@ -139,34 +139,13 @@ async fn close_on_down_closes_a_down_backends_tunnels_at_the_close_rate() {
         held.push(ws);
     }
     drop(a); // stops accepting; the three tunnels' connections live on
-    let waits: Vec<_> = held
-        .into_iter()
-        .map(|mut ws| {
-            tokio::spawn(async move {
-                let close = expect_close(&mut ws).await;
-                (
-                    std::time::Instant::now(),
-                    u16::from(close.code),
-                    close.reason.to_string(),
-                )
-            })
-        })
-        .collect();
-    let mut closes = Vec::new();
-    for w in waits {
-        closes.push(w.await.unwrap());
-    }
-    closes.sort_by_key(|c| c.0);
-    for (_, code, reason) in &closes {
-        assert_eq!((*code, reason.as_str()), (1012, "backend down"));
-    }
-    for pair in closes.windows(2) {
-        let gap = pair[1].0 - pair[0].0;
-        assert!(
-            gap >= std::time::Duration::from_millis(80),
-            "closes {gap:?} apart at 10/s"
-        );
-    }
+    let closes = closes_in_order(held).await;
+    // At 10/s, with some slack for timer granularity.
+    assert_paced(
+        &closes,
+        (1012, "backend down"),
+        std::time::Duration::from_millis(80),
+    );
     let info = wait_backend(&mut events, addr, |b| b.active_tunnels == 0).await;
     assert_eq!(info.health, Health::Down);
 }

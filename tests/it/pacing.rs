@@ -6,7 +6,7 @@
 use std::time::{Duration, Instant};
 
 use crate::admin::client::Admin;
-use crate::common::clients::expect_close;
+use crate::common::clients::{assert_paced, closes_in_order};
 use crate::common::pools::{backend_id, backend_info, wait_backend};
 use crate::common::*;
 use futures_util::SinkExt;
@@ -41,35 +41,14 @@ async fn a_drain_with_a_deadline_from_the_api_closes_at_its_rate_and_shows_progr
     assert_eq!(closing["left"], N as u64);
     assert_eq!(closing["closed"], 0);
 
-    let waits: Vec<_> = held
-        .into_iter()
-        .map(|mut ws| {
-            tokio::spawn(async move {
-                let close = expect_close(&mut ws).await;
-                (
-                    Instant::now(),
-                    u16::from(close.code),
-                    close.reason.to_string(),
-                )
-            })
-        })
-        .collect();
-    let mut closes = Vec::new();
-    for w in waits {
-        closes.push(w.await.unwrap());
-    }
-    closes.sort_by_key(|c| c.0);
+    let closes = closes_in_order(held).await;
     assert!(closes[0].0 - asked >= Duration::from_millis(200));
-    for (_, code, reason) in &closes {
-        assert_eq!((*code, reason.as_str()), (1012, "backend drained"));
-    }
-    for pair in closes.windows(2) {
-        let gap = pair[1].0 - pair[0].0;
-        assert!(
-            gap >= Duration::from_millis(80),
-            "closes {gap:?} apart at 10/s"
-        );
-    }
+    // At 10/s, with some slack for timer granularity.
+    assert_paced(
+        &closes,
+        (1012, "backend drained"),
+        Duration::from_millis(80),
+    );
     wait_backend(&mut events, a.addr, |b| b.closing.is_some()).await;
     let done = wait_backend(&mut events, a.addr, |b| b.closing.is_none()).await;
     assert_ne!(done.admin, AdminState::Active);
@@ -138,7 +117,7 @@ async fn rebalance_closes_just_enough_tunnels_that_reconnects_even_the_spread() 
     let (mut closed, mut open) = (0, Vec::new());
     for mut ws in held {
         ws.send(Message::text("still there?")).await.unwrap();
-        match next_frame(&mut ws).await {
+        match next_data(&mut ws).await {
             Message::Close(Some(c)) => {
                 assert_eq!(
                     (u16::from(c.code), c.reason.as_str()),
@@ -184,19 +163,4 @@ async fn rebalance_refuses_hash_pools_and_unknown_pools() {
     assert_eq!(reply.status, 404, "{}", reply.body);
     ws.send(Message::text("alive")).await.unwrap();
     assert_eq!(next_data(&mut ws).await, Message::text("alive"));
-}
-
-/// The next message of any kind (next_data skips control frames).
-async fn next_frame(ws: &mut Client) -> Message {
-    use futures_util::StreamExt;
-    loop {
-        let msg = tokio::time::timeout(WAIT, ws.next())
-            .await
-            .expect("a frame in time")
-            .expect("the stream is open")
-            .expect("a frame");
-        if !matches!(msg, Message::Ping(_) | Message::Pong(_)) {
-            return msg;
-        }
-    }
 }

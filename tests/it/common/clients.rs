@@ -190,3 +190,45 @@ pub async fn hang_up(mut ws: Client) {
     let _ = ws.close(None).await;
     let _ = tokio::time::timeout(WAIT, async { while ws.next().await.is_some() {} }).await;
 }
+
+/// A Close a held client received: when, its code and its reason.
+pub type Closed = (Instant, u16, String);
+
+/// Waits, all at once, for the Close each of these clients gets; the closes in the
+/// order they arrived.
+pub async fn closes_in_order(held: Vec<Client>) -> Vec<Closed> {
+    let waits: Vec<_> = held
+        .into_iter()
+        .map(|mut ws| {
+            tokio::spawn(async move {
+                let close = expect_close(&mut ws).await;
+                (
+                    Instant::now(),
+                    u16::from(close.code),
+                    close.reason.to_string(),
+                )
+            })
+        })
+        .collect();
+    let mut closes = Vec::new();
+    for w in waits {
+        closes.push(w.await.unwrap());
+    }
+    closes.sort_by_key(|c| c.0);
+    closes
+}
+
+/// Asserts that each close came with `(code, reason)`, and at least `gap` after the
+/// one before (a paced close).
+pub fn assert_paced(closes: &[Closed], (code, reason): (u16, &str), gap: Duration) {
+    for (_, c, r) in closes {
+        assert_eq!((*c, r.as_str()), (code, reason));
+    }
+    for pair in closes.windows(2) {
+        let apart = pair[1].0 - pair[0].0;
+        assert!(
+            apart >= gap,
+            "two closes {apart:?} apart, at least {gap:?} expected"
+        );
+    }
+}
