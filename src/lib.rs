@@ -26,6 +26,7 @@ pub mod control;
 pub mod dashboard;
 pub mod demo;
 pub mod event;
+pub mod inspect;
 pub mod proxy;
 mod sync;
 mod throttle;

@@ -199,7 +199,7 @@ pub const BINDINGS: &[Binding] = &[
     bind(&[Key::plain(K::Down), Key::ch('j')], S::Message, A::MoveDown, "scroll down"),
     bind(&[Key::plain(K::PageUp)], S::Message, A::PageUp, "page up"),
     bind(&[Key::plain(K::PageDown)], S::Message, A::PageDown, "page down"),
-    bind(&[Key::plain(K::Tab)], S::Message, A::NextView, "text / JSON / hex"),
+    bind(&[Key::plain(K::Tab)], S::Message, A::NextView, "text / JSON / decoders / hex"),
     bind(&[Key::ch('y')], S::Message, A::Copy, "copy (OSC 52)"),
     bind(&[Key::ch('w')], S::Message, A::Save, "write to a file"),
     bind(&[Key::plain(K::Esc), Key::ch('q')], S::Message, A::Cancel, "close"),

@@ -1,14 +1,17 @@
 //! A captured message as the full view shows it: its payload (inflated when it was
-//! compressed), and that payload as text lines, pretty-printed JSON, or a hex dump.
-//! Pure functions of the bytes, so the views are tested without a terminal.
+//! compressed), and that payload as text lines, pretty-printed JSON, decoded by one of
+//! the [`Decoder`]s, or a hex dump. Pure functions of the bytes, so the views are
+//! tested without a terminal.
 
 use crate::event::{CapturedMessage, Dir, OpKind};
+use crate::inspect::decode::{self, Decoder};
 
 /// How the full view shows a message.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum View {
     Text,
     Json,
+    Decoded(Decoder),
     Hex,
 }
 
@@ -17,24 +20,40 @@ impl View {
         match self {
             View::Text => "text",
             View::Json => "json",
+            View::Decoded(d) => d.name(),
             View::Hex => "hex",
         }
     }
 
-    /// The view after this one (Tab).
-    pub fn next(self) -> View {
-        match self {
-            View::Text => View::Json,
-            View::Json => View::Hex,
-            View::Hex => View::Text,
-        }
+    /// The views that apply to `m`, in Tab order: text and JSON, each decoder that
+    /// reads it, hex.
+    pub fn all_for(m: &CapturedMessage) -> Vec<View> {
+        let (p, binary) = (payload(m), m.kind == OpKind::Binary);
+        let mut views = vec![View::Text, View::Json];
+        views.extend(
+            Decoder::ALL
+                .into_iter()
+                .filter(|d| d.decode(p, binary).is_some())
+                .map(View::Decoded),
+        );
+        views.push(View::Hex);
+        views
     }
 
-    /// The view a message opens in: JSON when it parses, text when it is UTF-8,
-    /// else hex.
+    /// The view after this one for `m` (Tab).
+    pub fn next(self, m: &CapturedMessage) -> View {
+        let views = View::all_for(m);
+        let i = views.iter().position(|v| *v == self).unwrap_or(0);
+        views[(i + 1) % views.len()]
+    }
+
+    /// The view a message opens in: a decoder's when one recognises the framing, JSON
+    /// when it parses, text when it is UTF-8, else hex.
     pub fn best_for(m: &CapturedMessage) -> View {
         let p = payload(m);
-        if json_lines(p).is_some() {
+        if let Some((d, _)) = decode::detect(p, m.kind == OpKind::Binary) {
+            View::Decoded(d)
+        } else if json_lines(p).is_some() {
             View::Json
         } else if m.kind != OpKind::Binary && std::str::from_utf8(p).is_ok() {
             View::Text
@@ -107,12 +126,15 @@ pub fn hex_lines(bytes: &[u8]) -> Vec<String> {
         .collect()
 }
 
-/// The lines of `view` (JSON falls back to text when the payload is not JSON).
+/// The lines of `view` (JSON and decoders fall back to text when they do not apply).
 pub fn lines(m: &CapturedMessage, view: View) -> Vec<String> {
     let p = payload(m);
     match view {
         View::Text => text_lines(p),
         View::Json => json_lines(p).unwrap_or_else(|| text_lines(p)),
+        View::Decoded(d) => d
+            .decode(p, m.kind == OpKind::Binary)
+            .map_or_else(|| text_lines(p), |decoded| decoded.lines()),
         View::Hex => hex_lines(p),
     }
 }

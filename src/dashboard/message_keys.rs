@@ -1,6 +1,6 @@
 //! Keys for whole messages: `m` switches the detail's lower pane to the captured
 //! messages, the arrows choose one, Enter opens it in full; in the full view Tab
-//! changes the view (text, JSON, hex), the arrows and PgUp/PgDn scroll, `y` copies
+//! changes the view (text, JSON, a decoder, hex), the arrows and PgUp/PgDn scroll, `y` copies
 //! it, Esc closes it.
 
 use super::input::{Effect, MessagePopup, Popup, Ui};
@@ -89,7 +89,7 @@ pub fn in_view(action: Action, state: &State, ui: &mut Ui) -> Option<Effect> {
         Action::PageUp => p.scroll = p.scroll.saturating_sub(PAGE),
         Action::PageDown => p.scroll += PAGE,
         Action::NextView => {
-            p.view = p.view.next();
+            p.view = m.map_or(View::Text, |m| p.view.next(m));
             p.scroll = 0;
         }
         Action::Copy => {

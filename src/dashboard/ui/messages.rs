@@ -158,7 +158,7 @@ pub fn full_view(frame: &mut Frame, area: Rect, state: &State, p: &MessagePopup)
     frame.render_widget(block, area);
 
     let mut tabs = vec![Span::raw(" ")];
-    for v in [View::Text, View::Json, View::Hex] {
+    for v in View::all_for(m) {
         let style = if v == p.view {
             Style::new().fg(Color::Black).bg(theme::ACCENT)
         } else {
@@ -174,8 +174,15 @@ pub fn full_view(frame: &mut Frame, area: Rect, state: &State, p: &MessagePopup)
     if let Some(Err(why)) = &m.inflated {
         notes.push(format!("not inflated: {why}"));
     }
-    if p.view == View::Json && message::json_lines(message::payload(m)).is_none() {
-        notes.push("not JSON: shown as text".into());
+    let binary = m.kind == OpKind::Binary;
+    match p.view {
+        View::Json if message::json_lines(message::payload(m)).is_none() => {
+            notes.push("not JSON: shown as text".into())
+        }
+        View::Decoded(d) if d.decode(message::payload(m), binary).is_none() => {
+            notes.push(format!("not {}: shown as text", d.name()))
+        }
+        _ => {}
     }
     if !notes.is_empty() {
         tabs.push(Span::styled(
@@ -196,9 +203,16 @@ pub fn full_view(frame: &mut Frame, area: Rect, state: &State, p: &MessagePopup)
     frame.render_widget(Paragraph::new(lines), inner);
 }
 
-/// A body line; JSON keys, strings and numbers in colour.
+/// A body line; JSON keys, strings and numbers in colour, a decoder's part labels as
+/// headings.
 fn styled(line: &str, view: View) -> Line<'static> {
-    if view != View::Json {
+    if let (View::Decoded(_), Some(label)) = (view, line.strip_prefix("── ")) {
+        return Line::from(vec![
+            Span::styled("── ", theme::closed()),
+            Span::styled(label.to_string(), theme::title()),
+        ]);
+    }
+    if !matches!(view, View::Json | View::Decoded(_)) {
         return Line::from(line.to_string());
     }
     let trimmed = line.trim_start();

@@ -135,3 +135,58 @@ fn a_long_message_scrolls_in_the_full_view() {
         "{text}"
     );
 }
+
+#[test]
+fn socket_io_and_messagepack_open_decoded_and_tab_goes_through_every_view() {
+    let mut s = busy_state();
+    // MessagePack {"id": 7, "tags": ["a"]}, as a binary message.
+    let msgpack = [
+        0x82, 0xa2, b'i', b'd', 0x07, 0xa4, b't', b'a', b'g', b's', 0x91, 0xa1, b'a',
+    ];
+    s.messages = Some((
+        7,
+        vec![
+            captured(
+                0,
+                Dir::BackendToClient,
+                OpKind::Text,
+                br#"42/chat,["message",{"from":"ada","text":"hi"}]"#,
+            ),
+            captured(1, Dir::BackendToClient, OpKind::Binary, &msgpack),
+        ],
+    ));
+    let mut ui = Ui::default();
+    handle(key(KeyCode::Enter), &s, &mut ui);
+    handle(ch('m'), &s, &mut ui);
+    handle(key(KeyCode::Up), &s, &mut ui);
+    handle(key(KeyCode::Enter), &s, &mut ui);
+    let view = |ui: &Ui| match &ui.popup {
+        Some(Popup::Message(p)) => p.view,
+        other => panic!("no message view: {other:?}"),
+    };
+    assert_eq!(view(&ui).name(), "socket.io");
+    for (w, h) in [(80, 24), (160, 48)] {
+        let text = screen(&s, &ui, w, h);
+        assert!(
+            text.contains(r#"Socket.IO EVENT · namespace /chat "message""#),
+            "{w}x{h}\n{text}"
+        );
+        assert!(text.contains(r#""from": "ada","#), "{text}");
+        assert!(text.contains(" socket.io "), "its tab:\n{text}");
+    }
+    // Tab: hex, then text, then JSON (which says it is not JSON), then back.
+    let mut seen = vec![view(&ui).name()];
+    for _ in 0..4 {
+        handle(key(KeyCode::Tab), &s, &mut ui);
+        seen.push(view(&ui).name());
+    }
+    assert_eq!(seen, ["socket.io", "hex", "text", "json", "socket.io"]);
+
+    handle(key(KeyCode::Esc), &s, &mut ui);
+    handle(key(KeyCode::Down), &s, &mut ui);
+    handle(key(KeyCode::Enter), &s, &mut ui);
+    assert_eq!(view(&ui).name(), "msgpack");
+    let text = screen(&s, &ui, 80, 24);
+    assert!(text.contains("── MessagePack"), "{text}");
+    assert!(text.contains(r#""id": 7,"#), "{text}");
+}
