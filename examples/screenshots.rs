@@ -373,6 +373,7 @@ fn samples(state: &mut State, id: u64, now: SystemTime, deflate: bool) {
             body.clone()
         };
         out.push(FrameSample {
+            injected: false,
             seq: i,
             at: now - Duration::from_millis((60 - i) * 430),
             dir: if *to_client {

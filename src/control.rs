@@ -4,7 +4,7 @@
 
 use tokio::sync::{mpsc, oneshot};
 
-use crate::event::{BackendId, TunnelId};
+use crate::event::{BackendId, Side, TunnelId};
 
 /// Close code for a backend kill or a tunnel closed by an operator: service restart.
 pub const CLOSE_SERVICE_RESTART: u16 = crate::ws::close::SERVICE_RESTART;
@@ -45,6 +45,17 @@ pub enum Command {
         code: u16,
         reason: String,
     },
+    /// Send a message of the operator's into a tunnel, toward one side: whole, at a
+    /// frame boundary between messages, masked toward the backend, uncompressed.
+    Inject {
+        id: TunnelId,
+        to: Side,
+        kind: InjectKind,
+        payload: Vec<u8>,
+    },
+    /// Stop (`on`) or resume relaying what one side of a tunnel sends: the proxy
+    /// stops reading that side, so its socket buffers fill and TCP pushes back.
+    Hold { id: TunnelId, from: Side, on: bool },
     /// Close every tunnel with 1001 and stop, as SIGTERM does.
     Shutdown,
     /// Re-read the config file and apply it; a file that does not load is refused
@@ -53,6 +64,67 @@ pub enum Command {
     /// Work out what a reload would change, changing nothing: published as a
     /// `ReloadPreview` event (the dashboard's confirmation shows it).
     PreviewReload,
+}
+
+/// Largest message an operator may inject.
+pub const MAX_INJECT_BYTES: usize = 1 << 20;
+
+/// What kind of message an injection sends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum InjectKind {
+    Text,
+    Binary,
+    Ping,
+}
+
+impl InjectKind {
+    pub fn parse(s: &str) -> Option<InjectKind> {
+        match s {
+            "text" => Some(InjectKind::Text),
+            "binary" => Some(InjectKind::Binary),
+            "ping" => Some(InjectKind::Ping),
+            _ => None,
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            InjectKind::Text => "text",
+            InjectKind::Binary => "binary",
+            InjectKind::Ping => "ping",
+        }
+    }
+
+    pub fn opcode(self) -> u8 {
+        match self {
+            InjectKind::Text => crate::ws::opcode::TEXT,
+            InjectKind::Binary => crate::ws::opcode::BINARY,
+            InjectKind::Ping => crate::ws::opcode::PING,
+        }
+    }
+
+    /// Why `payload` cannot be sent as this kind toward `to`, if it cannot.
+    pub fn check(self, to: Side, payload: &[u8]) -> Result<(), String> {
+        if to == Side::Proxy {
+            return Err("send toward the client or the backend".into());
+        }
+        if payload.len() > MAX_INJECT_BYTES {
+            return Err(format!(
+                "{} bytes is over the {} bytes an injected message may have",
+                payload.len(),
+                MAX_INJECT_BYTES
+            ));
+        }
+        match self {
+            InjectKind::Text if std::str::from_utf8(payload).is_err() => {
+                Err("a text message must be UTF-8 (send it as binary)".into())
+            }
+            InjectKind::Ping if payload.len() as u64 > crate::ws::MAX_CONTROL_PAYLOAD => Err(
+                format!("a ping carries at most 125 bytes, not {}", payload.len()),
+            ),
+            _ => Ok(()),
+        }
+    }
 }
 
 /// What became of a command.

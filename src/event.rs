@@ -15,7 +15,7 @@ mod counters;
 mod headers;
 mod operations;
 
-pub use self::captured::CapturedMessage;
+pub use self::captured::{CapturedMessage, HoldState};
 pub use self::operations::{CheckResult, PaceCause, PacedClose, Resolution};
 
 pub use counters::{ConfigDiff, Counters, Flow, Limit};
@@ -206,6 +206,8 @@ pub struct FrameSample {
     pub len: u64,
     /// The first bytes of the payload, unmasked.
     pub preview: Vec<u8>,
+    /// Sent by the proxy on an operator's request (inject), not by the peer.
+    pub injected: bool,
 }
 
 /// A breach of RFC 6455 seen in the relayed stream. The tunnel goes on unless the
@@ -332,6 +334,8 @@ pub struct TunnelInfo {
     pub samples: Vec<FrameSample>,
     /// Silence after which the tunnel will be closed; None when never.
     pub idle_timeout: Option<Duration>,
+    /// The directions an operator holds.
+    pub held: Vec<HoldState>,
 }
 
 /// The upgrade handshake as it crossed the proxy.
@@ -394,6 +398,13 @@ pub enum Event {
     BackendChosen {
         id: TunnelId,
         backend: BackendId,
+    },
+    /// A direction of a tunnel was held or released by an operator, or what waits
+    /// behind a hold changed (`state` None: released).
+    Hold {
+        id: TunnelId,
+        dir: Dir,
+        state: Option<HoldState>,
     },
     /// The backend answered 101 and the tunnel is relaying.
     Handshake {

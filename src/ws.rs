@@ -14,6 +14,7 @@ pub mod opcode {
 
 /// Close codes the proxy sends itself (§7.4.1 and the IANA registry).
 pub mod close {
+    pub const NORMAL: u16 = 1000;
     pub const GOING_AWAY: u16 = 1001;
     pub const PROTOCOL_ERROR: u16 = 1002;
     pub const INVALID_PAYLOAD: u16 = 1007;
@@ -67,15 +68,29 @@ pub fn close_frame(code: u16, reason: &str, mask: Option<[u8; 4]>) -> Vec<u8> {
 /// when sent to a server.
 pub fn control_frame(op: u8, payload: &[u8], mask: Option<[u8; 4]>) -> Vec<u8> {
     debug_assert!(payload.len() as u64 <= MAX_CONTROL_PAYLOAD);
-    let mut frame = Vec::with_capacity(6 + payload.len());
+    frame(op, payload, mask)
+}
+
+/// A whole, unfragmented frame (FIN set, RSV clear) of any length, masked with
+/// `mask` when sent to a server.
+pub fn frame(op: u8, payload: &[u8], mask: Option<[u8; 4]>) -> Vec<u8> {
+    let mut frame = Vec::with_capacity(14 + payload.len());
     frame.push(0x80 | op);
-    match mask {
-        None => {
-            frame.push(payload.len() as u8);
-            frame.extend_from_slice(payload);
+    let mask_bit = if mask.is_some() { 0x80 } else { 0 };
+    match payload.len() {
+        n if n < 126 => frame.push(mask_bit | n as u8),
+        n if n <= usize::from(u16::MAX) => {
+            frame.push(mask_bit | 126);
+            frame.extend_from_slice(&(n as u16).to_be_bytes());
         }
+        n => {
+            frame.push(mask_bit | 127);
+            frame.extend_from_slice(&(n as u64).to_be_bytes());
+        }
+    }
+    match mask {
+        None => frame.extend_from_slice(payload),
         Some(key) => {
-            frame.push(0x80 | payload.len() as u8);
             frame.extend_from_slice(&key);
             frame.extend(payload.iter().enumerate().map(|(i, b)| b ^ key[i % 4]));
         }
@@ -166,6 +181,22 @@ mod tests {
             close_frame(1012, "bye", None),
             [0x88, 5, 0x03, 0xF4, b'b', b'y', b'e']
         );
+    }
+
+    #[test]
+    fn frames_use_the_shortest_length_form_and_mask_toward_servers() {
+        for (n, header) in [(125, 2), (126, 4), (65_535, 4), (65_536, 10)] {
+            let payload = vec![b'x'; n];
+            let f = frame(opcode::TEXT, &payload, None);
+            assert_eq!(f.len(), header + n, "{n}");
+            assert_eq!(header_len(f[1]), header);
+            assert_eq!(payload_len(&f[..header]), n as u64);
+            assert_eq!(f[0], 0x81, "FIN, RSV clear");
+            let m = frame(opcode::BINARY, &payload, Some([9, 8, 7, 6]));
+            assert_eq!(header_len(m[1]), header + 4);
+            assert_eq!(payload_len(&m[..header + 4]), n as u64);
+            assert!(unmasked([9, 8, 7, 6], 0, &m[header + 4..]).eq(payload.iter().copied()));
+        }
     }
 
     #[test]

@@ -1,6 +1,6 @@
 //! The messages of the `/api/events` stream: one JSON object per bus event, tagged
 //! by `type` (`tunnel_opened`, `backend_chosen`, `handshake`, `refused`,
-//! `frame_stats`, `frame_samples`, `violation`, `tunnel_closed`, `backend_state`,
+//! `frame_stats`, `frame_samples`, `hold`, `violation`, `tunnel_closed`, `backend_state`,
 //! `http_request`), plus the stream's own `snapshot` and `lagged`.
 
 use std::net::SocketAddr;
@@ -35,6 +35,13 @@ pub enum Message<'a> {
     BackendChosen {
         id: u64,
         backend: String,
+    },
+    /// A direction was held (`held` set) or released (`held` null), or what waits
+    /// behind a hold changed.
+    Hold {
+        id: u64,
+        dir: &'static str,
+        held: Option<json::message::Hold>,
     },
     Handshake {
         id: u64,
@@ -111,6 +118,11 @@ impl<'a> Message<'a> {
             Event::BackendChosen { id, backend } => Message::BackendChosen {
                 id: *id,
                 backend: backend.to_string(),
+            },
+            Event::Hold { id, dir, state } => Message::Hold {
+                id: *id,
+                dir: dir_name(*dir),
+                held: state.as_ref().map(json::message::Hold::new),
             },
             Event::Handshake { id, handshake } => Message::Handshake {
                 id: *id,

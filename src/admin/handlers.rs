@@ -66,8 +66,11 @@ pub(crate) async fn handle(
         Ok(e) => e,
         Err(miss) => return Ok(miss.reply()),
     };
-    let query = req.uri().query();
+    let query = req.uri().query().map(str::to_owned);
+    let query = query.as_deref();
     Ok(match endpoint {
+        Endpoint::Send(id) => super::inject::send(req.into_body(), query, api, id).await,
+        Endpoint::Hold(id, on) => super::inject::hold(query, api, id, on).await,
         Endpoint::State => {
             let snapshot = (api.snapshot)();
             let totals = ctx.shared.totals();
@@ -256,7 +259,7 @@ struct Upgraded {
 }
 
 /// Sends a command to the core and turns its outcome into the answer.
-async fn control(api: &Api, command: Command) -> Response<Body> {
+pub(super) async fn control(api: &Api, command: Command) -> Response<Body> {
     let outcome = tokio::time::timeout(CONTROL_TIMEOUT, api.control.send(command)).await;
     let done = |outcome, tunnels| {
         reply::json(

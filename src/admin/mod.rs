@@ -23,6 +23,7 @@ mod events;
 mod guard;
 mod handlers;
 mod har;
+mod inject;
 mod json;
 mod metrics;
 mod reply;

@@ -21,7 +21,14 @@ pub enum Endpoint {
     Messages(TunnelId),
     Har(TunnelId),
     CloseTunnel(TunnelId),
-    Backend { backend: BackendId, action: Action },
+    /// Inject a message (or close with a code).
+    Send(TunnelId),
+    /// Hold (`true`) or release what one side sends.
+    Hold(TunnelId, bool),
+    Backend {
+        backend: BackendId,
+        action: Action,
+    },
     Shutdown,
     Reload,
     Upgrade,
@@ -75,6 +82,11 @@ pub fn route(method: &Method, path: &str) -> Result<Endpoint, Miss> {
         ["api", "upgrade"] => (Ok(Upgrade), Method::POST),
         ["api", "tunnels", id] => (tunnel_id(id).map(Tunnel), Method::GET),
         ["api", "tunnels", id, "close"] => (tunnel_id(id).map(CloseTunnel), Method::POST),
+        ["api", "tunnels", id, "send"] => (tunnel_id(id).map(Send), Method::POST),
+        ["api", "tunnels", id, "hold"] => (tunnel_id(id).map(|id| Hold(id, true)), Method::POST),
+        ["api", "tunnels", id, "release"] => {
+            (tunnel_id(id).map(|id| Hold(id, false)), Method::POST)
+        }
         ["api", "tunnels", id, "messages"] => (tunnel_id(id).map(Messages), Method::GET),
         ["api", "tunnels", id, "har"] => (tunnel_id(id).map(Har), Method::GET),
         ["api", "backends", pool, addr, action] => (backend(pool, addr, action), Method::POST),

@@ -169,6 +169,12 @@ impl State {
                     t
                 });
             }
+            Event::Hold { id, dir, state } => {
+                if let Some(t) = self.tunnels.get_mut(id) {
+                    t.held.retain(|h| h.dir != *dir);
+                    t.held.extend(state.clone());
+                }
+            }
             Event::BackendChosen { id, backend } => {
                 if let Some(t) = self.tunnels.get_mut(id) {
                     t.backend = Some(backend.clone());

@@ -36,6 +36,8 @@ pub struct Tunnel {
     pub(super) last_seq: [Option<u64>; 2],
     /// Silence after which the proxy closes the tunnel; None when never.
     pub idle_timeout: Option<std::time::Duration>,
+    /// The directions an operator holds.
+    pub held: Vec<crate::event::HoldState>,
 }
 
 impl Tunnel {
@@ -57,6 +59,7 @@ impl Tunnel {
             rate: MsgRate::starting(at, 0),
             last_seq: [None, None],
             idle_timeout: None,
+            held: Vec::new(),
         }
     }
 
@@ -68,6 +71,7 @@ impl Tunnel {
         t.backend = info.backend.clone();
         t.handshake = info.handshake.clone();
         t.idle_timeout = info.idle_timeout;
+        t.held = info.held.clone();
         t.rate = MsgRate::starting(now, messages(&info.stats));
         t.stats = info.stats.clone();
         t.push_samples(&info.samples);

@@ -30,4 +30,24 @@ pub struct CapturedMessage {
     pub inflated: Option<Result<Vec<u8>, String>>,
     /// Inflated length of a compressed message (all of it, kept or not).
     pub inflated_len: u64,
+    /// Sent by the proxy on an operator's request (inject), not by the peer.
+    pub injected: bool,
+}
+
+/// One direction of a tunnel an operator holds: the proxy has stopped reading what
+/// that side sends, which waits in the socket buffers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HoldState {
+    /// The held direction (what its sender sends is held).
+    pub dir: Dir,
+    pub since: SystemTime,
+    /// Bytes waiting in the kernel's receive buffer, as far as the proxy can look
+    /// (`None`: it cannot, for a stream inside an HTTP/2 connection).
+    pub waiting_bytes: Option<u64>,
+    /// Whole frames among them (plain connections only; TLS bytes are encrypted).
+    pub waiting_frames: Option<u64>,
+    /// The look ahead was cut at its buffer's size: at least this much waits.
+    pub at_least: bool,
+    /// The waiting bytes are TLS records (counted, not readable).
+    pub encrypted: bool,
 }

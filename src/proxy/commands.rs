@@ -82,6 +82,29 @@ impl Registry {
                     None => Outcome::UnknownTunnel(*id),
                 }
             }
+            Command::Inject {
+                id,
+                to,
+                kind,
+                payload,
+            } => {
+                return match lock(&self.tunnels).get(id) {
+                    Some(t) => match t.inject(*to, *kind, payload.clone()) {
+                        Ok(()) => Outcome::Done,
+                        Err(why) => Outcome::Refused(why),
+                    },
+                    None => Outcome::UnknownTunnel(*id),
+                }
+            }
+            Command::Hold { id, from, on } => {
+                return match lock(&self.tunnels).get(id) {
+                    Some(t) => match t.hold(*from, *on) {
+                        Ok(()) => Outcome::Done,
+                        Err(why) => Outcome::Refused(why),
+                    },
+                    None => Outcome::UnknownTunnel(*id),
+                }
+            }
             Command::Shutdown => {
                 self.begin_shutdown();
                 Ok(())

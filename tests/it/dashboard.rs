@@ -158,6 +158,7 @@ pub fn stats(c2b: (u64, u64), b2c: (u64, u64), last: f64) -> TunnelStats {
 
 pub fn sample(seq: u64, dir: Dir, opcode: u8, rsv: u8, preview: &[u8], when: f64) -> FrameSample {
     FrameSample {
+        injected: false,
         seq,
         at: at(when),
         dir,

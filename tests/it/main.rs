@@ -19,6 +19,7 @@ mod handshake;
 mod health;
 mod hostile;
 mod http2;
+mod inject;
 mod inspector;
 mod interop;
 mod keepalive;

@@ -1,4 +1,5 @@
-//! A captured whole message as `GET /api/tunnels/{id}/messages` serves it.
+//! A captured whole message as `GET /api/tunnels/{id}/messages` serves it, and a
+//! held direction as tunnels list it.
 
 use serde::Serialize;
 
@@ -35,6 +36,8 @@ pub struct Message<'a> {
     pub inflated_base64: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub inflate_error: Option<&'a str>,
+    /// Sent by the proxy on an operator's request, not by the peer.
+    pub injected: bool,
 }
 
 impl<'a> Message<'a> {
@@ -74,6 +77,33 @@ impl<'a> Message<'a> {
                 .as_ref()
                 .and_then(|r| r.as_ref().err())
                 .map(String::as_str),
+            injected: m.injected,
+        }
+    }
+}
+
+/// A direction an operator holds: since when, and what waits unread in the socket
+/// (`waiting_bytes` null when it cannot be seen: HTTP/2 streams; `waiting_frames`
+/// null when encrypted; `at_least`: the look ahead was cut at 64 KiB).
+#[derive(Serialize)]
+pub struct Hold {
+    pub direction: &'static str,
+    pub since: String,
+    pub waiting_bytes: Option<u64>,
+    pub waiting_frames: Option<u64>,
+    pub at_least: bool,
+    pub encrypted: bool,
+}
+
+impl Hold {
+    pub fn new(h: &crate::event::HoldState) -> Hold {
+        Hold {
+            direction: super::dir_name(h.dir),
+            since: rfc3339(h.since),
+            waiting_bytes: h.waiting_bytes,
+            waiting_frames: h.waiting_frames,
+            at_least: h.at_least,
+            encrypted: h.encrypted,
         }
     }
 }

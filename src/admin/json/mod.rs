@@ -5,7 +5,7 @@
 //! Times are RFC 3339 in UTC with milliseconds; durations are seconds as numbers;
 //! directions are `client_to_backend` and `backend_to_client`.
 
-mod message;
+pub mod message;
 mod operations;
 
 pub use self::message::Message;
@@ -179,6 +179,8 @@ pub struct Tunnel<'a> {
     pub backend_to_client: Direction<'a>,
     /// Seconds of silence after which the proxy closes the tunnel; null when never.
     pub idle_timeout_s: Option<f64>,
+    /// The directions an operator holds.
+    pub held: Vec<message::Hold>,
 }
 
 impl<'a> Tunnel<'a> {
@@ -198,6 +200,7 @@ impl<'a> Tunnel<'a> {
             client_to_backend: Direction::new(&t.stats.client_to_backend, false),
             backend_to_client: Direction::new(&t.stats.backend_to_client, false),
             idle_timeout_s: t.idle_timeout.map(|d| d.as_secs_f64()),
+            held: t.held.iter().map(message::Hold::new).collect(),
         }
     }
 }
@@ -392,6 +395,8 @@ pub struct Sample {
     /// Payload length announced by the header.
     pub len: u64,
     pub preview: Preview,
+    /// Sent by the proxy on an operator's request, not by the peer.
+    pub injected: bool,
 }
 
 impl Sample {
@@ -407,6 +412,7 @@ impl Sample {
             masked: s.masked,
             len: s.len,
             preview: Preview::new(&s.preview, s.len),
+            injected: s.injected,
         }
     }
 }

@@ -70,6 +70,8 @@ pub struct Scanner {
     ring_cap: u16,
     /// Where the next sample goes in `ring`.
     ring_next: u16,
+    /// Where the newest sample went.
+    last_slot: u16,
     /// Payload bytes to copy into each sample.
     preview_bytes: u16,
     /// Masking key of the current frame; all zeroes for an unmasked frame, which
@@ -128,6 +130,7 @@ impl Scanner {
             pos: 0,
             ring_cap: u16::try_from(ring).unwrap_or(u16::MAX),
             ring_next: 0,
+            last_slot: 0,
             preview_bytes: u16::try_from(preview_bytes).unwrap_or(u16::MAX),
             mask: [0; 4],
             hdr: [0; MAX_HEADER],
@@ -205,6 +208,12 @@ impl Scanner {
     /// payload is outstanding.
     pub fn at_boundary(&self) -> bool {
         self.hdr_len == 0 && self.remaining == 0
+    }
+
+    /// True at a frame boundary outside any fragmented message: where a data frame
+    /// of the proxy's own may go.
+    pub fn between_messages(&self) -> bool {
+        self.at_boundary() && !self.in_message
     }
 
     /// Everything counted so far.

@@ -18,6 +18,7 @@ pub(super) struct SampleHead {
     pub(super) rsv: u8,
     pub(super) opcode: u8,
     pub(super) masked: bool,
+    pub(super) injected: bool,
 }
 
 impl Scanner {
@@ -48,6 +49,7 @@ impl Scanner {
                     masked: h.masked,
                     len: h.len,
                     preview: self.previews[at..at + h.preview_len as usize].to_vec(),
+                    injected: h.injected,
                 }
             })
     }
@@ -75,6 +77,7 @@ impl Scanner {
             rsv,
             opcode,
             masked,
+            injected: false,
         };
         if slot == self.ring.len() {
             // Still filling the ring. The only allocations, both at the first frame.
@@ -89,10 +92,32 @@ impl Scanner {
             self.ring[slot] = head;
         }
         // No division on the hot path: the ring wraps by comparison.
+        self.last_slot = slot as u16;
         self.ring_next = if slot + 1 == self.ring_cap as usize {
             0
         } else {
             slot as u16 + 1
         };
+    }
+
+    /// Records a whole frame the proxy itself sent into this direction's stream (an
+    /// operator's injection): a sample marked injected, and a captured message while
+    /// capture is on. The peer's frames are not disturbed: injections only happen
+    /// between messages (between frames for control frames).
+    pub fn note_injected(&mut self, at: SystemTime, opcode: u8, payload: &[u8], masked: bool) {
+        let len = payload.len() as u64;
+        if self.ring_cap > 0 {
+            self.keep_sample(at, true, 0, opcode, masked, len);
+            let slot = self.last_slot as usize;
+            let n = payload.len().min(self.preview_bytes as usize);
+            let start = slot * self.preview_bytes as usize;
+            self.previews[start..start + n].copy_from_slice(&payload[..n]);
+            self.ring[slot].preview_len = n as u16;
+            self.ring[slot].injected = true;
+        }
+        self.seq += 1;
+        if let Some(c) = &mut self.capture {
+            c.injected(at, crate::event::OpKind::from_opcode(opcode), payload);
+        }
     }
 }

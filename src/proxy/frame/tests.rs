@@ -95,8 +95,31 @@ fn rfc_unmasked_hello_is_one_text_message() {
         masked: false,
         len: 5,
         preview: b"Hello".to_vec(),
+        injected: false,
     };
     assert_eq!(samples(&s), [expected]);
+}
+
+#[test]
+fn an_injected_frame_is_kept_as_a_marked_sample_between_the_peers_frames() {
+    let mut s = Scanner::new(B2C, 4, 8);
+    let mut v = |_| {};
+    s.feed(&[0x81, 2, b'h', b'i'], now(), &mut v);
+    s.note_injected(now(), 0x1, b"operator says hi", false);
+    s.feed(&[0x81, 3, b'b', b'y', b'e'], now(), &mut v);
+    let got: Vec<_> = samples(&s)
+        .into_iter()
+        .map(|x| (x.seq, x.injected, x.preview))
+        .collect();
+    assert_eq!(
+        got,
+        [
+            (0, false, b"hi".to_vec()),
+            (1, true, b"operator".to_vec()),
+            (2, false, b"bye".to_vec()),
+        ]
+    );
+    assert_eq!(s.stats().frames(), 2, "the peer's frames alone are counted");
 }
 
 #[test]

@@ -12,6 +12,7 @@
 //! - `shared`: what the rest of the proxy sees of a running tunnel.
 
 mod close;
+mod inject;
 mod ping;
 mod relay;
 mod shared;
@@ -127,6 +128,10 @@ pub async fn run(
     let mut idle_deadline = tokio::time::Instant::now() + idle;
     let mut gone = false;
     let mut delayed: Option<CloseRequest> = None;
+    // When to try placing injections again, and to look behind holds.
+    let mut place_due: Option<Instant> = None;
+    let mut look_due: Option<Instant> = None;
+    let mut holds = [None, None];
     let (code, reason, by) = loop {
         tokio::select! {
             res = relay.run(Mode::Relay, &mut ctx) => match res {
@@ -165,6 +170,8 @@ pub async fn run(
                 Err(e) => return natural_ending(shared, &ctx, Some(e)),
             },
             _ = shared.wake.notified() => {
+                place_due = Some(Instant::now());
+                look_due = Some(Instant::now());
                 if let Some(req) = lock(&shared.close).take() {
                     match req.not_before {
                         // Paced (shutdown): relay on until its turn.
@@ -178,6 +185,17 @@ pub async fn run(
             ), if delayed.is_some() => {
                 let req = delayed.take().expect("a delayed close is pending");
                 break (req.code, req.reason, req.by);
+            }
+            _ = tokio::time::sleep_until(place_due.unwrap_or_else(Instant::now).into()),
+                if place_due.is_some() =>
+            {
+                place_due = inject::place(&mut relay, &mut ctx);
+            }
+            _ = tokio::time::sleep_until(look_due.unwrap_or_else(Instant::now).into()),
+                if look_due.is_some() =>
+            {
+                look_due = inject::look(&relay, &ctx, &mut holds)
+                    .then(|| Instant::now() + inject::LOOK);
             }
             _ = tokio::time::sleep_until(ping_due.into()), if pinger.is_some() => {
                 let p = pinger.as_mut().expect("pings are on");
@@ -202,6 +220,11 @@ pub async fn run(
             }
             _ = tokio::time::sleep_until(idle_deadline), if !idle.is_zero() => {
                 let quiet = ctx.last_active.elapsed();
+                // A held tunnel is silent because an operator holds it.
+                if look_due.is_some() {
+                    idle_deadline = tokio::time::Instant::now() + idle;
+                    continue;
+                }
                 if quiet >= idle {
                     break (1001, "idle timeout".to_string(), None);
                 }

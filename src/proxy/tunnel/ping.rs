@@ -80,9 +80,10 @@ impl Pinger {
             };
             let rd = dir_index(reader.dir);
             // Not reading from this peer now (what it sent waits for the other side
-            // to take it): its answer could not be seen, so it is not asked; a stuck
-            // reader on the other side is not this peer's fault.
-            if reader.pos < reader.end {
+            // to take it, or an operator holds it): its answer could not be seen, so
+            // it is not asked; a stuck reader on the other side is not this peer's
+            // fault.
+            if reader.pos < reader.end || ctx.shared.held(reader.dir) {
                 self.sent[i] = None;
                 next = next.min(now + RETRY);
                 continue;
@@ -103,7 +104,7 @@ impl Pinger {
                 next = next.min(due);
                 continue;
             }
-            if !can_inject(writer, ctx) {
+            if !can_inject(writer, ctx, false) {
                 next = next.min(now + RETRY);
                 continue;
             }
@@ -143,9 +144,9 @@ pub(super) fn dir_index(dir: Dir) -> usize {
 }
 
 /// Whether a frame of the proxy's own fits into the stream `writer` writes now:
-/// nothing of the peer's is pending there, it is between frames, and no Close has
-/// gone that way (nor is the tunnel closing).
-fn can_inject(writer: &Half, ctx: &Ctx<'_>) -> bool {
+/// nothing of the peer's is pending there, it is between frames (between messages
+/// for a `data` frame), and no Close has gone that way (nor is the tunnel closing).
+pub(super) fn can_inject(writer: &Half, ctx: &Ctx<'_>, data: bool) -> bool {
     if writer.chunk.is_some() || writer.pos < writer.end || writer.shut || writer.stopped {
         return false;
     }
@@ -153,7 +154,12 @@ fn can_inject(writer: &Half, ctx: &Ctx<'_>) -> bool {
         return false;
     }
     let s = lock(ctx.shared.scanner(writer.dir));
-    s.at_boundary() && s.stats().close.is_none()
+    let boundary = if data {
+        s.between_messages()
+    } else {
+        s.at_boundary()
+    };
+    boundary && s.stats().close.is_none()
 }
 
 /// Where the Pong answering `want` lies in `data`, if it lies wholly within it: a

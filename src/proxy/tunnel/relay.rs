@@ -241,6 +241,11 @@ impl Half {
                 self.stopped = true;
                 return Poll::Ready(Ok(Stop::Boundary));
             }
+            // An operator holds this direction: leave what the side sends in its
+            // socket (the hold's release wakes the relay).
+            if mode == Mode::Relay && ctx.shared.held(self.dir) {
+                return Poll::Pending;
+            }
             // Borrow a buffer only for this poll: if nothing is ready it goes back.
             let mut buf = bufpool::take();
             let mut rb = ReadBuf::new(&mut buf);

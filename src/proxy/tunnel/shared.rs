@@ -46,6 +46,8 @@ pub struct TunnelShared {
     /// The idle timeout this tunnel runs with, in milliseconds (0 = none), for
     /// observers.
     idle_ms: std::sync::atomic::AtomicU64,
+    /// Injections waiting and holds.
+    pub(super) controls: super::inject::Controls,
 }
 
 impl TunnelShared {
@@ -82,6 +84,7 @@ impl TunnelShared {
             closing: std::sync::atomic::AtomicBool::new(false),
             wake: Notify::new(),
             idle_ms: std::sync::atomic::AtomicU64::new(0),
+            controls: Default::default(),
         }
     }
 
@@ -206,6 +209,7 @@ impl TunnelShared {
             stats: self.stats(),
             samples,
             idle_timeout: self.idle_timeout(),
+            held: self.holds(),
         }
     }
 

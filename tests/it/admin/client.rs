@@ -9,7 +9,7 @@ use bytes::Bytes;
 use futures_util::StreamExt;
 use http::header::{AUTHORIZATION, HOST};
 use http::{HeaderMap, Method, Request};
-use http_body_util::{BodyExt, Empty};
+use http_body_util::{BodyExt, Full};
 use hyper_util::rt::TokioIo;
 use serde_json::Value;
 use tokio::net::{TcpListener, TcpStream};
@@ -68,6 +68,11 @@ impl Admin {
 
     pub async fn post(&self, path: &str) -> Reply {
         self.call(Method::POST, path).await
+    }
+
+    /// `POST path` with `body`.
+    pub async fn post_body(&self, path: &str, body: &[u8]) -> Reply {
+        request_with(self.addr, Method::POST, path, self.token.as_deref(), body).await
     }
 
     /// `GET path`, expecting 200 and JSON.
@@ -129,6 +134,17 @@ impl Reply {
 
 /// One request on a fresh HTTP/1.1 connection, bounded by WAIT.
 pub async fn request(addr: SocketAddr, method: Method, path: &str, token: Option<&str>) -> Reply {
+    request_with(addr, method, path, token, b"").await
+}
+
+/// As [`request`], with a body.
+pub async fn request_with(
+    addr: SocketAddr,
+    method: Method,
+    path: &str,
+    token: Option<&str>,
+    body: &[u8],
+) -> Reply {
     tokio::time::timeout(WAIT, async {
         let tcp = TcpStream::connect(addr).await.unwrap();
         let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tcp))
@@ -143,7 +159,7 @@ pub async fn request(addr: SocketAddr, method: Method, path: &str, token: Option
             req = req.header(AUTHORIZATION, format!("Bearer {t}"));
         }
         let resp = sender
-            .send_request(req.body(Empty::<Bytes>::new()).unwrap())
+            .send_request(req.body(Full::new(Bytes::copy_from_slice(body))).unwrap())
             .await
             .unwrap();
         let (parts, body) = resp.into_parts();

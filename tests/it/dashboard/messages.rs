@@ -23,6 +23,7 @@ fn captured(seq: u64, dir: Dir, kind: OpKind, data: &[u8]) -> CapturedMessage {
         truncated: false,
         inflated: None,
         inflated_len: 0,
+        injected: false,
     }
 }
 

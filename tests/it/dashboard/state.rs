@@ -41,6 +41,7 @@ fn snapshot_gives_backends_listeners_uptime_and_live_tunnels() {
         stats: stats((1, 10), (2, 20), -1.0),
         samples: vec![sample(0, Dir::ClientToBackend, 1, 0, b"hi", -1.0)],
         idle_timeout: None,
+        held: Vec::new(),
     });
     let s = State::from_snapshot(snap, at(0.0));
     assert_eq!(s.backends.len(), 3);
@@ -244,6 +245,7 @@ fn resync_after_lag_keeps_history_and_retires_vanished_tunnels() {
         stats: st,
         samples: Vec::new(),
         idle_timeout: None,
+        held: Vec::new(),
     };
     let snap = Snapshot {
         tunnels: vec![

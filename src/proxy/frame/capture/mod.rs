@@ -219,6 +219,7 @@ impl Capture {
                 truncated: false,
                 inflated: None,
                 inflated_len: 0,
+                injected: false,
             },
             mask,
             pos: 0,
@@ -296,6 +297,26 @@ impl Capture {
             }
             self.keep(b.message);
         }
+    }
+
+    /// A whole message the proxy itself sent this way (an operator's injection),
+    /// uncompressed and in one frame.
+    pub fn injected(&mut self, at: SystemTime, kind: OpKind, payload: &[u8]) {
+        let keep = payload.len().min(self.cap);
+        self.keep(Message {
+            seq: 0,
+            at,
+            dir: self.dir,
+            kind,
+            compressed: false,
+            len: payload.len() as u64,
+            frames: 1,
+            data: payload[..keep].to_vec(),
+            truncated: keep < payload.len(),
+            inflated: None,
+            inflated_len: 0,
+            injected: true,
+        });
     }
 
     /// Counts what this capture keeps against a proxy-wide budget too.
