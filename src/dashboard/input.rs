@@ -8,7 +8,7 @@
 use std::time::SystemTime;
 
 use crate::control::{Command, CLOSE_SERVICE_RESTART};
-use crate::event::{FrameSample, TunnelId};
+use crate::event::{Side, TunnelId};
 use crossterm::event::{KeyCode, KeyEvent, KeyEventKind, KeyModifiers};
 
 use super::backend_keys;
@@ -57,21 +57,11 @@ pub enum Popup {
     Filter,
     /// One message in full (Enter on a message in the detail's list).
     Message(MessagePopup),
+    /// The input line that sends a message into the tunnel (`i`).
+    Inject(super::inject::InjectPrompt),
 }
 
-/// The detail view of one tunnel.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Detail {
-    pub id: TunnelId,
-    /// The frame tail as it was when paused; `None` while following live frames.
-    pub frozen: Option<Vec<FrameSample>>,
-    /// Frames scrolled back from the newest shown (0 = bottom).
-    pub scroll: usize,
-    /// The lower pane lists whole messages instead of frames (`m`).
-    pub messages: bool,
-    /// The message selected in that list; None: the newest.
-    pub selected: Option<MessageKey>,
-}
+pub use super::detail::Detail;
 
 /// The full view of one captured message.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -111,6 +101,8 @@ pub struct Ui {
     pub flash: Option<Flash>,
     /// Close code and reason a kill sends (the proxy's `kill_close_code/_reason`).
     pub kill_close: KillClose,
+    /// Lines the help overlay is scrolled down by (when it does not fit).
+    pub help_scroll: usize,
 }
 
 /// The Close frame a kill sends to the backend's clients.
@@ -131,6 +123,7 @@ impl Ui {
             Some(Popup::Help) => Scope::Help,
             Some(Popup::Filter) => Scope::Filter,
             Some(Popup::Message(_)) => Scope::Message,
+            Some(Popup::Inject(_)) => Scope::Inject,
             None if self.detail.is_some() => Scope::Detail,
             None => Scope::Overview,
         }
@@ -182,6 +175,10 @@ pub fn handle(key: KeyEvent, state: &State, ui: &mut Ui) -> Option<Effect> {
         edit_filter(key, ui);
         return None;
     }
+    if scope == Scope::Inject && action.is_none() {
+        super::inject::edit(key, ui);
+        return None;
+    }
     perform(action?, state, ui)
 }
 
@@ -189,12 +186,21 @@ fn edit_filter(key: KeyEvent, ui: &mut Ui) {
     if key.kind == KeyEventKind::Release {
         return;
     }
+    let line = match ui.detail.as_mut() {
+        Some(d) => &mut d.filter_text,
+        None => &mut ui.filter,
+    };
+    let mut text = std::mem::take(line);
     match key.code {
-        KeyCode::Char(c) if !key.modifiers.contains(KeyModifiers::CONTROL) => ui.filter.push(c),
+        KeyCode::Char(c) if !key.modifiers.contains(KeyModifiers::CONTROL) => text.push(c),
         KeyCode::Backspace => {
-            ui.filter.pop();
+            text.pop();
         }
         _ => {}
+    }
+    match ui.detail.as_mut() {
+        Some(d) => d.set_filter(text),
+        None => ui.filter = text,
     }
 }
 
@@ -217,12 +223,29 @@ pub fn perform(action: Action, state: &State, ui: &mut Ui) -> Option<Effect> {
             };
         }
         Scope::Message => return message_keys::in_view(action, state, ui),
+        Scope::Inject => return super::inject::in_prompt(action, state, ui),
+        Scope::Help if action != Action::Cancel => {
+            let by = match action {
+                Action::MoveUp => -1,
+                Action::MoveDown => 1,
+                Action::PageUp => -(PAGE as isize),
+                Action::PageDown => PAGE as isize,
+                _ => 0,
+            };
+            ui.help_scroll = clamp(ui.help_scroll as isize + by, 200);
+            return None;
+        }
         Scope::Help | Scope::Filter => {
             if ui.popup == Some(Popup::Filter) {
-                if action == Action::Cancel {
-                    ui.filter.clear();
-                } else {
-                    ui.focus = Panel::Tunnels;
+                match (ui.detail.as_mut(), action) {
+                    (Some(d), Action::Cancel) => d.set_filter(String::new()),
+                    (Some(d), _) => {
+                        // Keep what parsed: the line goes back to it.
+                        let kept = d.filter.source.clone();
+                        d.set_filter(kept);
+                    }
+                    (None, Action::Cancel) => ui.filter.clear(),
+                    (None, _) => ui.focus = Panel::Tunnels,
                 }
             }
             ui.popup = None;
@@ -264,14 +287,28 @@ pub fn perform(action: Action, state: &State, ui: &mut Ui) -> Option<Effect> {
         Action::Pause => toggle_pause(state, ui),
         Action::ToggleMessages => message_keys::toggle(state, ui),
         Action::OpenMessage => message_keys::open(state, ui),
-        Action::NextView | Action::Copy | Action::Save => {}
+        Action::NextView | Action::Copy | Action::Save | Action::SwitchTarget => {}
+        Action::Inject => super::inject::open(state, ui),
+        Action::HidePings => {
+            if let Some(d) = ui.detail.as_mut() {
+                d.hide_pings = !d.hide_pings;
+                d.scroll = 0;
+                let word = if d.hide_pings { "hidden" } else { "shown" };
+                ui.flash(format!("pings and pongs {word}"), now, false);
+            }
+        }
+        Action::HoldClient => return super::inject::toggle_hold(state, ui, Side::Client),
+        Action::HoldBackend => return super::inject::toggle_hold(state, ui, Side::Backend),
         Action::ToggleLog => ui.show_log = !ui.show_log,
         Action::Reload => {
             // The proxy works out what would change; `take_reload_preview` asks.
             ui.flash("reading the config file…", now, false);
             return Some(Effect::Send(Command::PreviewReload));
         }
-        Action::Help => ui.popup = Some(Popup::Help),
+        Action::Help => {
+            ui.help_scroll = 0;
+            ui.popup = Some(Popup::Help);
+        }
         Action::Quit => {
             let tunnels = state.live_count();
             if tunnels == 0 {
@@ -326,10 +363,7 @@ fn clamp(v: isize, max: usize) -> usize {
 
 /// How many frames the detail view can scroll through.
 pub fn tail_len(state: &State, d: &Detail) -> usize {
-    match &d.frozen {
-        Some(f) => f.len(),
-        None => state.find(d.id).map_or(0, |(t, _)| t.tail.len()),
-    }
+    d.frames(state).len()
 }
 
 fn open(state: &State, ui: &mut Ui) {
@@ -345,13 +379,7 @@ fn open(state: &State, ui: &mut Ui) {
             let rows = ui.rows(state);
             if let Some(i) = ui.selected_index(&rows) {
                 ui.select_row(&rows, i);
-                ui.detail = Some(Detail {
-                    id: rows[i].tunnel.id,
-                    frozen: None,
-                    scroll: 0,
-                    messages: false,
-                    selected: None,
-                });
+                ui.detail = Some(Detail::new(rows[i].tunnel.id));
             }
         }
     }

@@ -48,6 +48,16 @@ pub enum Action {
     Copy,
     /// Write the message to a file in the working directory.
     Save,
+    /// Open the input line that sends a message into the tunnel.
+    Inject,
+    /// In that line: send toward the other side.
+    SwitchTarget,
+    /// Hide or show pings and pongs in the detail's lists.
+    HidePings,
+    /// Hold or release what the client sends.
+    HoldClient,
+    /// Hold or release what the backend sends.
+    HoldBackend,
     ToggleLog,
     /// Re-read the config file (after a confirmation that shows what changes).
     Reload,
@@ -69,6 +79,8 @@ pub enum Scope {
     Filter,
     /// One message in full.
     Message,
+    /// The input line of `i`.
+    Inject,
 }
 
 impl Scope {
@@ -81,6 +93,7 @@ impl Scope {
             Scope::Help => "Help",
             Scope::Filter => "Filter prompt",
             Scope::Message => "Message view",
+            Scope::Inject => "Send into the tunnel",
         }
     }
 }
@@ -195,6 +208,11 @@ pub const BINDINGS: &[Binding] = &[
     bind(&[Key::ch('p')], S::Detail, A::Pause, "pause / resume frame tail"),
     bind(&[Key::ch('m')], S::Detail, A::ToggleMessages, "frames / whole messages"),
     bind(&[Key::plain(K::Enter)], S::Detail, A::OpenMessage, "open the message in full"),
+    bind(&[Key::ch('/')], S::Detail, A::Filter, "filter (words, re:, -> <-, op:)"),
+    bind(&[Key::ch('P')], S::Detail, A::HidePings, "hide / show pings and pongs"),
+    bind(&[Key::ch('i')], S::Detail, A::Inject, "send a message into the tunnel"),
+    bind(&[Key::ch('h')], S::Detail, A::HoldClient, "hold / release what the client sends"),
+    bind(&[Key::ch('H')], S::Detail, A::HoldBackend, "hold / release what the backend sends"),
     bind(&[Key::plain(K::Up), Key::ch('k')], S::Message, A::MoveUp, "scroll up"),
     bind(&[Key::plain(K::Down), Key::ch('j')], S::Message, A::MoveDown, "scroll down"),
     bind(&[Key::plain(K::PageUp)], S::Message, A::PageUp, "page up"),
@@ -210,6 +228,11 @@ pub const BINDINGS: &[Binding] = &[
     bind(&[Key::ch('y'), Key::plain(K::Enter)], S::Confirm, A::Confirm, "yes, do it"),
     bind(&[Key::ch('n'), Key::plain(K::Esc)], S::Confirm, A::Cancel, "no, cancel"),
     bind(&[Key::ch('?'), Key::plain(K::Esc), Key::ch('q')], S::Help, A::Cancel, "close help"),
+    bind(&[Key::plain(K::Down), Key::ch('j')], S::Help, A::MoveDown, "scroll help"),
+    bind(&[Key::plain(K::Up), Key::ch('k')], S::Help, A::MoveUp, "scroll help back"),
+    bind(&[Key::plain(K::Enter)], S::Inject, A::Confirm, "send (prefixes hex: ping: close:)"),
+    bind(&[Key::plain(K::Tab)], S::Inject, A::SwitchTarget, "toward the backend / the client"),
+    bind(&[Key::plain(K::Esc)], S::Inject, A::Cancel, "cancel"),
     bind(&[Key::plain(K::Enter)], S::Filter, A::Confirm, "keep filter"),
     bind(&[Key::plain(K::Esc)], S::Filter, A::Cancel, "clear filter"),
 ];
@@ -222,7 +245,7 @@ pub fn action_for(ev: &KeyEvent, scope: Scope) -> Option<Action> {
     }
     let modal = matches!(
         scope,
-        Scope::Confirm | Scope::Help | Scope::Filter | Scope::Message
+        Scope::Confirm | Scope::Help | Scope::Filter | Scope::Message | Scope::Inject
     );
     BINDINGS
         .iter()

@@ -12,17 +12,18 @@ use crate::event::CapturedMessage;
 /// Rows PgUp/PgDn scroll the full view by.
 const PAGE: usize = 20;
 
-/// The captured messages of the tunnel whose detail is open, oldest first.
-pub fn of_detail<'a>(state: &'a State, ui: &Ui) -> &'a [CapturedMessage] {
-    match (&ui.detail, &state.messages) {
-        (Some(d), Some((id, list))) if *id == d.id => list,
-        _ => &[],
-    }
+/// The captured messages of the tunnel whose detail is open that its filter lets
+/// through, oldest first.
+pub fn of_detail<'a>(state: &'a State, ui: &Ui) -> Vec<&'a CapturedMessage> {
+    ui.detail
+        .as_ref()
+        .map(|d| d.messages(state))
+        .unwrap_or_default()
 }
 
 /// The index of the selected message in `list` (the newest when none is chosen or
-/// the chosen one has been evicted).
-pub fn selected_index(list: &[CapturedMessage], ui: &Ui) -> Option<usize> {
+/// the chosen one has been evicted or filtered out).
+pub fn selected_index(list: &[&CapturedMessage], ui: &Ui) -> Option<usize> {
     let last = list.len().checked_sub(1)?;
     let chosen = ui.detail.as_ref().and_then(|d| d.selected);
     Some(
@@ -49,11 +50,11 @@ pub fn toggle(state: &State, ui: &mut Ui) {
 /// Moves the selection in the message list by `delta` (negative: older).
 pub fn move_selection(state: &State, ui: &mut Ui, delta: isize) {
     let list = of_detail(state, ui);
-    let Some(i) = selected_index(list, ui) else {
+    let Some(i) = selected_index(&list, ui) else {
         return;
     };
     let j = (i as isize + delta).clamp(0, list.len() as isize - 1) as usize;
-    let key = message::key(&list[j]);
+    let key = message::key(list[j]);
     if let Some(d) = ui.detail.as_mut() {
         d.selected = Some(key);
     }
@@ -61,13 +62,13 @@ pub fn move_selection(state: &State, ui: &mut Ui, delta: isize) {
 
 pub fn open(state: &State, ui: &mut Ui) {
     let list = of_detail(state, ui);
-    let (Some(d), Some(i)) = (&ui.detail, selected_index(list, ui)) else {
+    let (Some(d), Some(i)) = (&ui.detail, selected_index(&list, ui)) else {
         return;
     };
     if !d.messages {
         return;
     }
-    let m = &list[i];
+    let m = list[i];
     ui.popup = Some(Popup::Message(MessagePopup {
         tunnel: d.id,
         key: message::key(m),

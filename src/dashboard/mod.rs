@@ -10,7 +10,9 @@
 //! `TestBackend`); [`run_terminal`] wraps it with a real terminal.
 
 mod backend_keys;
+pub mod detail;
 pub mod fmt;
+pub mod inject;
 pub mod input;
 pub mod keys;
 pub mod logs;
@@ -20,6 +22,7 @@ mod pending;
 pub mod rates;
 pub mod rows;
 pub mod state;
+pub mod tail_filter;
 mod theme;
 mod tunnel;
 pub mod ui;

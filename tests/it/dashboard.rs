@@ -7,6 +7,7 @@ mod messages;
 mod render;
 mod run_loop;
 mod state;
+mod talk;
 
 use std::net::SocketAddr;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};

@@ -2,7 +2,7 @@
 //! negotiated subprotocol and extensions, counters by opcode and direction, and the
 //! frame tail (live, or frozen while paused or scrolled back).
 
-use crate::event::{Dir, DirStats, FrameSample, Headers, OpKind};
+use crate::event::{Dir, DirStats, Headers, OpKind};
 use ratatui::layout::{Constraint, Layout, Rect};
 use ratatui::style::{Color, Modifier, Style};
 use ratatui::text::{Line, Span};
@@ -79,9 +79,9 @@ pub fn draw(frame: &mut Frame, area: Rect, state: &State, d: &Detail) {
 /// The lower pane: the frame tail, or the whole messages (`m`).
 fn lower(frame: &mut Frame, area: Rect, state: &State, t: &Tunnel, d: &Detail) {
     if d.messages {
-        super::messages::list(frame, area, state, d);
+        super::messages::list(frame, area, state, t, d);
     } else {
-        tail(frame, area, t, d);
+        super::tail::draw(frame, area, state, t, d);
     }
 }
 
@@ -397,95 +397,4 @@ fn counters(frame: &mut Frame, area: Rect, t: &Tunnel) {
         .border_style(theme::border(false))
         .title(Span::styled("Counters", theme::title()));
     frame.render_widget(Table::new(rows, widths).header(header).block(block), area);
-}
-
-fn tail(frame: &mut Frame, area: Rect, t: &Tunnel, d: &Detail) {
-    let samples: Vec<&FrameSample> = match &d.frozen {
-        Some(f) => f.iter().collect(),
-        None => t.tail.iter().collect(),
-    };
-    let h = area.height.saturating_sub(1) as usize;
-    let scroll = d.scroll.min(samples.len().saturating_sub(1));
-    let end = samples.len() - scroll.min(samples.len());
-    let start = end.saturating_sub(h);
-    let mut title = vec![
-        Span::styled("Frames ", theme::title()),
-        Span::styled(
-            format!(
-                "{} kept of {} ",
-                samples.len(),
-                fmt::grouped(t.samples_seen)
-            ),
-            theme::closed(),
-        ),
-    ];
-    title.push(if d.frozen.is_some() {
-        Span::styled(" PAUSED ", Style::new().fg(Color::Black).bg(theme::WARN))
-    } else {
-        Span::styled(" LIVE ", Style::new().fg(Color::Black).bg(theme::OK))
-    });
-    if scroll > 0 {
-        title.push(Span::styled(format!(" ↓ {scroll} newer"), theme::closed()));
-    }
-    let mut lines = vec![Line::from(title)];
-    if samples.is_empty() {
-        lines.push(Line::from(Span::styled("no frames yet", theme::closed())));
-    }
-    let width = area.width as usize;
-    lines.extend(samples[start..end].iter().map(|s| frame_line(s, width)));
-    let area = Rect {
-        x: area.x + 1,
-        width: area.width.saturating_sub(1),
-        ..area
-    };
-    frame.render_widget(Paragraph::new(lines), area);
-}
-
-/// `12:03:04.123 → text     1.2 KiB FIN compressed "hello"`.
-pub fn frame_line(s: &FrameSample, width: usize) -> Line<'static> {
-    let kind = OpKind::from_opcode(s.opcode);
-    let op_style = match kind {
-        OpKind::Text => Style::new().fg(Color::White),
-        OpKind::Binary | OpKind::Continuation => Style::new().fg(theme::INFO),
-        OpKind::Close | OpKind::Ping | OpKind::Pong => Style::new().fg(theme::WARN),
-        OpKind::Reserved => Style::new().fg(theme::BAD),
-    };
-    let mut flags = String::from(if s.fin { "FIN" } else { "   " });
-    if s.rsv & 0b100 != 0 {
-        flags.push_str(" compressed");
-    }
-    if s.rsv & 0b010 != 0 {
-        flags.push_str(" RSV2");
-    }
-    if s.rsv & 0b001 != 0 {
-        flags.push_str(" RSV3");
-    }
-    let preview = if kind == OpKind::Close && s.preview.len() >= 2 {
-        let code = u16::from_be_bytes([s.preview[0], s.preview[1]]);
-        let reason = String::from_utf8_lossy(&s.preview[2..]);
-        format!("{code} {} {reason:?}", fmt::close_code_name(code))
-    } else if s.preview.is_empty() {
-        String::new()
-    } else {
-        fmt::preview(&s.preview, (s.preview.len() as u64) < s.len)
-    };
-    // Compressed frames are why previews look like noise: make that visible.
-    let flag_style = if s.rsv != 0 {
-        Style::new().fg(theme::WARN)
-    } else {
-        Style::new().fg(theme::DIM)
-    };
-    let head = format!("{} ", fmt::clock_ms(s.at));
-    let used = head.len() + 2 + 9 + 10 + flags.len().max(14) + 1;
-    Line::from(vec![
-        Span::styled(head, theme::closed()),
-        Span::styled(
-            format!("{} ", s.dir.arrow()),
-            Style::new().fg(theme::dir(s.dir)),
-        ),
-        Span::styled(format!("{:<8} ", kind.name()), op_style),
-        Span::raw(format!("{:>9} ", fmt::bytes(s.len))),
-        Span::styled(format!("{flags:<14} "), flag_style),
-        Span::raw(fmt::truncate(&preview, width.saturating_sub(used))),
-    ])
 }

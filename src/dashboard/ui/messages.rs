@@ -11,39 +11,40 @@ use ratatui::Frame;
 use super::super::fmt;
 use super::super::input::{Detail, MessagePopup};
 use super::super::message::{self, View};
-use super::super::state::State;
+use super::super::state::{State, Tunnel};
 use super::super::theme;
 use crate::event::{CapturedMessage, Dir, OpKind};
 
 /// The captured messages of the detail's tunnel, the selected one highlighted.
-pub fn list(frame: &mut Frame, area: Rect, state: &State, d: &Detail) {
-    let list: &[CapturedMessage] = match &state.messages {
-        Some((id, l)) if *id == d.id => l,
-        _ => &[],
-    };
+pub fn list(frame: &mut Frame, area: Rect, state: &State, t: &Tunnel, d: &Detail) {
+    let list = d.messages(state);
     let selected = d
         .selected
         .and_then(|k| list.iter().position(|m| message::key(m) == k))
         .or(list.len().checked_sub(1));
-    let mut lines = vec![Line::from(vec![
+    let mut title = vec![
         Span::styled("Messages ", theme::title()),
         Span::styled(
             format!("{} kept · ↑↓ choose · Enter open · m frames ", list.len()),
             theme::closed(),
         ),
-    ])];
+    ];
+    title.extend(super::tail::badges(t, d));
+    let mut lines = vec![Line::from(title)];
     if list.is_empty() {
-        lines.push(Line::from(Span::styled(
-            "no whole messages kept yet (they are captured while someone watches)",
-            theme::closed(),
-        )));
+        let text = if d.filtering() {
+            "no messages kept match the filter"
+        } else {
+            "no whole messages kept yet (they are captured while someone watches)"
+        };
+        lines.push(Line::from(Span::styled(text, theme::closed())));
     }
     let h = area.height.saturating_sub(1) as usize;
     // Keep the selection in sight, near the bottom when it is the newest.
     let end = selected.map_or(list.len(), |i| (i + 1).max(h.min(list.len())));
     let start = end.saturating_sub(h);
     for (i, m) in list.iter().enumerate().take(end).skip(start) {
-        let mut line = row(m, area.width as usize);
+        let mut line = super::tail::highlight(row(m, area.width as usize), d);
         if Some(i) == selected {
             line = line.style(Style::new().add_modifier(Modifier::REVERSED));
         }
@@ -83,6 +84,9 @@ fn row(m: &CapturedMessage, width: usize) -> Line<'static> {
     }
     if m.truncated {
         spans.push(Span::styled("truncated ", Style::new().fg(theme::WARN)));
+    }
+    if m.injected {
+        spans.push(Span::styled("injected ", Style::new().fg(theme::ACCENT)));
     }
     let used: usize = spans.iter().map(|s| s.content.chars().count()).sum();
     let preview = fmt::preview(payload, false);

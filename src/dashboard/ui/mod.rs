@@ -11,6 +11,7 @@ mod detail;
 mod header;
 mod messages;
 mod popup;
+mod tail;
 mod tunnels;
 
 use std::time::Duration;
@@ -77,9 +78,9 @@ pub fn draw(frame: &mut Frame, state: &State, ui: &Ui) {
     draw_footer(frame, foot, state, ui);
     match &ui.popup {
         Some(Popup::Confirm(p)) => popup::confirm(frame, area, p),
-        Some(Popup::Help) => popup::help(frame, area),
+        Some(Popup::Help) => popup::help(frame, area, ui.help_scroll),
         Some(Popup::Message(p)) => messages::full_view(frame, area, state, p),
-        Some(Popup::Filter) | None => {}
+        Some(Popup::Filter) | Some(Popup::Inject(_)) | None => {}
     }
 }
 
@@ -212,16 +213,47 @@ fn draw_log(frame: &mut Frame, area: Rect, state: &State) {
 
 fn draw_footer(frame: &mut Frame, area: Rect, state: &State, ui: &Ui) {
     if ui.popup == Some(Popup::Filter) {
+        let (text, hint) = match &ui.detail {
+            Some(d) => (
+                d.filter_text.as_str(),
+                match &d.filter_error {
+                    Some(e) => Span::styled(format!("   {e}"), Style::new().fg(theme::BAD)),
+                    None => Span::styled(
+                        "   words · re:REGEX · -> <- · op:text,binary,ping · Enter keep · Esc clear",
+                        theme::closed(),
+                    ),
+                },
+            ),
+            None => (
+                ui.filter.as_str(),
+                Span::styled(
+                    "   client, path, backend or header value · Enter keep · Esc clear",
+                    theme::closed(),
+                ),
+            ),
+        };
         let prompt = Line::from(vec![
             Span::styled(" / ", theme::key()),
             Span::raw("filter: "),
-            Span::styled(
-                ui.filter.as_str(),
-                Style::new().add_modifier(Modifier::BOLD),
-            ),
+            Span::styled(text, Style::new().add_modifier(Modifier::BOLD)),
+            Span::styled("█", Style::new().fg(theme::ACCENT)),
+            hint,
+        ]);
+        frame.render_widget(Paragraph::new(prompt), area);
+        return;
+    }
+    if let Some(Popup::Inject(p)) = &ui.popup {
+        let toward = match p.to {
+            crate::event::Side::Client => "← to client",
+            _ => "→ to backend",
+        };
+        let prompt = Line::from(vec![
+            Span::styled(" i ", theme::key()),
+            Span::styled(format!("send {toward}: "), theme::title()),
+            Span::styled(p.text.as_str(), Style::new().add_modifier(Modifier::BOLD)),
             Span::styled("█", Style::new().fg(theme::ACCENT)),
             Span::styled(
-                "   client, path, backend or header value · Enter keep · Esc clear",
+                "   Tab other side · hex: ping: close:CODE · Enter send · Esc cancel",
                 theme::closed(),
             ),
         ]);
@@ -247,6 +279,8 @@ fn draw_footer(frame: &mut Frame, area: Rect, state: &State, ui: &Ui) {
         Scope::Detail => &[
             (Action::MoveUp, "scroll", 3),
             (Action::Pause, "pause", 1),
+            (Action::Inject, "send", 2),
+            (Action::HoldClient, "hold", 3),
             (Action::CloseTunnel, "close", 2),
             (Action::ToggleLog, "log", 4),
             (Action::Back, "back", 0),

@@ -67,11 +67,12 @@ fn answer_line() -> Line<'static> {
 }
 
 /// Scopes in the order help lists them.
-const SCOPES: [Scope; 7] = [
+const SCOPES: [Scope; 8] = [
     Scope::Any,
     Scope::Overview,
     Scope::Detail,
     Scope::Message,
+    Scope::Inject,
     Scope::Confirm,
     Scope::Filter,
     Scope::Help,
@@ -92,18 +93,26 @@ fn help_lines(key_w: usize) -> Vec<Line<'static>> {
     lines
 }
 
-pub fn help(frame: &mut Frame, area: Rect) {
+/// The help overlay, scrolled down by `scroll` lines when it does not fit.
+pub fn help(frame: &mut Frame, area: Rect, scroll: usize) {
     let key_w = 8;
-    let lines = help_lines(key_w);
+    let mut lines = help_lines(key_w);
     let w = area.width.saturating_sub(2).min(100);
     // Two columns unless the list fits in one with room to spare.
     let two = (lines.len() as u16 + 3) > area.height.saturating_sub(2) || w >= 90;
+    let room = area.height.saturating_sub(3).max(1) as usize;
     let per_col = if two {
         lines.len().div_ceil(2)
     } else {
         lines.len()
-    };
-    let h = (per_col as u16 + 3).min(area.height);
+    }
+    .min(room);
+    let shown = if two { per_col * 2 } else { per_col };
+    let more = lines.len() > shown;
+    let scroll = scroll.min(lines.len().saturating_sub(shown));
+    lines.drain(..scroll);
+    lines.truncate(shown);
+    let h = (per_col as u16 + 2).min(area.height);
     let rect = centered(area, if two { w } else { w.min(50) }, h);
     let block = Block::bordered()
         .border_type(BorderType::Rounded)
@@ -114,7 +123,11 @@ pub fn help(frame: &mut Frame, area: Rect) {
                 Span::styled(" ?", theme::key()),
                 Span::raw("/"),
                 Span::styled("Esc", theme::key()),
-                Span::raw(" close · filter matches client, path, backend, header values "),
+                Span::raw(if more {
+                    " close · ↑↓ more "
+                } else {
+                    " close · filter matches client, path, backend, header values "
+                }),
             ])
             .right_aligned(),
         );

@@ -1,0 +1,245 @@
+//! Finding and talking in a tunnel's detail: `/` filters the frame tail and the
+//! message list (words, `re:`, `->`/`<-`, `op:`) and highlights what it found, `P`
+//! hides pings; `i` sends a message toward the backend or (Tab) the client, `h`/`H`
+//! hold a side, and the tail marks injected frames and shows what waits behind a
+//! hold. Drawn into a `TestBackend` at 80×24 and 160×48.
+
+use crossterm::event::KeyCode;
+use tunnelscope::control::{Command, InjectKind};
+use tunnelscope::dashboard::input::{handle, Effect, Popup, Ui};
+use tunnelscope::dashboard::state::State;
+use tunnelscope::event::{Dir, Event, HoldState, Side};
+
+use super::{at, busy_state, ch, key, sample, screen};
+
+/// Tunnel 7's detail open on a tail of an order, an answer, pings, and one frame
+/// the operator injected.
+fn with_tail() -> (State, Ui) {
+    let mut s = busy_state();
+    let mut injected = sample(4, Dir::BackendToClient, 0x1, 0, b"maintenance at noon", 3.5);
+    injected.injected = true;
+    let samples = vec![
+        sample(
+            0,
+            Dir::ClientToBackend,
+            0x1,
+            0,
+            br#"{"order":"A-1042"}"#,
+            3.0,
+        ),
+        sample(1, Dir::BackendToClient, 0x1, 0, b"accepted A-1042", 3.1),
+        sample(2, Dir::ClientToBackend, 0x9, 0, b"hb", 3.2),
+        sample(3, Dir::BackendToClient, 0xA, 0, b"hb", 3.3),
+        injected,
+    ];
+    s.apply(&Event::FrameSamples { id: 7, samples }, at(3.6));
+    let mut ui = Ui::default();
+    handle(key(KeyCode::Enter), &s, &mut ui);
+    assert_eq!(ui.detail.as_ref().map(|d| d.id), Some(7));
+    (s, ui)
+}
+
+fn type_line(s: &State, ui: &mut Ui, text: &str) {
+    for c in text.chars() {
+        handle(ch(c), s, ui);
+    }
+}
+
+#[test]
+fn slash_filters_the_tail_and_highlights_the_match() {
+    let (s, mut ui) = with_tail();
+    let text = screen(&s, &ui, 160, 48);
+    assert!(text.contains("→ ping"), "pings shown at first:\n{text}");
+    handle(ch('/'), &s, &mut ui);
+    type_line(&s, &mut ui, "a-1042");
+    for (w, h) in [(80, 24), (160, 48)] {
+        let text = screen(&s, &ui, w, h);
+        assert!(text.contains("filter: a-1042"), "the prompt:\n{text}");
+        assert!(text.contains("accepted A-1042"), "{w}x{h}\n{text}");
+        assert!(text.contains(r#""order":"A-1042""#), "{text}");
+        assert!(!text.contains("maintenance"), "filtered out:\n{text}");
+        assert!(!text.contains("→ ping"), "{text}");
+    }
+    handle(key(KeyCode::Enter), &s, &mut ui);
+    let text = screen(&s, &ui, 160, 48);
+    assert!(
+        text.contains("/ a-1042"),
+        "the filter stays in the title:\n{text}"
+    );
+
+    // The match is highlighted: its cells have the highlight's background.
+    let mut terminal = ratatui::Terminal::new(ratatui::backend::TestBackend::new(160, 48)).unwrap();
+    terminal
+        .draw(|f| tunnelscope::dashboard::ui::draw(f, &s, &ui))
+        .unwrap();
+    let buf = terminal.backend().buffer().clone();
+    let row = (0..48)
+        .find(|&y| {
+            let line: String = (0..160).map(|x| buf[(x, y)].symbol()).collect();
+            line.contains("accepted A-1042")
+        })
+        .expect("the answer's row");
+    let line: String = (0..160).map(|x| buf[(x, row)].symbol()).collect();
+    let col = line.find("A-1042").unwrap() as u16;
+    let (hit, before) = (&buf[(col, row)], &buf[(col - 2, row)]);
+    assert_ne!(hit.bg, before.bg, "the match stands out");
+
+    // Direction and opcode narrow it; a bad regex keeps the last good filter.
+    handle(ch('/'), &s, &mut ui);
+    for _ in 0..6 {
+        handle(key(KeyCode::Backspace), &s, &mut ui);
+    }
+    type_line(&s, &mut ui, "<- op:text re:(");
+    let text = screen(&s, &ui, 160, 48);
+    assert!(text.contains("re: regex parse error"), "{text}");
+    handle(key(KeyCode::Backspace), &s, &mut ui);
+    type_line(&s, &mut ui, "noon");
+    let text = screen(&s, &ui, 160, 48);
+    assert!(text.contains("maintenance at noon"), "{text}");
+    assert!(!text.contains("accepted"), "{text}");
+    handle(key(KeyCode::Esc), &s, &mut ui);
+    let text = screen(&s, &ui, 160, 48);
+    assert!(
+        text.contains("accepted") && text.contains("→ ping"),
+        "cleared:\n{text}"
+    );
+}
+
+#[test]
+fn p_hides_pings_and_pongs() {
+    let (s, mut ui) = with_tail();
+    handle(ch('P'), &s, &mut ui);
+    let text = screen(&s, &ui, 80, 24);
+    assert!(
+        !text.contains("→ ping") && !text.contains("← pong"),
+        "{text}"
+    );
+    assert!(text.contains("accepted A-1042"), "{text}");
+    assert!(text.contains("no pings"), "{text}");
+}
+
+#[test]
+fn injected_frames_are_marked_in_the_tail() {
+    let (s, ui) = with_tail();
+    for (w, h) in [(80, 24), (160, 48)] {
+        let text = screen(&s, &ui, w, h);
+        let line = text
+            .lines()
+            .find(|l| l.contains("maintenance"))
+            .unwrap_or_else(|| panic!("{w}x{h}\n{text}"));
+        assert!(line.contains("injected"), "{line}");
+    }
+}
+
+#[test]
+fn i_sends_toward_the_backend_or_after_tab_the_client() {
+    let (s, mut ui) = with_tail();
+    handle(ch('i'), &s, &mut ui);
+    assert!(matches!(ui.popup, Some(Popup::Inject(_))));
+    type_line(&s, &mut ui, r#"{"cmd":"refresh"}"#);
+    let text = screen(&s, &ui, 80, 24);
+    assert!(
+        text.contains(r#"send → to backend: {"cmd":"refresh"}"#),
+        "{text}"
+    );
+    let sent = handle(key(KeyCode::Enter), &s, &mut ui);
+    assert_eq!(
+        sent,
+        Some(Effect::Send(Command::Inject {
+            id: 7,
+            to: Side::Backend,
+            kind: InjectKind::Text,
+            payload: br#"{"cmd":"refresh"}"#.to_vec(),
+        }))
+    );
+    assert_eq!(ui.popup, None);
+
+    handle(ch('i'), &s, &mut ui);
+    handle(key(KeyCode::Tab), &s, &mut ui);
+    type_line(&s, &mut ui, "hex:00ff");
+    let text = screen(&s, &ui, 80, 24);
+    assert!(text.contains("send ← to client: hex:00ff"), "{text}");
+    let sent = handle(key(KeyCode::Enter), &s, &mut ui);
+    assert_eq!(
+        sent,
+        Some(Effect::Send(Command::Inject {
+            id: 7,
+            to: Side::Client,
+            kind: InjectKind::Binary,
+            payload: vec![0, 255],
+        }))
+    );
+
+    // A ping too long stays in the line, with the reason.
+    handle(ch('i'), &s, &mut ui);
+    type_line(&s, &mut ui, &format!("ping:{}", "x".repeat(130)));
+    assert_eq!(handle(key(KeyCode::Enter), &s, &mut ui), None);
+    assert!(matches!(ui.popup, Some(Popup::Inject(_))));
+    assert!(ui.flash.as_ref().unwrap().text.contains("125"));
+    handle(key(KeyCode::Esc), &s, &mut ui);
+    assert_eq!(ui.popup, None);
+
+    handle(ch('i'), &s, &mut ui);
+    type_line(&s, &mut ui, "close:4001 come back later");
+    assert_eq!(
+        handle(key(KeyCode::Enter), &s, &mut ui),
+        Some(Effect::Send(Command::CloseTunnel {
+            id: 7,
+            code: 4001,
+            reason: "come back later".into(),
+        }))
+    );
+}
+
+#[test]
+fn h_holds_the_client_and_the_tail_shows_what_waits() {
+    let (mut s, mut ui) = with_tail();
+    assert_eq!(
+        handle(ch('h'), &s, &mut ui),
+        Some(Effect::Send(Command::Hold {
+            id: 7,
+            from: Side::Client,
+            on: true
+        }))
+    );
+    let held = HoldState {
+        dir: Dir::ClientToBackend,
+        since: at(3.7),
+        waiting_bytes: Some(2048),
+        waiting_frames: Some(3),
+        at_least: false,
+        encrypted: false,
+    };
+    s.apply(
+        &Event::Hold {
+            id: 7,
+            dir: Dir::ClientToBackend,
+            state: Some(held),
+        },
+        at(3.8),
+    );
+    for (w, h) in [(80, 24), (160, 48)] {
+        let text = screen(&s, &ui, w, h);
+        assert!(
+            text.contains("HELD → 3 frames, 2.0 KiB waiting"),
+            "{w}x{h}\n{text}"
+        );
+    }
+    // Pressed again, it releases.
+    assert_eq!(
+        handle(ch('h'), &s, &mut ui),
+        Some(Effect::Send(Command::Hold {
+            id: 7,
+            from: Side::Client,
+            on: false
+        }))
+    );
+    assert_eq!(
+        handle(ch('H'), &s, &mut ui),
+        Some(Effect::Send(Command::Hold {
+            id: 7,
+            from: Side::Backend,
+            on: true
+        }))
+    );
+}
