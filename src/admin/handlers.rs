@@ -110,8 +110,19 @@ pub(crate) async fn handle(
                         .iter()
                         .any(|l| l.name == t.listener && l.tls);
                     let messages = (api.messages)(id).unwrap_or_default();
-                    let doc = super::har::har(t, &messages, tls, &api.redact);
+                    let doc = crate::inspect::har::har(t, &messages, tls, &api.redact);
                     reply::json(StatusCode::OK, &doc)
+                }
+                None => unknown_tunnel(id),
+            }
+        }
+        Endpoint::Recording(id) => {
+            let snapshot = (api.snapshot)();
+            match snapshot.tunnels.iter().find(|t| t.id == id) {
+                Some(t) => {
+                    let messages = (api.messages)(id).unwrap_or_default();
+                    let text = crate::inspect::recording::write(t, &messages, None, &api.redact);
+                    reply::with_type(StatusCode::OK, "application/jsonl", text)
                 }
                 None => unknown_tunnel(id),
             }

@@ -22,7 +22,6 @@
 mod events;
 mod guard;
 mod handlers;
-mod har;
 mod inject;
 mod json;
 mod metrics;

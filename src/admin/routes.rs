@@ -20,6 +20,7 @@ pub enum Endpoint {
     Tunnel(TunnelId),
     Messages(TunnelId),
     Har(TunnelId),
+    Recording(TunnelId),
     CloseTunnel(TunnelId),
     /// Inject a message (or close with a code).
     Send(TunnelId),
@@ -89,6 +90,7 @@ pub fn route(method: &Method, path: &str) -> Result<Endpoint, Miss> {
         }
         ["api", "tunnels", id, "messages"] => (tunnel_id(id).map(Messages), Method::GET),
         ["api", "tunnels", id, "har"] => (tunnel_id(id).map(Har), Method::GET),
+        ["api", "tunnels", id, "recording"] => (tunnel_id(id).map(Recording), Method::GET),
         ["api", "backends", pool, addr, action] => (backend(pool, addr, action), Method::POST),
         ["api", "pools", pool, "rebalance"] => (
             percent_decode(pool)

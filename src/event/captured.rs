@@ -32,6 +32,27 @@ pub struct CapturedMessage {
     pub inflated_len: u64,
     /// Sent by the proxy on an operator's request (inject), not by the peer.
     pub injected: bool,
+    /// Its frames as they went, in order (at most [`MAX_FRAMES_KEPT`]; `frames`
+    /// counts them all): each frame's payload is the next `len` bytes of `data`.
+    pub parts: Vec<CapturedFrame>,
+}
+
+/// Frames kept per captured message; a message in more frames keeps the first.
+pub const MAX_FRAMES_KEPT: usize = 256;
+
+/// One frame of a captured message, as it went on the wire.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CapturedFrame {
+    /// The frame's number in its direction (as in [`super::FrameSample`]).
+    pub seq: u64,
+    pub at: SystemTime,
+    /// Payload bytes.
+    pub len: u64,
+    pub fin: bool,
+    /// RSV1..RSV3 as the low three bits.
+    pub rsv: u8,
+    pub opcode: u8,
+    pub masked: bool,
 }
 
 /// One direction of a tunnel an operator holds: the proxy has stopped reading what

@@ -221,3 +221,93 @@ async fn the_proxy_wide_capture_budget_holds_under_a_flood() {
     assert!(kept <= 4000, "{kept} bytes kept over a budget of 4000");
     assert!(kept >= 2000, "the budget was used: {kept}");
 }
+
+/// `GET /api/tunnels/{id}/recording`: JSON Lines with the tunnel, the handshake
+/// (credentials redacted), then every frame with its bits: fragments, the ping
+/// between them, masked toward the backend, and the echo back unmasked.
+#[tokio::test]
+async fn a_tunnel_exports_as_a_json_lines_recording_with_every_frame() {
+    let b = Backend::start("b").await;
+    let proxy = proxy(&config(&b, "capture = \"all\"")).await;
+    let admin = Admin::start(&proxy, None).await;
+    let mut tcp = tokio::net::TcpStream::connect(proxy.local_addrs()[0])
+        .await
+        .unwrap();
+    tcp.write_all(
+        b"GET /rec?room=1 HTTP/1.1\r\nHost: localhost\r\nUpgrade: websocket\r\n\
+          Connection: Upgrade\r\nAuthorization: Bearer s3cret\r\n\
+          Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n",
+    )
+    .await
+    .unwrap();
+    let head = crate::common::http_fixtures::read_head(&mut tcp).await;
+    assert!(head.starts_with(b"HTTP/1.1 101"));
+    let mut bytes = fragment(0x1, b"part one, ", [1, 2, 3, 4]);
+    bytes.extend(frame(0x9, b"hb", Some([5, 6, 7, 8])));
+    bytes.extend(frame(0x0, b"part two", Some([9, 8, 7, 6])));
+    tcp.write_all(&bytes).await.unwrap();
+    let mut seen = Vec::new();
+    while seen.len() < 2 {
+        seen.push(read_frame(&mut tcp).await.expect("pong and echo"));
+    }
+
+    let id = proxy.snapshot().tunnels[0].id;
+    let reply = admin.get(&format!("/api/tunnels/{id}/recording")).await;
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    assert_eq!(reply.headers["content-type"], "application/jsonl");
+    let lines: Vec<Value> = reply
+        .body
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("each line is JSON"))
+        .collect();
+    assert_eq!(lines[0]["type"], "start");
+    assert_eq!(lines[0]["path"], "/rec?room=1");
+    assert_eq!(lines[1]["type"], "handshake");
+    let auth = lines[1]["request"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p[0] == "authorization")
+        .expect("the authorization header")
+        .clone();
+    assert_eq!(auth[1], "«redacted, 13 bytes»");
+    let frames: Vec<(String, u64, bool, bool)> = lines[2..]
+        .iter()
+        .map(|f| {
+            assert_eq!(f["type"], "frame", "{f}");
+            (
+                f["dir"].as_str().unwrap().to_string(),
+                f["opcode"].as_u64().unwrap(),
+                f["fin"].as_bool().unwrap(),
+                f["masked"].as_bool().unwrap(),
+            )
+        })
+        .collect();
+    let c2b: Vec<_> = frames.iter().filter(|f| f.0 == "c2b").cloned().collect();
+    assert_eq!(
+        c2b,
+        [
+            ("c2b".into(), 1, false, true),
+            ("c2b".into(), 9, true, true),
+            ("c2b".into(), 0, true, true)
+        ]
+    );
+    assert!(
+        frames.contains(&("b2c".into(), 1, true, false)),
+        "{frames:?}"
+    );
+    assert!(
+        frames.contains(&("b2c".into(), 10, true, false)),
+        "{frames:?}"
+    );
+    let first = &lines[2];
+    assert_eq!(first["text"], "part one, ");
+    // It reads back into the messages, as `tunnelscope replay` will.
+    let r = tunnelscope::inspect::recording::read(&reply.body).unwrap();
+    let texts: Vec<String> = r
+        .messages()
+        .iter()
+        .map(|m| String::from_utf8_lossy(&m.payload).into_owned())
+        .collect();
+    assert_eq!(texts, ["part one, part two", "part one, part two"]);
+}

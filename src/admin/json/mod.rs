@@ -16,7 +16,6 @@ use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::time::SystemTime;
 
-use chrono::{DateTime, SecondsFormat, Utc};
 use serde::Serialize;
 
 use crate::event::{
@@ -26,10 +25,7 @@ use crate::event::{
 
 pub use super::totals::{Diff, Totals};
 
-/// `2024-05-01T12:00:00.123Z`.
-pub fn rfc3339(at: SystemTime) -> String {
-    DateTime::<Utc>::from(at).to_rfc3339_opts(SecondsFormat::Millis, true)
-}
+pub use crate::inspect::rfc3339;
 
 /// Seconds since the proxy started (0 when unknown).
 pub fn uptime_seconds(s: &Snapshot, now: SystemTime) -> f64 {
@@ -228,58 +224,7 @@ impl<'a> TunnelDetail<'a> {
     }
 }
 
-/// Headers whose values are credentials: served as `«redacted, N bytes»` unless
-/// `[inspect] reveal_secrets = true`.
-pub const SECRET_HEADERS: [&str; 4] = [
-    "authorization",
-    "proxy-authorization",
-    "cookie",
-    "set-cookie",
-];
-
-/// Which header values the API serves redacted.
-#[derive(Debug, Clone)]
-pub struct Redact {
-    /// Lowercase names; empty when secrets are revealed.
-    names: Vec<String>,
-}
-
-impl Default for Redact {
-    fn default() -> Self {
-        Self::new(&[], false)
-    }
-}
-
-impl Redact {
-    pub fn new(extra: &[String], reveal: bool) -> Redact {
-        let names = if reveal {
-            Vec::new()
-        } else {
-            SECRET_HEADERS
-                .iter()
-                .map(|n| n.to_string())
-                .chain(extra.iter().map(|n| n.to_ascii_lowercase()))
-                .collect()
-        };
-        Redact { names }
-    }
-
-    pub(crate) fn pairs<'a>(
-        &self,
-        list: &'a crate::event::Headers,
-    ) -> Vec<(&'a str, Cow<'a, str>)> {
-        list.iter()
-            .map(|(name, value)| {
-                if self.names.iter().any(|n| n.eq_ignore_ascii_case(name)) {
-                    let shown = format!("«redacted, {} bytes»", value.len());
-                    (name, Cow::Owned(shown))
-                } else {
-                    (name, Cow::Borrowed(value))
-                }
-            })
-            .collect()
-    }
-}
+pub use crate::inspect::redact::Redact;
 
 /// Header lists are `[name, value]` pairs in the order they were seen.
 #[derive(Serialize)]

@@ -363,7 +363,16 @@ impl Scanner {
         self.keep_sample(now, fin, rsv, opcode, masked, len);
         self.seq += 1;
         if let Some(c) = self.capture.as_deref_mut() {
-            c.begin(now, kind, rsv, len, self.mask);
+            let frame = crate::event::CapturedFrame {
+                seq: self.seq - 1,
+                at: now,
+                len,
+                fin,
+                rsv,
+                opcode,
+                masked,
+            };
+            c.begin(frame, self.mask);
         }
 
         self.kind = kind;

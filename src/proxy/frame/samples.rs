@@ -117,7 +117,7 @@ impl Scanner {
         }
         self.seq += 1;
         if let Some(c) = &mut self.capture {
-            c.injected(at, crate::event::OpKind::from_opcode(opcode), payload);
+            c.injected(self.seq - 1, at, opcode, payload);
         }
     }
 }

@@ -24,6 +24,7 @@ fn captured(seq: u64, dir: Dir, kind: OpKind, data: &[u8]) -> CapturedMessage {
         inflated: None,
         inflated_len: 0,
         injected: false,
+        parts: Vec::new(),
     }
 }
 

@@ -11,7 +11,7 @@
 use std::collections::VecDeque;
 use std::time::SystemTime;
 
-use crate::event::{CapturedMessage as Message, Dir, OpKind};
+use crate::event::{CapturedFrame, CapturedMessage as Message, Dir, OpKind, MAX_FRAMES_KEPT};
 use crate::ws::unmask_into;
 
 /// The message being assembled.
@@ -133,6 +133,7 @@ pub fn deflate_resets(extensions: &str) -> Option<(bool, bool)> {
 /// Bytes a kept message holds: its payload and its inflated payload.
 fn cost(m: &Message) -> usize {
     m.data.len()
+        + m.parts.len() * std::mem::size_of::<CapturedFrame>()
         + m.inflated
             .as_ref()
             .map_or(0, |r| r.as_ref().map_or(0, Vec::len))
@@ -205,7 +206,9 @@ impl Capture {
     }
 
     /// A frame begins (its header has been read).
-    pub fn begin(&mut self, at: SystemTime, kind: OpKind, rsv: u8, len: u64, mask: [u8; 4]) {
+    pub fn begin(&mut self, frame: CapturedFrame, mask: [u8; 4]) {
+        let (at, rsv, len) = (frame.at, frame.rsv, frame.len);
+        let kind = OpKind::from_opcode(frame.opcode);
         let fresh = |kind| Building {
             message: Message {
                 seq: 0,
@@ -220,6 +223,7 @@ impl Capture {
                 inflated: None,
                 inflated_len: 0,
                 injected: false,
+                parts: Vec::new(),
             },
             mask,
             pos: 0,
@@ -237,6 +241,9 @@ impl Capture {
         };
         b.mask = mask;
         b.pos = 0;
+        if b.message.parts.len() < MAX_FRAMES_KEPT {
+            b.message.parts.push(frame);
+        }
         b.message.frames += 1;
         b.message.len += len;
     }
@@ -301,7 +308,8 @@ impl Capture {
 
     /// A whole message the proxy itself sent this way (an operator's injection),
     /// uncompressed and in one frame.
-    pub fn injected(&mut self, at: SystemTime, kind: OpKind, payload: &[u8]) {
+    pub fn injected(&mut self, seq: u64, at: SystemTime, opcode: u8, payload: &[u8]) {
+        let kind = OpKind::from_opcode(opcode);
         let keep = payload.len().min(self.cap);
         self.keep(Message {
             seq: 0,
@@ -316,6 +324,15 @@ impl Capture {
             inflated: None,
             inflated_len: 0,
             injected: true,
+            parts: vec![CapturedFrame {
+                seq,
+                at,
+                len: payload.len() as u64,
+                fin: true,
+                rsv: 0,
+                opcode,
+                masked: self.dir == Dir::ClientToBackend,
+            }],
         });
     }
 

@@ -11,13 +11,35 @@ fn plain(dir: Dir, cap: usize, budget: usize) -> Capture {
     Capture::new(dir, cap, budget, None, true)
 }
 
+/// A frame header as the scanner hands it over.
+fn head(kind: OpKind, rsv: u8, len: usize, fin: bool) -> crate::event::CapturedFrame {
+    let opcode = match kind {
+        OpKind::Continuation => 0,
+        OpKind::Text => 1,
+        OpKind::Binary => 2,
+        OpKind::Close => 8,
+        OpKind::Ping => 9,
+        OpKind::Pong => 10,
+        OpKind::Reserved => 3,
+    };
+    crate::event::CapturedFrame {
+        seq: 0,
+        at: t(),
+        len: len as u64,
+        fin,
+        rsv,
+        opcode,
+        masked: true,
+    }
+}
+
 fn frame(c: &mut Capture, kind: OpKind, fin: bool, payload: &[u8], mask: [u8; 4]) {
     let masked: Vec<u8> = payload
         .iter()
         .enumerate()
         .map(|(i, b)| b ^ mask[i % 4])
         .collect();
-    c.begin(t(), kind, 0, payload.len() as u64, mask);
+    c.begin(head(kind, 0, payload.len(), fin), mask);
     // Split anywhere: the key offset must carry on.
     let (a, b) = masked.split_at(masked.len() / 2);
     c.payload(a);
@@ -45,6 +67,27 @@ fn fragments_are_reassembled_and_a_ping_between_them_kept_apart() {
         (3, 18, false)
     );
     assert_eq!((got[0].seq, got[1].seq), (0, 1));
+    // Each frame as it went: opcodes, lengths and FIN in order.
+    let parts: Vec<_> = got[1]
+        .parts
+        .iter()
+        .map(|p| (p.opcode, p.len, p.fin))
+        .collect();
+    assert_eq!(parts, [(1, 7, false), (0, 6, false), (0, 5, true)]);
+}
+
+#[test]
+fn a_message_in_very_many_frames_keeps_only_the_first_frames_headers() {
+    let mut c = plain(Dir::ClientToBackend, 1 << 20, 1 << 20);
+    frame(&mut c, OpKind::Binary, false, b"a", [1, 2, 3, 4]);
+    for _ in 0..1000 {
+        frame(&mut c, OpKind::Continuation, false, b"b", [1, 2, 3, 4]);
+    }
+    frame(&mut c, OpKind::Continuation, true, b"c", [1, 2, 3, 4]);
+    let m = c.messages().next().unwrap();
+    assert_eq!(m.frames, 1002);
+    assert_eq!(m.parts.len(), crate::event::MAX_FRAMES_KEPT);
+    assert_eq!(m.data.len(), 1002);
 }
 
 #[test]
@@ -57,13 +100,15 @@ fn a_long_message_is_kept_truncated_at_the_cap_and_marked() {
 
 #[test]
 fn the_budget_evicts_the_oldest_messages_first() {
-    let mut c = plain(Dir::BackendToClient, 100, 250);
+    // Each message costs its payload and its one frame's header record.
+    let each = 100 + std::mem::size_of::<crate::event::CapturedFrame>();
+    let mut c = plain(Dir::BackendToClient, 100, each * 5 / 2);
     for i in 0..5u8 {
         frame(&mut c, OpKind::Binary, true, &[i; 100], [0; 4]);
     }
     let kept: Vec<u64> = c.messages().map(|m| m.seq).collect();
-    assert_eq!(kept, [3, 4], "within 250 bytes, newest kept");
-    assert_eq!(c.bytes_held(), 200);
+    assert_eq!(kept, [3, 4], "within two and a half messages, newest kept");
+    assert_eq!(c.bytes_held(), 2 * each);
 }
 
 #[test]
@@ -107,7 +152,7 @@ fn compressed(c: &mut Capture, payload: &[u8], mask: [u8; 4]) {
         .enumerate()
         .map(|(i, b)| b ^ mask[i % 4])
         .collect();
-    c.begin(t(), OpKind::Text, 0b100, payload.len() as u64, mask);
+    c.begin(head(OpKind::Text, 0b100, payload.len(), true), mask);
     for piece in masked.chunks(3) {
         c.payload(piece);
     }

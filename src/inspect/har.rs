@@ -10,7 +10,8 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use base64::Engine;
 use serde_json::{json, Value};
 
-use super::json::{rfc3339, Redact};
+use super::redact::Redact;
+use super::rfc3339;
 use crate::event::{CapturedMessage, Dir, OpKind, TunnelInfo};
 
 /// The HAR document of tunnel `t` with its captured `messages`; `tls` says whether
