@@ -28,6 +28,7 @@ pub mod demo;
 pub mod event;
 pub mod inspect;
 pub mod proxy;
+pub mod replay;
 mod sync;
 mod throttle;
 pub mod ws;

@@ -75,6 +75,23 @@ enum Cmd {
         #[arg(long)]
         pid: u32,
     },
+    /// Play the client side of a recording (`GET /api/tunnels/{id}/recording`)
+    /// against a backend and report where its answers differ: exit 0 when every
+    /// answer came as recorded, 1 when not, 2 when it could not replay.
+    Replay {
+        /// The recording (JSON Lines).
+        file: PathBuf,
+        /// The backend to play against, e.g. ws://127.0.0.1:9001/chat.
+        #[arg(long, value_name = "URL")]
+        to: String,
+        /// `answers`: each client message waits for the answers recorded before it;
+        /// `original`: the recorded pace.
+        #[arg(long, value_enum, default_value = "answers")]
+        timing: tunnelscope::replay::Timing,
+        /// How long an expected answer is waited for (e.g. 5s, 500ms).
+        #[arg(long, default_value = "5s", value_parser = tunnelscope::config::duration::parse)]
+        wait: std::time::Duration,
+    },
     /// Run one of the demo's backends on its own, to put behind the proxy: WebSocket
     /// /echo, /chat and /ticker, and the chat page at /. Prints `listening on ADDR`,
     /// then runs until SIGINT or SIGTERM. Kill it to see its clients move elsewhere.
@@ -102,6 +119,12 @@ fn main() -> ExitCode {
         }
         Some(Cmd::Backend { listen, name }) => return block_on(backend(*listen, name.clone())),
         Some(Cmd::Upgrade { pid }) => return signal_upgrade(*pid),
+        Some(Cmd::Replay {
+            file,
+            to,
+            timing,
+            wait,
+        }) => return replay(file, to, *timing, *wait),
         None => {}
     }
     // First, while this is the only thread: sockets handed over by the process this
@@ -166,6 +189,42 @@ fn check(file: &Path) -> ExitCode {
             print!("{}", config.check_report());
             ExitCode::SUCCESS
         }
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn replay(
+    file: &Path,
+    to: &str,
+    timing: tunnelscope::replay::Timing,
+    wait: std::time::Duration,
+) -> ExitCode {
+    let recording = match std::fs::read_to_string(file) {
+        Ok(text) => text,
+        Err(e) => {
+            eprintln!("error: {}: {e}", file.display());
+            return ExitCode::from(2);
+        }
+    };
+    let opts = tunnelscope::replay::Options {
+        recording,
+        to: to.to_string(),
+        timing,
+        wait,
+    };
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    match runtime.block_on(tunnelscope::replay::run(&opts, &mut std::io::stdout())) {
+        Ok(report) if report.matched() => ExitCode::SUCCESS,
+        Ok(_) => ExitCode::from(1),
         Err(e) => {
             eprintln!("error: {e}");
             ExitCode::from(2)

@@ -29,6 +29,7 @@ mod pacing;
 mod plain_http;
 mod relay;
 mod reload;
+mod replay;
 mod tui_e2e;
 mod upgrade;
 mod upstream_tls;
