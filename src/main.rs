@@ -304,7 +304,12 @@ async fn run(
         admin: admin_socket.as_ref(),
         requests: &mut upgrades,
     };
-    match attend(&proxy, logs, None, kill, &mut signals, Some(upgrade)).await? {
+    let screen = Screen {
+        banner: None,
+        kill_close: kill,
+        redact: tunnelscope::inspect::redact::Redact::new(&redact, reveal),
+    };
+    match attend(&proxy, logs, screen, &mut signals, Some(upgrade)).await? {
         Next::Stop => {
             proxy.shutdown();
             finish(proxy.wait(), &mut signals).await;
@@ -385,15 +390,12 @@ async fn demo(logs: Option<LogReceiver>) -> anyhow::Result<()> {
         "demo: open {} in a browser to join the chat · d drain · x kill · ? help",
         demo.url
     );
-    let stop = attend(
-        &demo.proxy,
-        logs,
-        Some(banner),
-        KillClose::default(),
-        &mut signals,
-        None,
-    )
-    .await?;
+    let screen = Screen {
+        banner: Some(banner),
+        kill_close: KillClose::default(),
+        redact: Default::default(),
+    };
+    let stop = attend(&demo.proxy, logs, screen, &mut signals, None).await?;
     if matches!(stop, Next::Stop) {
         finish(demo.stop(), &mut signals).await;
     }
@@ -410,14 +412,21 @@ enum Next {
     Retire(u32),
 }
 
+/// What the dashboard is told about how to show things.
+struct Screen {
+    banner: Option<String>,
+    kill_close: KillClose,
+    /// Header values shown redacted (`[inspect] redact`, `reveal_secrets`).
+    redact: tunnelscope::inspect::redact::Redact,
+}
+
 /// Runs until it is time to stop: the dashboard quits, a signal arrives (headless or
 /// not), a shutdown was requested (the admin API), or, headless, an upgrade (SIGUSR2
 /// or the admin API) has handed everything to a new process.
 async fn attend(
     proxy: &ProxyHandle,
     logs: Option<LogReceiver>,
-    banner: Option<String>,
-    kill_close: KillClose,
+    screen: Screen,
     signals: &mut Signals,
     upgrader: Option<Upgrader<'_>>,
 ) -> anyhow::Result<Next> {
@@ -461,8 +470,9 @@ async fn attend(
     let events = proxy.subscribe();
     let options = dashboard::Options {
         logs: Some(logs),
-        banner,
-        kill_close,
+        banner: screen.banner,
+        kill_close: screen.kill_close,
+        redact: screen.redact,
         messages: Some(std::sync::Arc::new(proxy.messages_source())),
         ..Default::default()
     };

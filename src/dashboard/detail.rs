@@ -28,6 +28,9 @@ pub struct Detail {
     pub filter_error: Option<String>,
     /// Pings and pongs are left out (`P`).
     pub hide_pings: bool,
+    /// How header values are shown: redacted as the API does, unless revealed
+    /// (`v`) for the session.
+    pub redact: crate::inspect::redact::Redact,
 }
 
 /// A parsed filter, compared by the line it came from.
@@ -57,6 +60,7 @@ impl Detail {
             filter: TailFilterState::default(),
             filter_error: None,
             hide_pings: false,
+            redact: Default::default(),
         }
     }
 

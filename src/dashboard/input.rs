@@ -36,8 +36,8 @@ pub enum Effect {
     Quit,
     /// Put these bytes on the clipboard (the terminal's, by OSC 52).
     Copy(Vec<u8>),
-    /// Write these bytes to a new file of this name in the working directory.
-    Save(String, Vec<u8>),
+    /// Write new files of these names, with these bytes, in the working directory.
+    Save(Vec<(String, Vec<u8>)>),
 }
 
 /// The overview panel that has the keyboard.
@@ -103,6 +103,11 @@ pub struct Ui {
     pub kill_close: KillClose,
     /// Lines the help overlay is scrolled down by (when it does not fit).
     pub help_scroll: usize,
+    /// The header values shown redacted (`[inspect] reveal_secrets`, `redact`);
+    /// exports use it as it is.
+    pub redact: crate::inspect::redact::Redact,
+    /// Secrets revealed on screen for this session (`v`).
+    pub revealed: bool,
 }
 
 /// The Close frame a kill sends to the backend's clients.
@@ -148,6 +153,15 @@ impl Ui {
     /// The selected backend's index, clamped to the list.
     pub fn backend_index(&self, state: &State) -> Option<usize> {
         (!state.backends.is_empty()).then(|| self.backend_sel.min(state.backends.len() - 1))
+    }
+
+    /// How header values are shown on screen now.
+    pub fn shown_redaction(&self) -> crate::inspect::redact::Redact {
+        if self.revealed {
+            crate::inspect::redact::Redact::new(&[], true)
+        } else {
+            self.redact.clone()
+        }
     }
 
     /// Puts a message in the footer.
@@ -289,6 +303,20 @@ pub fn perform(action: Action, state: &State, ui: &mut Ui) -> Option<Effect> {
         Action::OpenMessage => message_keys::open(state, ui),
         Action::NextView | Action::Copy | Action::Save | Action::SwitchTarget => {}
         Action::Inject => super::inject::open(state, ui),
+        Action::Reveal => {
+            ui.revealed = !ui.revealed;
+            let shown = ui.shown_redaction();
+            if let Some(d) = ui.detail.as_mut() {
+                d.redact = shown;
+            }
+            let text = if ui.revealed {
+                "credentials shown for this session (v hides them)"
+            } else {
+                "credentials redacted"
+            };
+            ui.flash(text, now, false);
+        }
+        Action::Export => return super::export::export(state, ui),
         Action::HidePings => {
             if let Some(d) = ui.detail.as_mut() {
                 d.hide_pings = !d.hide_pings;
@@ -379,7 +407,9 @@ fn open(state: &State, ui: &mut Ui) {
             let rows = ui.rows(state);
             if let Some(i) = ui.selected_index(&rows) {
                 ui.select_row(&rows, i);
-                ui.detail = Some(Detail::new(rows[i].tunnel.id));
+                let mut d = Detail::new(rows[i].tunnel.id);
+                d.redact = ui.shown_redaction();
+                ui.detail = Some(d);
             }
         }
     }

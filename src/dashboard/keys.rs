@@ -52,6 +52,10 @@ pub enum Action {
     Inject,
     /// In that line: send toward the other side.
     SwitchTarget,
+    /// Show or redact credential header values (for the session).
+    Reveal,
+    /// Write the tunnel as HAR and as a JSON Lines recording.
+    Export,
     /// Hide or show pings and pongs in the detail's lists.
     HidePings,
     /// Hold or release what the client sends.
@@ -209,6 +213,8 @@ pub const BINDINGS: &[Binding] = &[
     bind(&[Key::ch('m')], S::Detail, A::ToggleMessages, "frames / whole messages"),
     bind(&[Key::plain(K::Enter)], S::Detail, A::OpenMessage, "open the message in full"),
     bind(&[Key::ch('/')], S::Detail, A::Filter, "filter (words, re:, -> <-, op:)"),
+    bind(&[Key::ch('v')], S::Detail, A::Reveal, "show / redact credential headers"),
+    bind(&[Key::ch('E')], S::Detail, A::Export, "export as HAR and JSON Lines files"),
     bind(&[Key::ch('P')], S::Detail, A::HidePings, "hide / show pings and pongs"),
     bind(&[Key::ch('i')], S::Detail, A::Inject, "send a message into the tunnel"),
     bind(&[Key::ch('h')], S::Detail, A::HoldClient, "hold / release what the client sends"),

@@ -116,7 +116,7 @@ pub fn in_view(action: Action, state: &State, ui: &mut Ui) -> Option<Effect> {
                 crate::event::Dir::BackendToClient => "b2c",
             };
             let name = format!("tunnel-{}-{dir}-{}.{ext}", p.tunnel, m.seq);
-            return Some(Effect::Save(name, payload.to_vec()));
+            return Some(Effect::Save(vec![(name, payload.to_vec())]));
         }
         Action::Cancel => ui.popup = None,
         _ => {}

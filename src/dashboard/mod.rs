@@ -11,6 +11,7 @@
 
 mod backend_keys;
 pub mod detail;
+mod export;
 pub mod fmt;
 pub mod inject;
 pub mod input;
@@ -73,6 +74,8 @@ pub struct Options {
     pub messages: Option<MessagesSource>,
     /// Copy (`y`) writes an OSC 52 sequence to stdout (set by [`run_terminal`]).
     pub osc52: bool,
+    /// Header values shown redacted unless revealed (`v`), and in exports.
+    pub redact: crate::inspect::redact::Redact,
 }
 
 /// A tunnel's captured messages, None when it is not live (see
@@ -102,6 +105,7 @@ impl Default for Options {
             kill_close: input::KillClose::default(),
             messages: None,
             osc52: false,
+            redact: Default::default(),
         }
     }
 }
@@ -124,6 +128,7 @@ pub async fn run<B: Backend>(
     state.banner = options.banner.take();
     let mut ui = Ui {
         kill_close: options.kill_close.clone(),
+        redact: options.redact.clone(),
         ..Ui::default()
     };
     let mut tick = tokio::time::interval(options.tick);
@@ -173,18 +178,26 @@ pub async fn run<B: Backend>(
                     let _ = out.flush();
                 }
                 Some(Effect::Copy(_)) => {}
-                Some(Effect::Save(name, bytes)) => {
-                    // A new file only: an existing one is never overwritten.
-                    let written = std::fs::OpenOptions::new()
-                        .write(true)
-                        .create_new(true)
-                        .open(&name)
-                        .and_then(|mut f| std::io::Write::write_all(&mut f, &bytes));
-                    match written {
-                        Ok(()) => {
-                            ui.flash(format!("wrote {} bytes to {name}", bytes.len()), now, false)
+                Some(Effect::Save(files)) => {
+                    let mut done = Vec::new();
+                    for (name, bytes) in &files {
+                        // New files only: an existing one is never overwritten.
+                        let written = std::fs::OpenOptions::new()
+                            .write(true)
+                            .create_new(true)
+                            .open(name)
+                            .and_then(|mut f| std::io::Write::write_all(&mut f, bytes));
+                        match written {
+                            Ok(()) => done.push(format!("{name} ({} bytes)", bytes.len())),
+                            Err(e) => {
+                                ui.flash(format!("cannot write {name}: {e}"), now, true);
+                                done.clear();
+                                break;
+                            }
                         }
-                        Err(e) => ui.flash(format!("cannot write {name}: {e}"), now, true),
+                    }
+                    if !done.is_empty() {
+                        ui.flash(format!("wrote {}", done.join(" and ")), now, false);
                     }
                 }
                 Some(Effect::Send(cmd)) => {

@@ -63,6 +63,24 @@ impl Tunnel {
         }
     }
 
+    /// The tunnel as the proxy describes it, for exports.
+    pub fn info(&self) -> TunnelInfo {
+        TunnelInfo {
+            id: self.id,
+            opened: self.opened,
+            client: self.client,
+            listener: self.listener.clone(),
+            route: self.route.clone(),
+            path: self.path.clone(),
+            backend: self.backend.clone(),
+            handshake: self.handshake.clone(),
+            stats: self.stats.clone(),
+            samples: self.tail.iter().cloned().collect(),
+            idle_timeout: self.idle_timeout,
+            held: self.held.clone(),
+        }
+    }
+
     pub(super) fn from_info(info: &TunnelInfo, now: SystemTime) -> Self {
         let mut t = Self::opened(info.id, info.opened, info.client);
         t.listener = info.listener.clone();

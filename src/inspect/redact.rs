@@ -14,7 +14,7 @@ pub const SECRET_HEADERS: [&str; 4] = [
 ];
 
 /// Which header values the API serves redacted.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Redact {
     /// Lowercase names; empty when secrets are revealed.
     names: Vec<String>,
@@ -38,6 +38,11 @@ impl Redact {
                 .collect()
         };
         Redact { names }
+    }
+
+    /// Whether nothing is redacted (secrets revealed).
+    pub fn reveals(&self) -> bool {
+        self.names.is_empty()
     }
 
     pub fn pairs<'a>(&self, list: &'a crate::event::Headers) -> Vec<(&'a str, Cow<'a, str>)> {

@@ -65,7 +65,7 @@ pub fn draw(frame: &mut Frame, area: Rect, state: &State, d: &Detail) {
     ])
     .areas(inner);
     frame.render_widget(Paragraph::new(summary), sum_a);
-    headers(frame, head_a, t);
+    headers(frame, head_a, t, d);
     if wide {
         let [c, tail_a] =
             Layout::horizontal([Constraint::Length(COUNTERS_W), Constraint::Fill(1)]).areas(low_a);
@@ -268,7 +268,7 @@ fn compact_counters(s: &DirStats, dir: Dir) -> Line<'static> {
     ])
 }
 
-fn headers(frame: &mut Frame, area: Rect, t: &Tunnel) {
+fn headers(frame: &mut Frame, area: Rect, t: &Tunnel, d: &Detail) {
     let Some(h) = &t.handshake else {
         let msg = "Handshake in progress: headers appear once the backend answers 101.";
         frame.render_widget(Paragraph::new(msg).style(theme::closed()), area);
@@ -296,10 +296,12 @@ fn headers(frame: &mut Frame, area: Rect, t: &Tunnel) {
         } else {
             room
         };
-        for (k, v) in hs.iter().take(shown) {
+        let redacted = d.redact.pairs(hs);
+        for ((k, v), (_, shown_v)) in hs.iter().zip(&redacted).take(shown) {
             // What the proxy added or rewrote on the way to the backend stands out:
             // that is the difference one opens this view to see.
             let rewritten = i == 1 && !h.request_in.iter().any(|(k2, v2)| k2 == k && v2 == v);
+            let v = shown_v.as_ref();
             let value = if rewritten {
                 Style::new().fg(theme::OK)
             } else {

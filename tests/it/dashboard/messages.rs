@@ -83,7 +83,10 @@ fn enter_opens_the_chosen_message_as_json_then_tab_shows_hex_and_esc_closes() {
     // `w` writes it to a file named after the tunnel, direction and number.
     assert_eq!(
         handle(ch('w'), &s, &mut ui),
-        Some(Effect::Save("tunnel-7-c2b-0.json".into(), ORDER.to_vec()))
+        Some(Effect::Save(vec![(
+            "tunnel-7-c2b-0.json".into(),
+            ORDER.to_vec()
+        )]))
     );
 
     handle(key(KeyCode::Tab), &s, &mut ui);

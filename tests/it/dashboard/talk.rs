@@ -243,3 +243,103 @@ fn h_holds_the_client_and_the_tail_shows_what_waits() {
         }))
     );
 }
+
+/// Tunnel 7 again, its client having sent credentials.
+fn with_credentials() -> (State, Ui) {
+    let (mut s, _) = with_tail();
+    let mut hs = super::handshake(false);
+    hs.request_in = tunnelscope::event::Headers::from_pairs([
+        ("host", "chat.example"),
+        ("authorization", "Bearer s3cret-token"),
+        ("cookie", "session=abc123"),
+    ]);
+    s.apply(
+        &Event::Handshake {
+            id: 7,
+            handshake: hs,
+        },
+        at(3.9),
+    );
+    let mut ui = Ui {
+        redact: tunnelscope::inspect::redact::Redact::new(&[], false),
+        ..Ui::default()
+    };
+    handle(key(KeyCode::Enter), &s, &mut ui);
+    (s, ui)
+}
+
+#[test]
+fn credentials_are_redacted_until_v_reveals_them_for_the_session() {
+    let (s, mut ui) = with_credentials();
+    let text = screen(&s, &ui, 160, 48);
+    assert!(
+        text.contains("authorization: «redacted, 19 bytes»"),
+        "{text}"
+    );
+    assert!(!text.contains("s3cret"), "{text}");
+    handle(ch('v'), &s, &mut ui);
+    let text = screen(&s, &ui, 160, 48);
+    assert!(
+        text.contains("authorization: Bearer s3cret-token"),
+        "{text}"
+    );
+    assert!(text.contains("cookie: session=abc123"), "{text}");
+    // Back to the overview and into the detail again: still revealed this session.
+    handle(key(KeyCode::Esc), &s, &mut ui);
+    handle(key(KeyCode::Enter), &s, &mut ui);
+    assert!(screen(&s, &ui, 160, 48).contains("Bearer s3cret-token"));
+    handle(ch('v'), &s, &mut ui);
+    assert!(!screen(&s, &ui, 160, 48).contains("s3cret"));
+}
+
+#[test]
+fn e_exports_har_and_a_recording_with_credentials_redacted_even_when_shown() {
+    let (mut s, mut ui) = with_credentials();
+    s.messages = Some((
+        7,
+        vec![tunnelscope::event::CapturedMessage {
+            seq: 0,
+            at: at(3.0),
+            dir: Dir::ClientToBackend,
+            kind: tunnelscope::event::OpKind::Text,
+            compressed: false,
+            len: 5,
+            frames: 1,
+            data: b"hello".to_vec(),
+            truncated: false,
+            inflated: None,
+            inflated_len: 0,
+            injected: false,
+            parts: vec![tunnelscope::event::CapturedFrame {
+                seq: 0,
+                at: at(3.0),
+                len: 5,
+                fin: true,
+                rsv: 0,
+                opcode: 1,
+                masked: true,
+            }],
+        }],
+    ));
+    handle(ch('v'), &s, &mut ui);
+    let Some(Effect::Save(files)) = handle(ch('E'), &s, &mut ui) else {
+        panic!("E saves files")
+    };
+    let names: Vec<&str> = files.iter().map(|(n, _)| n.as_str()).collect();
+    assert_eq!(names, ["tunnel-7.har", "tunnel-7.jsonl"]);
+    let har: serde_json::Value = serde_json::from_slice(&files[0].1).unwrap();
+    let entry = &har["log"]["entries"][0];
+    assert_eq!(entry["_webSocketMessages"][0]["data"], "hello");
+    let auth = entry["request"]["headers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|h| h["name"] == "authorization")
+        .unwrap()
+        .clone();
+    assert_eq!(auth["value"], "«redacted, 19 bytes»");
+    let jsonl = String::from_utf8(files[1].1.clone()).unwrap();
+    assert!(!jsonl.contains("s3cret"), "{jsonl}");
+    let r = tunnelscope::inspect::recording::read(&jsonl).unwrap();
+    assert_eq!(r.messages()[0].payload, b"hello");
+}
