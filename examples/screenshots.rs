@@ -456,6 +456,7 @@ fn closed_and_refused(state: &mut State, now: SystemTime) {
                 side,
                 duration: Duration::from_secs(180),
                 stats,
+                error: None,
             },
             at,
         );

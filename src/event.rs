@@ -439,6 +439,8 @@ pub enum Event {
         side: Side,
         duration: Duration,
         stats: TunnelStats,
+        /// The I/O error it ended on (a reset, a TLS failure), if any.
+        error: Option<String>,
     },
     BackendState(BackendInfo),
     /// A backend name resolved to another set of addresses (backends joined or

@@ -75,6 +75,9 @@ pub enum Message<'a> {
         duration_seconds: f64,
         client_to_backend: Direction<'a>,
         backend_to_client: Direction<'a>,
+        /// The I/O error it ended on (a reset, a TLS failure), if any.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        error: Option<&'a str>,
     },
     BackendState(Backend<'a>),
     ConfigReloaded(json::Diff),
@@ -157,6 +160,7 @@ impl<'a> Message<'a> {
                 side,
                 duration,
                 stats,
+                error,
             } => {
                 let [client_to_backend, backend_to_client] = Direction::both(stats, false);
                 Message::TunnelClosed {
@@ -167,6 +171,7 @@ impl<'a> Message<'a> {
                     duration_seconds: duration.as_secs_f64(),
                     client_to_backend,
                     backend_to_client,
+                    error: error.as_deref(),
                 }
             }
             Event::BackendState(info) => Message::BackendState(json::Backend::new(info)),

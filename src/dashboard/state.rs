@@ -55,6 +55,8 @@ pub enum Ending {
         reason: String,
         side: Side,
         duration: Duration,
+        /// The I/O error it ended on, if any.
+        error: Option<String>,
     },
     /// The handshake failed; there never was a tunnel.
     Refused(Refusal),
@@ -223,6 +225,7 @@ impl State {
                 side,
                 duration,
                 stats,
+                error,
             } => {
                 if let Some(mut t) = self.tunnels.remove(id) {
                     let (c2b, b2c) = delta(&t.stats, stats);
@@ -233,6 +236,7 @@ impl State {
                         reason: reason.clone(),
                         side: *side,
                         duration: *duration,
+                        error: error.clone(),
                     };
                     self.retire(t, ending, now);
                 }

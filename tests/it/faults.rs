@@ -222,12 +222,22 @@ async fn a_hundred_tunnels_dropped_without_close_all_end_and_backends_return_to_
     }
 
     let mut ended = HashSet::new();
+    let mut resets = 0;
     let mut active: HashMap<String, u64> = HashMap::new();
     tokio::time::timeout(WAIT, async {
         while ended.len() < 100 || active.len() < 2 || active.values().any(|n| *n != 0) {
             match events.recv().await {
-                Ok(Event::TunnelClosed { id, .. }) => {
+                Ok(Event::TunnelClosed {
+                    id, error, side, ..
+                }) => {
                     ended.insert(id);
+                    // The cause is there for whoever reads it: the reset, on the
+                    // client's side.
+                    if let Some(e) = error {
+                        assert!(e.contains("reset"), "{e}");
+                        assert_eq!(side, tunnelscope::event::Side::Client);
+                        resets += 1;
+                    }
                 }
                 Ok(Event::BackendState(info)) => {
                     active.insert(info.id.to_string(), info.active_tunnels);
@@ -245,6 +255,7 @@ async fn a_hundred_tunnels_dropped_without_close_all_end_and_backends_return_to_
         )
     });
 
+    assert_eq!(resets, 50, "each reset is reported as the cause");
     let snap = proxy.snapshot();
     assert!(
         snap.tunnels.is_empty(),

@@ -98,6 +98,7 @@ fn title<'a>(t: &Tunnel, closed: Option<&ClosedTunnel>, state: &State) -> Line<'
             reason,
             side,
             duration,
+            error,
         }) => {
             let code = code.map_or_else(
                 || "no code".into(),
@@ -108,9 +109,12 @@ fn title<'a>(t: &Tunnel, closed: Option<&ClosedTunnel>, state: &State) -> Line<'
             } else {
                 format!(" \"{reason}\"")
             };
+            let error = error
+                .as_ref()
+                .map_or(String::new(), |e| format!(" · error: {e}"));
             (
                 format!(
-                    "closed by {side} · {code}{reason} · after {}",
+                    "closed by {side} · {code}{reason}{error} · after {}",
                     fmt::duration(*duration)
                 ),
                 theme::closed(),

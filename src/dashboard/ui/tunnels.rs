@@ -98,6 +98,12 @@ pub fn draw(frame: &mut Frame, area: Rect, state: &State, ui: &Ui) {
     cols[1].width = widest(&|r| r.tunnel.client.to_string().len()).clamp(6, 40);
     cols[3].width =
         widest(&|r| r.tunnel.backend.as_ref().map_or(1, |b| b.to_string().len())).clamp(7, 40);
+    // Closed tunnels say why in the Last column: as wide as that needs, within reason.
+    cols[11].width = widest(&|r| {
+        r.closed
+            .map_or(0, |c| ending_text(&c.ending).chars().count())
+    })
+    .clamp(14, 36);
     let keep = fit(&cols, inner.width);
     let header = Row::new(keep.iter().map(|&c| {
         let mut t = cols[c].title.to_string();
@@ -216,13 +222,31 @@ fn last_cell(r: &rows::Row, state: &State) -> Cell<'static> {
         );
         return Cell::from(Line::from(vec![quiet, cut]));
     };
-    let text = match &closed.ending {
-        Ending::Closed { code, side, .. } => {
+    let text = ending_text(&closed.ending);
+    Cell::from(Span::styled(text, Style::new().add_modifier(Modifier::DIM)))
+}
+
+/// How a closed tunnel's *Last* cell says it ended: who, the code, and why.
+fn ending_text(ending: &Ending) -> String {
+    match ending {
+        Ending::Closed {
+            code,
+            side,
+            reason,
+            error,
+            ..
+        } => {
+            // Who, the code, and why: the reason says which timer or command
+            // (idle timeout, backend drained, closed by operator…).
             let code = code.map_or_else(|| "-".to_string(), |c| c.to_string());
-            format!("{code} {side}")
+            let why = error.as_deref().unwrap_or(reason);
+            if why.is_empty() {
+                format!("{code} {side}")
+            } else {
+                format!("{code} {side}: {why}")
+            }
         }
         Ending::Refused(r) => format!("refused {}", r.status),
         Ending::Lost => "missed".to_string(),
-    };
-    Cell::from(Span::styled(text, Style::new().add_modifier(Modifier::DIM)))
+    }
 }

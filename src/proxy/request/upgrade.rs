@@ -422,6 +422,7 @@ async fn run_tunnel(
         close_code = ending.code.map_or_else(|| "-".to_string(), |c| c.to_string()),
         closed_by = %ending.side,
         error = ending.error.as_deref().unwrap_or("-"),
+        reason = %ending.reason,
         "tunnel closed"
     );
     if core.observed() {
@@ -432,6 +433,7 @@ async fn run_tunnel(
             side: ending.side,
             duration,
             stats,
+            error: ending.error,
         });
     }
     drop(lease);

@@ -75,22 +75,49 @@ fn overview_at_160x48_has_room_for_every_column() {
 }
 
 #[test]
-fn closed_tunnels_show_their_close_code_and_side() {
+fn closed_tunnels_show_who_closed_the_code_and_why() {
     let mut s = busy_state();
     s.apply(
         &Event::TunnelClosed {
             id: 8,
             code: Some(1001),
-            reason: "bye".into(),
-            side: Side::Backend,
+            reason: "idle timeout".into(),
+            side: Side::Proxy,
             duration: Duration::from_secs(3),
             stats: TunnelStats::default(),
+            error: None,
         },
         at(4.0),
     );
-    let text = screen(&s, &Ui::default(), 80, 24);
-    assert!(text.contains("1001 backend"), "{text}");
+    let text = screen(&s, &Ui::default(), 160, 48);
+    assert!(text.contains("1001 proxy: idle timeout"), "{text}");
     assert!(text.contains("1 live · 1 closed"), "{text}");
+
+    // A connection reset is the cause when there was one.
+    s.apply(
+        &Event::TunnelClosed {
+            id: 7,
+            code: None,
+            reason: String::new(),
+            side: Side::Client,
+            duration: Duration::from_secs(3),
+            stats: TunnelStats::default(),
+            error: Some("connection reset by peer".into()),
+        },
+        at(4.0),
+    );
+    let text = screen(&s, &Ui::default(), 160, 48);
+    assert!(
+        text.contains("- client: connection reset by peer"),
+        "{text}"
+    );
+    let mut ui = Ui::default();
+    handle(key(KeyCode::Enter), &s, &mut ui);
+    let text = screen(&s, &ui, 160, 48);
+    assert!(
+        text.contains("closed by client · no code · error: connection reset by peer"),
+        "{text}"
+    );
 }
 
 /// A drain waiting for its deadline counts down; a running paced close shows its

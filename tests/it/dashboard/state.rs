@@ -20,6 +20,7 @@ fn close(state: &mut State, id: u64, code: Option<u16>, side: Side, when: f64) {
             side,
             duration: Duration::from_secs(5),
             stats: TunnelStats::default(),
+            error: None,
         },
         at(when),
     );
@@ -114,6 +115,7 @@ fn closed_tunnels_keep_code_and_side_for_a_minute() {
             reason: String::new(),
             side: Side::Client,
             duration: Duration::from_secs(5),
+            error: None,
         }
     );
     assert!(
