@@ -15,7 +15,7 @@ mod counters;
 mod headers;
 mod operations;
 
-pub use self::captured::{CapturedFrame, CapturedMessage, HoldState, MAX_FRAMES_KEPT};
+pub use self::captured::{CapturedFrame, CapturedMessage, HoldState, SearchHit, MAX_FRAMES_KEPT};
 pub use self::operations::{CheckResult, PaceCause, PacedClose, Resolution};
 
 pub use counters::{ConfigDiff, Counters, Flow, Limit};

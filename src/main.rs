@@ -287,6 +287,7 @@ async fn run(
             proxy.control(),
         )
         .with_messages(proxy.messages_source())
+        .with_search(proxy.search_source())
         .with_kill_close(kill.0, kill.1.clone())
         .with_token(token)
         .with_hosts(&admin_hosts)
@@ -474,6 +475,7 @@ async fn attend(
         kill_close: screen.kill_close,
         redact: screen.redact,
         messages: Some(std::sync::Arc::new(proxy.messages_source())),
+        search: Some(std::sync::Arc::new(proxy.search_source())),
         ..Default::default()
     };
     tokio::select! {

@@ -69,6 +69,25 @@ pub(crate) async fn handle(
     let query = req.uri().query().map(str::to_owned);
     let query = query.as_deref();
     Ok(match endpoint {
+        Endpoint::Search => {
+            let q = query
+                .unwrap_or("")
+                .split('&')
+                .filter_map(|p| p.strip_prefix("q="))
+                .next()
+                .and_then(|q| super::routes::percent_decode(&q.replace('+', " ")));
+            match q.filter(|q| !q.trim().is_empty()) {
+                Some(q) => {
+                    let hits = (api.search)(&q);
+                    let matches: Vec<_> = hits.iter().map(json::message::Hit::new).collect();
+                    reply::json(StatusCode::OK, &Found { query: &q, matches })
+                }
+                None => reply::error(
+                    StatusCode::BAD_REQUEST,
+                    "say what to look for: /api/search?q=TEXT",
+                ),
+            }
+        }
         Endpoint::Send(id) => super::inject::send(req.into_body(), query, api, id).await,
         Endpoint::Hold(id, on) => super::inject::hold(query, api, id, on).await,
         Endpoint::State => {
@@ -187,6 +206,13 @@ pub(crate) async fn handle(
             reply::with_type(StatusCode::OK, metrics::CONTENT_TYPE, text)
         }
     })
+}
+
+/// `{"query": ..., "matches": [...]}`, newest first.
+#[derive(Serialize)]
+struct Found<'a> {
+    query: &'a str,
+    matches: Vec<json::message::Hit>,
 }
 
 #[derive(Serialize)]

@@ -83,7 +83,12 @@ pub struct Api {
     pub(crate) upgrade: Option<mpsc::Sender<UpgradeRequest>>,
     /// A live tunnel's captured messages (`GET /api/tunnels/{id}/messages`).
     pub(crate) messages: MessagesFn,
+    /// A search of every live tunnel's captured messages (`GET /api/search`).
+    pub(crate) search: SearchFn,
 }
+
+/// A `'static` search of captured messages (see `ProxyHandle::search_source`).
+pub type SearchFn = Arc<dyn Fn(&str) -> Vec<crate::event::SearchHit> + Send + Sync>;
 
 /// A `'static` source of a tunnel's captured messages (see
 /// `ProxyHandle::messages_source`); None when the tunnel is not live.
@@ -112,6 +117,7 @@ impl Api {
             redact: Arc::new(json::Redact::default()),
             upgrade: None,
             messages: Arc::new(|_| None),
+            search: Arc::new(|_| Vec::new()),
         }
     }
 
@@ -121,6 +127,15 @@ impl Api {
         messages: impl Fn(TunnelId) -> Option<Vec<CapturedMessage>> + Send + Sync + 'static,
     ) -> Api {
         self.messages = Arc::new(messages);
+        self
+    }
+
+    /// `GET /api/search` searches with this.
+    pub fn with_search(
+        mut self,
+        search: impl Fn(&str) -> Vec<crate::event::SearchHit> + Send + Sync + 'static,
+    ) -> Api {
+        self.search = Arc::new(search);
         self
     }
 

@@ -36,6 +36,7 @@ pub enum Endpoint {
     Rebalance(String),
     Events,
     Metrics,
+    Search,
 }
 
 /// What can be done to a backend.
@@ -78,6 +79,7 @@ pub fn route(method: &Method, path: &str) -> Result<Endpoint, Miss> {
         ["api", "backends"] => (Ok(Backends), Method::GET),
         ["api", "tunnels"] => (Ok(Tunnels), Method::GET),
         ["api", "events"] => (Ok(Events), Method::GET),
+        ["api", "search"] => (Ok(Search), Method::GET),
         ["api", "shutdown"] => (Ok(Shutdown), Method::POST),
         ["api", "reload"] => (Ok(Reload), Method::POST),
         ["api", "upgrade"] => (Ok(Upgrade), Method::POST),

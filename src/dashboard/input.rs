@@ -16,7 +16,8 @@ use super::keys::action_for;
 pub use super::keys::{Action, Scope};
 use super::message::{MessageKey, View};
 use super::message_keys;
-pub use super::pending::Pending;
+use super::pending::confirmed;
+pub use super::pending::{take_reload_preview, Pending};
 use super::rows::{tunnel_rows, Row, SortKey};
 use super::state::State;
 
@@ -38,6 +39,9 @@ pub enum Effect {
     Copy(Vec<u8>),
     /// Write new files of these names, with these bytes, in the working directory.
     Save(Vec<(String, Vec<u8>)>),
+    /// Search every live tunnel's captured messages for this (the run loop asks the
+    /// proxy and shows the matches with [`super::find::show`]).
+    Search(String),
 }
 
 /// The overview panel that has the keyboard.
@@ -59,6 +63,9 @@ pub enum Popup {
     Message(MessagePopup),
     /// The input line that sends a message into the tunnel (`i`).
     Inject(super::inject::InjectPrompt),
+    /// The input line of a search across tunnels (`f`), then its matches.
+    Find(super::find::FindPrompt),
+    Found(super::find::Found),
 }
 
 pub use super::detail::Detail;
@@ -129,6 +136,8 @@ impl Ui {
             Some(Popup::Filter) => Scope::Filter,
             Some(Popup::Message(_)) => Scope::Message,
             Some(Popup::Inject(_)) => Scope::Inject,
+            Some(Popup::Find(_)) => Scope::Find,
+            Some(Popup::Found(_)) => Scope::Found,
             None if self.detail.is_some() => Scope::Detail,
             None => Scope::Overview,
         }
@@ -189,11 +198,12 @@ pub fn handle(key: KeyEvent, state: &State, ui: &mut Ui) -> Option<Effect> {
         edit_filter(key, ui);
         return None;
     }
-    if scope == Scope::Inject && action.is_none() {
-        super::inject::edit(key, ui);
-        return None;
+    match scope {
+        Scope::Inject if action.is_none() => super::inject::edit(key, ui),
+        Scope::Find if action.is_none() => super::find::edit(key, ui),
+        _ => return perform(action?, state, ui),
     }
-    perform(action?, state, ui)
+    None
 }
 
 fn edit_filter(key: KeyEvent, ui: &mut Ui) {
@@ -238,6 +248,8 @@ pub fn perform(action: Action, state: &State, ui: &mut Ui) -> Option<Effect> {
         }
         Scope::Message => return message_keys::in_view(action, state, ui),
         Scope::Inject => return super::inject::in_prompt(action, state, ui),
+        Scope::Find => return super::find::in_prompt(action, ui),
+        Scope::Found => return super::find::in_list(action, state, ui),
         Scope::Help if action != Action::Cancel => {
             let by = match action {
                 Action::MoveUp => -1,
@@ -303,6 +315,7 @@ pub fn perform(action: Action, state: &State, ui: &mut Ui) -> Option<Effect> {
         Action::OpenMessage => message_keys::open(state, ui),
         Action::NextView | Action::Copy | Action::Save | Action::SwitchTarget => {}
         Action::Inject => super::inject::open(state, ui),
+        Action::Find => super::find::open(ui),
         Action::Reveal => {
             ui.revealed = !ui.revealed;
             let shown = ui.shown_redaction();
@@ -458,50 +471,5 @@ fn toggle_pause(state: &State, ui: &mut Ui) {
             .map(|(t, _)| t.tail.iter().cloned().collect());
     } else {
         d.scroll = 0;
-    }
-}
-
-/// The effect of a confirmed destructive action.
-fn confirmed(pending: &Pending) -> Effect {
-    match pending {
-        Pending::Kill {
-            backend,
-            code,
-            reason,
-            ..
-        } => Effect::Send(Command::Kill {
-            backend: backend.clone(),
-            code: *code,
-            reason: reason.clone(),
-        }),
-        Pending::CloseTunnel { id, .. } => Effect::Send(Command::CloseTunnel {
-            id: *id,
-            code: CLOSE_SERVICE_RESTART,
-            reason: CLOSE_REASON.into(),
-        }),
-        Pending::Quit { .. } => Effect::Quit,
-        Pending::Reload { .. } => Effect::Send(Command::Reload),
-        Pending::DrainNow { backend, .. } => Effect::Send(Command::DrainWithin {
-            backend: backend.clone(),
-            deadline: std::time::Duration::ZERO,
-            close_rate: None,
-        }),
-        Pending::Rebalance { pool, .. } => Effect::Send(Command::Rebalance(pool.clone())),
-    }
-}
-
-/// Turns the proxy's answer to `R` into the confirmation that shows what a reload
-/// would change, or a flash saying why it would be refused.
-pub fn take_reload_preview(state: &mut State, ui: &mut Ui) {
-    let Some(preview) = state.reload_preview.take() else {
-        return;
-    };
-    match preview {
-        Ok(diff) => {
-            ui.popup = Some(Popup::Confirm(Pending::Reload {
-                changes: diff.summary(),
-            }))
-        }
-        Err(why) => ui.flash(format!("reload refused: {why}"), state.now, true),
     }
 }

@@ -52,6 +52,8 @@ pub enum Action {
     Inject,
     /// In that line: send toward the other side.
     SwitchTarget,
+    /// Search every tunnel's captured messages.
+    Find,
     /// Show or redact credential header values (for the session).
     Reveal,
     /// Write the tunnel as HAR and as a JSON Lines recording.
@@ -85,6 +87,10 @@ pub enum Scope {
     Message,
     /// The input line of `i`.
     Inject,
+    /// The input line of `f`.
+    Find,
+    /// What `f` found.
+    Found,
 }
 
 impl Scope {
@@ -98,6 +104,8 @@ impl Scope {
             Scope::Filter => "Filter prompt",
             Scope::Message => "Message view",
             Scope::Inject => "Send into the tunnel",
+            Scope::Find => "Find in messages",
+            Scope::Found => "Messages found",
         }
     }
 }
@@ -227,6 +235,7 @@ pub const BINDINGS: &[Binding] = &[
     bind(&[Key::ch('y')], S::Message, A::Copy, "copy (OSC 52)"),
     bind(&[Key::ch('w')], S::Message, A::Save, "write to a file"),
     bind(&[Key::plain(K::Esc), Key::ch('q')], S::Message, A::Cancel, "close"),
+    bind(&[Key::ch('f')], S::Any, A::Find, "find text in every tunnel's messages"),
     bind(&[Key::ch('l')], S::Any, A::ToggleLog, "show / hide log pane"),
     bind(&[Key::ch('R')], S::Any, A::Reload, "reload config (confirm)"),
     bind(&[Key::ch('?')], S::Any, A::Help, "this help"),
@@ -239,6 +248,12 @@ pub const BINDINGS: &[Binding] = &[
     bind(&[Key::plain(K::Enter)], S::Inject, A::Confirm, "send (prefixes hex: ping: close:)"),
     bind(&[Key::plain(K::Tab)], S::Inject, A::SwitchTarget, "toward the backend / the client"),
     bind(&[Key::plain(K::Esc)], S::Inject, A::Cancel, "cancel"),
+    bind(&[Key::plain(K::Enter)], S::Find, A::Confirm, "search"),
+    bind(&[Key::plain(K::Esc)], S::Find, A::Cancel, "cancel"),
+    bind(&[Key::plain(K::Up), Key::ch('k')], S::Found, A::MoveUp, "previous match"),
+    bind(&[Key::plain(K::Down), Key::ch('j')], S::Found, A::MoveDown, "next match"),
+    bind(&[Key::plain(K::Enter)], S::Found, A::Confirm, "open it in its tunnel"),
+    bind(&[Key::plain(K::Esc), Key::ch('q')], S::Found, A::Cancel, "close"),
     bind(&[Key::plain(K::Enter)], S::Filter, A::Confirm, "keep filter"),
     bind(&[Key::plain(K::Esc)], S::Filter, A::Cancel, "clear filter"),
 ];
@@ -251,7 +266,13 @@ pub fn action_for(ev: &KeyEvent, scope: Scope) -> Option<Action> {
     }
     let modal = matches!(
         scope,
-        Scope::Confirm | Scope::Help | Scope::Filter | Scope::Message | Scope::Inject
+        Scope::Confirm
+            | Scope::Help
+            | Scope::Filter
+            | Scope::Message
+            | Scope::Inject
+            | Scope::Find
+            | Scope::Found
     );
     BINDINGS
         .iter()

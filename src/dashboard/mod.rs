@@ -12,6 +12,7 @@
 mod backend_keys;
 pub mod detail;
 mod export;
+pub mod find;
 pub mod fmt;
 pub mod inject;
 pub mod input;
@@ -76,7 +77,12 @@ pub struct Options {
     pub osc52: bool,
     /// Header values shown redacted unless revealed (`v`), and in exports.
     pub redact: crate::inspect::redact::Redact,
+    /// Searches every live tunnel's captured messages (`f`).
+    pub search: Option<SearchSource>,
 }
+
+/// A search of the proxy's captured messages (see `ProxyHandle::search_source`).
+pub type SearchSource = std::sync::Arc<dyn Fn(&str) -> Vec<crate::event::SearchHit> + Send + Sync>;
 
 /// A tunnel's captured messages, None when it is not live (see
 /// `ProxyHandle::messages_source`).
@@ -106,6 +112,7 @@ impl Default for Options {
             messages: None,
             osc52: false,
             redact: Default::default(),
+            search: None,
         }
     }
 }
@@ -178,6 +185,13 @@ pub async fn run<B: Backend>(
                     let _ = out.flush();
                 }
                 Some(Effect::Copy(_)) => {}
+                Some(Effect::Search(query)) => match &options.search {
+                    Some(search) => {
+                        let hits = search(&query);
+                        find::show(&state, &mut ui, query, hits);
+                    }
+                    None => ui.flash("nothing to search here", now, true),
+                },
                 Some(Effect::Save(files)) => {
                     let mut done = Vec::new();
                     for (name, bytes) in &files {

@@ -6,7 +6,9 @@
 use std::net::SocketAddr;
 
 use super::fmt::close_code_name;
-use crate::control::{CLOSE_GOING_AWAY, CLOSE_SERVICE_RESTART};
+use super::input::{Effect, Popup, Ui, CLOSE_REASON};
+use super::state::State;
+use crate::control::{Command, CLOSE_GOING_AWAY, CLOSE_SERVICE_RESTART};
 use crate::event::{BackendId, TunnelId};
 
 /// A destructive action waiting for a yes or no.
@@ -126,5 +128,50 @@ impl Pending {
                 "Their clients reconnect to the least busy backends; progress shows per backend."
             }
         }
+    }
+}
+
+/// The effect of a confirmed destructive action.
+pub(super) fn confirmed(pending: &Pending) -> Effect {
+    match pending {
+        Pending::Kill {
+            backend,
+            code,
+            reason,
+            ..
+        } => Effect::Send(Command::Kill {
+            backend: backend.clone(),
+            code: *code,
+            reason: reason.clone(),
+        }),
+        Pending::CloseTunnel { id, .. } => Effect::Send(Command::CloseTunnel {
+            id: *id,
+            code: CLOSE_SERVICE_RESTART,
+            reason: CLOSE_REASON.into(),
+        }),
+        Pending::Quit { .. } => Effect::Quit,
+        Pending::Reload { .. } => Effect::Send(Command::Reload),
+        Pending::DrainNow { backend, .. } => Effect::Send(Command::DrainWithin {
+            backend: backend.clone(),
+            deadline: std::time::Duration::ZERO,
+            close_rate: None,
+        }),
+        Pending::Rebalance { pool, .. } => Effect::Send(Command::Rebalance(pool.clone())),
+    }
+}
+
+/// Turns the proxy's answer to `R` into the confirmation that shows what a reload
+/// would change, or a flash saying why it would be refused.
+pub fn take_reload_preview(state: &mut State, ui: &mut Ui) {
+    let Some(preview) = state.reload_preview.take() else {
+        return;
+    };
+    match preview {
+        Ok(diff) => {
+            ui.popup = Some(Popup::Confirm(Pending::Reload {
+                changes: diff.summary(),
+            }))
+        }
+        Err(why) => ui.flash(format!("reload refused: {why}"), state.now, true),
     }
 }

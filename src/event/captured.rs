@@ -37,6 +37,19 @@ pub struct CapturedMessage {
     pub parts: Vec<CapturedFrame>,
 }
 
+/// A captured message that contains what a search looked for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SearchHit {
+    pub tunnel: super::TunnelId,
+    pub dir: Dir,
+    /// The message's `seq` in its direction.
+    pub seq: u64,
+    pub at: SystemTime,
+    pub kind: OpKind,
+    /// The match with some context around it.
+    pub snippet: String,
+}
+
 /// Frames kept per captured message; a message in more frames keeps the first.
 pub const MAX_FRAMES_KEPT: usize = 256;
 

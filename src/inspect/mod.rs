@@ -8,6 +8,7 @@ pub mod decode;
 pub mod har;
 pub mod recording;
 pub mod redact;
+pub mod search;
 
 use std::time::SystemTime;
 

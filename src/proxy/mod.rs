@@ -114,6 +114,32 @@ impl ProxyHandle {
         }
     }
 
+    /// A search of every live tunnel's captured messages for a string (ASCII case
+    /// ignored), newest first, at most [`crate::inspect::search::MAX_HITS`]; as a
+    /// `'static` function for observers, like [`messages_source`](Self::messages_source).
+    pub fn search_source(
+        &self,
+    ) -> impl Fn(&str) -> Vec<crate::event::SearchHit> + Send + Sync + 'static {
+        let core = Arc::downgrade(&self.core);
+        move |query| {
+            let needle = query.trim().to_ascii_lowercase();
+            let Some(core) = core.upgrade() else {
+                return Vec::new();
+            };
+            if needle.is_empty() {
+                return Vec::new();
+            }
+            let tunnels: Vec<_> = lock(&core.tunnels).values().cloned().collect();
+            let mut hits = Vec::new();
+            for t in tunnels {
+                t.search(needle.as_bytes(), &mut hits);
+            }
+            hits.sort_by_key(|h| std::cmp::Reverse(h.at));
+            hits.truncate(crate::inspect::search::MAX_HITS);
+            hits
+        }
+    }
+
     /// [`snapshot`](Self::snapshot) as a `'static` function, for observers that run
     /// in tasks of their own (the admin API). It does not keep the proxy alive: once the
     /// proxy is gone it returns an empty snapshot.

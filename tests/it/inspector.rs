@@ -311,3 +311,83 @@ async fn a_tunnel_exports_as_a_json_lines_recording_with_every_frame() {
         .collect();
     assert_eq!(texts, ["part one, part two", "part one, part two"]);
 }
+
+/// Across tunnels: `GET /api/search?q=` and the dashboard's `f` find the messages
+/// containing an order id in every live tunnel, and Enter on a match opens its
+/// tunnel on that message.
+#[tokio::test]
+async fn a_search_finds_the_order_id_in_every_tunnel_and_jumps_to_the_match() {
+    use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
+    use futures_util::SinkExt;
+    use tokio_tungstenite::tungstenite::Message;
+    use tunnelscope::dashboard::input::{handle, Effect, Popup, Ui};
+    use tunnelscope::dashboard::state::State;
+
+    let b = Backend::start("b").await;
+    let proxy = proxy(&config(&b, "capture = \"all\"")).await;
+    let admin = Admin::start(&proxy, None).await;
+    let addr = proxy.local_addrs()[0];
+    let mut one = connect(addr, "/orders").await;
+    let mut two = connect(addr, "/support").await;
+    for (first, text) in [
+        (true, r#"{"order":"A-1042","qty":2}"#),
+        (true, r#"{"order":"B-7","qty":1}"#),
+        (false, "where is my order a-1042?"),
+    ] {
+        let ws = if first { &mut one } else { &mut two };
+        ws.send(Message::text(text)).await.unwrap();
+        assert_eq!(next_data(ws).await, Message::text(text));
+    }
+
+    let found = admin.get_json("/api/search?q=A-1042").await;
+    let matches = found["matches"].as_array().unwrap();
+    // Each message went both ways (the echo): two in each tunnel.
+    assert_eq!(matches.len(), 4, "{found}");
+    let tunnels: std::collections::BTreeSet<u64> = matches
+        .iter()
+        .map(|m| m["tunnel"].as_u64().unwrap())
+        .collect();
+    assert_eq!(tunnels.len(), 2);
+    assert!(matches.iter().all(|m| m["snippet"]
+        .as_str()
+        .unwrap()
+        .to_ascii_lowercase()
+        .contains("a-1042")));
+    admin.get("/api/search").await.error(400);
+
+    // The dashboard: f, the id, Enter; the matches; Enter on one opens it.
+    let snapshot = proxy.snapshot();
+    let mut state = State::from_snapshot(snapshot, std::time::SystemTime::now());
+    let mut ui = Ui::default();
+    let key = |c: KeyCode| KeyEvent::new(c, KeyModifiers::NONE);
+    handle(key(KeyCode::Char('f')), &state, &mut ui);
+    for c in "a-1042".chars() {
+        handle(key(KeyCode::Char(c)), &state, &mut ui);
+    }
+    let Some(Effect::Search(query)) = handle(key(KeyCode::Enter), &state, &mut ui) else {
+        panic!("Enter searches");
+    };
+    let search = proxy.search_source();
+    tunnelscope::dashboard::find::show(&state, &mut ui, query.clone(), search(&query));
+    let Some(Popup::Found(f)) = &ui.popup else {
+        panic!("the matches are listed: {:?}", ui.popup)
+    };
+    assert_eq!(f.hits.len(), 4);
+    let text = crate::dashboard::screen(&state, &ui, 120, 30);
+    assert!(text.contains("4 messages containing \"a-1042\""), "{text}");
+    assert!(text.contains("where is my order a-1042?"), "{text}");
+    let want = f.hits[1].clone();
+    handle(key(KeyCode::Down), &state, &mut ui);
+    handle(key(KeyCode::Enter), &state, &mut ui);
+    let d = ui.detail.as_ref().expect("the tunnel's detail opens");
+    assert_eq!(d.id, want.tunnel);
+    assert!(d.messages, "on its message list");
+    assert_eq!(d.selected, Some((want.dir, want.seq)));
+    // With the tunnel's messages fetched (as the run loop does each tick), the
+    // selected one is the match.
+    state.messages = Some((want.tunnel, (proxy.messages_source())(want.tunnel).unwrap()));
+    handle(key(KeyCode::Enter), &state, &mut ui);
+    let text = crate::dashboard::screen(&state, &ui, 120, 30);
+    assert!(text.to_ascii_lowercase().contains("a-1042"), "{text}");
+    assert!(matches!(ui.popup, Some(Popup::Message(_))));
+}

@@ -107,3 +107,29 @@ impl Hold {
         }
     }
 }
+
+/// A message a search found: where (`tunnel`, `direction`, `seq`), when, its
+/// `type`, and a `snippet` around the match.
+#[derive(Serialize)]
+pub struct Hit {
+    pub tunnel: u64,
+    pub direction: &'static str,
+    pub seq: u64,
+    pub at: String,
+    #[serde(rename = "type")]
+    pub kind: &'static str,
+    pub snippet: String,
+}
+
+impl Hit {
+    pub fn new(h: &crate::event::SearchHit) -> Hit {
+        Hit {
+            tunnel: h.tunnel,
+            direction: super::dir_name(h.dir),
+            seq: h.seq,
+            at: rfc3339(h.at),
+            kind: h.kind.name(),
+            snippet: h.snippet.clone(),
+        }
+    }
+}

@@ -8,6 +8,7 @@
 
 mod backends;
 mod detail;
+mod find;
 mod header;
 mod messages;
 mod popup;
@@ -80,7 +81,8 @@ pub fn draw(frame: &mut Frame, state: &State, ui: &Ui) {
         Some(Popup::Confirm(p)) => popup::confirm(frame, area, p),
         Some(Popup::Help) => popup::help(frame, area, ui.help_scroll),
         Some(Popup::Message(p)) => messages::full_view(frame, area, state, p),
-        Some(Popup::Filter) | Some(Popup::Inject(_)) | None => {}
+        Some(Popup::Found(f)) => find::found(frame, area, f),
+        Some(Popup::Filter) | Some(Popup::Inject(_)) | Some(Popup::Find(_)) | None => {}
     }
 }
 
@@ -240,6 +242,10 @@ fn draw_footer(frame: &mut Frame, area: Rect, state: &State, ui: &Ui) {
             hint,
         ]);
         frame.render_widget(Paragraph::new(prompt), area);
+        return;
+    }
+    if let Some(Popup::Find(p)) = &ui.popup {
+        frame.render_widget(Paragraph::new(find::prompt(p)), area);
         return;
     }
     if let Some(Popup::Inject(p)) = &ui.popup {

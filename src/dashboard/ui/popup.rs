@@ -67,12 +67,14 @@ fn answer_line() -> Line<'static> {
 }
 
 /// Scopes in the order help lists them.
-const SCOPES: [Scope; 8] = [
+const SCOPES: [Scope; 10] = [
     Scope::Any,
     Scope::Overview,
     Scope::Detail,
     Scope::Message,
     Scope::Inject,
+    Scope::Find,
+    Scope::Found,
     Scope::Confirm,
     Scope::Filter,
     Scope::Help,

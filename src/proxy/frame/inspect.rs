@@ -74,4 +74,19 @@ impl Scanner {
             out.extend(c.messages().cloned());
         }
     }
+
+    /// The kept messages containing `needle` (ASCII-lowercased), searched in place.
+    pub fn search(
+        &self,
+        tunnel: crate::event::TunnelId,
+        needle: &[u8],
+        out: &mut Vec<crate::event::SearchHit>,
+    ) {
+        if let Some(c) = &self.capture {
+            out.extend(
+                c.messages()
+                    .filter_map(|m| crate::inspect::search::hit(tunnel, m, needle)),
+            );
+        }
+    }
 }

@@ -192,6 +192,12 @@ impl TunnelShared {
         out
     }
 
+    /// The captured messages containing `needle` (ASCII-lowercased), both ways.
+    pub fn search(&self, needle: &[u8], out: &mut Vec<crate::event::SearchHit>) {
+        lock(&self.c2b).search(self.id, needle, out);
+        lock(&self.b2c).search(self.id, needle, out);
+    }
+
     pub fn info(&self) -> TunnelInfo {
         let mut samples = Vec::new();
         self.samples_since(Dir::ClientToBackend, 0, &mut samples);

@@ -49,6 +49,7 @@ impl Admin {
             proxy.control(),
         )
         .with_messages(proxy.messages_source())
+        .with_search(proxy.search_source())
         .with_token(token.map(String::from));
         Admin {
             addr,

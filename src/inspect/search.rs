@@ -1,0 +1,85 @@
+//! Finding a string in captured messages across tunnels (the order id being
+//! chased): ASCII case-insensitive, in what the application sent (inflated when it
+//! was compressed), with a snippet around the first match.
+
+use crate::event::{CapturedMessage, SearchHit, TunnelId};
+
+/// Hits returned at most by one search.
+pub const MAX_HITS: usize = 200;
+
+/// Where `needle` (already ASCII-lowercased, not empty) first occurs in `hay`,
+/// ignoring ASCII case.
+pub fn position(hay: &[u8], needle: &[u8]) -> Option<usize> {
+    if needle.is_empty() || hay.len() < needle.len() {
+        return None;
+    }
+    let first = needle[0];
+    (0..=hay.len() - needle.len()).find(|&i| {
+        hay[i].to_ascii_lowercase() == first
+            && hay[i..i + needle.len()]
+                .iter()
+                .zip(needle)
+                .all(|(a, b)| a.to_ascii_lowercase() == *b)
+    })
+}
+
+/// What the application sent: the inflated payload when there is one.
+pub fn payload(m: &CapturedMessage) -> &[u8] {
+    match &m.inflated {
+        Some(Ok(inflated)) => inflated,
+        _ => &m.data,
+    }
+}
+
+/// The hit for `m` in tunnel `tunnel`, if it contains `needle` (lowercased).
+pub fn hit(tunnel: TunnelId, m: &CapturedMessage, needle: &[u8]) -> Option<SearchHit> {
+    let p = payload(m);
+    let at = position(p, needle)?;
+    Some(SearchHit {
+        tunnel,
+        dir: m.dir,
+        seq: m.seq,
+        at: m.at,
+        kind: m.kind,
+        snippet: snippet(p, at, needle.len()),
+    })
+}
+
+/// Up to 24 bytes either side of the match, as text (lossy), cut marks shown.
+pub fn snippet(p: &[u8], at: usize, len: usize) -> String {
+    const AROUND: usize = 24;
+    let from = at.saturating_sub(AROUND);
+    let to = (at + len + AROUND).min(p.len());
+    let mut s = String::new();
+    if from > 0 {
+        s.push('…');
+    }
+    s.push_str(&String::from_utf8_lossy(&p[from..to]).replace(['\n', '\r', '\t'], " "));
+    if to < p.len() {
+        s.push('…');
+    }
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn matches_ignore_ascii_case_and_report_the_first_place() {
+        assert_eq!(position(b"order A-1042 and a-1042", b"a-1042"), Some(6));
+        assert_eq!(position(b"nothing", b"a-1042"), None);
+        assert_eq!(position(b"ab", b"abc"), None);
+        assert_eq!(position(b"", b""), None);
+    }
+
+    #[test]
+    fn snippets_show_the_match_in_its_context() {
+        let p = b"{\"customer\":\"ada\",\n\"order\":\"A-1042\",\"items\":[1,2,3],\"paid\":true}";
+        let at = position(p, b"a-1042").unwrap();
+        let s = snippet(p, at, 6);
+        assert!(s.contains("\"order\":\"A-1042\""), "{s}");
+        assert!(s.starts_with('…') && s.ends_with('…'), "{s}");
+        assert!(!s.contains('\n'));
+    }
+}
