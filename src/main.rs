@@ -36,6 +36,11 @@ struct Cli {
     /// Quick start: a backend `host:port`; repeat for several (balanced least_conn).
     #[arg(long, value_name = "HOST:PORT", requires = "listen")]
     upstream: Vec<String>,
+    /// Write a JSON Lines recording of each tunnel into this directory as it happens
+    /// (as `[inspect] record`; bounded and rotated by `record_file_bytes` and
+    /// `record_total_bytes`).
+    #[arg(long, value_name = "DIR")]
+    record: Option<PathBuf>,
     #[command(flatten)]
     run: RunArgs,
 }
@@ -124,7 +129,7 @@ fn main() -> ExitCode {
             to,
             timing,
             wait,
-        }) => return replay(file, to, *timing, *wait),
+        }) => return tunnelscope::replay::command(file, to, *timing, *wait),
         None => {}
     }
     // First, while this is the only thread: sockets handed over by the process this
@@ -157,6 +162,10 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    let mut config = config;
+    if let Some(dir) = &cli.record {
+        config.inspect.record = Some(dir.clone());
+    }
     let mut logging = match logging::init(&cli.run.log, cli.run.headless, &cli.run.log_file) {
         Ok(logging) => logging,
         Err(e) => return fail(e),
@@ -189,42 +198,6 @@ fn check(file: &Path) -> ExitCode {
             print!("{}", config.check_report());
             ExitCode::SUCCESS
         }
-        Err(e) => {
-            eprintln!("error: {e}");
-            ExitCode::from(2)
-        }
-    }
-}
-
-fn replay(
-    file: &Path,
-    to: &str,
-    timing: tunnelscope::replay::Timing,
-    wait: std::time::Duration,
-) -> ExitCode {
-    let recording = match std::fs::read_to_string(file) {
-        Ok(text) => text,
-        Err(e) => {
-            eprintln!("error: {}: {e}", file.display());
-            return ExitCode::from(2);
-        }
-    };
-    let opts = tunnelscope::replay::Options {
-        recording,
-        to: to.to_string(),
-        timing,
-        wait,
-    };
-    let runtime = match tokio::runtime::Runtime::new() {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("error: cannot start the async runtime: {e}");
-            return ExitCode::from(2);
-        }
-    };
-    match runtime.block_on(tunnelscope::replay::run(&opts, &mut std::io::stdout())) {
-        Ok(report) if report.matched() => ExitCode::SUCCESS,
-        Ok(_) => ExitCode::from(1),
         Err(e) => {
             eprintln!("error: {e}");
             ExitCode::from(2)

@@ -8,6 +8,7 @@
 //! compared in order, byte for byte (compressed messages as the application saw
 //! them, inflated). Control frames are not replayed.
 
+use std::process::ExitCode;
 use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
@@ -210,6 +211,44 @@ where
             Ok(Some(Ok(Message::Binary(b)))) => return Some((2, b.to_vec())),
             Ok(Some(Ok(_))) => continue,
             _ => return None,
+        }
+    }
+}
+
+/// `tunnelscope replay`: exit 0 when every answer came as recorded, 1 when not, 2
+/// when it could not replay.
+pub fn command(
+    file: &std::path::Path,
+    to: &str,
+    timing: Timing,
+    wait: std::time::Duration,
+) -> ExitCode {
+    let recording = match std::fs::read_to_string(file) {
+        Ok(text) => text,
+        Err(e) => {
+            eprintln!("error: {}: {e}", file.display());
+            return ExitCode::from(2);
+        }
+    };
+    let opts = Options {
+        recording,
+        to: to.to_string(),
+        timing,
+        wait,
+    };
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    match runtime.block_on(run(&opts, &mut std::io::stdout())) {
+        Ok(report) if report.matched() => ExitCode::SUCCESS,
+        Ok(_) => ExitCode::from(1),
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::from(2)
         }
     }
 }

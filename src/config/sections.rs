@@ -277,6 +277,15 @@ pub struct Inspect {
     /// Payload bytes of whole messages kept by all tunnels together; a tunnel that
     /// would go over gives up its own oldest first.
     pub memory: usize,
+    /// A directory to write a JSON Lines recording of each tunnel into, as it
+    /// happens (`--record DIR`); none by default.
+    pub record: Option<std::path::PathBuf>,
+    /// Record only the tunnels whose path or route contains this.
+    pub record_match: Option<String>,
+    /// Bytes per recording file; a longer recording continues in a new file.
+    pub record_file_bytes: u64,
+    /// Bytes of recordings kept in the directory; the oldest files are deleted.
+    pub record_total_bytes: u64,
 }
 
 /// `[inspect] capture`.
@@ -302,6 +311,10 @@ impl Default for Inspect {
             message_bytes: 64 * 1024,
             tunnel_memory: 1024 * 1024,
             memory: 64 * 1024 * 1024,
+            record: None,
+            record_match: None,
+            record_file_bytes: 16 * 1024 * 1024,
+            record_total_bytes: 1024 * 1024 * 1024,
         }
     }
 }

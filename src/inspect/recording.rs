@@ -48,6 +48,11 @@ pub enum Line {
         extensions: Option<String>,
     },
     Frame(Frame),
+    /// Messages capture let go before the recorder wrote them.
+    Gap {
+        dir: String,
+        missed: u64,
+    },
     End {
         side: String,
         code: Option<u16>,
@@ -264,7 +269,7 @@ pub fn read(text: &str) -> Result<Recording, String> {
             Line::Start { path, .. } => r.path = path,
             Line::Handshake { subprotocol, .. } => r.subprotocol = subprotocol,
             Line::Frame(f) => r.frames.push(f),
-            Line::End { .. } => {}
+            Line::End { .. } | Line::Gap { .. } => {}
         }
     }
     Ok(r)

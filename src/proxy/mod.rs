@@ -22,6 +22,7 @@ mod listener;
 mod listeners;
 mod pacing;
 mod pool;
+mod recorder;
 mod registry;
 mod reload;
 mod request;
@@ -69,6 +70,12 @@ pub enum StartError {
     /// An event loop thread could not be started.
     #[error("cannot start the event loop threads: {0}")]
     Threads(std::io::Error),
+    /// The recordings directory cannot be written (`[inspect] record`).
+    #[error("cannot record into {}: {source}", dir.display())]
+    Record {
+        dir: std::path::PathBuf,
+        source: std::io::Error,
+    },
 }
 
 /// A running proxy.
@@ -245,7 +252,25 @@ pub async fn start_with(
     let addrs = prepared.iter().map(|p| p.info().addr).collect();
     let dns = dns::Dns::default();
     dns.resolve_all(&config, config.timeouts.connect).await;
-    let core = Arc::new(Registry::new(config, bus, upstream_tls, dns));
+    let mut registry = Registry::new(config.clone(), bus, upstream_tls, dns);
+    if let Some(dir) = &config.inspect.record {
+        let settings = recorder::Settings {
+            dir: dir.clone(),
+            matching: config.inspect.record_match.clone(),
+            file_bytes: config.inspect.record_file_bytes,
+            total_bytes: config.inspect.record_total_bytes,
+            redact: crate::inspect::redact::Redact::new(
+                &config.inspect.redact,
+                config.inspect.reveal_secrets,
+            ),
+        };
+        let rec = recorder::Recorder::start(settings).map_err(|source| StartError::Record {
+            dir: dir.clone(),
+            source,
+        })?;
+        registry.recorder = Some(rec);
+    }
+    let core = Arc::new(registry);
     let (shards, loops) = shard::Shards::start(threads).map_err(StartError::Threads)?;
     core.listeners.set_loops(loops);
     for p in prepared {
@@ -257,8 +282,18 @@ pub async fn start_with(
     let task = tokio::spawn({
         let core = core.clone();
         async move {
-            commands::run(core, rx).await;
+            commands::run(core.clone(), rx).await;
             shards.stop().await;
+            // The tunnels have ended: the recorder writes what is left and stops.
+            if core.recorder.is_some() {
+                let core = core.clone();
+                let _ = tokio::task::spawn_blocking(move || {
+                    if let Some(r) = &core.recorder {
+                        r.stop();
+                    }
+                })
+                .await;
+            }
         }
     });
     Ok(ProxyHandle {

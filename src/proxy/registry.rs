@@ -42,6 +42,8 @@ pub struct Registry {
     pub(super) watched: Arc<std::sync::atomic::AtomicBool>,
     /// Bytes of whole messages kept by every tunnel (`inspect.memory`).
     pub(super) capture_budget: Arc<super::frame::capture::Budget>,
+    /// Writes recordings (`[inspect] record`), when configured.
+    pub(super) recorder: Option<super::recorder::Recorder>,
     /// The listeners accepting now (a reload adds and removes them).
     pub(super) listeners: Listeners,
     pub started: SystemTime,
@@ -83,6 +85,7 @@ impl Registry {
             bus,
             watched: Default::default(),
             capture_budget,
+            recorder: None,
             upstream_tls: ArcSwap::from_pointee(upstream_tls),
             listeners: Listeners::default(),
             started: SystemTime::now(),

@@ -183,5 +183,12 @@ fn not_applied(old: &Config, new: &Config) -> Vec<String> {
         "inspect.event_capacity",
     );
     check(old.inspect.memory != new.inspect.memory, "inspect.memory");
+    check(
+        old.inspect.record != new.inspect.record
+            || old.inspect.record_match != new.inspect.record_match
+            || old.inspect.record_file_bytes != new.inspect.record_file_bytes
+            || old.inspect.record_total_bytes != new.inspect.record_total_bytes,
+        "inspect.record",
+    );
     out
 }

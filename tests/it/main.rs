@@ -27,6 +27,7 @@ mod lifecycle;
 mod limits;
 mod pacing;
 mod plain_http;
+mod recording;
 mod relay;
 mod reload;
 mod replay;

@@ -141,6 +141,18 @@ pub(crate) fn problems(c: &Config) -> Vec<Problem> {
             "must be at least 10ms".into(),
         );
     }
+    if i.record_file_bytes < 4096 {
+        bad(
+            path!("inspect", "record_file_bytes"),
+            "must be at least 4096 (a recording file holds the handshake at least)".into(),
+        );
+    }
+    if i.record_total_bytes < i.record_file_bytes {
+        bad(
+            path!("inspect", "record_total_bytes"),
+            "must be at least record_file_bytes".into(),
+        );
+    }
 
     // [admin]
     check_admin(c, &mut bad);

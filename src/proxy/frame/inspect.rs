@@ -75,6 +75,13 @@ impl Scanner {
         }
     }
 
+    /// The kept messages numbered `from` on (copied; the older ones are not).
+    pub fn captured_since(&self, from: u64, out: &mut Vec<crate::event::CapturedMessage>) {
+        if let Some(c) = &self.capture {
+            out.extend(c.messages().filter(|m| m.seq >= from).cloned());
+        }
+    }
+
     /// The kept messages containing `needle` (ASCII-lowercased), searched in place.
     pub fn search(
         &self,

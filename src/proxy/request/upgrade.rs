@@ -362,13 +362,25 @@ async fn run_tunnel(
     };
     let id = shared.id;
     lease.established();
+    // A recorded tunnel captures everything from its start.
+    let recorded = match &core.recorder {
+        Some(r) if r.settings.wants(&shared.path, &shared.route) => {
+            r.inbox.add(shared.clone());
+            true
+        }
+        _ => false,
+    };
     let settings = RelaySettings {
         idle: config.timeouts.idle,
         close_grace: config.timeouts.close_grace,
         strict: config.proxy.strict,
         close_on_backend_loss: config.proxy.close_on_backend_loss,
         capture: tunnel::CaptureSettings {
-            mode: config.inspect.capture,
+            mode: if recorded {
+                crate::config::CaptureMode::All
+            } else {
+                config.inspect.capture
+            },
             message_bytes: config.inspect.message_bytes,
             budget: config.inspect.tunnel_memory / 2,
             watched: core.watched.clone(),
@@ -396,6 +408,7 @@ async fn run_tunnel(
         &core.bus,
     )
     .await;
+    shared.set_ended(&ending);
     core.unregister(id);
     if let Some(limit) = ending.limit {
         core.limit_hit(limit);

@@ -24,6 +24,7 @@ use bytes::Bytes;
 use tokio::sync::broadcast;
 
 use self::close::{close_dead_side, close_on_purpose, BACKEND_GONE};
+pub(crate) use self::ping::dir_index;
 pub use self::ping::PingSettings;
 use self::ping::Pinger;
 use self::relay::{Ctx, Half, Mode, Relay, Stop};

@@ -48,6 +48,8 @@ pub struct TunnelShared {
     idle_ms: std::sync::atomic::AtomicU64,
     /// Injections waiting and holds.
     pub(super) controls: super::inject::Controls,
+    /// How it ended, once it has.
+    ending: std::sync::OnceLock<super::Ending>,
 }
 
 impl TunnelShared {
@@ -85,6 +87,7 @@ impl TunnelShared {
             wake: Notify::new(),
             idle_ms: std::sync::atomic::AtomicU64::new(0),
             controls: Default::default(),
+            ending: std::sync::OnceLock::new(),
         }
     }
 
@@ -190,6 +193,32 @@ impl TunnelShared {
         lock(&self.b2c).captured(&mut out);
         out.sort_by_key(|m| m.at);
         out
+    }
+
+    /// Records how the tunnel ended (once).
+    pub fn set_ended(&self, ending: &super::Ending) {
+        let _ = self.ending.set(ending.clone());
+    }
+
+    /// How it ended, once it has.
+    pub fn ended(&self) -> Option<super::Ending> {
+        self.ending.get().cloned()
+    }
+
+    /// The captured messages numbered at or after `next` (client→backend,
+    /// backend→client), and per direction how many before them capture has let go.
+    pub fn messages_since(&self, next: [u64; 2]) -> (Vec<crate::event::CapturedMessage>, [u64; 2]) {
+        let mut out = Vec::new();
+        let mut gaps = [0, 0];
+        for (i, scanner) in [&self.c2b, &self.b2c].into_iter().enumerate() {
+            let mut these = Vec::new();
+            lock(scanner).captured_since(next[i], &mut these);
+            if let Some(first) = these.first() {
+                gaps[i] = first.seq - next[i];
+            }
+            out.extend(these);
+        }
+        (out, gaps)
     }
 
     /// The captured messages containing `needle` (ASCII-lowercased), both ways.
