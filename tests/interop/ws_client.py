@@ -9,7 +9,9 @@ binary messages and checks each echo, then closes with 1000. Reports on stdout:
     protocol PROTO
     extensions EXTS                (with --extensions: negotiated extension names)
     echo text|binary BYTES ok      (one per message; BYTES as sent, UTF-8 for text)
-    ready                          (with --hold: then waits for "close" on stdin)
+    ready                          (with --hold: then waits for "close" on stdin;
+                                    "recv" reads one message and reports it as
+                                    received text|binary CONTENT)
     closed sent=CODE received=CODE
 
 --more adds non-ASCII text, small and large, and a larger binary message after the
@@ -94,6 +96,12 @@ async def run(args: argparse.Namespace) -> None:
                     fail("STDIN", "closed before close")
                 if line.strip() == "close":
                     break
+                if line.strip() == "recv":
+                    got = await ws.recv()
+                    if isinstance(got, bytes):
+                        print(f"received binary {got.hex()}", flush=True)
+                    else:
+                        print(f"received text {got}", flush=True)
         await ws.close(1000, "done")
     sent = ws.protocol.close_sent.code if ws.protocol.close_sent else "-"
     received = ws.protocol.close_rcvd.code if ws.protocol.close_rcvd else "-"

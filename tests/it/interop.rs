@@ -851,3 +851,52 @@ async fn compressed_messages_between_python_peers_are_shown_inflated() {
     let (status, _) = client.finish().await;
     assert!(status.success());
 }
+
+/// Injection into a compressed tunnel between two strict, conforming peers (Python
+/// `websockets` both sides, permessage-deflate negotiated): the operator's messages
+/// go uncompressed (RSV1 clear, which permessage-deflate allows), masked toward the
+/// server; the client reads them, the server echoes the one it got, and both then
+/// close cleanly with 1000, so neither found a protocol error in what was injected.
+#[tokio::test]
+async fn messages_injected_into_a_compressed_tunnel_are_accepted_by_conforming_peers() {
+    let Some(python) = python().await else { return };
+    let mut server = Proc::spawn(&python, "ws_server.py", &["--extensions".into()]);
+    let backend = server.listening_addr().await;
+    let proxy = proxy(&config(None, backend)).await;
+    let admin = crate::admin::client::Admin::start(&proxy, None).await;
+    let url = format!("ws://127.0.0.1:{}/py", proxy.local_addrs()[0].port());
+    let mut client = Proc::spawn(
+        &python,
+        "ws_client.py",
+        &[url.into(), "--extensions".into(), "--hold".into()],
+    );
+    while client.line().await != "ready" {}
+    let id = proxy.snapshot().tunnels[0].id;
+    let r = admin
+        .post_body(
+            &format!("/api/tunnels/{id}/send?to=client"),
+            "héllo from the operator".as_bytes(),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    client.send_line("recv").await;
+    client
+        .expect_line("received text héllo from the operator")
+        .await;
+    let r = admin
+        .post_body(
+            &format!("/api/tunnels/{id}/send?to=backend&type=binary"),
+            &[0xde, 0xad, 0xbe, 0xef],
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    client.send_line("recv").await;
+    client.expect_line("received binary deadbeef").await;
+    client.send_line("close").await;
+    let (status, lines) = client.finish().await;
+    assert!(status.success(), "{lines:?}");
+    assert!(
+        lines.iter().any(|l| l == "closed sent=1000 received=1000"),
+        "{lines:?}"
+    );
+}

@@ -6,8 +6,11 @@
 //!   for poking at a single target by hand (`--pid` to report its CPU and memory).
 //! - `loadgen soak`: the soak test (started by `bench/soak.sh`): 8,000 tunnels for a
 //!   minute, checked messages both ways, the proxy's memory and descriptors.
+//! - `loadgen capture`: the proxy's CPU per message with capture off, watched and
+//!   all (started by `bench/capture.sh`).
 
 mod backend;
+mod capture;
 mod load;
 mod net;
 mod plan;
@@ -49,6 +52,9 @@ enum Cmd {
     /// messages both ways; checks nothing is lost and the proxy's memory and
     /// descriptors (started by `bench/soak.sh`).
     Soak(soak::Args),
+    /// What whole-message capture costs per message: capture off, watched with no
+    /// one watching, all (started by `bench/capture.sh`).
+    Capture(capture::Args),
 }
 
 /// One workload against one address.
@@ -83,6 +89,7 @@ fn main() -> Result<()> {
         Cmd::Handshake(o) => one(o, "handshake"),
         Cmd::Idle(o) => one(o, "idle"),
         Cmd::Soak(a) => soak::main(a),
+        Cmd::Capture(a) => capture::main(a),
     }
 }
 

@@ -448,13 +448,14 @@ pub fn write(out: &Path, figs: &Figures, info: &RunInfo) -> Result<()> {
         writeln!(w, "- {l}")?;
     }
     writeln!(w, "\n</details>")?;
-    // The soak's section (`bench/soak.sh` writes it) is kept as it was.
-    if let Some(soak) = std::fs::read_to_string(out)
-        .ok()
-        .and_then(|old| section(&old, SOAK_HEADING).map(str::to_owned))
-    {
-        s.push('\n');
-        s.push_str(&soak);
+    // The soak's and the capture's sections (`bench/soak.sh`, `bench/capture.sh`
+    // write them) are kept as they were.
+    let old = std::fs::read_to_string(out).unwrap_or_default();
+    for heading in [SOAK_HEADING, crate::capture::HEADING] {
+        if let Some(kept) = section(&old, heading) {
+            s.push('\n');
+            s.push_str(kept);
+        }
     }
     std::fs::write(out, s)?;
 

@@ -16,7 +16,7 @@ use tokio_rustls::TlsConnector;
 use crate::net::Endpoint;
 use crate::procfs;
 
-mod confs;
+pub mod confs;
 mod dashboard;
 
 pub use self::confs::{haproxy_conf, nginx_conf, tunnelscope_conf};
