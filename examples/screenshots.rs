@@ -24,7 +24,7 @@ use tunnelscope::dashboard::input::{handle, Panel, Ui};
 use tunnelscope::dashboard::state::State;
 use tunnelscope::dashboard::ui::draw;
 use tunnelscope::event::{
-    AdminState, BackendId, BackendInfo, DirStats, Event, FrameSample, Handshake, Health,
+    AdminState, BackendId, BackendInfo, Dir, DirStats, Event, FrameSample, Handshake, Health,
     ListenerInfo, OpCount, OpKind, Refusal, Side, Snapshot, TunnelStats,
 };
 
@@ -62,7 +62,115 @@ fn main() -> std::io::Result<()> {
     let mut help = ui.clone();
     key(&state, &mut help, KeyCode::Char('?'));
     save("help", &state, &help)?;
+
+    // Whole messages: the list, then one Socket.IO event decoded.
+    let id = detail
+        .detail
+        .as_ref()
+        .map(|d| d.id)
+        .expect("a detail is open");
+    let mut state = state;
+    state.messages = Some((id, captured(now)));
+    let mut messages = detail.clone();
+    key(&state, &mut messages, KeyCode::Char('m'));
+    save("messages", &state, &messages)?;
+    let mut view = messages.clone();
+    key(&state, &mut view, KeyCode::Up);
+    key(&state, &mut view, KeyCode::Enter);
+    save("message-view", &state, &view)?;
+
+    // The tail filtered by an order id, matches highlighted, the client held.
+    state.apply(
+        &Event::Hold {
+            id,
+            dir: Dir::ClientToBackend,
+            state: Some(tunnelscope::event::HoldState {
+                dir: Dir::ClientToBackend,
+                since: now,
+                waiting_bytes: Some(1843),
+                waiting_frames: Some(7),
+                at_least: false,
+                encrypted: false,
+            }),
+        },
+        now,
+    );
+    let mut filtered = messages.clone();
+    key(&state, &mut filtered, KeyCode::Char('/'));
+    for c in "a-1042".chars() {
+        key(&state, &mut filtered, KeyCode::Char(c));
+    }
+    key(&state, &mut filtered, KeyCode::Enter);
+    save("messages-filtered", &state, &filtered)?;
     Ok(())
+}
+
+/// Messages a chat and order app might carry, as capture keeps them.
+fn captured(now: SystemTime) -> Vec<tunnelscope::event::CapturedMessage> {
+    let texts: [(Dir, &str, bool); 8] = [
+        (
+            Dir::BackendToClient,
+            r#"0{"sid":"Zq3x9","upgrades":[],"pingInterval":25000,"pingTimeout":20000}"#,
+            false,
+        ),
+        (Dir::ClientToBackend, "40", false),
+        (
+            Dir::ClientToBackend,
+            r#"42["order:create",{"id":"A-1042","items":[{"sku":"tea-earl-grey","qty":2},{"sku":"scone","qty":4}],"total":18.4,"currency":"EUR"}]"#,
+            false,
+        ),
+        (
+            Dir::BackendToClient,
+            r#"42["order:accepted",{"id":"A-1042","eta":"12:30","courier":"bike-7"}]"#,
+            true,
+        ),
+        (Dir::BackendToClient, "2", false),
+        (Dir::ClientToBackend, "3", false),
+        (
+            Dir::BackendToClient,
+            r#"42["order:status",{"id":"A-1042","status":"picked up"}]"#,
+            true,
+        ),
+        (
+            Dir::ClientToBackend,
+            r#"42["chat",{"to":"bike-7","text":"ring twice please"}]"#,
+            false,
+        ),
+    ];
+    let mut seq = [0u64; 2];
+    texts
+        .iter()
+        .enumerate()
+        .map(|(i, (dir, text, compressed))| {
+            let d = usize::from(*dir == Dir::BackendToClient);
+            seq[d] += 1;
+            let at = now - Duration::from_millis(4000 - 450 * i as u64);
+            tunnelscope::event::CapturedMessage {
+                seq: seq[d],
+                at,
+                dir: *dir,
+                kind: OpKind::Text,
+                compressed: *compressed,
+                len: if *compressed {
+                    text.len() as u64 * 2 / 3
+                } else {
+                    text.len() as u64
+                },
+                frames: 1,
+                data: if *compressed {
+                    vec![0xaa; text.len() * 2 / 3]
+                } else {
+                    text.as_bytes().to_vec()
+                },
+                truncated: false,
+                inflated: compressed.then(|| Ok(text.as_bytes().to_vec())),
+                inflated_len: text.len() as u64,
+                injected: false,
+                first: Default::default(),
+                more: Vec::new(),
+            }
+        })
+        .collect()
 }
 
 fn key(state: &State, ui: &mut Ui, code: KeyCode) {

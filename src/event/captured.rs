@@ -32,9 +32,19 @@ pub struct CapturedMessage {
     pub inflated_len: u64,
     /// Sent by the proxy on an operator's request (inject), not by the peer.
     pub injected: bool,
-    /// Its frames as they went, in order (at most [`MAX_FRAMES_KEPT`]; `frames`
-    /// counts them all): each frame's payload is the next `len` bytes of `data`.
-    pub parts: Vec<CapturedFrame>,
+    /// Its first frame as it went, and the frames after it (at most
+    /// [`MAX_FRAMES_KEPT`] in all; `frames` counts them all): each frame's payload
+    /// is the next `len` bytes of `data`. Most messages are one frame, kept without
+    /// an allocation of its own.
+    pub first: CapturedFrame,
+    pub more: Vec<CapturedFrame>,
+}
+
+impl CapturedMessage {
+    /// Its frames as they went, in order.
+    pub fn frame_list(&self) -> impl Iterator<Item = &CapturedFrame> {
+        std::iter::once(&self.first).chain(&self.more)
+    }
 }
 
 /// A captured message that contains what a search looked for.
@@ -84,4 +94,18 @@ pub struct HoldState {
     pub at_least: bool,
     /// The waiting bytes are TLS records (counted, not readable).
     pub encrypted: bool,
+}
+
+impl Default for CapturedFrame {
+    fn default() -> Self {
+        CapturedFrame {
+            seq: 0,
+            at: std::time::UNIX_EPOCH,
+            len: 0,
+            fin: true,
+            rsv: 0,
+            opcode: 0,
+            masked: false,
+        }
+    }
 }

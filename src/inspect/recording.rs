@@ -156,8 +156,8 @@ pub fn frames(messages: &[CapturedMessage]) -> Vec<Line> {
     let mut out: Vec<((SystemTime, u64), Frame)> = Vec::new();
     for m in messages {
         let mut offset = 0usize;
-        let last = m.parts.len().saturating_sub(1);
-        for (i, p) in m.parts.iter().enumerate() {
+        let last = m.more.len();
+        for (i, p) in m.frame_list().enumerate() {
             let len = usize::try_from(p.len).unwrap_or(usize::MAX);
             let kept = m.data.get(offset..).unwrap_or(&[]);
             let payload = &kept[..len.min(kept.len())];

@@ -11,6 +11,7 @@
 
 mod backend;
 mod capture;
+mod deflate;
 mod load;
 mod net;
 mod plan;

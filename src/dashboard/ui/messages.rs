@@ -22,14 +22,16 @@ pub fn list(frame: &mut Frame, area: Rect, state: &State, t: &Tunnel, d: &Detail
         .selected
         .and_then(|k| list.iter().position(|m| message::key(m) == k))
         .or(list.len().checked_sub(1));
+    // What is filtered and held comes before the key hints, so a narrow pane keeps it.
     let mut title = vec![
         Span::styled("Messages ", theme::title()),
-        Span::styled(
-            format!("{} kept · ↑↓ choose · Enter open · m frames ", list.len()),
-            theme::closed(),
-        ),
+        Span::styled(format!("{} kept ", list.len()), theme::closed()),
     ];
     title.extend(super::tail::badges(t, d));
+    title.push(Span::styled(
+        " ↑↓ choose · Enter open · m frames",
+        theme::closed(),
+    ));
     let mut lines = vec![Line::from(title)];
     if list.is_empty() {
         let text = if d.filtering() {
@@ -44,7 +46,7 @@ pub fn list(frame: &mut Frame, area: Rect, state: &State, t: &Tunnel, d: &Detail
     let end = selected.map_or(list.len(), |i| (i + 1).max(h.min(list.len())));
     let start = end.saturating_sub(h);
     for (i, m) in list.iter().enumerate().take(end).skip(start) {
-        let mut line = super::tail::highlight(row(m, area.width as usize), d);
+        let mut line = super::tail::highlight(row(m, area.width as usize, d), d);
         if Some(i) == selected {
             line = line.style(Style::new().add_modifier(Modifier::REVERSED));
         }
@@ -59,7 +61,7 @@ pub fn list(frame: &mut Frame, area: Rect, state: &State, t: &Tunnel, d: &Detail
 }
 
 /// `12:03:04.123 → text   1.2 KiB  3 frames  compressed 420 B  {"order":…`.
-fn row(m: &CapturedMessage, width: usize) -> Line<'static> {
+fn row(m: &CapturedMessage, width: usize, d: &Detail) -> Line<'static> {
     let payload = message::payload(m);
     let mut spans = vec![
         Span::raw(format!("{} ", fmt::clock_ms(m.at))),
@@ -89,11 +91,9 @@ fn row(m: &CapturedMessage, width: usize) -> Line<'static> {
         spans.push(Span::styled("injected ", Style::new().fg(theme::ACCENT)));
     }
     let used: usize = spans.iter().map(|s| s.content.chars().count()).sum();
-    let preview = fmt::preview(payload, false);
-    spans.push(Span::raw(fmt::truncate(
-        &preview,
-        width.saturating_sub(used + 1),
-    )));
+    let room = width.saturating_sub(used + 1);
+    let preview = super::tail::around_match(&fmt::preview(payload, false), room, d);
+    spans.push(Span::raw(fmt::truncate(&preview, room)));
     Line::from(spans)
 }
 

@@ -30,6 +30,7 @@ pub fn draw(frame: &mut Frame, area: Rect, state: &State, t: &Tunnel, d: &Detail
             theme::closed(),
         ),
     ];
+    title.extend(badges(t, d));
     title.push(if d.frozen.is_some() {
         Span::styled(" PAUSED ", Style::new().fg(Color::Black).bg(theme::WARN))
     } else {
@@ -38,7 +39,6 @@ pub fn draw(frame: &mut Frame, area: Rect, state: &State, t: &Tunnel, d: &Detail
     if scroll > 0 {
         title.push(Span::styled(format!(" ↓ {scroll} newer"), theme::closed()));
     }
-    title.extend(badges(t, d));
     let mut lines = vec![Line::from(title)];
     if samples.is_empty() {
         let text = if d.filtering() {
@@ -92,6 +92,22 @@ pub fn badges(t: &Tunnel, d: &Detail) -> Vec<Span<'static>> {
         ));
     }
     spans
+}
+
+/// `text`, starting a little before the filter's first match when that match
+/// would fall past `room` columns, so what was searched for is in sight.
+pub fn around_match(text: &str, room: usize, d: &Detail) -> String {
+    let Some(&(from, to)) = d.filter.parsed.found(text).first() else {
+        return text.to_string();
+    };
+    if text[..to].chars().count() <= room || room < 12 {
+        return text.to_string();
+    }
+    // Keep about a third of the room before the match.
+    let lead = room / 3;
+    let start_char = text[..from].chars().count().saturating_sub(lead);
+    let start = text.char_indices().nth(start_char).map_or(from, |(i, _)| i);
+    format!("…{}", &text[start..])
 }
 
 /// `line` with what the filter's pattern found in its last span (the payload)

@@ -33,7 +33,8 @@ fn message(dir: Dir, kind: OpKind, data: &[u8], parts: Vec<CapturedFrame>) -> Ca
         inflated: None,
         inflated_len: 0,
         injected: false,
-        parts,
+        first: parts[0],
+        more: parts[1..].to_vec(),
     }
 }
 
@@ -63,7 +64,7 @@ fn sample() -> Vec<CapturedMessage> {
         b"\x03\xe8bye",
         vec![part(40, 8, 5, true, 0)],
     );
-    close.parts[0].masked = false;
+    close.first.masked = false;
     let mut truncated = message(
         Dir::BackendToClient,
         OpKind::Binary,

@@ -24,7 +24,8 @@ fn captured(seq: u64, dir: Dir, kind: OpKind, data: &[u8]) -> CapturedMessage {
         inflated: None,
         inflated_len: 0,
         injected: false,
-        parts: Vec::new(),
+        first: Default::default(),
+        more: Vec::new(),
     }
 }
 

@@ -310,7 +310,7 @@ fn e_exports_har_and_a_recording_with_credentials_redacted_even_when_shown() {
             inflated: None,
             inflated_len: 0,
             injected: false,
-            parts: vec![tunnelscope::event::CapturedFrame {
+            first: tunnelscope::event::CapturedFrame {
                 seq: 0,
                 at: at(3.0),
                 len: 5,
@@ -318,7 +318,8 @@ fn e_exports_har_and_a_recording_with_credentials_redacted_even_when_shown() {
                 rsv: 0,
                 opcode: 1,
                 masked: true,
-            }],
+            },
+            more: Vec::new(),
         }],
     ));
     handle(ch('v'), &s, &mut ui);
@@ -342,4 +343,49 @@ fn e_exports_har_and_a_recording_with_credentials_redacted_even_when_shown() {
     assert!(!jsonl.contains("s3cret"), "{jsonl}");
     let r = tunnelscope::inspect::recording::read(&jsonl).unwrap();
     assert_eq!(r.messages()[0].payload, b"hello");
+}
+
+#[test]
+fn a_filtered_message_list_shows_each_match_even_far_into_a_long_message() {
+    let mut s = busy_state();
+    let long = format!(r#"{{"padding":"{}","order":"A-1042"}}"#, "x".repeat(300));
+    let mut m = tunnelscope::event::CapturedMessage {
+        seq: 0,
+        at: at(3.0),
+        dir: Dir::ClientToBackend,
+        kind: tunnelscope::event::OpKind::Text,
+        compressed: false,
+        len: long.len() as u64,
+        frames: 1,
+        data: long.clone().into_bytes(),
+        truncated: false,
+        inflated: None,
+        inflated_len: 0,
+        injected: false,
+        first: Default::default(),
+        more: Vec::new(),
+    };
+    m.first.len = m.len;
+    s.messages = Some((7, vec![m]));
+    let mut ui = Ui::default();
+    handle(key(KeyCode::Enter), &s, &mut ui);
+    handle(ch('m'), &s, &mut ui);
+    assert!(
+        !screen(&s, &ui, 80, 24).contains("A-1042"),
+        "past the edge at first"
+    );
+    handle(ch('/'), &s, &mut ui);
+    type_line(&s, &mut ui, "a-1042");
+    handle(key(KeyCode::Enter), &s, &mut ui);
+    for (w, h) in [(80, 24), (160, 48)] {
+        let text = screen(&s, &ui, w, h);
+        let row = text
+            .lines()
+            .find(|l| l.contains("→ text"))
+            .unwrap_or_else(|| panic!("{text}"));
+        assert!(
+            row.contains("…") && row.contains("A-1042"),
+            "{w}x{h}: {row}"
+        );
+    }
 }

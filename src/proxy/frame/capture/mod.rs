@@ -59,6 +59,8 @@ struct Inflate {
     broken: Option<String>,
     /// The unmasked bytes of the chunk being inflated.
     scratch: Vec<u8>,
+    /// Where inflating writes before the kept part is copied (allocated once).
+    out: Vec<u8>,
 }
 
 impl std::fmt::Debug for Inflate {
@@ -83,11 +85,25 @@ impl Inflate {
         } else {
             flate2::FlushDecompress::None
         };
-        let mut out = [0u8; 8192];
+        // Sized once, never cleared: inflating overwrites what it reports.
+        let mut out = std::mem::take(&mut self.out);
+        out.resize(8192, 0);
+        self.inflate_into(input, b, cap, flush, &mut out);
+        self.out = out;
+    }
+
+    fn inflate_into(
+        &mut self,
+        input: &[u8],
+        b: &mut Building,
+        cap: usize,
+        flush: flate2::FlushDecompress,
+        out: &mut [u8],
+    ) {
         let mut rest = input;
         loop {
             let (in0, out0) = (self.z.total_in(), self.z.total_out());
-            if let Err(e) = self.z.decompress(rest, &mut out, flush) {
+            if let Err(e) = self.z.decompress(rest, out, flush) {
                 self.broken = Some(format!("not valid deflate data: {e}"));
                 return;
             }
@@ -133,7 +149,7 @@ pub fn deflate_resets(extensions: &str) -> Option<(bool, bool)> {
 /// Bytes a kept message holds: its payload and its inflated payload.
 fn cost(m: &Message) -> usize {
     m.data.len()
-        + m.parts.len() * std::mem::size_of::<CapturedFrame>()
+        + m.more.len() * std::mem::size_of::<CapturedFrame>()
         + m.inflated
             .as_ref()
             .map_or(0, |r| r.as_ref().map_or(0, Vec::len))
@@ -189,6 +205,7 @@ impl Capture {
                 "capture began mid-tunnel: the earlier compression context is missing".to_string()
             }),
             scratch: Vec::new(),
+            out: Vec::new(),
         });
         Self {
             inflate,
@@ -223,7 +240,8 @@ impl Capture {
                 inflated: None,
                 inflated_len: 0,
                 injected: false,
-                parts: Vec::new(),
+                first: frame,
+                more: Vec::new(),
             },
             mask,
             pos: 0,
@@ -241,8 +259,14 @@ impl Capture {
         };
         b.mask = mask;
         b.pos = 0;
-        if b.message.parts.len() < MAX_FRAMES_KEPT {
-            b.message.parts.push(frame);
+        if b.message.frames == 0 {
+            // One allocation for a whole single-frame message's payload.
+            if frame.fin {
+                let keep = usize::try_from(len).unwrap_or(usize::MAX).min(self.cap);
+                b.message.data.reserve_exact(keep);
+            }
+        } else if b.message.more.len() + 1 < MAX_FRAMES_KEPT {
+            b.message.more.push(frame);
         }
         b.message.frames += 1;
         b.message.len += len;
@@ -324,7 +348,7 @@ impl Capture {
             inflated: None,
             inflated_len: 0,
             injected: true,
-            parts: vec![CapturedFrame {
+            first: CapturedFrame {
                 seq,
                 at,
                 len: payload.len() as u64,
@@ -332,7 +356,8 @@ impl Capture {
                 rsv: 0,
                 opcode,
                 masked: self.dir == Dir::ClientToBackend,
-            }],
+            },
+            more: Vec::new(),
         });
     }
 
@@ -345,7 +370,9 @@ impl Capture {
     fn keep(&mut self, mut message: Message) {
         message.seq = self.next_seq;
         self.next_seq += 1;
-        message.data.shrink_to_fit();
+        if message.data.capacity() > message.data.len() {
+            message.data.shrink_to_fit();
+        }
         let size = cost(&message);
         self.used += size;
         if let Some(g) = &self.global {
