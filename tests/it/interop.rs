@@ -24,7 +24,7 @@ use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::Message;
-use tunnelscope::event::{Dir, Event, Handshake, Side, TunnelId, TunnelStats};
+use tunnelscope::event::{Dir, Event, Handshake, OpKind, Side, TunnelId, TunnelStats};
 
 /// Hard time limit handed to every script (`INTEROP_LIMIT_MS`): a script that is never
 /// told to finish still exits on its own, even if this test process was killed.
@@ -463,6 +463,33 @@ async fn node_ws_over_wss_negotiates_subprotocol_and_relays_deflate_frames_untou
 
     // The large messages cross compressed (RSV1) both ways; the small ones plain.
     expect_compressed_both_ways(&mut events, id).await;
+
+    // Someone watches (the event recorder), so whole messages were captured from
+    // the start: the inspector shows Node's compressed text inflated, both ways.
+    let messages = (proxy.messages_source())(id).expect("a live tunnel");
+    let long = "tunnelscope relays compressed text. ".repeat(120);
+    for dir in [Dir::ClientToBackend, Dir::BackendToClient] {
+        let m = messages
+            .iter()
+            .find(|m| {
+                m.dir == dir
+                    && m.compressed
+                    && m.kind == OpKind::Text
+                    && m.inflated_len == long.len() as u64
+            })
+            .unwrap_or_else(|| {
+                panic!(
+                    "no compressed {dir:?} long text in {} messages",
+                    messages.len()
+                )
+            });
+        let inflated = m.inflated.clone().expect("inflated").expect("inflates");
+        assert!(
+            inflated == long.as_bytes(),
+            "the inflated text is what Node sent"
+        );
+        assert!(m.len < long.len() as u64 / 4, "{} bytes on the wire", m.len);
+    }
 
     client.send_line("close").await;
     client.expect_line("closed 1000").await;
