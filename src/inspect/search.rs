@@ -45,9 +45,9 @@ pub fn hit(tunnel: TunnelId, m: &CapturedMessage, needle: &[u8]) -> Option<Searc
     })
 }
 
-/// Up to 24 bytes either side of the match, as text (lossy), cut marks shown.
+/// Up to 40 bytes either side of the match, as text (lossy), cut marks shown.
 pub fn snippet(p: &[u8], at: usize, len: usize) -> String {
-    const AROUND: usize = 24;
+    const AROUND: usize = 40;
     let from = at.saturating_sub(AROUND);
     let to = (at + len + AROUND).min(p.len());
     let mut s = String::new();
@@ -75,7 +75,7 @@ mod tests {
 
     #[test]
     fn snippets_show_the_match_in_its_context() {
-        let p = b"{\"customer\":\"ada\",\n\"order\":\"A-1042\",\"items\":[1,2,3],\"paid\":true}";
+        let p = b"{\"customer\":\"ada lovelace, analytical engines\",\n\"order\":\"A-1042\",\"items\":[1,2,3,4,5,6,7,8,9,10,11,12],\"paid\":true}";
         let at = position(p, b"a-1042").unwrap();
         let s = snippet(p, at, 6);
         assert!(s.contains("\"order\":\"A-1042\""), "{s}");

@@ -1,213 +1,16 @@
-//! Regenerates the dashboard pictures in `screenshots/`:
-//!
-//! ```text
-//! cargo run --example screenshots
-//! ```
-//!
-//! It builds a plausible proxy state from fake events (three backends, one of them
-//! draining; a dozen tunnels with traffic, frame samples and handshakes; some closed
-//! and refused ones), renders the overview, a tunnel's detail, the kill confirmation
-//! and the help overlay into a 120x36 `TestBackend` (`--size=WxH` to change), and
-//! writes each screen as an SVG (monospace text with the cells' colours); `--text`
-//! also prints them.
+//! Fake but plausible proxy state for the screenshots.
 
-use std::fmt::Write as _;
-use std::net::SocketAddr;
-use std::time::{Duration, SystemTime};
+use super::*;
 
-use crossterm::event::{KeyCode, KeyEvent};
-use ratatui::backend::TestBackend;
-use ratatui::buffer::Buffer;
-use ratatui::style::{Color, Modifier};
-use ratatui::Terminal;
-use tunnelscope::dashboard::input::{handle, Panel, Ui};
-use tunnelscope::dashboard::state::State;
-use tunnelscope::dashboard::ui::draw;
-use tunnelscope::event::{
-    AdminState, BackendId, BackendInfo, Dir, DirStats, Event, FrameSample, Handshake, Health,
-    ListenerInfo, OpCount, OpKind, Refusal, Side, Snapshot, TunnelStats,
-};
-
-/// Screen size; `--size=WxH` overrides it (try 80x24 and 160x48).
-fn size() -> (u16, u16) {
-    std::env::args()
-        .find_map(|a| {
-            let (w, h) = a.strip_prefix("--size=")?.split_once('x')?;
-            Some((w.parse().ok()?, h.parse().ok()?))
-        })
-        .unwrap_or((120, 36))
-}
-
-fn main() -> std::io::Result<()> {
-    let now = SystemTime::now();
-    let state = fake_state(now);
-    std::fs::create_dir_all("screenshots")?;
-
-    let mut ui = Ui::default();
-    key(&state, &mut ui, KeyCode::Down);
-    key(&state, &mut ui, KeyCode::Down);
-    save("overview", &state, &ui)?;
-
-    let mut detail = Ui::default();
-    key(&state, &mut detail, KeyCode::Enter);
-    save("tunnel-detail", &state, &detail)?;
-
-    let mut kill = Ui {
-        focus: Panel::Backends,
-        ..Ui::default()
-    };
-    key(&state, &mut kill, KeyCode::Char('x'));
-    save("kill-confirm", &state, &kill)?;
-
-    let mut help = ui.clone();
-    key(&state, &mut help, KeyCode::Char('?'));
-    save("help", &state, &help)?;
-
-    // Whole messages: the list, then one Socket.IO event decoded.
-    let id = detail
-        .detail
-        .as_ref()
-        .map(|d| d.id)
-        .expect("a detail is open");
-    let mut state = state;
-    state.messages = Some((id, captured(now)));
-    let mut messages = detail.clone();
-    key(&state, &mut messages, KeyCode::Char('m'));
-    save("messages", &state, &messages)?;
-    let mut view = messages.clone();
-    key(&state, &mut view, KeyCode::Up);
-    key(&state, &mut view, KeyCode::Enter);
-    save("message-view", &state, &view)?;
-
-    // The tail filtered by an order id, matches highlighted, the client held.
-    state.apply(
-        &Event::Hold {
-            id,
-            dir: Dir::ClientToBackend,
-            state: Some(tunnelscope::event::HoldState {
-                dir: Dir::ClientToBackend,
-                since: now,
-                waiting_bytes: Some(1843),
-                waiting_frames: Some(7),
-                at_least: false,
-                encrypted: false,
-            }),
-        },
-        now,
-    );
-    let mut filtered = messages.clone();
-    key(&state, &mut filtered, KeyCode::Char('/'));
-    for c in "a-1042".chars() {
-        key(&state, &mut filtered, KeyCode::Char(c));
-    }
-    key(&state, &mut filtered, KeyCode::Enter);
-    save("messages-filtered", &state, &filtered)?;
-    Ok(())
-}
-
-/// Messages a chat and order app might carry, as capture keeps them.
-fn captured(now: SystemTime) -> Vec<tunnelscope::event::CapturedMessage> {
-    let texts: [(Dir, &str, bool); 8] = [
-        (
-            Dir::BackendToClient,
-            r#"0{"sid":"Zq3x9","upgrades":[],"pingInterval":25000,"pingTimeout":20000}"#,
-            false,
-        ),
-        (Dir::ClientToBackend, "40", false),
-        (
-            Dir::ClientToBackend,
-            r#"42["order:create",{"id":"A-1042","items":[{"sku":"tea-earl-grey","qty":2},{"sku":"scone","qty":4}],"total":18.4,"currency":"EUR"}]"#,
-            false,
-        ),
-        (
-            Dir::BackendToClient,
-            r#"42["order:accepted",{"id":"A-1042","eta":"12:30","courier":"bike-7"}]"#,
-            true,
-        ),
-        (Dir::BackendToClient, "2", false),
-        (Dir::ClientToBackend, "3", false),
-        (
-            Dir::BackendToClient,
-            r#"42["order:status",{"id":"A-1042","status":"picked up"}]"#,
-            true,
-        ),
-        (
-            Dir::ClientToBackend,
-            r#"42["chat",{"to":"bike-7","text":"ring twice please"}]"#,
-            false,
-        ),
-    ];
-    let mut seq = [0u64; 2];
-    texts
-        .iter()
-        .enumerate()
-        .map(|(i, (dir, text, compressed))| {
-            let d = usize::from(*dir == Dir::BackendToClient);
-            seq[d] += 1;
-            let at = now - Duration::from_millis(4000 - 450 * i as u64);
-            tunnelscope::event::CapturedMessage {
-                seq: seq[d],
-                at,
-                dir: *dir,
-                kind: OpKind::Text,
-                compressed: *compressed,
-                len: if *compressed {
-                    text.len() as u64 * 2 / 3
-                } else {
-                    text.len() as u64
-                },
-                frames: 1,
-                data: if *compressed {
-                    vec![0xaa; text.len() * 2 / 3]
-                } else {
-                    text.as_bytes().to_vec()
-                },
-                truncated: false,
-                inflated: compressed.then(|| Ok(text.as_bytes().to_vec())),
-                inflated_len: text.len() as u64,
-                injected: false,
-                first: Default::default(),
-                more: Vec::new(),
-            }
-        })
-        .collect()
-}
-
-fn key(state: &State, ui: &mut Ui, code: KeyCode) {
-    let _ = handle(KeyEvent::from(code), state, ui);
-}
-
-fn save(name: &str, state: &State, ui: &Ui) -> std::io::Result<()> {
-    let (w, h) = size();
-    let mut terminal = Terminal::new(TestBackend::new(w, h)).expect("test backend");
-    terminal
-        .draw(|f| draw(f, state, ui))
-        .expect("drawing into memory cannot fail");
-    let path = format!("screenshots/{name}.svg");
-    let buf = terminal.backend().buffer();
-    std::fs::write(&path, to_svg(buf))?;
-    // `--text` also prints each screen, for a look without an SVG viewer.
-    if std::env::args().any(|a| a == "--text") {
-        for y in 0..buf.area.height {
-            let row: String = (0..buf.area.width).map(|x| buf[(x, y)].symbol()).collect();
-            println!("{}", row.trim_end());
-        }
-    }
-    println!("wrote {path}");
-    Ok(())
-}
-
-// ---- fake but plausible proxy state -------------------------------------------
-
-fn addr(s: &str) -> SocketAddr {
+pub(crate) fn addr(s: &str) -> SocketAddr {
     s.parse().expect("literal address")
 }
 
-fn headers(pairs: &[(&str, &str)]) -> tunnelscope::event::Headers {
+pub(crate) fn headers(pairs: &[(&str, &str)]) -> tunnelscope::event::Headers {
     tunnelscope::event::Headers::from_pairs(pairs.iter().copied())
 }
 
-fn handshake(client: &str, host: &str, proto: Option<&str>, deflate: bool) -> Handshake {
+pub(crate) fn handshake(client: &str, host: &str, proto: Option<&str>, deflate: bool) -> Handshake {
     let ext = deflate.then_some("permessage-deflate; client_max_window_bits");
     let mut req = vec![
         ("host", host),
@@ -253,7 +56,7 @@ fn handshake(client: &str, host: &str, proto: Option<&str>, deflate: bool) -> Ha
 }
 
 /// Counters after `secs` seconds of traffic at `rate` messages/s of `size` bytes.
-fn stats(secs: f64, rate: f64, size: u64, last: SystemTime) -> TunnelStats {
+pub(crate) fn stats(secs: f64, rate: f64, size: u64, last: SystemTime) -> TunnelStats {
     let dir = |rate: f64, size: u64| {
         let msgs = (secs * rate) as u64;
         let mut d = DirStats::default();
@@ -279,7 +82,13 @@ fn stats(secs: f64, rate: f64, size: u64, last: SystemTime) -> TunnelStats {
     }
 }
 
-fn backend(pool: &str, a: &str, admin: AdminState, active: u64, total: u64) -> BackendInfo {
+pub(crate) fn backend(
+    pool: &str,
+    a: &str,
+    admin: AdminState,
+    active: u64,
+    total: u64,
+) -> BackendInfo {
     BackendInfo {
         id: BackendId::new(pool, a),
         weight: 1,
@@ -297,7 +106,7 @@ fn backend(pool: &str, a: &str, admin: AdminState, active: u64, total: u64) -> B
     }
 }
 
-struct Fake {
+pub(crate) struct Fake {
     id: u64,
     client: &'static str,
     path: &'static str,
@@ -311,7 +120,7 @@ struct Fake {
 }
 
 #[rustfmt::skip]
-const TUNNELS: [Fake; 12] = [
+pub(crate) const TUNNELS: [Fake; 12] = [
     Fake { id: 1041, client: "203.0.113.7:51544", path: "/chat?room=lobby", pool: "chat", backend: "10.0.0.11:9001", proto: Some("chat.v2"), deflate: true, age: 3725, rate: 14.0, size: 180 },
     Fake { id: 1052, client: "198.51.100.23:40112", path: "/chat?room=ops", pool: "chat", backend: "10.0.0.12:9001", proto: Some("chat.v2"), deflate: true, age: 1260, rate: 3.5, size: 240 },
     Fake { id: 1077, client: "192.0.2.140:62001", path: "/chat?room=lobby", pool: "chat", backend: "10.0.0.13:9001", proto: Some("chat.v2"), deflate: false, age: 845, rate: 9.0, size: 120 },
@@ -326,7 +135,7 @@ const TUNNELS: [Fake; 12] = [
     Fake { id: 1163, client: "192.0.2.33:51000", path: "/chat?room=lobby", pool: "chat", backend: "10.0.0.12:9001", proto: Some("chat.v2"), deflate: true, age: 3, rate: 0.0, size: 0 },
 ];
 
-fn fake_state(now: SystemTime) -> State {
+pub(crate) fn fake_state(now: SystemTime) -> State {
     let start = now - Duration::from_secs(2 * 3600 + 14 * 60 + 9);
     let ago = |s: u64| now - Duration::from_secs(s);
     let mut draining = backend("chat", "10.0.0.12:9001", AdminState::Draining, 3, 1_877);
@@ -401,7 +210,7 @@ fn fake_state(now: SystemTime) -> State {
     state
 }
 
-fn open(state: &mut State, f: &Fake, at: SystemTime, now: SystemTime) {
+pub(crate) fn open(state: &mut State, f: &Fake, at: SystemTime, now: SystemTime) {
     state.apply(
         &Event::TunnelOpened {
             id: f.id,
@@ -441,7 +250,7 @@ fn open(state: &mut State, f: &Fake, at: SystemTime, now: SystemTime) {
     );
 }
 
-fn samples(state: &mut State, id: u64, now: SystemTime, deflate: bool) {
+pub(crate) fn samples(state: &mut State, id: u64, now: SystemTime, deflate: bool) {
     let msgs = [
         (
             false,
@@ -500,7 +309,7 @@ fn samples(state: &mut State, id: u64, now: SystemTime, deflate: bool) {
     state.apply(&Event::FrameSamples { id, samples: out }, now);
 }
 
-fn closed_and_refused(state: &mut State, now: SystemTime) {
+pub(crate) fn closed_and_refused(state: &mut State, now: SystemTime) {
     let ended = [
         (
             1139,
@@ -592,118 +401,4 @@ fn closed_and_refused(state: &mut State, now: SystemTime) {
         },
         at,
     );
-}
-
-// ---- buffer → SVG -------------------------------------------------------------
-
-const CELL_W: f64 = 8.4;
-const CELL_H: f64 = 17.0;
-const FONT: f64 = 14.0;
-const BG: &str = "#1b1d23";
-const FG: &str = "#d0d4dc";
-
-/// A cell colour as hex, using a VS Code-like dark palette for the named colours.
-fn hex(c: Color) -> Option<String> {
-    let named = match c {
-        Color::Reset => return None,
-        Color::Black => "#1b1d23",
-        Color::Red => "#e06c75",
-        Color::Green => "#98c379",
-        Color::Yellow => "#e5c07b",
-        Color::Blue => "#61afef",
-        Color::Magenta => "#c678dd",
-        Color::Cyan => "#56b6c2",
-        Color::Gray => "#abb2bf",
-        Color::DarkGray => "#6b7280",
-        Color::LightRed => "#ff7b86",
-        Color::LightGreen => "#b5e890",
-        Color::LightYellow => "#ffe08a",
-        Color::LightBlue => "#82c4ff",
-        Color::LightMagenta => "#e099f0",
-        Color::LightCyan => "#7fd8e3",
-        Color::White => "#f0f2f5",
-        Color::Rgb(r, g, b) => return Some(format!("#{r:02x}{g:02x}{b:02x}")),
-        Color::Indexed(i) => return Some(format!("#{i:02x}{i:02x}{i:02x}")),
-    };
-    Some(named.to_string())
-}
-
-fn esc(s: &str) -> String {
-    s.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-}
-
-/// Each row becomes background rectangles plus runs of same-styled text; every run
-/// is pinned to its cell column with `textLength`, so the grid holds whatever the
-/// viewer's monospace font measures.
-fn to_svg(buf: &Buffer) -> String {
-    let (w, h) = (buf.area.width, buf.area.height);
-    let mut svg = String::new();
-    let _ = write!(
-        svg,
-        r#"<svg xmlns="http://www.w3.org/2000/svg" width="{:.0}" height="{:.0}" font-family="DejaVu Sans Mono, Menlo, Consolas, monospace" font-size="{FONT}">"#,
-        f64::from(w) * CELL_W + 16.0,
-        f64::from(h) * CELL_H + 16.0
-    );
-    let _ = write!(
-        svg,
-        r#"<rect width="100%" height="100%" fill="{BG}"/><g transform="translate(8,8)">"#
-    );
-    for y in 0..h {
-        let mut x = 0;
-        while x < w {
-            let cell = &buf[(x, y)];
-            let reversed = cell.modifier.contains(Modifier::REVERSED);
-            let (fg, bg) = if reversed {
-                (cell.bg, cell.fg)
-            } else {
-                (cell.fg, cell.bg)
-            };
-            // Gather a run of cells sharing the style.
-            let start = x;
-            let mut text = String::new();
-            while x < w {
-                let c = &buf[(x, y)];
-                if c.fg != cell.fg || c.bg != cell.bg || c.modifier != cell.modifier {
-                    break;
-                }
-                text.push_str(c.symbol());
-                x += 1;
-            }
-            let len = x - start;
-            let px = f64::from(start) * CELL_W;
-            let py = f64::from(y) * CELL_H;
-            if let Some(bg) = hex(bg) {
-                let _ = write!(
-                    svg,
-                    r#"<rect x="{px:.1}" y="{py:.1}" width="{:.1}" height="{CELL_H}" fill="{bg}"/>"#,
-                    f64::from(len) * CELL_W
-                );
-            }
-            if text.trim().is_empty() {
-                continue;
-            }
-            let fill = hex(fg).unwrap_or_else(|| FG.to_string());
-            let mut attrs = format!(r#"fill="{fill}""#);
-            if cell.modifier.contains(Modifier::BOLD) {
-                attrs.push_str(r#" font-weight="bold""#);
-            }
-            if cell.modifier.contains(Modifier::DIM) {
-                attrs.push_str(r#" opacity="0.6""#);
-            }
-            if cell.modifier.contains(Modifier::UNDERLINED) {
-                attrs.push_str(r#" text-decoration="underline""#);
-            }
-            let _ = write!(
-                svg,
-                r#"<text x="{px:.1}" y="{:.1}" textLength="{:.1}" lengthAdjust="spacingAndGlyphs" xml:space="preserve" {attrs}>{}</text>"#,
-                py + CELL_H * 0.78,
-                f64::from(len) * CELL_W,
-                esc(&text)
-            );
-        }
-    }
-    svg.push_str("</g></svg>\n");
-    svg
 }
