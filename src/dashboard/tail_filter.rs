@@ -52,7 +52,7 @@ impl TailFilter {
             }
         }
         if f.pattern.is_none() && !words.is_empty() {
-            f.pattern = Some(Pattern::Words(words.join(" ").to_lowercase()));
+            f.pattern = Some(Pattern::Words(words.join(" ").to_ascii_lowercase()));
         }
         Ok(f)
     }

@@ -89,6 +89,10 @@ pub struct Frame {
     pub close_code: Option<u16>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub close_reason: Option<String>,
+    /// This line stands for the message's last N frames and carries their
+    /// payloads (a message in more than 256 frames keeps the others' records).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub frames_omitted: Option<u32>,
     /// The last frame of a compressed message: the whole message inflated.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub inflated_text: Option<String>,
@@ -156,13 +160,12 @@ pub fn frames(messages: &[CapturedMessage]) -> Vec<Line> {
     let mut out: Vec<((SystemTime, u64), Frame)> = Vec::new();
     for m in messages {
         let mut offset = 0usize;
-        let last = m.more.len();
-        for (i, p) in m.frame_list().enumerate() {
+        let mut these: Vec<((SystemTime, u64), Frame)> = Vec::new();
+        let mut describe = |p: &crate::event::CapturedFrame, offset: &mut usize| {
             let len = usize::try_from(p.len).unwrap_or(usize::MAX);
-            let kept = m.data.get(offset..).unwrap_or(&[]);
+            let kept = m.data.get(*offset..).unwrap_or(&[]);
             let payload = &kept[..len.min(kept.len())];
-            offset = offset.saturating_add(len);
-            let textual = matches!(m.kind, OpKind::Text) && !m.compressed;
+            *offset = offset.saturating_add(len);
             let mut f = Frame {
                 at: rfc3339(p.at),
                 dir: dir_code(m.dir).into(),
@@ -177,33 +180,62 @@ pub fn frames(messages: &[CapturedMessage]) -> Vec<Line> {
                 truncated: payload.len() < len,
                 ..Frame::default()
             };
-            if m.kind == OpKind::Close {
-                if payload.len() >= 2 {
-                    f.close_code = Some(u16::from_be_bytes([payload[0], payload[1]]));
-                    f.close_reason = Some(String::from_utf8_lossy(&payload[2..]).into_owned());
-                }
-                f.base64 = Some(b64(payload));
-            } else {
-                match std::str::from_utf8(payload) {
-                    // Fragments of a text message may split a character: base64 then.
-                    Ok(text) if textual => f.text = Some(text.to_string()),
-                    _ => f.base64 = Some(b64(payload)),
-                }
-            }
-            if i == last && p.fin {
-                if let Some(Ok(inflated)) = &m.inflated {
-                    match std::str::from_utf8(inflated) {
-                        Ok(t) if m.kind == OpKind::Text => f.inflated_text = Some(t.into()),
-                        _ => f.inflated_base64 = Some(b64(inflated)),
-                    }
-                }
-            }
+            set_payload(&mut f, m, payload);
             // Frames read in one chunk share a time: their numbers keep the order.
-            out.push(((p.at, p.seq), f));
+            these.push(((p.at, p.seq), f));
+        };
+        for p in m.frame_list() {
+            describe(p, &mut offset);
         }
+        // A message in more frames than are kept: the rest as one last frame.
+        let kept = 1 + m.more.len() as u32;
+        if m.frames > kept {
+            let last = m.more.last().unwrap_or(&m.first);
+            let written: u64 = m.frame_list().map(|p| p.len).sum();
+            let rest = crate::event::CapturedFrame {
+                seq: last.seq + 1,
+                len: m.len.saturating_sub(written),
+                fin: true,
+                rsv: 0,
+                opcode: 0,
+                ..*last
+            };
+            describe(&rest, &mut offset);
+            if let Some((_, f)) = these.last_mut() {
+                f.frames_omitted = Some(m.frames - kept);
+            }
+        }
+        if let (Some((_, f)), Some(Ok(inflated))) = (these.last_mut(), &m.inflated) {
+            if f.fin {
+                match std::str::from_utf8(inflated) {
+                    Ok(t) if m.kind == OpKind::Text => f.inflated_text = Some(t.into()),
+                    _ => f.inflated_base64 = Some(b64(inflated)),
+                }
+            }
+        }
+        out.extend(these);
     }
     out.sort_by_key(|(key, _)| *key);
     out.into_iter().map(|(_, f)| Line::Frame(f)).collect()
+}
+
+/// A frame's payload as text (an uncompressed text message's, when valid UTF-8)
+/// or base64, and a Close's code and reason.
+fn set_payload(f: &mut Frame, m: &CapturedMessage, payload: &[u8]) {
+    if m.kind == OpKind::Close {
+        if payload.len() >= 2 {
+            f.close_code = Some(u16::from_be_bytes([payload[0], payload[1]]));
+            f.close_reason = Some(String::from_utf8_lossy(&payload[2..]).into_owned());
+        }
+        f.base64 = Some(b64(payload));
+        return;
+    }
+    let textual = m.kind == OpKind::Text && !m.compressed;
+    match std::str::from_utf8(payload) {
+        // Fragments of a text message may split a character: base64 then.
+        Ok(text) if textual => f.text = Some(text.to_string()),
+        _ => f.base64 = Some(b64(payload)),
+    }
 }
 
 /// A whole recording as JSON Lines.
@@ -307,7 +339,9 @@ impl Recording {
                 Dir::ClientToBackend => 0,
                 Dir::BackendToClient => 1,
             };
-            if f.opcode >= 8 {
+            // Control frames are not replayed; what an operator injected toward the
+            // client is not an answer the backend gave.
+            if f.opcode >= 8 || (f.injected && f.dir() == Dir::BackendToClient) {
                 continue;
             }
             let m = open[i].get_or_insert_with(|| RecordedMessage {

@@ -101,6 +101,8 @@ struct Open {
     current: PathBuf,
     part: u32,
     written: u64,
+    /// Bytes of the current part's head (start and handshake lines).
+    head_bytes: u64,
     /// The next message number wanted per direction.
     next: [u64; 2],
 }
@@ -156,6 +158,7 @@ impl Writer {
             path,
             part: 1,
             written: 0,
+            head_bytes: 0,
             next: [0, 0],
         };
         self.open_part(&mut o);
@@ -173,13 +176,18 @@ impl Writer {
             Ok(f) => {
                 o.file = Some(f);
                 o.written = 0;
+                o.head_bytes = 0;
                 o.current = path.clone();
                 self.order.push_back(path.clone());
                 self.sizes.insert(path, 0);
                 let head = recording::head(&o.tunnel.info(), &self.settings.redact);
                 self.write(o, &head);
+                o.head_bytes = o.written;
             }
-            Err(e) => tracing::warn!(path = %path.display(), "cannot write the recording: {e}"),
+            Err(e) => {
+                tracing::warn!(path = %path.display(), "cannot write the recording: {e}");
+                o.file = None;
+            }
         }
     }
 
@@ -189,7 +197,7 @@ impl Writer {
         let mut open = std::mem::take(&mut self.open);
         for o in &mut open {
             let ended = o.tunnel.ended();
-            let (messages, gaps) = o.tunnel.messages_since(o.next);
+            let (messages, gaps, after) = o.tunnel.messages_since(o.next);
             let mut lines = Vec::new();
             for (i, missed) in gaps.into_iter().enumerate() {
                 if missed > 0 {
@@ -199,10 +207,7 @@ impl Writer {
                     });
                 }
             }
-            for m in &messages {
-                let i = super::tunnel::dir_index(m.dir);
-                o.next[i] = o.next[i].max(m.seq + 1);
-            }
+            o.next = after;
             lines.extend(recording::frames(&messages));
             if let Some(e) = &ended {
                 lines.push(Line::End {
@@ -223,7 +228,14 @@ impl Writer {
 
     fn write(&mut self, o: &mut Open, lines: &[Line]) {
         for line in lines {
-            if o.written >= self.settings.file_bytes && !matches!(line, Line::End { .. }) {
+            // A part full of frames continues in the next (its head does not count,
+            // so a large head never makes a file per line).
+            let body = o.written.saturating_sub(o.head_bytes);
+            if o.head_bytes > 0
+                && body > 0
+                && o.written >= self.settings.file_bytes
+                && !matches!(line, Line::End { .. })
+            {
                 o.part += 1;
                 self.open_part(o);
             }
@@ -248,14 +260,16 @@ impl Writer {
     /// Deletes the oldest files while the recordings exceed their total bound (the
     /// files still being written stay).
     fn trim(&mut self) {
-        while self.total > self.settings.total_bytes {
-            let Some(path) = self.order.front().cloned() else {
+        let mut i = 0;
+        while self.total > self.settings.total_bytes && i < self.order.len() {
+            // A file still being written stays; older finished ones go first.
+            if self.open.iter().any(|o| o.current == self.order[i]) {
+                i += 1;
+                continue;
+            }
+            let Some(path) = self.order.remove(i) else {
                 return;
             };
-            if self.open.iter().any(|o| o.current == path) {
-                return;
-            }
-            self.order.pop_front();
             let size = self.sizes.remove(&path).unwrap_or(0);
             self.total = self.total.saturating_sub(size);
             if let Err(e) = std::fs::remove_file(&path) {

@@ -303,3 +303,31 @@ async fn a_held_flood_is_pushed_back_to_its_sender_not_buffered_by_the_proxy() {
         assert_eq!(next_data(&mut ws).await.into_data().len(), FRAME);
     }
 }
+
+/// A hold never keeps a tunnel alive: once the client closes, the held side's
+/// answer is read and the tunnel ends.
+#[tokio::test]
+async fn a_held_tunnel_still_ends_when_the_client_closes() {
+    let b = Backend::start("b").await;
+    let proxy = proxy(&config(b.addr)).await;
+    let admin = Admin::start(&proxy, None).await;
+    let mut bus = proxy.subscribe();
+    let mut ws = connect(proxy.local_addrs()[0], "/").await;
+    echo_on(&mut ws, "hello").await;
+    let id = tunnel_id(&admin).await;
+    let r = admin
+        .post(&format!("/api/tunnels/{id}/hold?from=backend"))
+        .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    wait_hold(&mut bus, id, Dir::BackendToClient, |_| true).await;
+    ws.close(None).await.unwrap();
+    let ended = wait_event(
+        &mut bus,
+        |e| matches!(e, Event::TunnelClosed { id: i, .. } if *i == id),
+    )
+    .await;
+    let Event::TunnelClosed { side, .. } = ended else {
+        unreachable!()
+    };
+    assert_eq!(side, tunnelscope::event::Side::Client);
+}

@@ -170,3 +170,50 @@ fn a_recording_reads_back_into_its_messages() {
         .frames
         .is_empty());
 }
+
+#[test]
+fn a_message_in_more_frames_than_kept_ends_with_one_frame_carrying_the_rest() {
+    let total = 300usize;
+    let data: Vec<u8> = (0..total).map(|i| b'a' + (i % 26) as u8).collect();
+    let mut parts: Vec<CapturedFrame> = (0..crate::event::MAX_FRAMES_KEPT as u64)
+        .map(|i| part(i, if i == 0 { 2 } else { 0 }, 1, false, 0))
+        .collect();
+    parts[0].seq = 0;
+    let mut m = message(Dir::ClientToBackend, OpKind::Binary, &data, parts);
+    m.frames = total as u32;
+    m.len = total as u64;
+    let lines = frames(&[m]);
+    assert_eq!(lines.len(), crate::event::MAX_FRAMES_KEPT + 1);
+    let Line::Frame(last) = lines.last().unwrap() else {
+        panic!("a frame")
+    };
+    assert!(last.fin);
+    assert_eq!(last.len, (total - crate::event::MAX_FRAMES_KEPT) as u64);
+    assert_eq!(
+        last.frames_omitted,
+        Some((total - crate::event::MAX_FRAMES_KEPT) as u32)
+    );
+    let text: String = lines.iter().map(to_line).collect();
+    let back = read(&text).unwrap().messages();
+    assert_eq!(back.len(), 1);
+    assert_eq!(back[0].payload, data, "the whole message reads back");
+}
+
+#[test]
+fn replay_leaves_out_what_an_operator_injected_toward_the_client() {
+    let mut injected = message(
+        Dir::BackendToClient,
+        OpKind::Text,
+        b"from the operator",
+        vec![part(50, 1, 17, true, 0)],
+    );
+    injected.injected = true;
+    let mut all = sample();
+    all.push(injected);
+    let text: String = frames(&all).iter().map(to_line).collect();
+    let got = read(&text).unwrap().messages();
+    assert!(
+        got.iter().all(|m| m.payload != b"from the operator"),
+        "{got:?}"
+    );
+}

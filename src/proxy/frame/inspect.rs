@@ -75,6 +75,11 @@ impl Scanner {
         }
     }
 
+    /// The number the next captured message will get (0 when not capturing).
+    pub fn captured_next(&self) -> u64 {
+        self.capture.as_ref().map_or(0, |c| c.next_seq())
+    }
+
     /// The kept messages numbered `from` on (copied; the older ones are not).
     pub fn captured_since(&self, from: u64, out: &mut Vec<crate::event::CapturedMessage>) {
         if let Some(c) = &self.capture {

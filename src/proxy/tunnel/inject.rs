@@ -115,22 +115,45 @@ impl TunnelShared {
     }
 }
 
-/// Places as many waiting injections as fit now; returns when to try again, if any
-/// are left.
+/// Places as many waiting injections as fit now, in order per direction (one
+/// toward the client does not wait behind one toward the backend); returns when to
+/// try again, if any are left. Those that can never go (the way toward their side
+/// is closing or shut) are dropped, and the log says so.
 pub(super) fn place(relay: &mut Relay, ctx: &mut Ctx<'_>) -> Option<Instant> {
-    loop {
-        let mut pending = lock(&ctx.shared.controls.pending);
-        let next = pending.front()?;
-        let writer = match next.to {
+    let mut pending = lock(&ctx.shared.controls.pending);
+    // Per side written to: something earlier toward it waits (or was just placed).
+    let mut busy = [false; 2];
+    let mut i = 0;
+    while i < pending.len() {
+        let to = pending[i].to;
+        let k = usize::from(to == Side::Backend);
+        let writer = match to {
             Side::Client => &mut relay.down,
             _ => &mut relay.up,
         };
-        let control = next.kind == InjectKind::Ping;
-        if !can_inject(writer, ctx, !control) {
-            return Some(Instant::now() + RETRY);
+        if writer.shut
+            || writer.stopped
+            || writer.withheld.is_some()
+            || ctx.first_close.is_some()
+            || ctx.policy.is_some()
+        {
+            let dropped = pending.remove(i).expect("looked at it");
+            tracing::warn!(
+                tunnel = ctx.shared.id,
+                to = %dropped.to,
+                "an injected {} was not sent: the tunnel is closing",
+                dropped.kind.name()
+            );
+            continue;
         }
-        let out = pending.pop_front().expect("looked at it");
-        drop(pending);
+        let data = pending[i].kind != InjectKind::Ping;
+        if busy[k] || !can_inject(writer, ctx, data) {
+            busy[k] = true;
+            i += 1;
+            continue;
+        }
+        let out = pending.remove(i).expect("looked at it");
+        busy[k] = true;
         let masked = out.to == Side::Backend;
         let frame = ws::frame(out.kind.opcode(), &out.payload, masked.then(ws::mask_key));
         writer.pos = 0;
@@ -145,6 +168,7 @@ pub(super) fn place(relay: &mut Relay, ctx: &mut Ctx<'_>) -> Option<Instant> {
             masked,
         );
     }
+    (!pending.is_empty()).then(|| Instant::now() + RETRY)
 }
 
 /// Looks at what waits behind each hold and publishes what changed (a hold begun,

@@ -24,7 +24,6 @@ use bytes::Bytes;
 use tokio::sync::broadcast;
 
 use self::close::{close_dead_side, close_on_purpose, BACKEND_GONE};
-pub(crate) use self::ping::dir_index;
 pub use self::ping::PingSettings;
 use self::ping::Pinger;
 use self::relay::{Ctx, Half, Mode, Relay, Stop};
@@ -221,8 +220,10 @@ pub async fn run(
             }
             _ = tokio::time::sleep_until(idle_deadline), if !idle.is_zero() => {
                 let quiet = ctx.last_active.elapsed();
-                // A held tunnel is silent because an operator holds it.
+                // A held tunnel is silent because an operator holds it: the time held
+                // counts as activity, so a release does not meet an overdue cut.
                 if look_due.is_some() {
+                    ctx.last_active = Instant::now();
                     idle_deadline = tokio::time::Instant::now() + idle;
                     continue;
                 }

@@ -136,7 +136,7 @@ fn payload(seq: u32) -> PingPayload {
     p
 }
 
-pub(crate) fn dir_index(dir: Dir) -> usize {
+pub(super) fn dir_index(dir: Dir) -> usize {
     match dir {
         Dir::ClientToBackend => 0,
         Dir::BackendToClient => 1,

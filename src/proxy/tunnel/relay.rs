@@ -242,8 +242,14 @@ impl Half {
                 return Poll::Ready(Ok(Stop::Boundary));
             }
             // An operator holds this direction: leave what the side sends in its
-            // socket (the hold's release wakes the relay).
-            if mode == Mode::Relay && ctx.shared.held(self.dir) {
+            // socket (the hold's release wakes the relay). A hold takes effect between
+            // the side's messages (so the other way can still be spoken into), and is
+            // let go once the tunnel is closing, so it never keeps a tunnel alive.
+            if mode == Mode::Relay
+                && ctx.first_close.is_none()
+                && ctx.shared.held(self.dir)
+                && lock(ctx.shared.scanner(self.dir)).between_messages()
+            {
                 return Poll::Pending;
             }
             // Borrow a buffer only for this poll: if nothing is ready it goes back.

@@ -13,6 +13,10 @@ use crate::event::{
 };
 use crate::proxy::frame::Scanner;
 
+/// What [`TunnelShared::messages_since`] gives: the messages, how many were let go
+/// per direction, and where to continue.
+pub type Since = (Vec<crate::event::CapturedMessage>, [u64; 2], [u64; 2]);
+
 /// A request to close a tunnel on purpose.
 #[derive(Debug, Clone)]
 pub struct CloseRequest {
@@ -206,19 +210,24 @@ impl TunnelShared {
     }
 
     /// The captured messages numbered at or after `next` (client→backend,
-    /// backend→client), and per direction how many before them capture has let go.
-    pub fn messages_since(&self, next: [u64; 2]) -> (Vec<crate::event::CapturedMessage>, [u64; 2]) {
+    /// backend→client), per direction how many numbered since then capture has let
+    /// go, and the numbers to ask from next time.
+    pub fn messages_since(&self, next: [u64; 2]) -> Since {
         let mut out = Vec::new();
         let mut gaps = [0, 0];
+        let mut after = next;
         for (i, scanner) in [&self.c2b, &self.b2c].into_iter().enumerate() {
             let mut these = Vec::new();
-            lock(scanner).captured_since(next[i], &mut these);
-            if let Some(first) = these.first() {
-                gaps[i] = first.seq - next[i];
-            }
+            let s = lock(scanner);
+            s.captured_since(next[i], &mut these);
+            // Numbered since `next` but no longer kept: evicted before written.
+            let numbered = s.captured_next().saturating_sub(next[i]);
+            after[i] = s.captured_next().max(next[i]);
+            drop(s);
+            gaps[i] = numbered.saturating_sub(these.len() as u64);
             out.extend(these);
         }
-        (out, gaps)
+        (out, gaps, after)
     }
 
     /// The captured messages containing `needle` (ASCII-lowercased), both ways.

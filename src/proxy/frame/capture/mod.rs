@@ -189,6 +189,9 @@ impl Drop for Capture {
     }
 }
 
+/// Payload bytes reserved when a frame's header is read, at most.
+const RESERVE_MAX: usize = 4096;
+
 /// What RFC 7692 §7.2.2 has the sender strip from each message's end.
 const DEFLATE_TAIL: [u8; 4] = [0x00, 0x00, 0xff, 0xff];
 
@@ -260,10 +263,11 @@ impl Capture {
         b.mask = mask;
         b.pos = 0;
         if b.message.frames == 0 {
-            // One allocation for a whole single-frame message's payload.
+            // One allocation for a small single-frame message's payload; a large
+            // one grows as its bytes arrive (a header alone reserves little).
             if frame.fin {
                 let keep = usize::try_from(len).unwrap_or(usize::MAX).min(self.cap);
-                b.message.data.reserve_exact(keep);
+                b.message.data.reserve_exact(keep.min(RESERVE_MAX));
             }
         } else if b.message.more.len() + 1 < MAX_FRAMES_KEPT {
             b.message.more.push(frame);
@@ -390,6 +394,11 @@ impl Capture {
                 g.used.fetch_sub(size, std::sync::atomic::Ordering::Relaxed);
             }
         }
+    }
+
+    /// The number the next message kept will get.
+    pub fn next_seq(&self) -> u64 {
+        self.next_seq
     }
 
     /// The kept messages, oldest first.
