@@ -9,7 +9,7 @@ use std::time::SystemTime;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use super::relay::{Ctx, Half, Mode, Relay};
-use crate::event::{Dir, Side};
+use crate::event::{Dir, Limit, Side};
 use crate::sync::lock;
 use crate::ws;
 
@@ -125,4 +125,39 @@ pub(super) async fn close_dead_side(
         live.shutdown().await
     })
     .await;
+}
+
+/// Why the proxy stops a tunnel on its own accord, from what one side sent.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Policy {
+    /// The direction the offending frame went.
+    pub(super) dir: Dir,
+    /// The Close code that calls for (the sender's, for a limit).
+    pub(super) code: u16,
+    pub(super) limit: Option<Limit>,
+}
+
+impl Policy {
+    /// The Close frames (code, reason) for the client and for the backend: for a
+    /// violation the same for both; for a limit, the sender gets the limit's code
+    /// and the other side 1001.
+    pub(super) fn closes(&self) -> ((u16, &'static str), (u16, &'static str)) {
+        match self.limit {
+            None => {
+                let reason = match self.code {
+                    1007 => "invalid payload data",
+                    _ => "protocol error",
+                };
+                ((self.code, reason), (self.code, reason))
+            }
+            Some(limit) => {
+                let sender = (limit.close_code(), limit.reason());
+                let other = (1001, limit.reason());
+                match self.dir {
+                    Dir::ClientToBackend => (sender, other),
+                    Dir::BackendToClient => (other, sender),
+                }
+            }
+        }
+    }
 }

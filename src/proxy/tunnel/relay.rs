@@ -12,10 +12,11 @@ use bytes::Bytes;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::sync::broadcast;
 
+pub(super) use super::close::Policy;
 use super::closed_both_ways;
 use super::ping::{self, find_pong, PingPayload};
 use super::TunnelShared;
-use crate::event::{Dir, Event, Limit, Side};
+use crate::event::{Dir, Event, Side};
 use crate::proxy::bufpool;
 use crate::proxy::stream::Stream;
 use crate::sync::lock;
@@ -465,40 +466,5 @@ impl Relay {
 
     pub(super) async fn run(&mut self, mode: Mode, ctx: &mut Ctx<'_>) -> io::Result<Stop> {
         poll_fn(|cx| self.poll(cx, mode, ctx)).await
-    }
-}
-
-/// Why the proxy stops a tunnel on its own accord, from what one side sent.
-#[derive(Debug, Clone, Copy)]
-pub(super) struct Policy {
-    /// The direction the offending frame went.
-    pub(super) dir: Dir,
-    /// The Close code that calls for (the sender's, for a limit).
-    pub(super) code: u16,
-    pub(super) limit: Option<Limit>,
-}
-
-impl Policy {
-    /// The Close frames (code, reason) for the client and for the backend: for a
-    /// violation the same for both; for a limit, the sender gets the limit's code
-    /// and the other side 1001.
-    pub(super) fn closes(&self) -> ((u16, &'static str), (u16, &'static str)) {
-        match self.limit {
-            None => {
-                let reason = match self.code {
-                    1007 => "invalid payload data",
-                    _ => "protocol error",
-                };
-                ((self.code, reason), (self.code, reason))
-            }
-            Some(limit) => {
-                let sender = (limit.close_code(), limit.reason());
-                let other = (1001, limit.reason());
-                match self.dir {
-                    Dir::ClientToBackend => (sender, other),
-                    Dir::BackendToClient => (other, sender),
-                }
-            }
-        }
     }
 }
