@@ -78,7 +78,12 @@ pub(crate) async fn handle(
                 .and_then(|q| super::routes::percent_decode(&q.replace('+', " ")));
             match q.filter(|q| !q.trim().is_empty()) {
                 Some(q) => {
-                    let hits = (api.search)(&q);
+                    // A search reads every capture: off the API's event loop.
+                    let search = api.search.clone();
+                    let query = q.clone();
+                    let hits = tokio::task::spawn_blocking(move || search(&query))
+                        .await
+                        .unwrap_or_default();
                     let matches: Vec<_> = hits.iter().map(json::message::Hit::new).collect();
                     reply::json(StatusCode::OK, &Found { query: &q, matches })
                 }

@@ -95,9 +95,12 @@ impl Scanner {
         out: &mut Vec<crate::event::SearchHit>,
     ) {
         if let Some(c) = &self.capture {
+            // The newest first, and no more than a search returns.
             out.extend(
                 c.messages()
-                    .filter_map(|m| crate::inspect::search::hit(tunnel, m, needle)),
+                    .rev()
+                    .filter_map(|m| crate::inspect::search::hit(tunnel, m, needle))
+                    .take(crate::inspect::search::MAX_HITS),
             );
         }
     }

@@ -402,7 +402,7 @@ impl Capture {
     }
 
     /// The kept messages, oldest first.
-    pub fn messages(&self) -> impl Iterator<Item = &Message> {
+    pub fn messages(&self) -> impl DoubleEndedIterator<Item = &Message> {
         self.ring.iter()
     }
 
