@@ -13,7 +13,7 @@ use crate::event::{Side, TunnelId};
 
 use super::handlers::control;
 use super::reply::{self, Body};
-use super::routes::{percent_decode, Miss};
+use super::routes::{close_code, percent_decode, Miss};
 use super::Api;
 
 /// What `send` asks for.
@@ -30,19 +30,7 @@ pub fn send_params(query: Option<&str>) -> Result<Send, Miss> {
         match key.as_str() {
             "to" => to = Some(side(&value, "to")?),
             "type" => kind = value,
-            "code" => {
-                code = Some(
-                    value
-                        .parse()
-                        .ok()
-                        .filter(|&c| crate::ws::close_code_may_be_sent(c))
-                        .ok_or_else(|| {
-                            Miss::BadRequest(format!(
-                                "code {value:?} is not a close code that may be sent (1000-1003, 1007-1014, 3000-4999)"
-                            ))
-                        })?,
-                )
-            }
+            "code" => code = Some(close_code(&value)?),
             other => return Err(Miss::BadRequest(format!("unknown parameter {other:?}"))),
         }
     }

@@ -231,6 +231,19 @@ pub fn drain_params(query: Option<&str>) -> Result<Option<(Duration, Option<u32>
     }
 }
 
+/// A `code` parameter: a close code that may be sent.
+pub fn close_code(value: &str) -> Result<u16, Miss> {
+    value
+        .parse()
+        .ok()
+        .filter(|&c| crate::ws::close_code_may_be_sent(c))
+        .ok_or_else(|| {
+            Miss::BadRequest(format!(
+                "code {value:?} is not a close code that may be sent (1000-1003, 1007-1014, 3000-4999)"
+            ))
+        })
+}
+
 /// The optional `code` and `reason` of a kill or close (`+` is a space in a query).
 pub fn close_params(query: Option<&str>, default: (u16, &str)) -> Result<(u16, String), Miss> {
     let (mut code, mut reason) = (default.0, default.1.to_string());
@@ -239,17 +252,7 @@ pub fn close_params(query: Option<&str>, default: (u16, &str)) -> Result<(u16, S
         let value = percent_decode(&value.replace('+', " "))
             .ok_or_else(|| Miss::BadRequest(format!("{key}: malformed %-escape")))?;
         match key {
-            "code" => {
-                code = value
-                    .parse()
-                    .ok()
-                    .filter(|&c| crate::ws::close_code_may_be_sent(c))
-                    .ok_or_else(|| {
-                        Miss::BadRequest(format!(
-                            "code {value:?} is not a close code that may be sent (1000-1003, 1007-1014, 3000-4999)"
-                        ))
-                    })?;
-            }
+            "code" => code = close_code(&value)?,
             "reason" if value.len() > MAX_CLOSE_REASON => {
                 return Err(Miss::BadRequest(format!(
                     "reason is {} bytes; a close reason fits in {MAX_CLOSE_REASON}",

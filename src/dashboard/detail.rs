@@ -4,7 +4,7 @@
 
 use crate::event::{CapturedMessage, Dir, FrameSample, OpKind, TunnelId};
 
-use super::message::{self, MessageKey};
+use super::message::MessageKey;
 use super::state::State;
 use super::tail_filter::TailFilter;
 
@@ -99,7 +99,7 @@ impl Detail {
         match &state.messages {
             Some((id, list)) if *id == self.id => list
                 .iter()
-                .filter(|m| self.shows(m.dir, m.kind, message::payload(m)))
+                .filter(|m| self.shows(m.dir, m.kind, m.payload()))
                 .collect(),
             _ => Vec::new(),
         }

@@ -3,8 +3,6 @@
 //! first with a snippet each, and Enter on one opens its tunnel's detail on the
 //! message list with that message selected.
 
-use crossterm::event::{KeyCode, KeyEvent, KeyEventKind, KeyModifiers};
-
 use super::detail::Detail;
 use super::input::{Effect, Popup, Ui};
 use super::keys::Action;
@@ -27,23 +25,6 @@ pub struct Found {
 
 pub fn open(ui: &mut Ui) {
     ui.popup = Some(Popup::Find(FindPrompt::default()));
-}
-
-/// Typing in the input line.
-pub fn edit(key: KeyEvent, ui: &mut Ui) {
-    let Some(Popup::Find(p)) = ui.popup.as_mut() else {
-        return;
-    };
-    if key.kind == KeyEventKind::Release {
-        return;
-    }
-    match key.code {
-        KeyCode::Char(c) if !key.modifiers.contains(KeyModifiers::CONTROL) => p.text.push(c),
-        KeyCode::Backspace => {
-            p.text.pop();
-        }
-        _ => {}
-    }
 }
 
 /// A bound key while the input line is open: Enter searches, Esc cancels.

@@ -7,8 +7,6 @@
 //! (closes the tunnel with that code), `text:` (text that would otherwise look like
 //! a prefix).
 
-use crossterm::event::{KeyCode, KeyEvent, KeyEventKind, KeyModifiers};
-
 use super::input::{Effect, Popup, Ui};
 use super::keys::Action;
 use super::state::State;
@@ -93,23 +91,6 @@ pub fn open(state: &State, ui: &mut Ui) {
             }))
         }
         _ => ui.flash("the tunnel is still handshaking", state.now, true),
-    }
-}
-
-/// Typing in the input line.
-pub fn edit(key: KeyEvent, ui: &mut Ui) {
-    let Some(Popup::Inject(p)) = ui.popup.as_mut() else {
-        return;
-    };
-    if key.kind == KeyEventKind::Release {
-        return;
-    }
-    match key.code {
-        KeyCode::Char(c) if !key.modifiers.contains(KeyModifiers::CONTROL) => p.text.push(c),
-        KeyCode::Backspace => {
-            p.text.pop();
-        }
-        _ => {}
     }
 }
 

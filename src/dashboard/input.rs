@@ -194,37 +194,37 @@ impl Ui {
 pub fn handle(key: KeyEvent, state: &State, ui: &mut Ui) -> Option<Effect> {
     let scope = ui.scope();
     let action = action_for(&key, scope);
-    if scope == Scope::Filter && action.is_none() {
-        edit_filter(key, ui);
+    // Unbound keys type into whichever input line is open (releases aside).
+    if action.is_none() {
+        if key.kind == KeyEventKind::Release {
+            return None;
+        }
+        match (scope, ui.popup.as_mut()) {
+            (Scope::Filter, _) => match ui.detail.as_mut() {
+                Some(d) => {
+                    let mut text = std::mem::take(&mut d.filter_text);
+                    edit_line(&key, &mut text);
+                    d.set_filter(text);
+                }
+                None => edit_line(&key, &mut ui.filter),
+            },
+            (Scope::Inject, Some(Popup::Inject(p))) => edit_line(&key, &mut p.text),
+            (Scope::Find, Some(Popup::Find(p))) => edit_line(&key, &mut p.text),
+            _ => {}
+        }
         return None;
     }
-    match scope {
-        Scope::Inject if action.is_none() => super::inject::edit(key, ui),
-        Scope::Find if action.is_none() => super::find::edit(key, ui),
-        _ => return perform(action?, state, ui),
-    }
-    None
+    perform(action?, state, ui)
 }
 
-fn edit_filter(key: KeyEvent, ui: &mut Ui) {
-    if key.kind == KeyEventKind::Release {
-        return;
-    }
-    let line = match ui.detail.as_mut() {
-        Some(d) => &mut d.filter_text,
-        None => &mut ui.filter,
-    };
-    let mut text = std::mem::take(line);
+/// A key typed into an input line: a character is added, Backspace takes one off.
+fn edit_line(key: &KeyEvent, line: &mut String) {
     match key.code {
-        KeyCode::Char(c) if !key.modifiers.contains(KeyModifiers::CONTROL) => text.push(c),
+        KeyCode::Char(c) if !key.modifiers.contains(KeyModifiers::CONTROL) => line.push(c),
         KeyCode::Backspace => {
-            text.pop();
+            line.pop();
         }
         _ => {}
-    }
-    match ui.detail.as_mut() {
-        Some(d) => d.set_filter(text),
-        None => ui.filter = text,
     }
 }
 

@@ -28,7 +28,7 @@ impl View {
     /// The views that apply to `m`, in Tab order: text and JSON, each decoder that
     /// reads it, hex.
     pub fn all_for(m: &CapturedMessage) -> Vec<View> {
-        let (p, binary) = (payload(m), m.kind == OpKind::Binary);
+        let (p, binary) = (m.payload(), m.kind == OpKind::Binary);
         let mut views = vec![View::Text, View::Json];
         views.extend(
             Decoder::ALL
@@ -50,7 +50,7 @@ impl View {
     /// The view a message opens in: a decoder's when one recognises the framing, JSON
     /// when it parses, text when it is UTF-8, else hex.
     pub fn best_for(m: &CapturedMessage) -> View {
-        let p = payload(m);
+        let p = m.payload();
         if let Some((d, _)) = decode::detect(p, m.kind == OpKind::Binary) {
             View::Decoded(d)
         } else if json_lines(p).is_some() {
@@ -68,15 +68,6 @@ pub type MessageKey = (Dir, u64);
 
 pub fn key(m: &CapturedMessage) -> MessageKey {
     (m.dir, m.seq)
-}
-
-/// What the application sent: the inflated payload of a compressed message (when it
-/// could be inflated), else the bytes as they travelled.
-pub fn payload(m: &CapturedMessage) -> &[u8] {
-    match &m.inflated {
-        Some(Ok(inflated)) => inflated,
-        _ => &m.data,
-    }
 }
 
 /// The payload as text lines (invalid UTF-8 shown as U+FFFD), tabs expanded.
@@ -128,7 +119,7 @@ pub fn hex_lines(bytes: &[u8]) -> Vec<String> {
 
 /// The lines of `view` (JSON and decoders fall back to text when they do not apply).
 pub fn lines(m: &CapturedMessage, view: View) -> Vec<String> {
-    let p = payload(m);
+    let p = m.payload();
     match view {
         View::Text => text_lines(p),
         View::Json => json_lines(p).unwrap_or_else(|| text_lines(p)),

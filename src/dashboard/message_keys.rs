@@ -94,7 +94,7 @@ pub fn in_view(action: Action, state: &State, ui: &mut Ui) -> Option<Effect> {
             p.scroll = 0;
         }
         Action::Copy => {
-            let bytes = m.map(|m| message::payload(m).to_vec())?;
+            let bytes = m.map(|m| m.payload().to_vec())?;
             ui.flash(
                 format!("copied {} bytes (OSC 52)", bytes.len()),
                 state.now,
@@ -104,7 +104,7 @@ pub fn in_view(action: Action, state: &State, ui: &mut Ui) -> Option<Effect> {
         }
         Action::Save => {
             let m = m?;
-            let payload = message::payload(m);
+            let payload = m.payload();
             let ext = match p.view {
                 View::Json if message::json_lines(payload).is_some() => "json",
                 View::Hex => "bin",

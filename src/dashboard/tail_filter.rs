@@ -81,8 +81,7 @@ impl TailFilter {
             Some(Pattern::Words(w)) => {
                 // ASCII lowercasing keeps byte offsets; other letters match as typed.
                 let hay = text.to_ascii_lowercase();
-                let needle = w.to_ascii_lowercase();
-                hay.match_indices(&needle)
+                hay.match_indices(w.as_str())
                     .map(|(i, m)| (i, i + m.len()))
                     .collect()
             }

@@ -41,6 +41,15 @@ pub struct CapturedMessage {
 }
 
 impl CapturedMessage {
+    /// What the application sent: the inflated payload of a compressed message
+    /// (when it could be inflated), else the bytes as they travelled.
+    pub fn payload(&self) -> &[u8] {
+        match &self.inflated {
+            Some(Ok(inflated)) => inflated,
+            _ => &self.data,
+        }
+    }
+
     /// Its frames as they went, in order.
     pub fn frame_list(&self) -> impl Iterator<Item = &CapturedFrame> {
         std::iter::once(&self.first).chain(&self.more)

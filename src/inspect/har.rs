@@ -98,10 +98,7 @@ fn message(m: &CapturedMessage) -> Option<Value> {
         _ => return None,
     };
     // What the application sent: the inflated payload of a compressed message.
-    let payload: &[u8] = match &m.inflated {
-        Some(Ok(inflated)) => inflated,
-        _ => &m.data,
-    };
+    let payload = m.payload();
     let data = match (opcode, std::str::from_utf8(payload)) {
         (1, Ok(text)) => text.to_string(),
         _ => base64::engine::general_purpose::STANDARD.encode(payload),

@@ -23,17 +23,9 @@ pub fn position(hay: &[u8], needle: &[u8]) -> Option<usize> {
     })
 }
 
-/// What the application sent: the inflated payload when there is one.
-pub fn payload(m: &CapturedMessage) -> &[u8] {
-    match &m.inflated {
-        Some(Ok(inflated)) => inflated,
-        _ => &m.data,
-    }
-}
-
 /// The hit for `m` in tunnel `tunnel`, if it contains `needle` (lowercased).
 pub fn hit(tunnel: TunnelId, m: &CapturedMessage, needle: &[u8]) -> Option<SearchHit> {
-    let p = payload(m);
+    let p = m.payload();
     let at = position(p, needle)?;
     Some(SearchHit {
         tunnel,

@@ -62,7 +62,7 @@ pub fn list(frame: &mut Frame, area: Rect, state: &State, t: &Tunnel, d: &Detail
 
 /// `12:03:04.123 → text   1.2 KiB  3 frames  compressed 420 B  {"order":…`.
 fn row(m: &CapturedMessage, width: usize, d: &Detail) -> Line<'static> {
-    let payload = message::payload(m);
+    let payload = m.payload();
     let mut spans = vec![
         Span::raw(format!("{} ", fmt::clock_ms(m.at))),
         Span::styled(
@@ -144,7 +144,7 @@ pub fn full_view(frame: &mut Frame, area: Rect, state: &State, p: &MessagePopup)
     let mut title = format!(
         " Message {arrow} {} · {dir} · {} · {} ",
         kind_name(m.kind),
-        fmt::bytes(message::payload(m).len() as u64),
+        fmt::bytes(m.payload().len() as u64),
         fmt::clock_ms(m.at)
     );
     if m.frames > 1 {
@@ -180,10 +180,10 @@ pub fn full_view(frame: &mut Frame, area: Rect, state: &State, p: &MessagePopup)
     }
     let binary = m.kind == OpKind::Binary;
     match p.view {
-        View::Json if message::json_lines(message::payload(m)).is_none() => {
+        View::Json if message::json_lines(m.payload()).is_none() => {
             notes.push("not JSON: shown as text".into())
         }
-        View::Decoded(d) if d.decode(message::payload(m), binary).is_none() => {
+        View::Decoded(d) if d.decode(m.payload(), binary).is_none() => {
             notes.push(format!("not {}: shown as text", d.name()))
         }
         _ => {}
