@@ -20,8 +20,8 @@ use tunnelscope::dashboard::input::Ui;
 use tunnelscope::dashboard::state::State;
 use tunnelscope::dashboard::ui::draw;
 use tunnelscope::event::{
-    AdminState, BackendId, BackendInfo, Dir, DirStats, Event, FrameSample, Handshake, Health,
-    ListenerInfo, OpKind, Snapshot, TunnelStats,
+    AdminState, BackendId, BackendInfo, CapturedFrame, CapturedMessage, Dir, DirStats, Event,
+    FrameSample, Handshake, Health, ListenerInfo, OpKind, Snapshot, TunnelStats,
 };
 
 /// A fixed wall clock so ages and expiry are exact.
@@ -169,6 +169,42 @@ pub fn sample(seq: u64, dir: Dir, opcode: u8, rsv: u8, preview: &[u8], when: f64
         masked: dir == Dir::ClientToBackend,
         len: preview.len() as u64,
         preview: preview.to_vec(),
+    }
+}
+
+/// A whole single-frame message as capture keeps it, first sent at 2 + `seq` s.
+pub fn captured(seq: u64, dir: Dir, kind: OpKind, data: &[u8]) -> CapturedMessage {
+    let at = at(2.0 + seq as f64);
+    let opcode = match kind {
+        OpKind::Binary => 2,
+        OpKind::Close => 8,
+        OpKind::Ping => 9,
+        OpKind::Pong => 10,
+        _ => 1,
+    };
+    CapturedMessage {
+        seq,
+        at,
+        dir,
+        kind,
+        compressed: false,
+        len: data.len() as u64,
+        frames: 1,
+        data: data.to_vec(),
+        truncated: false,
+        inflated: None,
+        inflated_len: 0,
+        injected: false,
+        first: CapturedFrame {
+            seq,
+            at,
+            len: data.len() as u64,
+            fin: true,
+            rsv: 0,
+            opcode,
+            masked: dir == Dir::ClientToBackend,
+        },
+        more: Vec::new(),
     }
 }
 

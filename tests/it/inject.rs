@@ -28,14 +28,55 @@ async fn tunnel_id(admin: &Admin) -> u64 {
     v["tunnels"][0]["id"].as_u64().expect("a tunnel")
 }
 
+/// One tunnel through a proxy (capturing everything) to an echo backend, its
+/// client having had one echo, and the proxy's event bus.
+struct Echoing {
+    _backend: Backend,
+    proxy: tunnelscope::proxy::ProxyHandle,
+    admin: Admin,
+    bus: tokio::sync::broadcast::Receiver<Event>,
+    ws: Client,
+    id: u64,
+}
+
+impl Echoing {
+    async fn start() -> Echoing {
+        let backend = Backend::start("b").await;
+        let proxy = proxy(&config(backend.addr)).await;
+        let admin = Admin::start(&proxy, None).await;
+        let bus = proxy.subscribe();
+        let mut ws = connect(proxy.local_addrs()[0], "/").await;
+        echo_on(&mut ws, "hello").await;
+        let id = tunnel_id(&admin).await;
+        Echoing {
+            _backend: backend,
+            proxy,
+            admin,
+            bus,
+            ws,
+            id,
+        }
+    }
+}
+
+/// `POST /api/tunnels/{id}/hold?from=backend`, which must succeed.
+async fn hold_backend(admin: &Admin, id: u64) {
+    let r = admin
+        .post(&format!("/api/tunnels/{id}/hold?from=backend"))
+        .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+}
+
 #[tokio::test]
 async fn injected_messages_reach_both_sides_whole_and_the_tail_marks_them() {
-    let b = Backend::start("b").await;
-    let proxy = proxy(&config(b.addr)).await;
-    let admin = Admin::start(&proxy, None).await;
-    let mut ws = connect(proxy.local_addrs()[0], "/").await;
-    echo_on(&mut ws, "hello").await;
-    let id = tunnel_id(&admin).await;
+    let Echoing {
+        _backend,
+        proxy: _proxy,
+        admin,
+        mut ws,
+        id,
+        ..
+    } = Echoing::start().await;
 
     let r = admin
         .post_body(
@@ -117,12 +158,14 @@ async fn injected_messages_reach_both_sides_whole_and_the_tail_marks_them() {
 
 #[tokio::test]
 async fn bad_injections_are_refused_with_the_reason() {
-    let b = Backend::start("b").await;
-    let proxy = proxy(&config(b.addr)).await;
-    let admin = Admin::start(&proxy, None).await;
-    let mut ws = connect(proxy.local_addrs()[0], "/").await;
-    echo_on(&mut ws, "hello").await;
-    let id = tunnel_id(&admin).await;
+    let Echoing {
+        _backend,
+        proxy: _proxy,
+        admin,
+        mut ws,
+        id,
+        ..
+    } = Echoing::start().await;
     let send = |q: String, body: Vec<u8>| {
         let admin = &admin;
         async move {
@@ -209,18 +252,16 @@ async fn wait_hold(
 
 #[tokio::test]
 async fn a_hold_keeps_what_one_side_sends_in_its_socket_until_released() {
-    let b = Backend::start("b").await;
-    let proxy = proxy(&config(b.addr)).await;
-    let admin = Admin::start(&proxy, None).await;
-    let mut bus = proxy.subscribe();
-    let mut ws = connect(proxy.local_addrs()[0], "/").await;
-    echo_on(&mut ws, "hello").await;
-    let id = tunnel_id(&admin).await;
+    let Echoing {
+        _backend,
+        proxy: _proxy,
+        admin,
+        mut bus,
+        mut ws,
+        id,
+    } = Echoing::start().await;
 
-    let r = admin
-        .post(&format!("/api/tunnels/{id}/hold?from=backend"))
-        .await;
-    assert_eq!(r.status, 200, "{}", r.body);
+    hold_backend(&admin, id).await;
     for i in 0..5 {
         ws.send(Message::text(format!("m{i}"))).await.unwrap();
     }
@@ -258,10 +299,7 @@ async fn a_held_flood_is_pushed_back_to_its_sender_not_buffered_by_the_proxy() {
     let mut ws = connect(proxy.local_addrs()[0], "/").await;
     let mut backend = raw.accept().await;
     let id = tunnel_id(&admin).await;
-    let r = admin
-        .post(&format!("/api/tunnels/{id}/hold?from=backend"))
-        .await;
-    assert_eq!(r.status, 200, "{}", r.body);
+    hold_backend(&admin, id).await;
 
     // The backend writes 64 KiB frames until a write stalls, at most 64 MiB.
     const FRAME: usize = 64 * 1024;
@@ -308,17 +346,15 @@ async fn a_held_flood_is_pushed_back_to_its_sender_not_buffered_by_the_proxy() {
 /// answer is read and the tunnel ends.
 #[tokio::test]
 async fn a_held_tunnel_still_ends_when_the_client_closes() {
-    let b = Backend::start("b").await;
-    let proxy = proxy(&config(b.addr)).await;
-    let admin = Admin::start(&proxy, None).await;
-    let mut bus = proxy.subscribe();
-    let mut ws = connect(proxy.local_addrs()[0], "/").await;
-    echo_on(&mut ws, "hello").await;
-    let id = tunnel_id(&admin).await;
-    let r = admin
-        .post(&format!("/api/tunnels/{id}/hold?from=backend"))
-        .await;
-    assert_eq!(r.status, 200, "{}", r.body);
+    let Echoing {
+        _backend,
+        proxy: _proxy,
+        admin,
+        mut bus,
+        mut ws,
+        id,
+    } = Echoing::start().await;
+    hold_backend(&admin, id).await;
     wait_hold(&mut bus, id, Dir::BackendToClient, |_| true).await;
     ws.close(None).await.unwrap();
     let ended = wait_event(

@@ -835,6 +835,33 @@ async fn a_stopped_client_process_is_reaped_by_the_proxys_pings() {
         .status();
 }
 
+/// Python `websockets` on both sides (permessage-deflate negotiated, as is its
+/// default) through a proxy whose `[inspect]` section also has `inspect` (lines);
+/// the client has had its echoes and holds its tunnel open ("ready").
+async fn python_pair_holding(
+    python: &Path,
+    inspect: &str,
+) -> (
+    Proc,
+    tunnelscope::proxy::ProxyHandle,
+    crate::admin::client::Admin,
+    Proc,
+) {
+    let mut server = Proc::spawn(python, "ws_server.py", &["--extensions".into()]);
+    let backend = server.listening_addr().await;
+    let toml = config(None, backend).replace("[inspect]\n", &format!("[inspect]\n{inspect}"));
+    let proxy = proxy(&toml).await;
+    let admin = crate::admin::client::Admin::start(&proxy, None).await;
+    let url = format!("ws://127.0.0.1:{}/py", proxy.local_addrs()[0].port());
+    let mut client = Proc::spawn(
+        python,
+        "ws_client.py",
+        &[url.into(), "--extensions".into(), "--hold".into()],
+    );
+    while client.line().await != "ready" {}
+    (server, proxy, admin, client)
+}
+
 /// Python `websockets` on both sides with permessage-deflate (its default): the
 /// inspector inflates what it captured, so `GET /api/tunnels/{id}/messages` shows the
 /// text each compressed message carried, both ways, with both sizes; the relayed
@@ -842,18 +869,8 @@ async fn a_stopped_client_process_is_reaped_by_the_proxys_pings() {
 #[tokio::test]
 async fn compressed_messages_between_python_peers_are_shown_inflated() {
     let Some(python) = python().await else { return };
-    let mut server = Proc::spawn(&python, "ws_server.py", &["--extensions".into()]);
-    let backend = server.listening_addr().await;
-    let toml = config(None, backend).replace("[inspect]\n", "[inspect]\ncapture = \"all\"\n");
-    let proxy = proxy(&toml).await;
-    let admin = crate::admin::client::Admin::start(&proxy, None).await;
-    let url = format!("ws://127.0.0.1:{}/py", proxy.local_addrs()[0].port());
-    let mut client = Proc::spawn(
-        &python,
-        "ws_client.py",
-        &[url.into(), "--extensions".into(), "--hold".into()],
-    );
-    while client.line().await != "ready" {}
+    let inspect = "capture = \"all\"\n";
+    let (_server, proxy, admin, mut client) = python_pair_holding(&python, inspect).await;
     let id = proxy.snapshot().tunnels[0].id;
     let listed = admin.get_json(&format!("/api/tunnels/{id}/messages")).await;
     let messages = listed["messages"].as_array().unwrap();
@@ -887,17 +904,7 @@ async fn compressed_messages_between_python_peers_are_shown_inflated() {
 #[tokio::test]
 async fn messages_injected_into_a_compressed_tunnel_are_accepted_by_conforming_peers() {
     let Some(python) = python().await else { return };
-    let mut server = Proc::spawn(&python, "ws_server.py", &["--extensions".into()]);
-    let backend = server.listening_addr().await;
-    let proxy = proxy(&config(None, backend)).await;
-    let admin = crate::admin::client::Admin::start(&proxy, None).await;
-    let url = format!("ws://127.0.0.1:{}/py", proxy.local_addrs()[0].port());
-    let mut client = Proc::spawn(
-        &python,
-        "ws_client.py",
-        &[url.into(), "--extensions".into(), "--hold".into()],
-    );
-    while client.line().await != "ready" {}
+    let (_server, proxy, admin, mut client) = python_pair_holding(&python, "").await;
     let id = proxy.snapshot().tunnels[0].id;
     let r = admin
         .post_body(

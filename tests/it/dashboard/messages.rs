@@ -6,28 +6,9 @@ use crossterm::event::KeyCode;
 use tunnelscope::dashboard::input::{handle, Effect, Popup, Ui};
 use tunnelscope::dashboard::message::View;
 use tunnelscope::dashboard::state::State;
-use tunnelscope::event::{CapturedMessage, Dir, OpKind};
+use tunnelscope::event::{Dir, OpKind};
 
-use super::{at, busy_state, ch, key, screen};
-
-fn captured(seq: u64, dir: Dir, kind: OpKind, data: &[u8]) -> CapturedMessage {
-    CapturedMessage {
-        seq,
-        at: at(2.0 + seq as f64),
-        dir,
-        kind,
-        compressed: false,
-        len: data.len() as u64,
-        frames: 1,
-        data: data.to_vec(),
-        truncated: false,
-        inflated: None,
-        inflated_len: 0,
-        injected: false,
-        first: Default::default(),
-        more: Vec::new(),
-    }
-}
+use super::{busy_state, captured, ch, key, screen};
 
 const ORDER: &[u8] = br#"{"order":{"id":"A-1042","items":[{"sku":"tea","qty":2}],"paid":true}}"#;
 

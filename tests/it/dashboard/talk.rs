@@ -10,7 +10,7 @@ use tunnelscope::dashboard::input::{handle, Effect, Popup, Ui};
 use tunnelscope::dashboard::state::State;
 use tunnelscope::event::{Dir, Event, HoldState, Side};
 
-use super::{at, busy_state, ch, key, sample, screen};
+use super::{at, busy_state, captured, ch, key, sample, screen};
 
 /// Tunnel 7's detail open on a tail of an order, an answer, pings, and one frame
 /// the operator injected.
@@ -297,30 +297,12 @@ fn e_exports_har_and_a_recording_with_credentials_redacted_even_when_shown() {
     let (mut s, mut ui) = with_credentials();
     s.messages = Some((
         7,
-        vec![tunnelscope::event::CapturedMessage {
-            seq: 0,
-            at: at(3.0),
-            dir: Dir::ClientToBackend,
-            kind: tunnelscope::event::OpKind::Text,
-            compressed: false,
-            len: 5,
-            frames: 1,
-            data: b"hello".to_vec(),
-            truncated: false,
-            inflated: None,
-            inflated_len: 0,
-            injected: false,
-            first: tunnelscope::event::CapturedFrame {
-                seq: 0,
-                at: at(3.0),
-                len: 5,
-                fin: true,
-                rsv: 0,
-                opcode: 1,
-                masked: true,
-            },
-            more: Vec::new(),
-        }],
+        vec![captured(
+            1,
+            Dir::ClientToBackend,
+            tunnelscope::event::OpKind::Text,
+            b"hello",
+        )],
     ));
     handle(ch('v'), &s, &mut ui);
     let Some(Effect::Save(files)) = handle(ch('E'), &s, &mut ui) else {
@@ -349,23 +331,12 @@ fn e_exports_har_and_a_recording_with_credentials_redacted_even_when_shown() {
 fn a_filtered_message_list_shows_each_match_even_far_into_a_long_message() {
     let mut s = busy_state();
     let long = format!(r#"{{"padding":"{}","order":"A-1042"}}"#, "x".repeat(300));
-    let mut m = tunnelscope::event::CapturedMessage {
-        seq: 0,
-        at: at(3.0),
-        dir: Dir::ClientToBackend,
-        kind: tunnelscope::event::OpKind::Text,
-        compressed: false,
-        len: long.len() as u64,
-        frames: 1,
-        data: long.clone().into_bytes(),
-        truncated: false,
-        inflated: None,
-        inflated_len: 0,
-        injected: false,
-        first: Default::default(),
-        more: Vec::new(),
-    };
-    m.first.len = m.len;
+    let m = captured(
+        1,
+        Dir::ClientToBackend,
+        tunnelscope::event::OpKind::Text,
+        long.as_bytes(),
+    );
     s.messages = Some((7, vec![m]));
     let mut ui = Ui::default();
     handle(key(KeyCode::Enter), &s, &mut ui);
