@@ -61,7 +61,7 @@ pub fn main(args: Args) -> Result<()> {
 }
 
 /// µs of proxy CPU per message, per mode, one figure per round.
-async fn measure(args: &Args, env: &Env, bin: &PathBuf) -> Result<Vec<Vec<f64>>> {
+async fn measure(args: &Args, env: &Env, bin: &std::path::Path) -> Result<Vec<Vec<f64>>> {
     let mut per_mode = vec![Vec::new(); MODES.len()];
     // Two compressing echo backends run here, beside the load (the config has two).
     let mut deflate_addrs = Vec::new();
@@ -95,16 +95,7 @@ async fn measure(args: &Args, env: &Env, bin: &PathBuf) -> Result<Vec<Vec<f64>>>
             );
             std::fs::write(&conf, text)?;
             let log = format!("capture-{mode}.log");
-            let mut child = targets::spawn(
-                d,
-                &log,
-                Command::new(bin)
-                    .arg("--config")
-                    .arg(&conf)
-                    .arg("--headless")
-                    .arg("--log")
-                    .arg("warn"),
-            )?;
+            let mut child = targets::spawn_tunnelscope(d, &log, bin, &conf)?;
             let pid = child.id();
             targets::wait_listening(&[plain, tls], "tunnelscope", &d.join(&log))?;
             let ep = crate::net::Endpoint {

@@ -63,16 +63,7 @@ pub(super) fn start_proxy(
         &conf,
         proxy_conf(listen, backends, args.tunnels, Some(admin)),
     )?;
-    let child = targets::spawn(
-        dir,
-        "tunnelscope-soak.log",
-        Command::new(bin)
-            .arg("--config")
-            .arg(&conf)
-            .arg("--headless")
-            .arg("--log")
-            .arg("warn"),
-    )?;
+    let child = targets::spawn_tunnelscope(dir, "tunnelscope-soak.log", &bin, &conf)?;
     let started = Started {
         child,
         dir: dir.to_path_buf(),

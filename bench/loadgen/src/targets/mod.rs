@@ -108,6 +108,21 @@ pub fn spawn(dir: &Path, log: &str, cmd: &mut Command) -> Result<Child> {
     Ok(child)
 }
 
+/// Starts the tunnelscope binary `bin` headless on config file `conf`, logging
+/// warnings to `log` in `dir`.
+pub fn spawn_tunnelscope(dir: &Path, log: &str, bin: &Path, conf: &Path) -> Result<Child> {
+    spawn(
+        dir,
+        log,
+        Command::new(bin)
+            .arg("--config")
+            .arg(conf)
+            .arg("--headless")
+            .arg("--log")
+            .arg("warn"),
+    )
+}
+
 /// Waits until every address accepts TCP connections, or fails after 10 s.
 pub fn wait_listening(addrs: &[SocketAddr], what: &str, log: &Path) -> Result<()> {
     let deadline = Instant::now() + Duration::from_secs(10);
@@ -265,16 +280,7 @@ impl Env {
                     text = format!("[proxy]\nthreads = 1\n\n{text}");
                 }
                 fs::write(&conf, text)?;
-                let c = spawn(
-                    d,
-                    "tunnelscope.log",
-                    Command::new(&self.tunnelscope)
-                        .arg("--config")
-                        .arg(&conf)
-                        .arg("--headless")
-                        .arg("--log")
-                        .arg("warn"),
-                )?;
+                let c = spawn_tunnelscope(d, "tunnelscope.log", &self.tunnelscope, &conf)?;
                 let pid = c.id();
                 (Some(c), pid, None)
             }
