@@ -52,6 +52,10 @@ async fn a_web_page_cannot_drive_the_admin_api_but_curl_still_can() {
     let state = request(admin, Method::GET, "/api/state", None).await.json();
     let id = state["tunnels"][0]["id"].as_u64().unwrap();
     let tunnel = format!("/api/tunnels/{id}");
+    // The inspector's endpoints: talking into a tunnel, holding it, reading it.
+    let send = format!("/api/tunnels/{id}/send?to=client");
+    let hold = format!("/api/tunnels/{id}/hold?from=client");
+    let recording = format!("/api/tunnels/{id}/recording");
 
     // What a page can make a browser send: a form POST (Origin set), a fetch with
     // Sec-Fetch-Site, and a page on a rebound name (its own Host, no Origin needed
@@ -88,6 +92,26 @@ async fn a_web_page_cannot_drive_the_admin_api_but_curl_still_can() {
         ("GET", &tunnel, vec![("Host", "evil.example")]),
         (
             "POST",
+            &send,
+            vec![
+                ("Host", &host),
+                ("Origin", "http://evil.example"),
+                ("Content-Type", "text/plain"),
+            ],
+        ),
+        (
+            "POST",
+            &hold,
+            vec![("Host", &host), ("Sec-Fetch-Site", "cross-site")],
+        ),
+        ("GET", &recording, vec![("Host", "rebound.evil.example")]),
+        (
+            "GET",
+            "/api/search?q=order",
+            vec![("Host", &host), ("Origin", "https://evil.example")],
+        ),
+        (
+            "POST",
             "/api/shutdown",
             vec![("Host", "rebound.evil.example:80")],
         ),
@@ -102,6 +126,11 @@ async fn a_web_page_cannot_drive_the_admin_api_but_curl_still_can() {
     assert!(proc.running(), "a web page stopped the proxy");
     let state = request(admin, Method::GET, "/api/state", None).await.json();
     assert_eq!(state["backends"][0]["admin"], "active", "{state}");
+    assert_eq!(
+        state["tunnels"][0]["held"],
+        serde_json::json!([]),
+        "{state}"
+    );
     echo(&mut ws, "after").await;
 
     // curl (no Origin, the address as Host), the API's own page, and a configured
