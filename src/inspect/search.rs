@@ -2,8 +2,6 @@
 //! chased): ASCII case-insensitive, in what the application sent (inflated when it
 //! was compressed), with a snippet around the first match.
 
-use crate::event::{CapturedMessage, SearchHit, TunnelId};
-
 /// Hits returned at most by one search.
 pub const MAX_HITS: usize = 200;
 
@@ -23,18 +21,10 @@ pub fn position(hay: &[u8], needle: &[u8]) -> Option<usize> {
     })
 }
 
-/// The hit for `m` in tunnel `tunnel`, if it contains `needle` (lowercased).
-pub fn hit(tunnel: TunnelId, m: &CapturedMessage, needle: &[u8]) -> Option<SearchHit> {
-    let p = m.payload();
-    let at = position(p, needle)?;
-    Some(SearchHit {
-        tunnel,
-        dir: m.dir,
-        seq: m.seq,
-        at: m.at,
-        kind: m.kind,
-        snippet: snippet(p, at, needle.len()),
-    })
+/// The snippet for a payload that contains `needle` (lowercased), if it does.
+pub fn find(payload: &[u8], needle: &[u8]) -> Option<String> {
+    let at = position(payload, needle)?;
+    Some(snippet(payload, at, needle.len()))
 }
 
 /// Up to 40 bytes either side of the match, as text (lossy), cut marks shown.

@@ -71,7 +71,7 @@ impl Scanner {
     /// The whole messages kept, oldest first.
     pub fn captured(&self, out: &mut Vec<crate::event::CapturedMessage>) {
         if let Some(c) = &self.capture {
-            out.extend(c.messages().cloned());
+            out.extend(c.messages().map(|k| k.message()));
         }
     }
 
@@ -83,7 +83,7 @@ impl Scanner {
     /// The kept messages numbered `from` on (copied; the older ones are not).
     pub fn captured_since(&self, from: u64, out: &mut Vec<crate::event::CapturedMessage>) {
         if let Some(c) = &self.capture {
-            out.extend(c.messages().filter(|m| m.seq >= from).cloned());
+            out.extend(c.messages_from(from).map(|k| k.message()));
         }
     }
 
@@ -95,11 +95,24 @@ impl Scanner {
         out: &mut Vec<crate::event::SearchHit>,
     ) {
         if let Some(c) = &self.capture {
+            let hits: Vec<_> = c
+                .messages()
+                .filter_map(|k| {
+                    let snippet = crate::inspect::search::find(k.payload(), needle)?;
+                    Some(crate::event::SearchHit {
+                        tunnel,
+                        dir: k.dir,
+                        seq: k.seq,
+                        at: k.meta.at,
+                        kind: k.meta.kind,
+                        snippet,
+                    })
+                })
+                .collect();
             // The newest first, and no more than a search returns.
             out.extend(
-                c.messages()
+                hits.into_iter()
                     .rev()
-                    .filter_map(|m| crate::inspect::search::hit(tunnel, m, needle))
                     .take(crate::inspect::search::MAX_HITS),
             );
         }

@@ -8,16 +8,22 @@
 //! as its bytes arrive, so a silent tunnel holds nothing. The bytes are kept as they
 //! travelled (compressed ones too, marked): inflating is for whoever reads them.
 
-use std::collections::VecDeque;
+mod store;
+
 use std::time::SystemTime;
 
-use crate::event::{CapturedFrame, CapturedMessage as Message, Dir, OpKind, MAX_FRAMES_KEPT};
+pub use self::store::Budget;
+use self::store::{Kept, Meta, Store, COMPRESSED, INFLATED, INJECTED, TRUNCATED};
+use crate::event::{CapturedFrame, Dir, OpKind, MAX_FRAMES_KEPT};
 use crate::ws::unmask_into;
 
-/// The message being assembled.
-#[derive(Debug)]
+/// The message being assembled; its buffers are reused for the next one.
+#[derive(Debug, Default)]
 struct Building {
-    message: Message,
+    /// None between messages.
+    meta: Option<Meta>,
+    /// Its payload so far (unmasked), at most the cap.
+    data: Vec<u8>,
     /// Its inflated payload so far (compressed messages), at most the cap.
     inflated: Vec<u8>,
     /// Masking key and payload offset of the frame flowing now (keys change per
@@ -26,22 +32,38 @@ struct Building {
     pos: u64,
 }
 
+/// Buffer capacity a [`Building`] keeps between messages; a larger one is freed.
+const RETAIN: usize = 1024;
+
+impl Building {
+    fn start(&mut self, frame: &CapturedFrame, kind: OpKind) {
+        self.meta = Some(Meta::new(frame, kind));
+        self.data.clear();
+        self.inflated.clear();
+    }
+
+    /// Empties the buffers for the next message, freeing large ones.
+    fn reset(&mut self) {
+        for b in [&mut self.data, &mut self.inflated] {
+            b.clear();
+            if b.capacity() > RETAIN {
+                *b = Vec::new();
+            }
+        }
+    }
+}
+
 /// The captured messages of one direction.
 #[derive(Debug)]
 pub struct Capture {
     dir: Dir,
     /// Payload bytes kept per message at most.
     cap: usize,
-    /// Payload bytes kept in the ring at most.
-    budget: usize,
-    used: usize,
-    /// Bytes kept by every capture of the proxy, and their limit (`inspect.memory`).
-    global: Option<std::sync::Arc<Budget>>,
-    ring: VecDeque<Message>,
+    store: Store,
     /// A data message spanning fragments.
-    data: Option<Building>,
+    data: Building,
     /// A control frame (never fragmented; may sit between data fragments).
-    control: Option<Building>,
+    control: Building,
     /// Which of the two the frame flowing now belongs to.
     in_control: bool,
     next_seq: u64,
@@ -110,11 +132,14 @@ impl Inflate {
             let used = (self.z.total_in() - in0) as usize;
             let made = (self.z.total_out() - out0) as usize;
             rest = &rest[used..];
-            b.message.inflated_len += made as u64;
+            let Some(m) = &mut b.meta else {
+                return;
+            };
+            m.inflated_len += made as u64;
             let room = cap.saturating_sub(b.inflated.len()).min(made);
             b.inflated.extend_from_slice(&out[..room]);
             if room < made {
-                b.message.truncated = true;
+                m.flags |= TRUNCATED;
             }
             // Done once all input is in and the output buffer was not filled.
             if (rest.is_empty() && made < out.len()) || (used == 0 && made == 0) {
@@ -146,49 +171,6 @@ pub fn deflate_resets(extensions: &str) -> Option<(bool, bool)> {
     ))
 }
 
-/// Bytes a kept message holds: its payload and its inflated payload.
-fn cost(m: &Message) -> usize {
-    m.data.len()
-        + m.more.len() * std::mem::size_of::<CapturedFrame>()
-        + m.inflated
-            .as_ref()
-            .map_or(0, |r| r.as_ref().map_or(0, Vec::len))
-}
-
-/// The proxy-wide budget of captured bytes (`inspect.memory`).
-#[derive(Debug, Default)]
-pub struct Budget {
-    used: std::sync::atomic::AtomicUsize,
-    pub limit: usize,
-}
-
-impl Budget {
-    pub fn new(limit: usize) -> Self {
-        Self {
-            used: Default::default(),
-            limit,
-        }
-    }
-
-    /// Bytes kept now by every capture.
-    pub fn used(&self) -> usize {
-        self.used.load(std::sync::atomic::Ordering::Relaxed)
-    }
-
-    fn over(&self) -> bool {
-        self.used() > self.limit
-    }
-}
-
-impl Drop for Capture {
-    fn drop(&mut self) {
-        if let Some(g) = &self.global {
-            g.used
-                .fetch_sub(self.used, std::sync::atomic::Ordering::Relaxed);
-        }
-    }
-}
-
 /// Payload bytes reserved when a frame's header is read, at most.
 const RESERVE_MAX: usize = 4096;
 
@@ -214,12 +196,9 @@ impl Capture {
             inflate,
             dir,
             cap,
-            budget,
-            used: 0,
-            global: None,
-            ring: VecDeque::new(),
-            data: None,
-            control: None,
+            store: Store::new(budget),
+            data: Building::default(),
+            control: Building::default(),
             in_control: false,
             next_seq: 0,
         }
@@ -227,53 +206,51 @@ impl Capture {
 
     /// A frame begins (its header has been read).
     pub fn begin(&mut self, frame: CapturedFrame, mask: [u8; 4]) {
-        let (at, rsv, len) = (frame.at, frame.rsv, frame.len);
         let kind = OpKind::from_opcode(frame.opcode);
-        let fresh = |kind| Building {
-            message: Message {
-                seq: 0,
-                at,
-                dir: self.dir,
-                kind,
-                compressed: rsv & 0b100 != 0,
-                len: 0,
-                frames: 0,
-                data: Vec::new(),
-                truncated: false,
-                inflated: None,
-                inflated_len: 0,
-                injected: false,
-                first: frame,
-                more: Vec::new(),
-            },
-            mask,
-            pos: 0,
-            inflated: Vec::new(),
-        };
         self.in_control = matches!(kind, OpKind::Close | OpKind::Ping | OpKind::Pong);
         let b = match kind {
-            OpKind::Close | OpKind::Ping | OpKind::Pong => self.control.insert(fresh(kind)),
-            OpKind::Text | OpKind::Binary => self.data.insert(fresh(kind)),
+            OpKind::Close | OpKind::Ping | OpKind::Pong => {
+                self.control.start(&frame, kind);
+                &mut self.control
+            }
+            OpKind::Text | OpKind::Binary => {
+                self.data.start(&frame, kind);
+                &mut self.data
+            }
             // A continuation with no message open: its start came before capture.
-            OpKind::Continuation | OpKind::Reserved => match &mut self.data {
-                Some(b) => b,
-                None => self.data.insert(fresh(OpKind::Continuation)),
-            },
+            OpKind::Continuation | OpKind::Reserved => {
+                if self.data.meta.is_none() {
+                    self.data.start(&frame, OpKind::Continuation);
+                }
+                &mut self.data
+            }
         };
         b.mask = mask;
         b.pos = 0;
-        if b.message.frames == 0 {
-            // One allocation for a small single-frame message's payload; a large
-            // one grows as its bytes arrive (a header alone reserves little).
+        let Some(m) = &mut b.meta else {
+            return;
+        };
+        if m.frames == 0 {
+            // A small single-frame message's payload in one go; a large one grows
+            // as its bytes arrive (a header alone reserves little).
             if frame.fin {
-                let keep = usize::try_from(len).unwrap_or(usize::MAX).min(self.cap);
-                b.message.data.reserve_exact(keep.min(RESERVE_MAX));
+                let keep = usize::try_from(frame.len)
+                    .unwrap_or(usize::MAX)
+                    .min(self.cap);
+                b.data.reserve(keep.min(RESERVE_MAX));
             }
-        } else if b.message.more.len() + 1 < MAX_FRAMES_KEPT {
-            b.message.more.push(frame);
+        } else {
+            let first = m.len;
+            let e = m.extra();
+            if e.more.is_empty() {
+                e.first_len = first;
+            }
+            if e.more.len() + 1 < MAX_FRAMES_KEPT {
+                e.more.push(frame);
+            }
         }
-        b.message.frames += 1;
-        b.message.len += len;
+        m.frames += 1;
+        m.len += frame.len;
     }
 
     /// Payload bytes of the frame flowing (as on the wire, masked or not).
@@ -284,20 +261,20 @@ impl Capture {
         } else {
             &mut self.data
         };
-        let Some(b) = b else {
+        let Some(m) = &mut b.meta else {
             return;
         };
-        let have = b.message.data.len();
+        let have = b.data.len();
         let take = cap.saturating_sub(have).min(chunk.len());
         if take < chunk.len() {
-            b.message.truncated = true;
+            m.flags |= TRUNCATED;
         }
         if take > 0 {
-            b.message.data.resize(have + take, 0);
-            unmask_into(&mut b.message.data[have..], &chunk[..take], b.mask, b.pos);
+            b.data.resize(have + take, 0);
+            unmask_into(&mut b.data[have..], &chunk[..take], b.mask, b.pos);
         }
-        if let (true, false, Some(inf)) = (b.message.compressed, self.in_control, &mut self.inflate)
-        {
+        let compressed = m.has(COMPRESSED);
+        if let (true, false, Some(inf)) = (compressed, self.in_control, &mut self.inflate) {
             inf.scratch.resize(chunk.len(), 0);
             unmask_into(&mut inf.scratch, chunk, b.mask, b.pos);
             let input = std::mem::take(&mut inf.scratch);
@@ -309,91 +286,74 @@ impl Capture {
 
     /// The frame flowing has ended; `fin` says whether it was the message's last.
     pub fn end(&mut self, fin: bool) {
-        let done = if self.in_control {
-            self.control.take()
+        let b = if self.in_control {
+            &mut self.control
         } else if fin {
-            self.data.take()
+            &mut self.data
         } else {
-            None
+            return;
         };
         self.in_control = false;
-        if let Some(mut b) = done {
-            if let (true, Some(inf)) = (b.message.compressed, &mut self.inflate) {
-                inf.feed(&DEFLATE_TAIL, &mut b, self.cap, true);
-                let inflated = std::mem::take(&mut b.inflated);
-                b.message.inflated = Some(match &inf.broken {
-                    Some(why) => Err(why.clone()),
-                    None => Ok(inflated),
-                });
-                if inf.reset {
-                    inf.z.reset(false);
-                    inf.broken = None;
+        let compressed = match &b.meta {
+            Some(m) => m.has(COMPRESSED),
+            None => return,
+        };
+        if let (true, Some(inf)) = (compressed, &mut self.inflate) {
+            inf.feed(&DEFLATE_TAIL, b, self.cap, true);
+            if let Some(m) = &mut b.meta {
+                match &inf.broken {
+                    Some(why) => m.extra().inflate_error = Some(why.clone()),
+                    None => m.flags |= INFLATED,
                 }
             }
-            self.keep(b.message);
+            if inf.reset {
+                inf.z.reset(false);
+                inf.broken = None;
+            }
         }
+        // Read in place: moving the record out costs more than writing it.
+        if let Some(m) = &mut b.meta {
+            let inflated = if m.has(INFLATED) {
+                &b.inflated[..]
+            } else {
+                &[]
+            };
+            self.store.push(self.next_seq, m, &b.data, inflated);
+            self.next_seq += 1;
+        }
+        b.meta = None;
+        b.reset();
     }
 
     /// A whole message the proxy itself sent this way (an operator's injection),
     /// uncompressed and in one frame.
     pub fn injected(&mut self, seq: u64, at: SystemTime, opcode: u8, payload: &[u8]) {
-        let kind = OpKind::from_opcode(opcode);
-        let keep = payload.len().min(self.cap);
-        self.keep(Message {
-            seq: 0,
+        let frame = CapturedFrame {
+            seq,
             at,
-            dir: self.dir,
-            kind,
-            compressed: false,
             len: payload.len() as u64,
-            frames: 1,
-            data: payload[..keep].to_vec(),
-            truncated: keep < payload.len(),
-            inflated: None,
-            inflated_len: 0,
-            injected: true,
-            first: CapturedFrame {
-                seq,
-                at,
-                len: payload.len() as u64,
-                fin: true,
-                rsv: 0,
-                opcode,
-                masked: self.dir == Dir::ClientToBackend,
-            },
-            more: Vec::new(),
-        });
+            fin: true,
+            rsv: 0,
+            opcode,
+            masked: self.dir == Dir::ClientToBackend,
+        };
+        let mut meta = Meta::new(&frame, OpKind::from_opcode(opcode));
+        let keep = payload.len().min(self.cap);
+        meta.len = frame.len;
+        meta.frames = 1;
+        meta.flags |= INJECTED;
+        if keep < payload.len() {
+            meta.flags |= TRUNCATED;
+        }
+        self.store
+            .push(self.next_seq, &mut meta, &payload[..keep], &[]);
+        self.next_seq += 1;
     }
 
     /// Counts what this capture keeps against a proxy-wide budget too.
     pub fn with_global(mut self, global: std::sync::Arc<Budget>) -> Self {
-        self.global = Some(global);
+        self.store.set_global(global);
         self
-    }
-
-    fn keep(&mut self, mut message: Message) {
-        message.seq = self.next_seq;
-        self.next_seq += 1;
-        if message.data.capacity() > message.data.len() {
-            message.data.shrink_to_fit();
-        }
-        let size = cost(&message);
-        self.used += size;
-        if let Some(g) = &self.global {
-            g.used.fetch_add(size, std::sync::atomic::Ordering::Relaxed);
-        }
-        self.ring.push_back(message);
-        // Over this tunnel's budget, or the proxy's: this tunnel's oldest go first.
-        while self.used > self.budget || self.global.as_ref().is_some_and(|g| g.over()) {
-            let Some(old) = self.ring.pop_front() else {
-                break;
-            };
-            let size = cost(&old);
-            self.used -= size;
-            if let Some(g) = &self.global {
-                g.used.fetch_sub(size, std::sync::atomic::Ordering::Relaxed);
-            }
-        }
     }
 
     /// The number the next message kept will get.
@@ -401,17 +361,26 @@ impl Capture {
         self.next_seq
     }
 
-    /// The kept messages, oldest first.
-    pub fn messages(&self) -> impl DoubleEndedIterator<Item = &Message> {
-        self.ring.iter()
+    /// The kept messages, oldest first, read in place.
+    pub fn messages(&self) -> impl Iterator<Item = Kept<'_>> {
+        self.store.iter(self.dir, 0)
     }
 
-    /// Payload bytes held (kept messages and the ones being assembled).
+    /// The kept messages numbered `from` on, oldest first.
+    pub fn messages_from(&self, from: u64) -> impl Iterator<Item = Kept<'_>> {
+        self.store.iter(self.dir, from)
+    }
+
+    /// The kept messages, copied.
+    #[cfg(test)]
+    pub fn owned(&self) -> Vec<crate::event::CapturedMessage> {
+        self.messages().map(|k| k.message()).collect()
+    }
+
+    /// Bytes held: what is kept and the messages being assembled.
     #[cfg(test)]
     pub fn bytes_held(&self) -> usize {
-        self.used
-            + self.data.as_ref().map_or(0, |b| b.message.data.len())
-            + self.control.as_ref().map_or(0, |b| b.message.data.len())
+        self.store.held() + self.data.data.len() + self.control.data.len()
     }
 }
 

@@ -54,7 +54,7 @@ fn fragments_are_reassembled_and_a_ping_between_them_kept_apart() {
     frame(&mut c, OpKind::Ping, true, b"are you there", [5, 6, 7, 8]);
     frame(&mut c, OpKind::Continuation, false, b"whole ", [9, 9, 9, 9]);
     frame(&mut c, OpKind::Continuation, true, b"world", [0, 0, 0, 0]);
-    let got: Vec<_> = c.messages().collect();
+    let got: Vec<_> = c.owned().into_iter().collect();
     assert_eq!(got.len(), 2);
     assert_eq!(
         (got[0].kind, &got[0].data[..]),
@@ -83,7 +83,7 @@ fn a_message_in_very_many_frames_keeps_only_the_first_frames_headers() {
         frame(&mut c, OpKind::Continuation, false, b"b", [1, 2, 3, 4]);
     }
     frame(&mut c, OpKind::Continuation, true, b"c", [1, 2, 3, 4]);
-    let m = c.messages().next().unwrap();
+    let m = c.owned().into_iter().next().unwrap();
     assert_eq!(m.frames, 1002);
     assert_eq!(m.frame_list().count(), crate::event::MAX_FRAMES_KEPT);
     assert_eq!(m.data.len(), 1002);
@@ -93,28 +93,39 @@ fn a_message_in_very_many_frames_keeps_only_the_first_frames_headers() {
 fn a_long_message_is_kept_truncated_at_the_cap_and_marked() {
     let mut c = plain(Dir::BackendToClient, 8, 1 << 20);
     frame(&mut c, OpKind::Binary, true, &[7u8; 100], [0; 4]);
-    let m = c.messages().next().unwrap();
+    let m = c.owned().into_iter().next().unwrap();
     assert_eq!((m.data.len(), m.len, m.truncated), (8, 100, true));
 }
 
 #[test]
 fn the_budget_evicts_the_oldest_messages_first() {
-    // Each message costs its payload (its one frame's record is inline).
-    let each = 100;
-    let mut c = plain(Dir::BackendToClient, 100, each * 5 / 2);
-    for i in 0..5u8 {
+    // What is held counts the blocks and records as allocated, not only payloads.
+    let budget = 8 * 1024;
+    let mut c = plain(Dir::BackendToClient, 100, budget);
+    for i in 0..200u8 {
         frame(&mut c, OpKind::Binary, true, &[i; 100], [0; 4]);
+        assert!(c.bytes_held() <= budget, "{} after {i}", c.bytes_held());
     }
-    let kept: Vec<u64> = c.messages().map(|m| m.seq).collect();
-    assert_eq!(kept, [3, 4], "within two and a half messages, newest kept");
-    assert_eq!(c.bytes_held(), 2 * each);
+    let kept: Vec<u64> = c.owned().iter().map(|m| m.seq).collect();
+    let n = kept.len() as u64;
+    assert_eq!(
+        kept,
+        (200 - n..200).collect::<Vec<_>>(),
+        "the newest, in order"
+    );
+    assert!(
+        n * 100 >= budget as u64 / 4,
+        "only {n} kept: the budget is wasted"
+    );
+    let newest = c.owned().pop().unwrap();
+    assert_eq!(newest.data, [199; 100]);
 }
 
 #[test]
 fn a_continuation_without_its_start_is_kept_as_such() {
     let mut c = plain(Dir::ClientToBackend, 64, 1024);
     frame(&mut c, OpKind::Continuation, true, b"tail", [3, 1, 4, 1]);
-    let m = c.messages().next().unwrap();
+    let m = c.owned().into_iter().next().unwrap();
     assert_eq!((m.kind, &m.data[..]), (OpKind::Continuation, &b"tail"[..]));
 }
 
@@ -122,7 +133,7 @@ fn a_continuation_without_its_start_is_kept_as_such() {
 fn nothing_is_held_before_a_frame_is_captured() {
     let c = plain(Dir::ClientToBackend, 65536, 1 << 20);
     assert_eq!(c.bytes_held(), 0);
-    assert_eq!(c.messages().count(), 0);
+    assert_eq!(c.owned().len(), 0);
 }
 
 /// Compresses messages as permessage-deflate does (one shared context unless
@@ -166,7 +177,7 @@ fn compressed_messages_are_inflated_across_a_shared_context() {
     for w in &wire {
         compressed(&mut c, w, [4, 3, 2, 1]);
     }
-    let got: Vec<_> = c.messages().collect();
+    let got: Vec<_> = c.owned().into_iter().collect();
     for (m, want) in got.iter().zip(texts) {
         assert!(m.compressed);
         assert_eq!(
@@ -185,7 +196,7 @@ fn an_inflated_message_over_the_cap_is_truncated_and_its_length_counted() {
     let wire = deflate_messages(&[&big], true);
     let mut c = Capture::new(Dir::BackendToClient, 100, 1 << 20, Some(true), true);
     compressed(&mut c, &wire[0], [0; 4]);
-    let m = c.messages().next().unwrap();
+    let m = c.owned().into_iter().next().unwrap();
     assert_eq!(m.inflated.as_ref().unwrap().as_ref().unwrap().len(), 100);
     assert_eq!((m.inflated_len, m.truncated), (10_000, true));
 }
@@ -195,14 +206,14 @@ fn capture_begun_mid_stream_with_context_takeover_says_the_context_is_missing() 
     let wire = deflate_messages(&[b"first", b"second"], false);
     let mut c = Capture::new(Dir::ClientToBackend, 1024, 1 << 20, Some(false), false);
     compressed(&mut c, &wire[1], [0; 4]);
-    let m = c.messages().next().unwrap();
+    let m = c.owned().into_iter().next().unwrap();
     let why = m.inflated.clone().unwrap().unwrap_err();
     assert!(why.contains("context is missing"), "{why}");
     // Without context takeover each message stands alone: inflated even so.
     let wire = deflate_messages(&[b"first", b"second"], true);
     let mut c = Capture::new(Dir::ClientToBackend, 1024, 1 << 20, Some(true), false);
     compressed(&mut c, &wire[1], [0; 4]);
-    let m = c.messages().next().unwrap();
+    let m = c.owned().into_iter().next().unwrap();
     assert_eq!(m.inflated.clone().unwrap().as_deref(), Ok(&b"second"[..]));
 }
 
@@ -222,22 +233,55 @@ fn the_negotiated_extension_says_which_side_resets_its_context() {
 
 #[test]
 fn the_proxy_wide_budget_evicts_this_tunnels_oldest_and_is_given_back_on_drop() {
-    let global = std::sync::Arc::new(Budget::new(250));
+    let limit = 4096;
+    let global = std::sync::Arc::new(Budget::new(limit));
     let mut a = plain(Dir::ClientToBackend, 100, 1 << 20).with_global(global.clone());
     let mut b = plain(Dir::ClientToBackend, 100, 1 << 20).with_global(global.clone());
-    frame(&mut a, OpKind::Binary, true, &[1; 100], [0; 4]);
-    frame(&mut a, OpKind::Binary, true, &[2; 100], [0; 4]);
-    frame(&mut b, OpKind::Binary, true, &[3; 100], [0; 4]);
-    // 300 > 250: b (the one adding) gave up its oldest, which was the new one.
-    assert!(global.used() <= 250, "{}", global.used());
-    frame(&mut a, OpKind::Binary, true, &[4; 100], [0; 4]);
-    assert!(global.used() <= 250);
-    assert_eq!(
-        a.messages().last().unwrap().data[0],
-        4,
-        "the newest is kept"
-    );
+    for i in 0..100u8 {
+        frame(&mut a, OpKind::Binary, true, &[i; 100], [0; 4]);
+        assert!(global.used() <= limit, "{}", global.used());
+    }
+    assert_eq!(a.owned().last().unwrap().data[0], 99, "the newest is kept");
+    // a holds what the proxy allows: b, the one adding, gives up its own oldest,
+    // which is the new one; a keeps its messages.
+    let before = a.owned().len();
+    frame(&mut b, OpKind::Binary, true, &[200; 100], [0; 4]);
+    assert!(global.used() <= limit);
+    assert_eq!(a.owned().len(), before);
+    frame(&mut a, OpKind::Binary, true, &[100; 100], [0; 4]);
+    assert!(global.used() <= limit);
+    assert_eq!(a.owned().last().unwrap().data[0], 100, "the newest is kept");
     drop(a);
     drop(b);
     assert_eq!(global.used(), 0, "what they kept is given back");
+}
+
+proptest::proptest! {
+    /// Whatever the sizes (empty pings, messages larger than a block, larger than
+    /// the budget), what is kept is the newest run of messages, each with its own
+    /// bytes, within the budget.
+    #[test]
+    fn kept_messages_are_the_newest_each_with_its_own_bytes(
+        sizes in proptest::collection::vec(
+            proptest::prop_oneof![0usize..3, 1usize..3000, 60_000usize..140_000],
+            1..60,
+        ),
+        budget in 2_000usize..300_000,
+    ) {
+        let cap = 100_000;
+        let mut c = plain(Dir::BackendToClient, cap, budget);
+        for (i, &n) in sizes.iter().enumerate() {
+            let kind = if n < 3 { OpKind::Ping } else { OpKind::Binary };
+            frame(&mut c, kind, true, &vec![i as u8; n], [9, 8, 7, 6]);
+            proptest::prop_assert!(c.bytes_held() <= budget);
+        }
+        let kept = c.owned();
+        let first = sizes.len() as u64 - kept.len() as u64;
+        for (k, m) in kept.iter().enumerate() {
+            let i = first as usize + k;
+            proptest::prop_assert_eq!(m.seq, i as u64);
+            proptest::prop_assert_eq!(m.len, sizes[i] as u64);
+            proptest::prop_assert_eq!(&m.data, &vec![i as u8; sizes[i].min(cap)]);
+        }
+    }
 }
