@@ -365,6 +365,13 @@ pub struct Snapshot {
     pub resolutions: Vec<Resolution>,
 }
 
+/// What decides whether the proxy should be sent clients (`GET /readyz`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Readiness {
+    pub shutting_down: bool,
+    pub backends: Vec<BackendInfo>,
+}
+
 /// A bound listener.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ListenerInfo {

@@ -25,9 +25,41 @@ pub struct Logging {
     _guard: WorkerGuard,
 }
 
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum Format {
+    /// `key=value` lines for people.
+    #[default]
+    Text,
+    /// One JSON object per line, every field (the access line's too) a key of its
+    /// own, the spans (connection, tunnel id) listed, for log pipelines.
+    Json,
+}
+
+/// A formatting layer writing to `writer` in `format`.
+fn layer<W>(
+    format: Format,
+    writer: W,
+    ansi: bool,
+) -> Box<dyn tracing_subscriber::Layer<tracing_subscriber::Registry> + Send + Sync>
+where
+    W: for<'w> tracing_subscriber::fmt::MakeWriter<'w> + Send + Sync + 'static,
+{
+    let fmt = tracing_subscriber::fmt::layer().with_writer(writer);
+    match format {
+        Format::Text => Box::new(fmt.with_ansi(ansi)),
+        Format::Json => Box::new(fmt.json().flatten_event(true).with_ansi(false)),
+    }
+}
+
 /// Headless: logs to stderr. With the dashboard: to `log_file` and the dashboard's
 /// log pane, never onto the screen.
-pub fn init(filter: &str, headless: bool, log_file: &Path) -> anyhow::Result<Logging> {
+pub fn init(
+    filter: &str,
+    format: Format,
+    headless: bool,
+    log_file: &Path,
+) -> anyhow::Result<Logging> {
     let filter = || {
         tracing_subscriber::EnvFilter::try_from_default_env()
             .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(filter))
@@ -41,10 +73,9 @@ pub fn init(filter: &str, headless: bool, log_file: &Path) -> anyhow::Result<Log
     if headless || !std::io::stdout().is_terminal() {
         let (writer, guard) = builder().finish(std::io::stderr());
         report_drops(writer.error_counter());
-        tracing_subscriber::fmt()
-            .with_env_filter(filter())
-            .with_writer(writer)
-            .with_ansi(std::io::stderr().is_terminal())
+        tracing_subscriber::registry()
+            .with(layer(format, writer, std::io::stderr().is_terminal()))
+            .with(filter())
             .init();
         return Ok(Logging {
             pane: None,
@@ -60,12 +91,8 @@ pub fn init(filter: &str, headless: bool, log_file: &Path) -> anyhow::Result<Log
     report_drops(writer.error_counter());
     let (pane, logs) = dashboard::log_channel(1024);
     tracing_subscriber::registry()
+        .with(layer(format, writer, false))
         .with(filter())
-        .with(
-            tracing_subscriber::fmt::layer()
-                .with_writer(writer)
-                .with_ansi(false),
-        )
         .with(pane)
         .init();
     Ok(Logging {

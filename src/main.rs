@@ -54,6 +54,10 @@ struct RunArgs {
     /// Log filter, e.g. `info`, `debug`, `tunnelscope=debug` (RUST_LOG also works).
     #[arg(long, value_name = "FILTER", default_value = "info")]
     log: String,
+    /// How log lines are written: `text`, or `json` (one object per line, each field
+    /// a key) for log pipelines.
+    #[arg(long, value_name = "FORMAT", value_enum, default_value_t = logging::Format::Text)]
+    log_format: logging::Format,
     /// With the dashboard, logs are appended to this file (and shown in its log pane).
     #[arg(long, value_name = "FILE", default_value = "tunnelscope.log")]
     log_file: PathBuf,
@@ -115,10 +119,11 @@ fn main() -> ExitCode {
     match &cli.command {
         Some(Cmd::Check { file }) => return check(file),
         Some(Cmd::Demo { run }) => {
-            let mut logging = match logging::init(&run.log, run.headless, &run.log_file) {
-                Ok(logging) => logging,
-                Err(e) => return fail(e),
-            };
+            let mut logging =
+                match logging::init(&run.log, run.log_format, run.headless, &run.log_file) {
+                    Ok(logging) => logging,
+                    Err(e) => return fail(e),
+                };
             // The writer is flushed once everything has run.
             return block_on(demo(logging.pane.take()));
         }
@@ -166,7 +171,12 @@ fn main() -> ExitCode {
     if let Some(dir) = &cli.record {
         config.inspect.record = Some(dir.clone());
     }
-    let mut logging = match logging::init(&cli.run.log, cli.run.headless, &cli.run.log_file) {
+    let mut logging = match logging::init(
+        &cli.run.log,
+        cli.run.log_format,
+        cli.run.headless,
+        &cli.run.log_file,
+    ) {
         Ok(logging) => logging,
         Err(e) => return fail(e),
     };
@@ -261,6 +271,7 @@ async fn run(
         )
         .with_messages(proxy.messages_source())
         .with_search(proxy.search_source())
+        .with_readiness(proxy.readiness_source())
         .with_kill_close(kill.0, kill.1.clone())
         .with_token(token)
         .with_hosts(&admin_hosts)

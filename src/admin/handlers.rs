@@ -55,20 +55,25 @@ pub(crate) async fn handle(
         drop(throttle);
         return Ok(reply::error(StatusCode::FORBIDDEN, refusal.to_string()));
     }
-    if let Some(token) = &api.token {
+    let routed = route(req.method(), req.uri().path());
+    // Probes carry no token; they learn only whether the proxy is ready, and why.
+    let probe = matches!(routed, Ok(Endpoint::Healthz | Endpoint::Readyz));
+    if let (Some(token), false) = (&api.token, probe) {
         if !authorized(req.headers(), token) {
             return Ok(reply::unauthorized(
                 "this admin API needs \"Authorization: Bearer TOKEN\" with the [admin] token",
             ));
         }
     }
-    let endpoint = match route(req.method(), req.uri().path()) {
+    let endpoint = match routed {
         Ok(e) => e,
         Err(miss) => return Ok(miss.reply()),
     };
     let query = req.uri().query().map(str::to_owned);
     let query = query.as_deref();
     Ok(match endpoint {
+        Endpoint::Healthz => super::health::live(),
+        Endpoint::Readyz => super::health::ready(&(api.readiness)()),
         Endpoint::Search => {
             let q = query
                 .unwrap_or("")

@@ -22,6 +22,7 @@
 mod events;
 mod guard;
 mod handlers;
+mod health;
 mod inject;
 mod json;
 mod metrics;
@@ -85,7 +86,13 @@ pub struct Api {
     pub(crate) messages: MessagesFn,
     /// A search of every live tunnel's captured messages (`GET /api/search`).
     pub(crate) search: SearchFn,
+    /// What `GET /readyz` judges by.
+    pub(crate) readiness: ReadinessFn,
 }
+
+/// A `'static` source of what readiness depends on (see
+/// `ProxyHandle::readiness_source`).
+pub type ReadinessFn = Arc<dyn Fn() -> crate::event::Readiness + Send + Sync>;
 
 /// A `'static` search of captured messages (see `ProxyHandle::search_source`).
 pub type SearchFn = Arc<dyn Fn(&str) -> Vec<crate::event::SearchHit> + Send + Sync>;
@@ -106,8 +113,15 @@ impl Api {
         subscribe: impl Fn() -> broadcast::Receiver<Event> + Send + Sync + 'static,
         control: ControlHandle,
     ) -> Api {
+        let snapshot: SnapshotFn = Arc::new(snapshot);
+        let backends = snapshot.clone();
         Api {
-            snapshot: Arc::new(snapshot),
+            // Without a proxy to ask whether it is shutting down: the backends only.
+            readiness: Arc::new(move || crate::event::Readiness {
+                shutting_down: false,
+                backends: backends().backends,
+            }),
+            snapshot,
             counters: Arc::new(counters),
             subscribe: Arc::new(subscribe),
             control,
@@ -119,6 +133,15 @@ impl Api {
             messages: Arc::new(|_| None),
             search: Arc::new(|_| Vec::new()),
         }
+    }
+
+    /// `GET /readyz` judges by this (shutting down, the backends).
+    pub fn with_readiness(
+        mut self,
+        readiness: impl Fn() -> crate::event::Readiness + Send + Sync + 'static,
+    ) -> Api {
+        self.readiness = Arc::new(readiness);
+        self
     }
 
     /// `GET /api/tunnels/{id}/messages` reads captured messages from here.

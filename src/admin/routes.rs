@@ -37,6 +37,9 @@ pub enum Endpoint {
     Events,
     Metrics,
     Search,
+    /// Liveness and readiness probes (answered without the token).
+    Healthz,
+    Readyz,
 }
 
 /// What can be done to a backend.
@@ -75,6 +78,8 @@ pub fn route(method: &Method, path: &str) -> Result<Endpoint, Miss> {
     let segments: Vec<&str> = path.strip_prefix('/').unwrap_or(path).split('/').collect();
     let (endpoint, allow) = match segments.as_slice() {
         ["metrics"] => (Ok(Metrics), Method::GET),
+        ["healthz"] => (Ok(Healthz), Method::GET),
+        ["readyz"] => (Ok(Readyz), Method::GET),
         ["api", "state"] => (Ok(State), Method::GET),
         ["api", "backends"] => (Ok(Backends), Method::GET),
         ["api", "tunnels"] => (Ok(Tunnels), Method::GET),
@@ -103,7 +108,7 @@ pub fn route(method: &Method, path: &str) -> Result<Endpoint, Miss> {
         ),
         _ => {
             return Err(Miss::NotFound(format!(
-                "no endpoint {path}; see /api/state, /api/backends, /api/tunnels, /api/events, /metrics"
+                "no endpoint {path}; see /api/state, /api/backends, /api/tunnels, /api/events, /metrics, /healthz, /readyz"
             )))
         }
     };

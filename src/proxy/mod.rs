@@ -155,6 +155,22 @@ impl ProxyHandle {
         move || core.upgrade().map(|c| c.snapshot()).unwrap_or_default()
     }
 
+    /// What readiness depends on (shutting down, the backends), as a `'static`
+    /// function like [`snapshot_source`](Self::snapshot_source); no tunnel copied.
+    pub fn readiness_source(&self) -> impl Fn() -> crate::event::Readiness + Send + Sync + 'static {
+        let core = Arc::downgrade(&self.core);
+        move || match core.upgrade() {
+            Some(c) => crate::event::Readiness {
+                shutting_down: c.is_shutting_down(),
+                backends: c.pools.infos(),
+            },
+            None => crate::event::Readiness {
+                shutting_down: true,
+                backends: Vec::new(),
+            },
+        }
+    }
+
     /// The proxy's exact counters (metrics), as a `'static` function like
     /// [`snapshot_source`](Self::snapshot_source); cheap: no frame samples copied.
     pub fn counters_source(&self) -> impl Fn() -> Counters + Send + Sync + 'static {

@@ -292,6 +292,57 @@ async fn the_access_log_has_one_line_per_tunnel_with_client_backend_path_counts_
     );
 }
 
+/// `--log-format json`: every line one JSON object, the access line's fields keys
+/// of their own (numbers as numbers), the tunnel's span listed.
+#[tokio::test]
+async fn json_logs_carry_the_access_line_as_fields() {
+    let backend = Backend::start("b").await;
+    let dir = tempfile::TempDir::new().unwrap();
+    let file = config_file(dir.path(), "", &backend);
+    let mut proc = Proc::spawn(&[
+        "--config",
+        file.to_str().unwrap(),
+        "--headless",
+        "--log-format",
+        "json",
+    ]);
+    let json = |line: &str| -> serde_json::Value {
+        serde_json::from_str(line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}"))
+    };
+    let listening = proc
+        .wait_line(|l| l.contains("\"listening\""))
+        .await
+        .expect("a listening line");
+    let addr: std::net::SocketAddr = json(&listening)["addr"].as_str().unwrap().parse().unwrap();
+    let mut ws = connect(addr, "/chat").await;
+    let client = local_addr(&ws).to_string();
+    echo_on(&mut ws, "abc").await;
+    drop(ws);
+
+    let line = proc
+        .wait_line(|l| l.contains("tunnelscope::access"))
+        .await
+        .expect("an access line");
+    let v = json(&line);
+    assert_eq!(v["message"], "tunnel closed", "{line}");
+    assert_eq!(v["client"], client.as_str());
+    assert_eq!(v["backend"], format!("app/{}", backend.addr).as_str());
+    assert_eq!(v["path"], "/chat");
+    assert_eq!(v["frames_in"], 1, "a number: {line}");
+    assert_eq!(v["closed_by"], "client");
+    let spans = v["spans"].as_array().expect("the spans listed");
+    assert!(
+        spans
+            .iter()
+            .any(|s| s["name"] == "tunnel" && s["id"].is_number()),
+        "{line}"
+    );
+    // Every line is JSON, the ones before too.
+    for seen in &proc.seen {
+        json(seen);
+    }
+}
+
 /// SIGHUP to the real binary while an echo load runs: the reload applies, the load
 /// sees no error, the tunnels made before run on.
 #[tokio::test]

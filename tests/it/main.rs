@@ -27,6 +27,7 @@ mod lifecycle;
 mod limits;
 mod pacing;
 mod plain_http;
+mod probes;
 mod recording;
 mod relay;
 mod reload;

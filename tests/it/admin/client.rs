@@ -50,6 +50,7 @@ impl Admin {
         )
         .with_messages(proxy.messages_source())
         .with_search(proxy.search_source())
+        .with_readiness(proxy.readiness_source())
         .with_token(token.map(String::from));
         Admin {
             addr,
