@@ -6,113 +6,22 @@
 use std::future::Future;
 use std::io::IsTerminal;
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::ExitCode;
 
+mod cli;
 mod logging;
 mod signals;
 mod upgrade;
 
-use clap::{Args, Parser, Subcommand};
+use clap::Parser;
+use cli::{Cli, Cmd};
 use signals::{Sig, Signals};
 use tunnelscope::admin;
 use tunnelscope::config::Config;
 use tunnelscope::dashboard::{self, input::KillClose, Exit, LogReceiver};
 use tunnelscope::proxy::ProxyHandle;
 use upgrade::{retire, Upgrader};
-
-/// WebSocket-aware reverse proxy and load balancer with a live terminal inspector.
-#[derive(Parser, Debug)]
-#[command(version, about, args_conflicts_with_subcommands = true)]
-struct Cli {
-    #[command(subcommand)]
-    command: Option<Cmd>,
-    /// TOML configuration file.
-    #[arg(short, long, value_name = "FILE", conflicts_with_all = ["listen", "upstream"])]
-    config: Option<PathBuf>,
-    /// Quick start without a file: address to listen on (plain ws:// and http://).
-    #[arg(long, value_name = "ADDR", requires = "upstream")]
-    listen: Option<SocketAddr>,
-    /// Quick start: a backend `host:port`; repeat for several (balanced least_conn).
-    #[arg(long, value_name = "HOST:PORT", requires = "listen")]
-    upstream: Vec<String>,
-    /// Write a JSON Lines recording of each tunnel into this directory as it happens
-    /// (as `[inspect] record`; bounded and rotated by `record_file_bytes` and
-    /// `record_total_bytes`).
-    #[arg(long, value_name = "DIR")]
-    record: Option<PathBuf>,
-    #[command(flatten)]
-    run: RunArgs,
-}
-
-/// How to run: with or without the dashboard, and where logs go.
-#[derive(Args, Debug, Clone)]
-struct RunArgs {
-    /// No dashboard: logs go to stderr. Implied when stdout is not a terminal.
-    #[arg(long)]
-    headless: bool,
-    /// Log filter, e.g. `info`, `debug`, `tunnelscope=debug` (RUST_LOG also works).
-    #[arg(long, value_name = "FILTER", default_value = "info")]
-    log: String,
-    /// How log lines are written: `text`, or `json` (one object per line, each field
-    /// a key) for log pipelines.
-    #[arg(long, value_name = "FORMAT", value_enum, default_value_t = logging::Format::Text)]
-    log_format: logging::Format,
-    /// With the dashboard, logs are appended to this file (and shown in its log pane).
-    #[arg(long, value_name = "FILE", default_value = "tunnelscope.log")]
-    log_file: PathBuf,
-}
-
-#[derive(Subcommand, Debug)]
-enum Cmd {
-    /// Validate a configuration file: exit 0 when usable, 2 when not.
-    Check {
-        /// The file to check.
-        file: PathBuf,
-    },
-    /// Run the built-in demo: three backends and synthetic clients behind the proxy
-    /// on 127.0.0.1:8080 (or a free port), plus a chat page for your browser.
-    Demo {
-        #[command(flatten)]
-        run: RunArgs,
-    },
-    /// Ask a running tunnelscope (headless) to replace itself with the binary now at
-    /// its path, handing over its listening sockets: no tunnel is dropped (the same
-    /// as `kill -USR2 PID` or `POST /api/upgrade`).
-    Upgrade {
-        /// The running process.
-        #[arg(long)]
-        pid: u32,
-    },
-    /// Play the client side of a recording (`GET /api/tunnels/{id}/recording`)
-    /// against a backend and report where its answers differ: exit 0 when every
-    /// answer came as recorded, 1 when not, 2 when it could not replay.
-    Replay {
-        /// The recording (JSON Lines).
-        file: PathBuf,
-        /// The backend to play against, e.g. ws://127.0.0.1:9001/chat.
-        #[arg(long, value_name = "URL")]
-        to: String,
-        /// `answers`: each client message waits for the answers recorded before it;
-        /// `original`: the recorded pace.
-        #[arg(long, value_enum, default_value = "answers")]
-        timing: tunnelscope::replay::Timing,
-        /// How long an expected answer is waited for (e.g. 5s, 500ms).
-        #[arg(long, default_value = "5s", value_parser = tunnelscope::config::duration::parse)]
-        wait: std::time::Duration,
-    },
-    /// Run one of the demo's backends on its own, to put behind the proxy: WebSocket
-    /// /echo, /chat and /ticker, and the chat page at /. Prints `listening on ADDR`,
-    /// then runs until SIGINT or SIGTERM. Kill it to see its clients move elsewhere.
-    Backend {
-        /// Address to listen on (port 0 picks a free port).
-        #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:9001")]
-        listen: SocketAddr,
-        /// Name it reports (the chat's "backend" field, the X-Served-By header).
-        #[arg(long, default_value = "app")]
-        name: String,
-    },
-}
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -129,6 +38,8 @@ fn main() -> ExitCode {
         }
         Some(Cmd::Backend { listen, name }) => return block_on(backend(*listen, name.clone())),
         Some(Cmd::Upgrade { pid }) => return signal_upgrade(*pid),
+        Some(Cmd::Completions { shell }) => return cli::completions(*shell),
+        Some(Cmd::Man) => return cli::man(),
         Some(Cmd::Replay {
             file,
             to,

@@ -9,6 +9,7 @@ mod admin_guard;
 mod balancing;
 mod blame;
 mod browser;
+mod cli;
 mod config;
 mod control;
 mod dashboard;
