@@ -12,6 +12,7 @@ use std::time::{Duration, SystemTime};
 
 mod captured;
 mod counters;
+mod fleet;
 mod headers;
 mod operations;
 
@@ -19,6 +20,7 @@ pub use self::captured::{CapturedFrame, CapturedMessage, HoldState, SearchHit, M
 pub use self::operations::{CheckResult, PaceCause, PacedClose, Resolution};
 
 pub use counters::{ConfigDiff, Counters, Flow, Limit};
+pub use fleet::{Fleet, FleetOutcome, Instance, Link, Share};
 pub use headers::Headers;
 
 /// Identifies a tunnel (or a handshake attempt) for the lifetime of the process.
@@ -336,6 +338,8 @@ pub struct TunnelInfo {
     pub idle_timeout: Option<Duration>,
     /// The directions an operator holds.
     pub held: Vec<HoldState>,
+    /// The proxy it runs on, when an observer follows several (`top`).
+    pub instance: Option<Arc<str>>,
 }
 
 /// The upgrade handshake as it crossed the proxy.
@@ -363,6 +367,8 @@ pub struct Snapshot {
     pub started: Option<SystemTime>,
     /// Backend names and what they resolved to.
     pub resolutions: Vec<Resolution>,
+    /// The instances followed, for an observer of several (`top`).
+    pub fleet: Option<Fleet>,
 }
 
 /// What decides whether the proxy should be sent clients (`GET /readyz`).
@@ -401,6 +407,8 @@ pub enum Event {
         path: String,
         /// Silence after which the tunnel will be closed; None when never.
         idle_timeout: Option<Duration>,
+        /// The proxy it runs on, when an observer follows several (`top`).
+        instance: Option<Arc<str>>,
     },
     BackendChosen {
         id: TunnelId,
@@ -467,4 +475,8 @@ pub enum Event {
         backend: Option<BackendId>,
         duration: Duration,
     },
+    /// The instances an observer follows changed (`top`; never from a proxy).
+    Fleet(Fleet),
+    /// What a command sent to every followed instance did on each (`top`).
+    FleetOutcome(FleetOutcome),
 }

@@ -158,6 +158,7 @@ async fn run(
         config.proxy.kill_close_code,
         config.proxy.kill_close_reason.clone(),
     );
+    let admin_name = config.admin.name.clone();
     let (admin_hosts, redact, reveal) = (
         config.admin.hosts.clone(),
         config.inspect.redact.clone(),
@@ -183,6 +184,7 @@ async fn run(
         .with_messages(proxy.messages_source())
         .with_search(proxy.search_source())
         .with_readiness(proxy.readiness_source())
+        .with_name(admin_name)
         .with_kill_close(kill.0, kill.1.clone())
         .with_token(token)
         .with_hosts(&admin_hosts)

@@ -166,6 +166,7 @@ pub(crate) fn fake_state(now: SystemTime) -> State {
         total_tunnels: 7_291,
         started: Some(start),
         resolutions: Vec::new(),
+        fleet: None,
     };
     let mut state = State::from_snapshot(snapshot, ago(61));
     // A minute of traffic, four stat batches a second, swelling and ebbing so the
@@ -220,6 +221,7 @@ pub(crate) fn open(state: &mut State, f: &Fake, at: SystemTime, now: SystemTime)
             route: f.pool.into(),
             path: f.path.into(),
             idle_timeout: Some(Duration::from_secs(3600)),
+            instance: None,
         },
         now,
     );
@@ -347,6 +349,7 @@ pub(crate) fn closed_and_refused(state: &mut State, now: SystemTime) {
                 route: "chat".into(),
                 path: path.into(),
                 idle_timeout: Some(Duration::from_secs(3600)),
+                instance: None,
             },
             at,
         );
@@ -388,6 +391,7 @@ pub(crate) fn closed_and_refused(state: &mut State, now: SystemTime) {
             route: "feed".into(),
             path: "/live/bonds".into(),
             idle_timeout: Some(Duration::from_secs(3600)),
+            instance: None,
         },
         at,
     );

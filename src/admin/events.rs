@@ -1,7 +1,9 @@
 //! The messages of the `/api/events` stream: one JSON object per bus event, tagged
 //! by `type` (`tunnel_opened`, `backend_chosen`, `handshake`, `refused`,
 //! `frame_stats`, `frame_samples`, `hold`, `violation`, `tunnel_closed`, `backend_state`,
-//! `http_request`), plus the stream's own `snapshot` and `lagged`.
+//! `config_reloaded`, `resolved`, `reload_preview`, `http_request`), plus the
+//! stream's own `snapshot` and `lagged`. The contract, version 1, is
+//! `assets/events.schema.json`: within a version, fields and types are only added.
 
 use std::net::SocketAddr;
 
@@ -99,8 +101,10 @@ pub enum Message<'a> {
 }
 
 impl<'a> Message<'a> {
-    pub fn from_event(event: &'a Event, redact: &super::json::Redact) -> Message<'a> {
-        match event {
+    /// The message for a proxy's event; None for what only an observer of several
+    /// proxies makes (`Fleet`, `FleetOutcome`), which a proxy never publishes.
+    pub fn from_event(event: &'a Event, redact: &super::json::Redact) -> Option<Message<'a>> {
+        Some(match event {
             Event::TunnelOpened {
                 id,
                 at,
@@ -109,6 +113,7 @@ impl<'a> Message<'a> {
                 route,
                 path,
                 idle_timeout,
+                instance: _,
             } => Message::TunnelOpened {
                 id: *id,
                 at: rfc3339(*at),
@@ -196,7 +201,8 @@ impl<'a> Message<'a> {
                 backend: backend.as_ref().map(BackendId::to_string),
                 duration_seconds: duration.as_secs_f64(),
             },
-        }
+            Event::Fleet(_) | Event::FleetOutcome(_) => return None,
+        })
     }
 
     /// The message as one line of JSON.
@@ -223,9 +229,12 @@ mod tests {
             route: "/chat".into(),
             path: "/chat?room=1".into(),
             idle_timeout: Some(Duration::from_secs(90)),
+            instance: None,
         };
         let v: serde_json::Value = serde_json::from_str(
-            &Message::from_event(&opened, &super::json::Redact::default()).to_json(),
+            &Message::from_event(&opened, &super::json::Redact::default())
+                .unwrap()
+                .to_json(),
         )
         .unwrap();
         assert_eq!(v["type"], "tunnel_opened");

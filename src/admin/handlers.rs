@@ -103,7 +103,7 @@ pub(crate) async fn handle(
         Endpoint::State => {
             let snapshot = (api.snapshot)();
             let totals = ctx.shared.totals();
-            let state = json::State::new(&snapshot, totals, SystemTime::now());
+            let state = json::State::new(&snapshot, totals, SystemTime::now(), api.name.as_deref());
             reply::json(StatusCode::OK, &state)
         }
         Endpoint::Backends => {

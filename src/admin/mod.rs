@@ -88,6 +88,8 @@ pub struct Api {
     pub(crate) search: SearchFn,
     /// What `GET /readyz` judges by.
     pub(crate) readiness: ReadinessFn,
+    /// `[admin] name`: how `tunnelscope top` labels this instance.
+    pub(crate) name: Option<String>,
 }
 
 /// A `'static` source of what readiness depends on (see
@@ -122,6 +124,7 @@ impl Api {
                 backends: backends().backends,
             }),
             snapshot,
+            name: None,
             counters: Arc::new(counters),
             subscribe: Arc::new(subscribe),
             control,
@@ -133,6 +136,12 @@ impl Api {
             messages: Arc::new(|_| None),
             search: Arc::new(|_| Vec::new()),
         }
+    }
+
+    /// This instance's name, in the state and the event stream's snapshot.
+    pub fn with_name(mut self, name: Option<String>) -> Api {
+        self.name = name;
+        self
     }
 
     /// `GET /readyz` judges by this (shutting down, the backends).

@@ -116,7 +116,10 @@ where
                     None | Some(Err(_)) => return Err(End::Client),
                 },
                 event = events.recv() => match event {
-                    Ok(event) => Message::from_event(&event, &ctx.shared.api.redact).to_json(),
+                    Ok(event) => match Message::from_event(&event, &ctx.shared.api.redact) {
+                        Some(m) => m.to_json(),
+                        None => continue,
+                    },
                     Err(RecvError::Lagged(missed)) => {
                         ctx.shared.lagged.fetch_add(missed, std::sync::atomic::Ordering::Relaxed);
                         send(&mut ws, Message::Lagged { missed }.to_json()).await?;
@@ -146,7 +149,8 @@ where
 fn snapshot(ctx: &Ctx) -> String {
     let snapshot = (ctx.shared.api.snapshot)();
     let totals = ctx.shared.totals();
-    Message::Snapshot(State::new(&snapshot, totals, SystemTime::now())).to_json()
+    let name = ctx.shared.api.name.as_deref();
+    Message::Snapshot(State::new(&snapshot, totals, SystemTime::now(), name)).to_json()
 }
 
 async fn send<S>(ws: &mut WebSocketStream<S>, text: String) -> Result<(), End>

@@ -334,4 +334,8 @@ pub struct Admin {
     /// and `localhost`; any other `Host` is refused (DNS rebinding).
     #[serde(default)]
     pub hosts: Vec<String>,
+    /// A short name for this instance, in the API's state and event stream, by
+    /// which `tunnelscope top` labels it (default: the address `top` connects to).
+    #[serde(default)]
+    pub name: Option<String>,
 }

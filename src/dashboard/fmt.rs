@@ -195,6 +195,20 @@ pub fn close_code_name(code: u16) -> &'static str {
     }
 }
 
+/// A command's result on every instance, on one line: `drain app/10.0.0.1:80 — a:
+/// done · b: failed: connection refused`.
+pub fn fleet_outcome(o: &crate::event::FleetOutcome) -> String {
+    let parts: Vec<String> = o
+        .results
+        .iter()
+        .map(|(name, r)| match r {
+            Ok(what) => format!("{name}: {what}"),
+            Err(why) => format!("{name}: failed: {why}"),
+        })
+        .collect();
+    format!("{} — {}", o.command, parts.join(" · "))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -119,6 +119,10 @@ pub struct State {
     /// The whole messages captured on the tunnel whose detail is open, as of this
     /// tick (the run loop fetches them while a detail is open).
     pub messages: Option<(TunnelId, Vec<crate::event::CapturedMessage>)>,
+    /// The instances followed (`tunnelscope top`); None for one local proxy.
+    pub fleet: Option<crate::event::Fleet>,
+    /// The last command sent to every instance, and what it did on each.
+    pub outcome: Option<(SystemTime, crate::event::FleetOutcome)>,
 }
 
 impl State {
@@ -141,6 +145,8 @@ impl State {
             reload_pending: false,
             reload_preview: None,
             messages: None,
+            fleet: None,
+            outcome: None,
         };
         s.rates.roll(now);
         s.load(snapshot, now, false);
@@ -160,10 +166,12 @@ impl State {
                 route,
                 path,
                 idle_timeout,
+                instance,
             } => {
                 // Already known when the snapshot was taken after this event was sent.
                 self.tunnels.entry(*id).or_insert_with(|| {
                     let mut t = Tunnel::opened(*id, *at, *client);
+                    t.instance = instance.clone();
                     t.listener = listener.clone();
                     t.route = route.clone();
                     t.path = path.clone();
@@ -243,6 +251,13 @@ impl State {
             }
             Event::BackendState(info) => self.upsert_backend(info.clone()),
             Event::HttpRequest { .. } => self.totals.http_requests += 1,
+            Event::Fleet(f) => self.fleet = Some(f.clone()),
+            Event::FleetOutcome(o) => {
+                let failed = o.results.iter().any(|(_, r)| r.is_err());
+                let level = if failed { Level::WARN } else { Level::INFO };
+                self.push_log(level, crate::dashboard::fmt::fleet_outcome(o));
+                self.outcome = Some((now, o.clone()));
+            }
             Event::ReloadPreview(preview) => self.reload_preview = Some(preview.clone()),
             Event::Resolved(r) => {
                 match &r.error {
@@ -408,6 +423,9 @@ impl State {
             self.started = snapshot.started;
         }
         self.totals.tunnels = snapshot.total_tunnels;
+        if snapshot.fleet.is_some() {
+            self.fleet = snapshot.fleet;
+        }
         for b in snapshot.backends {
             self.upsert_backend(b);
         }

@@ -38,6 +38,8 @@ pub struct Tunnel {
     pub idle_timeout: Option<std::time::Duration>,
     /// The directions an operator holds.
     pub held: Vec<crate::event::HoldState>,
+    /// The proxy it runs on (`tunnelscope top` following several).
+    pub instance: Option<std::sync::Arc<str>>,
 }
 
 impl Tunnel {
@@ -60,6 +62,7 @@ impl Tunnel {
             last_seq: [None, None],
             idle_timeout: None,
             held: Vec::new(),
+            instance: None,
         }
     }
 
@@ -78,6 +81,7 @@ impl Tunnel {
             samples: self.tail.iter().cloned().collect(),
             idle_timeout: self.idle_timeout,
             held: self.held.clone(),
+            instance: self.instance.clone(),
         }
     }
 
@@ -90,6 +94,7 @@ impl Tunnel {
         t.handshake = info.handshake.clone();
         t.idle_timeout = info.idle_timeout;
         t.held = info.held.clone();
+        t.instance = info.instance.clone();
         t.rate = MsgRate::starting(now, messages(&info.stats));
         t.stats = info.stats.clone();
         t.push_samples(&info.samples);

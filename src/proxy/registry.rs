@@ -232,6 +232,7 @@ impl Registry {
             total_tunnels: self.total_tunnels.load(Ordering::Relaxed),
             started: Some(self.started),
             resolutions: self.dns.resolutions(),
+            fleet: None,
         }
     }
 

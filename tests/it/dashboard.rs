@@ -80,6 +80,7 @@ pub fn snapshot() -> Snapshot {
         total_tunnels: 0,
         started: Some(at(-100.0)),
         resolutions: Vec::new(),
+        fleet: None,
     }
 }
 
@@ -122,6 +123,7 @@ pub fn open_events(id: u64, client: &str, path: &str, backend: &str, opened: f64
             route: "chat".into(),
             path: path.into(),
             idle_timeout: Some(Duration::from_secs(3600)),
+            instance: None,
         },
         Event::BackendChosen {
             id,

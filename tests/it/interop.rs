@@ -934,3 +934,93 @@ async fn messages_injected_into_a_compressed_tunnel_are_accepted_by_conforming_p
         "{lines:?}"
     );
 }
+
+/// Reads the checker's lines until it has got a message of each of `kinds`.
+async fn got(check: &mut Proc, kinds: &[&str]) {
+    let mut left: BTreeSet<String> = kinds.iter().map(|k| format!("got {k}")).collect();
+    while !left.is_empty() {
+        let line = check.line().await;
+        left.remove(&line);
+    }
+}
+
+/// The event stream against its published contract: a real session (a tunnel
+/// talking, held and released, its backend drained and undrained, then closed)
+/// read by Python's `websockets` and every message checked by `jsonschema` against
+/// `assets/events.schema.json`.
+#[tokio::test]
+async fn every_event_stream_message_matches_the_published_json_schema() {
+    let Some(python) = python().await else { return };
+    if !runs(&python, &["-c", "import jsonschema"]).await {
+        unavailable(
+            "Python's jsonschema",
+            "run `tests/interop/.venv/bin/pip install 'jsonschema>=4.18,<5'`",
+        );
+        return;
+    }
+    let (a, b) = (Backend::start("a").await, Backend::start("b").await);
+    let proxy = proxy(&simple_config(&[&a, &b], "")).await;
+    let admin = crate::admin::client::Admin::start(&proxy, Some("t0k")).await;
+    let schema = Path::new(env!("CARGO_MANIFEST_DIR")).join("assets/events.schema.json");
+    let args: Vec<OsString> = vec![
+        format!("ws://{}/api/events", admin.addr).into(),
+        schema.into(),
+        "0".into(),
+        "60".into(),
+        "t0k".into(),
+    ];
+    let mut check = Proc::spawn(&python, "validate_events.py", &args);
+    check.expect_line("connected").await;
+    got(&mut check, &["snapshot"]).await;
+
+    let mut ws = connect(proxy.local_addrs()[0], "/chat").await;
+    let name = whoami(&mut ws).await;
+    for i in 0..5 {
+        ws.send(Message::text(format!("m{i}"))).await.unwrap();
+        next_data(&mut ws).await;
+    }
+    got(&mut check, &["frame_samples", "frame_stats"]).await;
+    let tunnels = admin.get_json("/api/tunnels").await;
+    let id = tunnels["tunnels"][0]["id"]
+        .as_u64()
+        .expect("the tunnel listed");
+    for action in ["hold", "release"] {
+        let path = format!("/api/tunnels/{id}/{action}?from=client");
+        assert_eq!(admin.post(&path).await.status, 200, "{action}");
+        got(&mut check, &["hold"]).await;
+    }
+    let serving = if name == "a" { &a } else { &b };
+    for action in ["drain", "undrain"] {
+        let path = format!("/api/backends/app/{}/{action}", serving.addr);
+        assert_eq!(admin.post(&path).await.status, 200, "{action}");
+        got(&mut check, &["backend_state"]).await;
+    }
+    ws.close(None).await.unwrap();
+    got(&mut check, &["tunnel_closed"]).await;
+    // The admin API stopping closes the stream: the checker reports.
+    drop(admin);
+    let (status, rest) = check.finish().await;
+    let report = rest.join("\n");
+    assert!(
+        status.success(),
+        "validate_events.py: {status}\n{report}\n{}",
+        check.context()
+    );
+    for kind in [
+        "snapshot",
+        "tunnel_opened",
+        "backend_chosen",
+        "handshake",
+        "frame_stats",
+        "frame_samples",
+        "hold",
+        "backend_state",
+        "tunnel_closed",
+    ] {
+        assert!(
+            rest.iter().any(|l| l.starts_with(&format!("seen {kind} "))),
+            "no {kind} checked: {report}"
+        );
+    }
+    assert!(rest.iter().any(|l| l.starts_with("ok ")), "{report}");
+}

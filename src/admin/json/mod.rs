@@ -41,9 +41,17 @@ pub fn dir_name(dir: Dir) -> &'static str {
     }
 }
 
+/// The version of the `/api/events` contract (and of `/api/state`).
+pub const EVENTS_VERSION: u32 = 1;
+
 /// `GET /api/state`, and the first message of `/api/events`.
 #[derive(Serialize)]
 pub struct State<'a> {
+    /// The event stream's contract version: within it, fields and message types
+    /// are only ever added (see assets/events.schema.json).
+    pub version: u32,
+    /// This instance's `[admin] name`, if it has one.
+    pub instance: Option<&'a str>,
     pub started: Option<String>,
     pub uptime_seconds: f64,
     pub listeners: Vec<Listener<'a>>,
@@ -55,8 +63,15 @@ pub struct State<'a> {
 }
 
 impl<'a> State<'a> {
-    pub fn new(s: &'a Snapshot, totals: Totals, now: SystemTime) -> State<'a> {
+    pub fn new(
+        s: &'a Snapshot,
+        totals: Totals,
+        now: SystemTime,
+        instance: Option<&'a str>,
+    ) -> State<'a> {
         State {
+            version: EVENTS_VERSION,
+            instance,
             started: s.started.map(rfc3339),
             uptime_seconds: uptime_seconds(s, now),
             listeners: s.listeners.iter().map(Listener::new).collect(),

@@ -130,6 +130,7 @@ fn a_recording_reads_back_into_its_messages() {
         samples: Vec::new(),
         idle_timeout: None,
         held: Vec::new(),
+        instance: None,
     };
     let ended = Ended {
         side: "backend".into(),

@@ -160,6 +160,7 @@ impl<'a> Attempt<'a> {
                 route: route.clone(),
                 path: path.clone(),
                 idle_timeout: idle_of(&core.config()),
+                instance: None,
             });
         }
         Attempt {

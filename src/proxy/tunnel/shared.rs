@@ -254,6 +254,7 @@ impl TunnelShared {
             samples,
             idle_timeout: self.idle_timeout(),
             held: self.holds(),
+            instance: None,
         }
     }
 
