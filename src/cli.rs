@@ -107,6 +107,28 @@ pub enum Cmd {
         #[arg(value_enum)]
         shell: clap_complete::Shell,
     },
+    /// Open the dashboard on running (headless) instances through their admin API:
+    /// their backends merged, their tunnels labelled, and drain, kill, enable,
+    /// reload and rebalance sent to every one of them.
+    Top {
+        /// An instance's admin API, `[NAME=]http://HOST:PORT` (or `https://`); repeat
+        /// for several.
+        #[arg(long = "connect", value_name = "[NAME=]URL", required = true)]
+        connect: Vec<String>,
+        /// The admin token ([admin] token) the instances want.
+        #[arg(long, env = "TUNNELSCOPE_TOKEN", hide_env_values = true)]
+        token: Option<String>,
+        /// Read the token from this file (its first line).
+        #[arg(long, value_name = "FILE", conflicts_with = "token")]
+        token_file: Option<PathBuf>,
+        /// CA certificates (PEM) to trust for `https://` instances (default: the
+        /// system's).
+        #[arg(long, value_name = "FILE")]
+        ca: Option<PathBuf>,
+        /// Where top's own log goes (also shown in its log pane, `l`).
+        #[arg(long, value_name = "FILE", default_value = "tunnelscope-top.log")]
+        log_file: PathBuf,
+    },
     /// Print the man page (roff), e.g. `tunnelscope man > /usr/share/man/man1/tunnelscope.1`.
     Man,
 }

@@ -14,6 +14,7 @@ mod captured;
 mod counters;
 mod fleet;
 mod headers;
+mod mirror;
 mod operations;
 
 pub use self::captured::{CapturedFrame, CapturedMessage, HoldState, SearchHit, MAX_FRAMES_KEPT};

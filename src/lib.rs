@@ -28,6 +28,7 @@ pub mod demo;
 pub mod event;
 pub mod inspect;
 pub mod proxy;
+pub mod remote;
 pub mod replay;
 mod sync;
 mod throttle;

@@ -12,6 +12,7 @@ use std::process::ExitCode;
 mod cli;
 mod logging;
 mod signals;
+mod top;
 mod upgrade;
 
 use clap::Parser;
@@ -40,6 +41,22 @@ fn main() -> ExitCode {
         Some(Cmd::Upgrade { pid }) => return signal_upgrade(*pid),
         Some(Cmd::Completions { shell }) => return cli::completions(*shell),
         Some(Cmd::Man) => return cli::man(),
+        Some(Cmd::Top {
+            connect,
+            token,
+            token_file,
+            ca,
+            log_file,
+        }) => {
+            let options = top::Options {
+                connect,
+                token: token.clone(),
+                token_file: token_file.as_deref(),
+                ca: ca.as_deref(),
+                log_file,
+            };
+            return top::run(options);
+        }
         Some(Cmd::Replay {
             file,
             to,

@@ -251,7 +251,13 @@ impl State {
             }
             Event::BackendState(info) => self.upsert_backend(info.clone()),
             Event::HttpRequest { .. } => self.totals.http_requests += 1,
-            Event::Fleet(f) => self.fleet = Some(f.clone()),
+            Event::Fleet(f) => {
+                if self.fleet.as_ref().map(|old| old.generation) != Some(f.generation) {
+                    // An instance came back or went away: rebuild from a snapshot.
+                    self.reload_pending = true;
+                }
+                self.fleet = Some(f.clone());
+            }
             Event::FleetOutcome(o) => {
                 let failed = o.results.iter().any(|(_, r)| r.is_err());
                 let level = if failed { Level::WARN } else { Level::INFO };

@@ -13,6 +13,10 @@ pub struct Fleet {
     pub instances: Vec<Instance>,
     /// Per backend (merged by pool and address), each instance's part.
     pub shares: Vec<(BackendId, Vec<Share>)>,
+    /// Grows when what the observer knows was replaced rather than advanced (an
+    /// instance reconnected with a fresh snapshot, or went away): a dashboard
+    /// rebuilds from a snapshot then.
+    pub generation: u64,
 }
 
 impl Fleet {

@@ -33,6 +33,7 @@ mod recording;
 mod relay;
 mod reload;
 mod replay;
+mod top;
 mod tui_e2e;
 mod upgrade;
 mod upstream_tls;

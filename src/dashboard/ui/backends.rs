@@ -20,7 +20,7 @@ use super::{fit, hints, panel, widths, Col};
 const BAR: u16 = 10;
 
 #[rustfmt::skip]
-const COLS: [Col; 9] = [
+const COLS: [Col; 10] = [
     Col { title: "Backend", width: 20, prio: 0, flex: false },
     Col { title: "State", width: 19, prio: 1, flex: false },
     Col { title: "Paced close", width: 34, prio: 2, flex: false },
@@ -29,8 +29,11 @@ const COLS: [Col; 9] = [
     Col { title: "Share", width: BAR + 5, prio: 4, flex: false },
     Col { title: "Check", width: 12, prio: 6, flex: false },
     Col { title: "Fails", width: 5, prio: 7, flex: false },
+    Col { title: "Per instance", width: 28, prio: 4, flex: false },
     Col { title: "Last error", width: 16, prio: 8, flex: true },
 ];
+/// Shown only with several instances (`tunnelscope top`).
+const SPLIT: usize = 8;
 /// Shown only while some backend has a paced close.
 const PACED: usize = 2;
 /// Shown only when some backend is health-checked.
@@ -120,13 +123,29 @@ pub fn draw(frame: &mut Frame, area: Rect, state: &State, ui: &Ui) {
     if !checked {
         cols[CHECK].width = 0;
     }
+    let split = state.fleet.as_ref().is_some_and(|f| f.instances.len() > 1);
+    if split {
+        // As wide as the longest breakdown, within reason.
+        let widest = state
+            .backends
+            .iter()
+            .map(|b| split_text(b, state).chars().count())
+            .max()
+            .unwrap_or(0);
+        cols[SPLIT].width = (widest as u16).clamp(12, 64);
+    } else {
+        cols[SPLIT].width = 0;
+    }
     let mut keep = fit(&cols, block.inner(area).width);
-    keep.retain(|&c| (c != PACED || paced) && (c != CHECK || checked));
+    keep.retain(|&c| (c != PACED || paced) && (c != CHECK || checked) && (c != SPLIT || split));
     let shares = state.shares();
     let rows = state.backends.iter().zip(&shares).map(|(b, share)| {
         let cells: Vec<Cell> = keep
             .iter()
-            .map(|&c| cell(c, b, *share, state.now))
+            .map(|&c| match c {
+                SPLIT => per_instance(b, state),
+                _ => cell(c, b, *share, state.now),
+            })
             .collect();
         Row::new(cells)
     });
@@ -137,6 +156,36 @@ pub fn draw(frame: &mut Frame, area: Rect, state: &State, ui: &Ui) {
         .row_highlight_style(theme::selected(focused));
     let mut ts = TableState::default().with_selected(ui.backend_index(state));
     frame.render_stateful_widget(table, area, &mut ts);
+}
+
+/// Each instance's live tunnels on the backend, and its state where it differs
+/// from active: `edge-a 3 · edge-b 2 draining`.
+fn per_instance(b: &BackendInfo, state: &State) -> Cell<'static> {
+    per_instance_spans(b, state).map_or_else(|| Cell::from(""), |s| Cell::from(Line::from(s)))
+}
+
+fn split_text(b: &BackendInfo, state: &State) -> String {
+    per_instance_spans(b, state).map_or_else(String::new, |s| {
+        s.iter().map(|sp| sp.content.as_ref()).collect()
+    })
+}
+
+fn per_instance_spans(b: &BackendInfo, state: &State) -> Option<Vec<Span<'static>>> {
+    let shares = state.fleet.as_ref().and_then(|f| f.shares(&b.id))?;
+    let mut spans = Vec::new();
+    for (i, s) in shares.iter().enumerate() {
+        if i > 0 {
+            spans.push(Span::styled(" · ", theme::closed()));
+        }
+        spans.push(Span::raw(format!("{} {}", s.instance, s.active_tunnels)));
+        if s.admin != AdminState::Active {
+            spans.push(Span::styled(
+                format!(" {}", s.admin),
+                theme::backend_state(s.admin, Health::Up),
+            ));
+        }
+    }
+    Some(spans)
 }
 
 fn cell(col: usize, b: &BackendInfo, share: f64, now: SystemTime) -> Cell<'static> {

@@ -61,7 +61,14 @@ fn title_bar(frame: &mut Frame, area: Rect, state: &State) {
         spans.push(sep());
         spans.push(Span::raw(format!("up {}", fmt::duration(up))));
     }
-    if !state.listeners.is_empty() {
+    if let Some(f) = &state.fleet {
+        spans.push(sep());
+        spans.push(Span::raw(format!(
+            "{} instance{}",
+            f.instances.len(),
+            if f.instances.len() == 1 { "" } else { "s" }
+        )));
+    } else if !state.listeners.is_empty() {
         spans.push(sep());
         let wide = area.width >= 120;
         let list: Vec<String> = state

@@ -9,6 +9,7 @@
 mod backends;
 mod detail;
 mod find;
+mod fleet;
 mod header;
 mod messages;
 mod popup;
@@ -48,13 +49,15 @@ pub fn draw(frame: &mut Frame, state: &State, ui: &Ui) {
         frame.render_widget(Paragraph::new(msg).style(theme::closed()), area);
         return;
     }
-    let [head, body, foot] = Layout::vertical([
+    let [head, fleet_rows, body, foot] = Layout::vertical([
         Constraint::Length(header::height(state)),
+        Constraint::Length(fleet::height(state)),
         Constraint::Fill(1),
         Constraint::Length(1),
     ])
     .areas(area);
     header::draw(frame, head, state);
+    fleet::draw(frame, fleet_rows, state);
     let main = if ui.show_log {
         let log_h = (body.height / 3).clamp(4, 12);
         let [main, log] =

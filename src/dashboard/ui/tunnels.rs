@@ -95,7 +95,14 @@ pub fn draw(frame: &mut Frame, area: Rect, state: &State, ui: &Ui) {
     // IPv6 ones can be much wider.
     let mut cols = COLS;
     let widest = |f: &dyn Fn(&rows::Row) -> usize| rows.iter().map(f).max().unwrap_or(0) as u16;
-    cols[1].width = widest(&|r| r.tunnel.client.to_string().len()).clamp(6, 40);
+    // Followed instances (`top`) label each tunnel's client with the instance.
+    let label = |r: &rows::Row| {
+        r.tunnel
+            .instance
+            .as_ref()
+            .map_or(0, |i| i.chars().count() + 1)
+    };
+    cols[1].width = widest(&|r| r.tunnel.client.to_string().len() + label(r)).clamp(6, 56);
     cols[3].width =
         widest(&|r| r.tunnel.backend.as_ref().map_or(1, |b| b.to_string().len())).clamp(7, 40);
     // Closed tunnels say why in the Last column: as wide as that needs, within reason.
@@ -156,7 +163,13 @@ fn cell(col: usize, r: &rows::Row, state: &State) -> Cell<'static> {
     };
     match col {
         0 => right(t.id.to_string()),
-        1 => Cell::from(t.client.to_string()),
+        1 => match &t.instance {
+            Some(name) => Cell::from(Line::from(vec![
+                Span::styled(format!("{name} "), Style::new().fg(theme::INFO)),
+                Span::raw(t.client.to_string()),
+            ])),
+            None => Cell::from(t.client.to_string()),
+        },
         2 => Cell::from(t.path.clone()),
         3 => Cell::from(match &t.backend {
             Some(b) => b.to_string(),

@@ -399,6 +399,7 @@ async fn run_tunnel(
             backend: config.timeouts.ping.backend(),
         }),
     };
+    let _cut = EndGuard(&shared);
     let ending = tunnel::run(
         &shared,
         client,
@@ -471,4 +472,21 @@ fn unwrap_upgraded(up: hyper::upgrade::Upgraded) -> Option<(Stream, Bytes)> {
 /// The idle timeout a new tunnel gets, as observers are told it.
 fn idle_of(config: &crate::config::Config) -> Option<std::time::Duration> {
     Some(config.timeouts.idle).filter(|d| !d.is_zero())
+}
+
+/// Says how a tunnel ended if its task is dropped before it can (its event loop
+/// stopped with the shutdown grace run out), so a recording still gets its `end`
+/// line. The first ending set wins: a tunnel that ended normally is unaffected.
+struct EndGuard<'a>(&'a TunnelShared);
+
+impl Drop for EndGuard<'_> {
+    fn drop(&mut self) {
+        self.0.set_ended(&tunnel::Ending {
+            side: crate::event::Side::Proxy,
+            code: None,
+            reason: "cut: the shutdown grace ran out".into(),
+            error: None,
+            limit: None,
+        });
+    }
 }

@@ -20,6 +20,7 @@ pub mod dns;
 pub mod http_fixtures;
 pub mod pools;
 pub mod recorder;
+pub mod screen;
 pub mod tui;
 pub mod wire;
 

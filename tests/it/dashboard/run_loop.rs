@@ -3,79 +3,19 @@
 //! can read while the loop runs.
 
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use crossterm::event::KeyEvent;
-use ratatui::backend::{Backend, ClearType, TestBackend, WindowSize};
-use ratatui::buffer::Cell;
-use ratatui::layout::{Position, Size};
 use ratatui::Terminal;
 use tokio::sync::{broadcast, mpsc};
 use tunnelscope::control::{Command, ControlHandle};
 use tunnelscope::dashboard::{run, Exit, Options};
 use tunnelscope::event::{AdminState, Event, Snapshot};
 
-use super::{backend, buffer_text, ch, open_events, snapshot, stats};
+use super::{backend, ch, open_events, snapshot, stats};
 
-/// A `TestBackend` shared with the test, so the screen can be read mid-run.
-#[derive(Clone)]
-struct Shared(Arc<Mutex<TestBackend>>);
-
-impl Shared {
-    fn text(&self) -> String {
-        buffer_text(self.0.lock().unwrap().buffer())
-    }
-}
-
-impl Backend for Shared {
-    type Error = std::convert::Infallible;
-
-    fn draw<'a, I>(&mut self, content: I) -> Result<(), Self::Error>
-    where
-        I: Iterator<Item = (u16, u16, &'a Cell)>,
-    {
-        self.0.lock().unwrap().draw(content)
-    }
-    fn hide_cursor(&mut self) -> Result<(), Self::Error> {
-        self.0.lock().unwrap().hide_cursor()
-    }
-    fn show_cursor(&mut self) -> Result<(), Self::Error> {
-        self.0.lock().unwrap().show_cursor()
-    }
-    fn get_cursor_position(&mut self) -> Result<Position, Self::Error> {
-        self.0.lock().unwrap().get_cursor_position()
-    }
-    fn set_cursor_position<P: Into<Position>>(&mut self, p: P) -> Result<(), Self::Error> {
-        self.0.lock().unwrap().set_cursor_position(p)
-    }
-    fn clear(&mut self) -> Result<(), Self::Error> {
-        self.0.lock().unwrap().clear()
-    }
-    fn clear_region(&mut self, t: ClearType) -> Result<(), Self::Error> {
-        self.0.lock().unwrap().clear_region(t)
-    }
-    fn size(&self) -> Result<Size, Self::Error> {
-        self.0.lock().unwrap().size()
-    }
-    fn window_size(&mut self) -> Result<WindowSize, Self::Error> {
-        self.0.lock().unwrap().window_size()
-    }
-    fn flush(&mut self) -> Result<(), Self::Error> {
-        self.0.lock().unwrap().flush()
-    }
-}
-
-/// Polls the screen until `pred` holds; generous because CI machines are slow.
-async fn wait_for(screen: &Shared, what: &str, pred: impl Fn(&str) -> bool) {
-    for _ in 0..250 {
-        if pred(&screen.text()) {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    panic!("screen never showed {what}:\n{}", screen.text());
-}
+use crate::common::screen::{wait_for, Shared};
 
 struct Rig {
     screen: Shared,
@@ -86,7 +26,7 @@ struct Rig {
 }
 
 fn start(bus_capacity: usize, snap: impl Fn() -> Snapshot + Send + 'static) -> Rig {
-    let screen = Shared(Arc::new(Mutex::new(TestBackend::new(100, 30))));
+    let screen = Shared::new(100, 30);
     let (bus, events) = broadcast::channel(bus_capacity);
     let (keys, key_rx) = mpsc::channel(16);
     let (ctl_tx, commands) = mpsc::channel(16);

@@ -1,0 +1,92 @@
+//! A [`Snapshot`] kept current by applying the events that follow it: what an
+//! observer that cannot ask the proxy for a fresh snapshot (one following the admin
+//! API) hands its dashboard when the dashboard resyncs.
+
+use super::{Event, Snapshot, TunnelInfo};
+
+/// Frame samples a mirrored tunnel keeps, newest last.
+const SAMPLES_KEPT: usize = 64;
+
+impl Snapshot {
+    /// Advances the snapshot by one event that followed it.
+    pub fn apply(&mut self, ev: &Event) {
+        match ev {
+            Event::TunnelOpened {
+                id,
+                at,
+                client,
+                listener,
+                route,
+                path,
+                idle_timeout,
+                instance,
+            } => {
+                if find(&mut self.tunnels, *id).is_none() {
+                    self.total_tunnels += 1;
+                    self.tunnels.push(TunnelInfo {
+                        id: *id,
+                        opened: *at,
+                        client: *client,
+                        listener: listener.clone(),
+                        route: route.clone(),
+                        path: path.clone(),
+                        backend: None,
+                        handshake: None,
+                        stats: Default::default(),
+                        samples: Vec::new(),
+                        idle_timeout: *idle_timeout,
+                        held: Vec::new(),
+                        instance: instance.clone(),
+                    });
+                }
+            }
+            Event::BackendChosen { id, backend } => {
+                if let Some(t) = find(&mut self.tunnels, *id) {
+                    t.backend = Some(backend.clone());
+                }
+            }
+            Event::Handshake { id, handshake } => {
+                if let Some(t) = find(&mut self.tunnels, *id) {
+                    t.handshake = Some(handshake.clone());
+                }
+            }
+            Event::FrameStats { id, stats } => {
+                if let Some(t) = find(&mut self.tunnels, *id) {
+                    t.stats = stats.clone();
+                }
+            }
+            Event::FrameSamples { id, samples } => {
+                if let Some(t) = find(&mut self.tunnels, *id) {
+                    t.samples.extend(samples.iter().cloned());
+                    let over = t.samples.len().saturating_sub(SAMPLES_KEPT);
+                    t.samples.drain(..over);
+                }
+            }
+            Event::Hold { id, dir, state } => {
+                if let Some(t) = find(&mut self.tunnels, *id) {
+                    t.held.retain(|h| h.dir != *dir);
+                    t.held.extend(state.clone());
+                }
+            }
+            Event::Refused { id, .. } | Event::TunnelClosed { id, .. } => {
+                self.tunnels.retain(|t| t.id != *id);
+            }
+            Event::BackendState(info) => match self.backends.iter_mut().find(|b| b.id == info.id) {
+                Some(b) if b.version <= info.version => *b = info.clone(),
+                Some(_) => {}
+                None => self.backends.push(info.clone()),
+            },
+            Event::Fleet(f) => self.fleet = Some(f.clone()),
+            Event::Violation { .. }
+            | Event::Resolved(_)
+            | Event::ConfigReloaded(_)
+            | Event::ReloadPreview(_)
+            | Event::HttpRequest { .. }
+            | Event::FleetOutcome(_) => {}
+        }
+    }
+}
+
+fn find(tunnels: &mut [TunnelInfo], id: u64) -> Option<&mut TunnelInfo> {
+    tunnels.iter_mut().find(|t| t.id == id)
+}

@@ -1,0 +1,113 @@
+//! Following one instance: its `/api/events` stream read into the shared model,
+//! and, when it is refused or lost, the reason shown and another attempt after a
+//! backoff (0.5 s doubling to 10 s, reset once connected). One instance's trouble
+//! never holds up another's link.
+
+use std::time::Duration;
+
+use futures_util::StreamExt;
+use tokio::sync::broadcast;
+use tokio_tungstenite::tungstenite::Message as Ws;
+
+use crate::event::{Event, Link};
+
+use super::fleet::{publish, retry_at, Shared};
+use super::parse::{self, Message};
+use super::target::Auth;
+use super::wire;
+
+const FIRST_RETRY: Duration = Duration::from_millis(500);
+const MAX_RETRY: Duration = Duration::from_secs(10);
+
+/// Follows instance `i` until the task is dropped.
+pub async fn follow(i: usize, model: Shared, bus: broadcast::Sender<Event>, auth: Auth) {
+    let target = crate::sync::lock(&model).instances[i].target.clone();
+    let mut delay = FIRST_RETRY;
+    loop {
+        let why = match wire::events(&target, &auth).await {
+            Err(why) => why,
+            Ok(ws) => {
+                delay = FIRST_RETRY;
+                read(i, ws, &model, &bus).await
+            }
+        };
+        tracing::warn!(instance = %target.url(), "{why}; retrying in {:.1} s", delay.as_secs_f64());
+        let fleet = {
+            let mut m = crate::sync::lock(&model);
+            m.lost(
+                i,
+                Link::Down {
+                    why,
+                    retry_at: retry_at(delay),
+                },
+            );
+            m.fleet()
+        };
+        publish(&bus, vec![Event::Fleet(fleet)]);
+        tokio::time::sleep(delay).await;
+        delay = (delay * 2).min(MAX_RETRY);
+        let fleet = {
+            let mut m = crate::sync::lock(&model);
+            m.set_link(i, Link::Connecting);
+            m.fleet()
+        };
+        publish(&bus, vec![Event::Fleet(fleet)]);
+    }
+}
+
+/// Reads the stream until it ends; why it ended.
+async fn read(
+    i: usize,
+    mut ws: wire::Events,
+    model: &Shared,
+    bus: &broadcast::Sender<Event>,
+) -> String {
+    loop {
+        let text = match ws.next().await {
+            Some(Ok(Ws::Text(t))) => t,
+            Some(Ok(Ws::Close(frame))) => {
+                return match frame {
+                    Some(f) if !f.reason.is_empty() => {
+                        format!("the instance closed the stream ({}: {})", f.code, f.reason)
+                    }
+                    Some(f) => format!("the instance closed the stream ({})", f.code),
+                    None => "the instance closed the stream".to_string(),
+                }
+            }
+            Some(Ok(_)) => continue,
+            Some(Err(e)) => return format!("connection lost: {e}"),
+            None => return "connection lost".to_string(),
+        };
+        let events = match parse::message(&text) {
+            Ok(Message::Snapshot(s, name)) => {
+                let mut m = crate::sync::lock(model);
+                m.reset(i, *s, name);
+                vec![Event::Fleet(m.fleet())]
+            }
+            Ok(Message::Event(ev)) => {
+                let mut m = crate::sync::lock(model);
+                let mut out = m.apply(i, *ev);
+                if let Some(
+                    Event::TunnelOpened { .. }
+                    | Event::TunnelClosed { .. }
+                    | Event::BackendState(_),
+                ) = out.first()
+                {
+                    // Tunnel counts and shares changed.
+                    out.push(Event::Fleet(m.fleet()));
+                }
+                out
+            }
+            Ok(Message::Lagged | Message::Other) => Vec::new(),
+            Err(e) => {
+                if text.contains("\"snapshot\"") {
+                    // A snapshot this client cannot read: nothing would make sense.
+                    return e.to_string();
+                }
+                tracing::debug!("skipped an event stream message: {e}");
+                Vec::new()
+            }
+        };
+        publish(bus, events);
+    }
+}

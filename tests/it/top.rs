@@ -1,0 +1,191 @@
+//! `tunnelscope top`: the dashboard on real headless proxies through their admin
+//! API (tokens, names), drawn into a `TestBackend` with the real run loop and real
+//! keys. Both instances' backends and tunnels appear; a drain reaches every
+//! instance; an instance that goes away is shown down with why and comes back; a
+//! wrong token is explained and does not stop the other instance.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use crossterm::event::{KeyCode, KeyEvent};
+use ratatui::Terminal;
+use tokio::net::TcpListener;
+use tokio::sync::mpsc;
+use tunnelscope::admin::{self, Api, Running};
+use tunnelscope::dashboard::{run, Options};
+use tunnelscope::event::AdminState;
+use tunnelscope::proxy::ProxyHandle;
+use tunnelscope::remote::{Auth, Target, Top};
+
+use crate::common::pools::{backend_info, rebind};
+use crate::common::screen::{wait_for, Shared};
+use crate::common::*;
+use crate::dashboard::{ch, key};
+
+/// An instance's admin API named `name`, needing `token` when given.
+fn serve_admin(
+    proxy: &ProxyHandle,
+    listener: TcpListener,
+    name: &str,
+    token: Option<&str>,
+) -> Running {
+    let api = Api::new(
+        proxy.snapshot_source(),
+        proxy.counters_source(),
+        proxy.subscribe_source(),
+        proxy.control(),
+    )
+    .with_readiness(proxy.readiness_source())
+    .with_name(Some(name.to_string()))
+    .with_token(token.map(String::from));
+    admin::spawn(listener, api)
+}
+
+struct Instance {
+    proxy: ProxyHandle,
+    admin: Option<Running>,
+    addr: SocketAddr,
+}
+
+async fn instance(backends: &[&Backend], name: &str, token: Option<&str>) -> Instance {
+    let proxy = proxy(&simple_config(backends, "")).await;
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let admin = Some(serve_admin(&proxy, listener, name, token));
+    Instance { proxy, admin, addr }
+}
+
+/// `top` on `addrs` (with `token`), its dashboard running into a shared screen.
+struct Rig {
+    screen: Shared,
+    keys: mpsc::Sender<KeyEvent>,
+    _task: tokio::task::JoinHandle<()>,
+}
+
+fn top(addrs: &[SocketAddr], token: Option<&str>) -> Rig {
+    let targets = addrs
+        .iter()
+        .map(|a| Target::parse(&format!("http://{a}")).unwrap())
+        .collect();
+    let top = Arc::new(Top::start(
+        targets,
+        Auth {
+            token: token.map(String::from),
+            tls: None,
+        },
+    ));
+    let screen = Shared::new(160, 40);
+    let mut terminal = Terminal::new(screen.clone()).unwrap();
+    let (keys, key_rx) = mpsc::channel(16);
+    let events = top.subscribe();
+    let task = tokio::spawn(async move {
+        let snap = top.clone();
+        let options = Options {
+            tick: Duration::from_millis(20),
+            ..Options::default()
+        };
+        let _ = run(
+            &mut terminal,
+            events,
+            move || snap.snapshot(),
+            top.control(),
+            key_rx,
+            options,
+        )
+        .await;
+    });
+    Rig {
+        screen,
+        keys,
+        _task: task,
+    }
+}
+
+#[tokio::test]
+async fn top_shows_both_instances_and_a_drain_reaches_every_one() {
+    let (a, b) = (Backend::start("a").await, Backend::start("b").await);
+    let one = instance(&[&a, &b], "edge-1", Some("s3cret")).await;
+    let two = instance(&[&a, &b], "edge-2", Some("s3cret")).await;
+    let mut held = Vec::new();
+    for (inst, n) in [(&one, 1), (&two, 2)] {
+        for _ in 0..n {
+            let mut ws = connect(inst.proxy.local_addrs()[0], "/").await;
+            whoami(&mut ws).await;
+            held.push(ws);
+        }
+    }
+    let rig = top(&[one.addr, two.addr], Some("s3cret"));
+    wait_for(&rig.screen, "both instances up with their tunnels", |s| {
+        s.contains("fleet 2/2 up")
+            && s.contains("edge-1 ● up 1 live")
+            && s.contains("edge-2 ● up 2 live")
+            && s.contains("3 live")
+            && s.matches("edge-1 127.0.0.1:").count() == 1
+            && s.matches("edge-2 127.0.0.1:").count() == 2
+    })
+    .await;
+
+    // Tab to the backends, d drains the first (a) on every instance.
+    rig.keys.send(key(KeyCode::Tab)).await.unwrap();
+    rig.keys.send(ch('d')).await.unwrap();
+    wait_for(&rig.screen, "each instance's answer", |s| {
+        s.contains(&format!(
+            "drain app/{} — edge-1: done · edge-2: done",
+            a.addr
+        ))
+    })
+    .await;
+    for inst in [&one, &two] {
+        let state = backend_info(&inst.proxy, a.addr).admin;
+        assert!(
+            matches!(state, AdminState::Draining | AdminState::Drained),
+            "{state:?}"
+        );
+        assert_eq!(backend_info(&inst.proxy, b.addr).admin, AdminState::Active);
+    }
+    wait_for(&rig.screen, "the per-instance breakdown", |s| {
+        s.contains("edge-1") && s.contains(" draining · edge-2")
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn an_instance_that_goes_away_is_shown_down_and_comes_back() {
+    let a = Backend::start("a").await;
+    let one = instance(&[&a], "edge-1", None).await;
+    let mut two = instance(&[&a], "edge-2", None).await;
+    let rig = top(&[one.addr, two.addr], None);
+    wait_for(&rig.screen, "both up", |s| s.contains("fleet 2/2 up")).await;
+
+    // Its admin API stops (as when the process dies): the stream ends, the next
+    // attempts are refused.
+    two.admin.take().unwrap().stop().await;
+    wait_for(
+        &rig.screen,
+        "edge-2 down, with why and when it is retried",
+        |s| {
+            s.contains("fleet 1/2 up") && s.contains("edge-2 ✕ down: ") && s.contains("retrying in")
+        },
+    )
+    .await;
+    assert!(
+        rig.screen.text().contains("edge-1 ● up"),
+        "the other stays up"
+    );
+
+    two.admin = Some(serve_admin(&two.proxy, rebind(two.addr), "edge-2", None));
+    wait_for(&rig.screen, "edge-2 back", |s| s.contains("fleet 2/2 up")).await;
+}
+
+#[tokio::test]
+async fn a_wrong_token_is_explained_and_the_other_instance_is_still_shown() {
+    let a = Backend::start("a").await;
+    let open = instance(&[&a], "open", None).await;
+    let locked = instance(&[&a], "locked", Some("right")).await;
+    let rig = top(&[open.addr, locked.addr], Some("wrong"));
+    wait_for(&rig.screen, "the refusal explained", |s| {
+        s.contains("open ● up") && s.contains("✕ down: wrong or missing token (401)")
+    })
+    .await;
+}
