@@ -352,7 +352,8 @@ pub fn perform(action: Action, state: &State, ui: &mut Ui) -> Option<Effect> {
         }
         Action::Quit => {
             let tunnels = state.live_count();
-            if tunnels == 0 {
+            // Following remote instances (`top`), quitting closes nothing.
+            if tunnels == 0 || state.fleet.is_some() {
                 return Some(Effect::Quit);
             }
             ui.popup = Some(Popup::Confirm(Pending::Quit { tunnels }));

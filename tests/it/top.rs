@@ -189,3 +189,102 @@ async fn a_wrong_token_is_explained_and_the_other_instance_is_still_shown() {
     })
     .await;
 }
+
+/// The real binaries: two headless instances from config files with `[admin]`
+/// names and a token, `tunnelscope top --connect …` in a real terminal (tmux) with
+/// the token from a file. A person's keys drain a backend on both; `q` quits top
+/// and leaves the instances running.
+#[tokio::test]
+async fn the_top_binary_in_a_terminal_drains_on_both_instances_and_quits_alone() {
+    use crate::common::binary::{free_port, Proc};
+    use crate::common::tui::{require_tmux, Tmux};
+    if !require_tmux() {
+        return;
+    }
+    let (a, b) = (Backend::start("a").await, Backend::start("b").await);
+    let dir = tempfile::TempDir::new().unwrap();
+    let mut procs = Vec::new();
+    let mut admins = Vec::new();
+    for name in ["east", "west"] {
+        let admin = format!("127.0.0.1:{}", free_port());
+        let file = dir.path().join(format!("{name}.toml"));
+        std::fs::write(
+            &file,
+            format!(
+                "[admin]\nbind = \"{admin}\"\ntoken = \"s3cret\"\nname = \"{name}\"\n\n\
+                 [[listener]]\nbind = \"127.0.0.1:0\"\n\n[pool.app]\n\
+                 [[pool.app.server]]\naddr = \"{}\"\n[[pool.app.server]]\naddr = \"{}\"\n",
+                a.addr, b.addr
+            ),
+        )
+        .unwrap();
+        let mut p = Proc::spawn(&["--config", file.to_str().unwrap(), "--headless"]);
+        let addr = p.listening().await;
+        let mut ws = connect(addr, "/").await;
+        whoami(&mut ws).await;
+        procs.push((p, ws));
+        admins.push(admin);
+    }
+    let token = dir.path().join("token");
+    std::fs::write(&token, "s3cret\n").unwrap();
+    let log = dir.path().join("top.log");
+    let mut args = vec!["top".to_string()];
+    for admin in &admins {
+        args.extend(["--connect".into(), format!("http://{admin}")]);
+    }
+    args.extend([
+        "--token-file".into(),
+        token.to_str().unwrap().into(),
+        "--log-file".into(),
+        log.to_str().unwrap().into(),
+    ]);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let mut tui = Tmux::start(
+        dir.path(),
+        160,
+        48,
+        &[],
+        std::path::Path::new(env!("CARGO_BIN_EXE_tunnelscope")),
+        &args,
+    );
+    tui.wait_for(
+        "both instances up",
+        |_| {},
+        |s| {
+            s.contains("fleet 2/2 up")
+                && s.contains("east ● up 1 live")
+                && s.contains("west ● up 1 live")
+        },
+    )
+    .await;
+    tui.send(&["Tab", "d"]);
+    tui.wait_for(
+        "the drain's answer from each",
+        |_| {},
+        |s| s.contains(&format!("drain app/{} — east: done · west: done", a.addr)),
+    )
+    .await;
+    for admin in &admins {
+        let addr: SocketAddr = admin.parse().unwrap();
+        let reply =
+            crate::admin::client::request(addr, http::Method::GET, "/api/backends", Some("s3cret"))
+                .await;
+        let v = reply.json();
+        let first = v["backends"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|x| x["addr"] == a.addr.to_string().as_str())
+            .unwrap();
+        assert!(
+            first["admin"] == "draining" || first["admin"] == "drained",
+            "{admin}: {first}"
+        );
+    }
+    tui.send(&["q"]);
+    let status = tui.wait_exit().await;
+    assert_eq!(status, Some(0), "top quits with 0");
+    for (p, _) in &mut procs {
+        assert!(p.running(), "an instance stopped with top");
+    }
+}
