@@ -461,3 +461,50 @@ async fn tries_one_gives_502_when_the_first_pick_is_dead_even_with_another_alive
     let mut ws = connect(addr, "/").await;
     assert_eq!(whoami(&mut ws).await, "live");
 }
+
+/// Hash stickiness holds across instances with no shared state: two separate
+/// processes (the real binary, each its own config file listing the same three
+/// backends in a different order) send each of 40 users to the same backend,
+/// because every instance computes the same ring from the backends' addresses.
+#[tokio::test]
+async fn two_separate_instances_send_each_hashed_user_to_the_same_backend() {
+    use crate::common::binary::Proc;
+    let backends = [
+        Backend::start("a").await,
+        Backend::start("b").await,
+        Backend::start("c").await,
+    ];
+    let dir = tempfile::TempDir::new().unwrap();
+    let mut addrs = Vec::new();
+    let mut procs = Vec::new();
+    for (n, order) in [[0, 1, 2], [2, 0, 1]].into_iter().enumerate() {
+        let servers: String = order
+            .iter()
+            .map(|&i| format!("[[pool.app.server]]\naddr = \"{}\"\n", backends[i].addr))
+            .collect();
+        let file = dir.path().join(format!("{n}.toml"));
+        std::fs::write(
+            &file,
+            format!(
+                "[[listener]]\nbind = \"127.0.0.1:0\"\n\n[pool.app]\nbalance = \"hash\"\n\
+                 hash_key = \"header:x-user\"\n{servers}"
+            ),
+        )
+        .unwrap();
+        let mut p = Proc::spawn(&["--config", file.to_str().unwrap(), "--headless"]);
+        addrs.push(p.listening().await);
+        procs.push(p);
+    }
+    let mut spread = HashMap::new();
+    for i in 0..40 {
+        let user = format!("user-{i}");
+        let mut names = Vec::new();
+        for addr in &addrs {
+            let mut ws = connect_with(*addr, "/", &[("X-User", &user)]).await;
+            names.push(whoami(&mut ws).await);
+        }
+        assert_eq!(names[0], names[1], "{user} went to different backends");
+        *spread.entry(names[0].clone()).or_insert(0) += 1;
+    }
+    assert_eq!(spread.len(), 3, "40 users over three backends: {spread:?}");
+}

@@ -14,6 +14,7 @@ mod config;
 mod control;
 mod dashboard;
 mod demo;
+mod deploy;
 mod dns;
 mod faults;
 mod handshake;
