@@ -129,6 +129,17 @@ pub enum Cmd {
         #[arg(long, value_name = "FILE", default_value = "tunnelscope-top.log")]
         log_file: PathBuf,
     },
+    /// Read an nginx configuration (the WebSocket guides' kind: map, upstream,
+    /// server, listen … ssl, location, proxy_pass, proxy_set_header, timeouts) and
+    /// print the equivalent tunnelscope TOML, with a comment on anything it could not
+    /// carry over. Exit 2 when the file cannot be read.
+    ImportNginx {
+        /// The nginx configuration file.
+        file: PathBuf,
+        /// Write the TOML here instead of to stdout (an existing file is refused).
+        #[arg(short, long, value_name = "FILE")]
+        output: Option<PathBuf>,
+    },
     /// Print the man page (roff), e.g. `tunnelscope man > /usr/share/man/man1/tunnelscope.1`.
     Man,
 }
@@ -149,6 +160,45 @@ pub fn man() -> ExitCode {
         Err(e) => {
             eprintln!("error: writing the man page: {e}");
             ExitCode::from(1)
+        }
+    }
+}
+
+/// `tunnelscope import-nginx FILE [-o OUT]`.
+pub fn import_nginx(file: &std::path::Path, output: Option<&std::path::Path>) -> ExitCode {
+    let text = match std::fs::read_to_string(file) {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("error: {}: {e}", file.display());
+            return ExitCode::from(2);
+        }
+    };
+    let toml = match tunnelscope::nginx::import(&text, &file.display().to_string()) {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("error: {}: {e}", file.display());
+            return ExitCode::from(2);
+        }
+    };
+    let written = match output {
+        None => {
+            use std::io::Write;
+            // A closed pipe (`| head`) is not an error worth a panic.
+            let _ = std::io::stdout().write_all(toml.as_bytes());
+            Ok(())
+        }
+        Some(path) => std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(path)
+            .and_then(|mut f| std::io::Write::write_all(&mut f, toml.as_bytes()))
+            .map_err(|e| format!("{}: {e}", path.display())),
+    };
+    match written {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::from(2)
         }
     }
 }

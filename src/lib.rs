@@ -27,6 +27,7 @@ pub mod dashboard;
 pub mod demo;
 pub mod event;
 pub mod inspect;
+pub mod nginx;
 pub mod proxy;
 pub mod remote;
 pub mod replay;

@@ -41,6 +41,9 @@ fn main() -> ExitCode {
         Some(Cmd::Upgrade { pid }) => return signal_upgrade(*pid),
         Some(Cmd::Completions { shell }) => return cli::completions(*shell),
         Some(Cmd::Man) => return cli::man(),
+        Some(Cmd::ImportNginx { file, output }) => {
+            return cli::import_nginx(file, output.as_deref())
+        }
         Some(Cmd::Top {
             connect,
             token,

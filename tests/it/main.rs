@@ -21,6 +21,7 @@ mod handshake;
 mod health;
 mod hostile;
 mod http2;
+mod import_nginx;
 mod inject;
 mod inspector;
 mod interop;

@@ -1,0 +1,353 @@
+//! `tunnelscope import-nginx`: an nginx configuration of the kind the WebSocket
+//! guides give (`map`, `upstream` with its balancing and server flags, `server`,
+//! `listen … ssl`, `ssl_certificate`, `location`, `proxy_pass`, `proxy_set_header`,
+//! the proxy timeouts, `proxy_next_upstream`) read and written as tunnelscope TOML.
+//! Whatever has no equivalent is named, with its nginx line, in a comment at the
+//! top; what tunnelscope does by itself (the Upgrade/Connection boilerplate,
+//! X-Forwarded-*) is listed as built in.
+
+mod emit;
+mod location;
+pub mod parse;
+
+use self::parse::Directive;
+
+/// What the nginx file becomes.
+#[derive(Debug, Default)]
+struct Import {
+    pools: Vec<Pool>,
+    listeners: Vec<Listener>,
+    routes: Vec<Route>,
+    idle: Option<String>,
+    connect: Option<String>,
+    /// What could not be carried over, with its line.
+    dropped: Vec<String>,
+    /// What tunnelscope does without being told.
+    built_in: Vec<String>,
+}
+
+#[derive(Debug, Default)]
+struct Pool {
+    name: String,
+    balance: Option<&'static str>,
+    hash_key: Option<String>,
+    servers: Vec<Server>,
+    max_fails: Option<String>,
+    fail_timeout: Option<String>,
+    tries: Option<String>,
+    keepalive: Option<String>,
+    tls: bool,
+    host_header: Option<String>,
+}
+
+#[derive(Debug)]
+struct Server {
+    addr: String,
+    weight: Option<String>,
+    backup: bool,
+}
+
+#[derive(Debug)]
+struct Listener {
+    bind: String,
+    /// The default certificate, then per-name ones.
+    tls: Option<(String, String)>,
+    sni: Vec<(Vec<String>, String, String)>,
+}
+
+#[derive(Debug, PartialEq, Eq)]
+struct Route {
+    host: Option<String>,
+    path: String,
+    pool: String,
+}
+
+/// Why the file could not be read at all.
+#[derive(Debug, thiserror::Error)]
+pub enum ImportError {
+    #[error("{0}")]
+    Syntax(#[from] parse::SyntaxError),
+    #[error("nothing to import: no `server` block proxies anywhere (proxy_pass)")]
+    NothingProxied,
+}
+
+/// The tunnelscope TOML for an nginx configuration.
+pub fn import(text: &str, source: &str) -> Result<String, ImportError> {
+    let tree = parse::parse(text)?;
+    let mut im = Import::default();
+    // Upstreams first: proxy_pass names them.
+    walk(&tree, &mut |d| {
+        if d.name == "upstream" {
+            upstream(d, &mut im);
+        }
+    });
+    let mut first = true;
+    walk(&tree, &mut |d| match d.name.as_str() {
+        "server" if d.block.is_some() => {
+            server(d, first, &mut im);
+            first = false;
+        }
+        "map" if d.args.first().is_some_and(|a| a == "$http_upgrade") => im.built_in.push(format!(
+            "line {}: map $http_upgrade (Upgrade and Connection are rebuilt per request)",
+            d.line
+        )),
+        "include" => im.dropped.push(format!(
+            "line {}: include {} (not followed: import that file too)",
+            d.line,
+            d.arg()
+        )),
+        _ => {}
+    });
+    if im.routes.is_empty() {
+        return Err(ImportError::NothingProxied);
+    }
+    // A named route is redundant where the same path goes to the same pool for
+    // every host.
+    let hostless: Vec<(String, String)> = im
+        .routes
+        .iter()
+        .filter(|r| r.host.is_none())
+        .map(|r| (r.path.clone(), r.pool.clone()))
+        .collect();
+    im.routes
+        .retain(|r| r.host.is_none() || !hostless.contains(&(r.path.clone(), r.pool.clone())));
+    im.pools
+        .retain(|p| im.routes.iter().any(|r| r.pool == p.name));
+    Ok(emit::toml(&im, source))
+}
+
+/// Every directive in `list`, depth first; `server` blocks inside `upstream` are
+/// not visited as virtual servers.
+fn walk(list: &[Directive], f: &mut dyn FnMut(&Directive)) {
+    for d in list {
+        f(d);
+        if d.name != "upstream" && d.name != "server" && d.name != "location" {
+            walk(d.children(), f);
+        }
+    }
+}
+
+/// An nginx time (`60`, `3600s`, `1h`, `500ms`) if tunnelscope reads it the same.
+fn time(value: &str) -> Option<String> {
+    let v = if value.bytes().all(|b| b.is_ascii_digit()) {
+        format!("{value}s")
+    } else {
+        value.to_string()
+    };
+    crate::config::duration::parse(&v).ok().map(|_| v)
+}
+
+fn upstream(d: &Directive, im: &mut Import) {
+    let mut pool = Pool {
+        name: d.arg().to_string(),
+        ..Pool::default()
+    };
+    let mut fails: Vec<(Option<String>, Option<String>)> = Vec::new();
+    for c in d.children() {
+        match (c.name.as_str(), c.args.as_slice()) {
+            ("least_conn", _) => pool.balance = Some("least_conn"),
+            ("ip_hash", _) => pool.balance = Some("ip_hash"),
+            ("hash", [key, ..]) => {
+                // nginx spells a header's dashes as underscores in $http_NAME.
+                let mapped = if let Some(n) = key.strip_prefix("$http_") {
+                    Some(format!("header:{}", n.replace('_', "-")))
+                } else if let Some(n) = key.strip_prefix("$cookie_") {
+                    Some(format!("cookie:{n}"))
+                } else {
+                    key.strip_prefix("$arg_").map(|n| format!("query:{n}"))
+                };
+                match mapped {
+                    Some(k) => {
+                        pool.balance = Some("hash");
+                        pool.hash_key = Some(k);
+                        if c.args.get(1).map(String::as_str) != Some("consistent") {
+                            im.built_in.push(format!(
+                                "line {}: hash {key} without `consistent`: tunnelscope's hash is always consistent",
+                                c.line
+                            ));
+                        }
+                    }
+                    None => im.dropped.push(format!(
+                        "line {}: hash {key} (only $cookie_, $http_ and $arg_ keys map to hash_key)",
+                        c.line
+                    )),
+                }
+            }
+            ("keepalive", [n, ..]) => pool.keepalive = Some(n.clone()),
+            ("server", [addr, flags @ ..]) => {
+                let mut s = Server {
+                    addr: addr.clone(),
+                    weight: None,
+                    backup: false,
+                };
+                let (mut mf, mut ft) = (None, None);
+                for f in flags {
+                    match f.split_once('=') {
+                        Some(("weight", w)) => s.weight = Some(w.to_string()),
+                        Some(("max_fails", n)) => mf = Some(n.to_string()),
+                        Some(("fail_timeout", t)) => ft = time(t),
+                        None if f == "backup" => s.backup = true,
+                        None if f == "down" => im.dropped.push(format!(
+                            "line {}: server {addr} down (kept as a server: drain or disable it at run time)",
+                            c.line
+                        )),
+                        None if f == "resolve" => {}
+                        _ => im.dropped.push(format!("line {}: server flag {f}", c.line)),
+                    }
+                }
+                fails.push((mf, ft));
+                if addr.starts_with("unix:") {
+                    im.dropped.push(format!(
+                        "line {}: server {addr} (unix sockets are not supported)",
+                        c.line
+                    ));
+                    continue;
+                }
+                if !addr.contains(':') {
+                    s.addr = format!("{addr}:80");
+                }
+                pool.servers.push(s);
+            }
+            _ => im.dropped.push(format!(
+                "line {}: {} in upstream {}",
+                c.line, c.name, pool.name
+            )),
+        }
+    }
+    // tunnelscope sets max_fails and fail_timeout per pool: the first server's, and
+    // say so when the servers differ.
+    if let Some((mf, ft)) = fails.first().cloned() {
+        if fails.iter().any(|f| *f != (mf.clone(), ft.clone())) {
+            im.dropped.push(format!(
+                "line {}: per-server max_fails/fail_timeout differ in upstream {}; the first server's apply to the pool",
+                d.line, pool.name
+            ));
+        }
+        pool.max_fails = mf;
+        pool.fail_timeout = ft;
+    }
+    im.pools.push(pool);
+}
+
+/// `listen` arguments as a bind address and whether they say `ssl`.
+fn listen(args: &[String]) -> Option<(String, bool)> {
+    let first = args.first()?;
+    if first.starts_with("unix:") {
+        return None;
+    }
+    let bind = if first.bytes().all(|b| b.is_ascii_digit()) {
+        format!("0.0.0.0:{first}")
+    } else if let Some(port) = first.strip_prefix("*:") {
+        format!("0.0.0.0:{port}")
+    } else if first.starts_with('[') || first.contains(':') {
+        first.clone()
+    } else {
+        format!("{first}:80")
+    };
+    Some((bind, args.iter().any(|a| a == "ssl")))
+}
+
+/// A `server` block; `default`: the first, which nginx also gives the requests no
+/// `server_name` matches (its locations become host-less routes too).
+fn server(d: &Directive, default: bool, im: &mut Import) {
+    let mut binds = Vec::new();
+    let mut hosts = Vec::new();
+    let (mut cert, mut key) = (None, None);
+    let mut ssl_on = false;
+    for c in d.children() {
+        match c.name.as_str() {
+            "listen" => match listen(&c.args) {
+                Some(b) => binds.push(b),
+                None => im.dropped.push(format!(
+                    "line {}: listen {} (unix sockets are not supported)",
+                    c.line,
+                    c.arg()
+                )),
+            },
+            "server_name" => {
+                for n in &c.args {
+                    match n.as_str() {
+                        "_" | "" => {}
+                        n if n.starts_with('~') => im.dropped.push(format!(
+                            "line {}: server_name {n} (regular expressions are not supported)",
+                            c.line
+                        )),
+                        n => hosts.push(n.trim_start_matches('.').to_string()),
+                    }
+                }
+            }
+            "ssl_certificate" => cert = Some(c.arg().to_string()),
+            "ssl_certificate_key" => key = Some(c.arg().to_string()),
+            "ssl" => ssl_on = c.arg() == "on",
+            "location" => location::location(c, &hosts, default, im),
+            "proxy_read_timeout" | "proxy_send_timeout" | "proxy_connect_timeout" => timeout(c, im),
+            "ssl_protocols"
+            | "ssl_ciphers"
+            | "ssl_prefer_server_ciphers"
+            | "ssl_session_cache"
+            | "ssl_session_timeout" => im.built_in.push(format!(
+                "line {}: {} (TLS 1.2 and 1.3 with rustls's safe defaults)",
+                c.line, c.name
+            )),
+            other => im
+                .dropped
+                .push(format!("line {}: {other} in server", c.line)),
+        }
+    }
+    if binds.is_empty() {
+        binds.push(("0.0.0.0:80".to_string(), false));
+    }
+    for (bind, ssl) in binds {
+        let tls = if ssl || ssl_on {
+            match (&cert, &key) {
+                (Some(c), Some(k)) => Some((c.clone(), k.clone())),
+                _ => {
+                    im.dropped.push(format!(
+                        "line {}: listen {bind} ssl without ssl_certificate and ssl_certificate_key (left plain)",
+                        d.line
+                    ));
+                    None
+                }
+            }
+        } else {
+            None
+        };
+        match im.listeners.iter_mut().find(|l| l.bind == bind) {
+            Some(l) => {
+                if let (Some(t), true) = (tls, !hosts.is_empty()) {
+                    if l.tls.as_ref() != Some(&t) {
+                        l.sni.push((hosts.clone(), t.0, t.1));
+                    }
+                }
+            }
+            None => im.listeners.push(Listener {
+                bind,
+                tls,
+                sni: Vec::new(),
+            }),
+        }
+    }
+}
+
+fn timeout(c: &Directive, im: &mut Import) {
+    let Some(t) = time(c.arg()) else {
+        im.dropped.push(format!(
+            "line {}: {} {} (not a time tunnelscope reads)",
+            c.line,
+            c.name,
+            c.arg()
+        ));
+        return;
+    };
+    let longer = |old: &Option<String>| {
+        old.as_ref()
+            .and_then(|o| crate::config::duration::parse(o).ok())
+            .is_none_or(|o| crate::config::duration::parse(&t).is_ok_and(|n| n > o))
+    };
+    match c.name.as_str() {
+        "proxy_connect_timeout" => im.connect = Some(t),
+        // An idle open tunnel: nginx cut it after proxy_read_timeout of silence.
+        _ if longer(&im.idle) => im.idle = Some(t),
+        _ => {}
+    }
+}

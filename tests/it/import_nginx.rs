@@ -1,0 +1,226 @@
+//! `tunnelscope import-nginx`, run as the real binary: each sample configuration in
+//! `assets/nginx/` (the classic guide's, a Socket.IO app, cookie-sticky with two
+//! certificates, a directly proxied app) becomes a file `check` accepts, naming
+//! what it could not carry over; a configuration with real loopback backends and a
+//! certificate made here, once imported, proxies the same traffic to the same
+//! backends nginx would; malformed input is refused with its line.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use futures_util::{SinkExt, StreamExt};
+use tokio_tungstenite::tungstenite::Message;
+
+use crate::common::binary::{free_port, Proc};
+use crate::common::certs::TestPki;
+use crate::common::clients::connect_wss;
+use crate::common::*;
+
+fn tunnelscope(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_tunnelscope"))
+        .args(args)
+        .output()
+        .expect("run tunnelscope")
+}
+
+fn sample(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("assets/nginx")
+        .join(name)
+}
+
+/// Imports `conf` into `dir`; the TOML's path and text.
+fn import(conf: &Path, dir: &Path) -> (PathBuf, String) {
+    let out_path = dir.join(format!(
+        "{}.toml",
+        conf.file_stem().unwrap().to_string_lossy()
+    ));
+    let out = tunnelscope(&[
+        "import-nginx",
+        conf.to_str().unwrap(),
+        "-o",
+        out_path.to_str().unwrap(),
+    ]);
+    assert!(
+        out.status.success(),
+        "import-nginx {}: {}",
+        conf.display(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = std::fs::read_to_string(&out_path).unwrap();
+    (out_path, text)
+}
+
+#[test]
+fn every_sample_imports_into_a_file_check_accepts_and_names_what_it_dropped() {
+    let dir = tempfile::TempDir::new().unwrap();
+    let expect: [(&str, &[&str]); 4] = [
+        (
+            "classic.conf",
+            &["map $http_upgrade", "idle = \"3600s\"", "[listener.tls]"],
+        ),
+        (
+            "socketio.conf",
+            &[
+                "root in location /static/",
+                "balance = \"ip_hash\"",
+                "backup = true",
+            ],
+        ),
+        (
+            "sticky.conf",
+            &[
+                "hash_key = \"cookie:session\"",
+                "[[listener.tls.sni]]",
+                "tries = 1",
+                "weight = 3",
+            ],
+        ),
+        (
+            "direct.conf",
+            &[
+                "nginx replaces /api/ with /",
+                "host_header = \"backend\"",
+                "location ~*",
+            ],
+        ),
+    ];
+    for (name, wants) in expect {
+        let (path, text) = import(&sample(name), dir.path());
+        let check = tunnelscope(&["check", path.to_str().unwrap()]);
+        assert!(
+            check.status.success(),
+            "{name}: check refused the import: {}\n{text}",
+            String::from_utf8_lossy(&check.stderr)
+        );
+        for want in wants {
+            assert!(text.contains(want), "{name}: no {want:?} in\n{text}");
+        }
+    }
+}
+
+#[test]
+fn malformed_nginx_is_refused_with_its_line_and_an_existing_output_is_kept() {
+    let dir = tempfile::TempDir::new().unwrap();
+    let bad = dir.path().join("bad.conf");
+    std::fs::write(
+        &bad,
+        "server {\n  listen 80;\n  location / {\n    proxy_pass http://x\n  }\n}\n",
+    )
+    .unwrap();
+    let out = tunnelscope(&["import-nginx", bad.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("line 4") && err.contains("proxy_pass"),
+        "{err}"
+    );
+
+    let none = dir.path().join("none.conf");
+    std::fs::write(
+        &none,
+        "events {}\nhttp { server { listen 80; root /srv; } }\n",
+    )
+    .unwrap();
+    let out = tunnelscope(&["import-nginx", none.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("proxy_pass"));
+
+    let kept = dir.path().join("kept.toml");
+    std::fs::write(&kept, "# mine\n").unwrap();
+    let out = tunnelscope(&[
+        "import-nginx",
+        sample("classic.conf").to_str().unwrap(),
+        "-o",
+        kept.to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(2));
+    assert_eq!(std::fs::read_to_string(&kept).unwrap(), "# mine\n");
+}
+
+/// The listener address the running import's log names for `port`.
+async fn through(addr: &str, path: &str) -> String {
+    let mut ws = connect(addr.parse().unwrap(), path).await;
+    whoami(&mut ws).await
+}
+
+#[tokio::test]
+async fn an_imported_configuration_proxies_the_same_traffic_to_the_same_backends() {
+    let (sock1, sock2, web) = (
+        Backend::start("sock-1").await,
+        Backend::start("sock-2").await,
+        Backend::start("web").await,
+    );
+    let pki = TestPki::new();
+    let (plain, tls) = (free_port(), free_port());
+    let conf = format!(
+        r#"
+map $http_upgrade $connection_upgrade {{ default upgrade; '' close; }}
+upstream socket_nodes {{
+    ip_hash;
+    server {s1};
+    server {s2};
+}}
+upstream web {{ server {web}; }}
+server {{
+    listen 127.0.0.1:{plain};
+    listen 127.0.0.1:{tls} ssl;
+    server_name localhost;
+    ssl_certificate {cert};
+    ssl_certificate_key {key};
+    location /socket.io/ {{
+        proxy_pass http://socket_nodes;
+        proxy_http_version 1.1;
+        proxy_set_header Upgrade $http_upgrade;
+        proxy_set_header Connection $connection_upgrade;
+        proxy_read_timeout 3600s;
+    }}
+    location / {{
+        proxy_pass http://web;
+        proxy_set_header Upgrade $http_upgrade;
+        proxy_set_header Connection $connection_upgrade;
+    }}
+}}
+"#,
+        s1 = sock1.addr,
+        s2 = sock2.addr,
+        web = web.addr,
+        cert = pki.cert_pem.display(),
+        key = pki.key_pem.display(),
+    );
+    let dir = tempfile::TempDir::new().unwrap();
+    let nginx = dir.path().join("app.conf");
+    std::fs::write(&nginx, conf).unwrap();
+    let (toml, _) = import(&nginx, dir.path());
+    let mut proc = Proc::spawn(&["--config", toml.to_str().unwrap(), "--headless"]);
+    proc.listening().await;
+    let plain = format!("127.0.0.1:{plain}");
+    // As nginx: /socket.io/ to the ip_hash upstream (one client IP: one node), the
+    // rest to web.
+    let first = through(&plain, "/socket.io/?EIO=4&transport=websocket").await;
+    assert!(first.starts_with("sock-"), "{first}");
+    for _ in 0..5 {
+        assert_eq!(through(&plain, "/socket.io/?EIO=4").await, first, "ip_hash");
+    }
+    assert_eq!(through(&plain, "/").await, "web");
+    assert_eq!(through(&plain, "/chat").await, "web");
+    // And over TLS with the certificate nginx was given.
+    let mut ws = connect_wss(
+        &pki,
+        format!("127.0.0.1:{tls}").parse().unwrap(),
+        "/socket.io/",
+    )
+    .await;
+    ws.send(Message::text("whoami")).await.unwrap();
+    let name = loop {
+        match ws.next().await {
+            Some(Ok(Message::Text(t))) => break t.to_string(),
+            Some(Ok(_)) => continue,
+            other => panic!("{other:?}"),
+        }
+    };
+    assert_eq!(
+        name, first,
+        "the same client IP hashes to the same node over TLS"
+    );
+}
