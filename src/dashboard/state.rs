@@ -252,11 +252,15 @@ impl State {
             Event::BackendState(info) => self.upsert_backend(info.clone()),
             Event::HttpRequest { .. } => self.totals.http_requests += 1,
             Event::Fleet(f) => {
-                if self.fleet.as_ref().map(|old| old.generation) != Some(f.generation) {
-                    // An instance came back or went away: rebuild from a snapshot.
-                    self.reload_pending = true;
+                let held = self.fleet.as_ref().map(|old| old.generation);
+                // One overtaken by a newer (links publish independently) is ignored.
+                if held.is_none_or(|g| f.generation >= g) {
+                    if held != Some(f.generation) {
+                        // An instance came back or went away: rebuild from a snapshot.
+                        self.reload_pending = true;
+                    }
+                    self.fleet = Some(f.clone());
                 }
-                self.fleet = Some(f.clone());
             }
             Event::FleetOutcome(o) => {
                 let failed = o.results.iter().any(|(_, r)| r.is_err());

@@ -22,13 +22,13 @@ pub(super) fn toml(im: &Import, source: &str) -> String {
     if !im.dropped.is_empty() {
         let _ = writeln!(out, "#\n# Not carried over (nginx line: directive):");
         for d in &im.dropped {
-            let _ = writeln!(out, "#   {d}");
+            let _ = writeln!(out, "#   {}", comment(d));
         }
     }
     if !im.built_in.is_empty() {
         let _ = writeln!(out, "#\n# Built in, nothing to write:");
         for d in &im.built_in {
-            let _ = writeln!(out, "#   {d}");
+            let _ = writeln!(out, "#   {}", comment(d));
         }
     }
     if im.idle.is_some() || im.connect.is_some() {
@@ -63,7 +63,12 @@ pub(super) fn toml(im: &Import, source: &str) -> String {
     // tunnelscope takes the first route that matches, nginx the server by name and
     // then the longest prefix: named hosts first, longer paths first.
     let mut routes: Vec<&Route> = im.routes.iter().collect();
-    routes.sort_by_key(|r| (r.host.is_none(), std::cmp::Reverse(r.path.len())));
+    let rank = |h: &Option<String>| match h {
+        Some(h) if h.starts_with("*.") => 1,
+        Some(_) => 0,
+        None => 2,
+    };
+    routes.sort_by_key(|r| (rank(&r.host), std::cmp::Reverse(r.path.len())));
     let only_default =
         im.pools.len() == 1 && routes.iter().all(|r| r.host.is_none() && r.path == "/");
     if !only_default {
@@ -115,6 +120,13 @@ pub(super) fn toml(im: &Import, source: &str) -> String {
         }
     }
     out
+}
+
+/// Text for a comment line: nothing in it can end the comment.
+fn comment(s: &str) -> String {
+    s.chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect()
 }
 
 /// A pool name as a TOML key (quoted unless bare).

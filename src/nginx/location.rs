@@ -67,7 +67,9 @@ pub(super) fn location(d: &Directive, hosts: &[String], default: bool, im: &mut 
                     ));
                 }
             }
-            ("proxy_next_upstream_tries", [n]) => target_tries(im, &target, n),
+            ("proxy_next_upstream_tries", [n]) if super::number(n).is_some_and(|n| n > 0) => {
+                target_tries(im, &target, n)
+            }
             _ => im
                 .dropped
                 .push(format!("line {}: {} in location {path}", c.line, c.name)),

@@ -24,6 +24,10 @@ struct Import {
     dropped: Vec<String>,
     /// What tunnelscope does without being told.
     built_in: Vec<String>,
+    /// `ssl_certificate` and `ssl_certificate_key` given in `http`, which every
+    /// `server` inherits.
+    cert: Option<String>,
+    key: Option<String>,
 }
 
 #[derive(Debug, Default)]
@@ -81,11 +85,22 @@ pub fn import(text: &str, source: &str) -> Result<String, ImportError> {
             upstream(d, &mut im);
         }
     });
-    let mut first = true;
+    // nginx gives requests no server_name matches to the `default_server` of the
+    // port, else the first server block.
+    let mut servers = Vec::new();
+    walk(&tree, &mut |d| {
+        if d.name == "server" && d.block.is_some() {
+            servers.push(d.line);
+        }
+    });
+    let default = find_default(&tree).or(servers.first().copied());
     walk(&tree, &mut |d| match d.name.as_str() {
-        "server" if d.block.is_some() => {
-            server(d, first, &mut im);
-            first = false;
+        "server" if d.block.is_some() => server(d, Some(d.line) == default, &mut im),
+        // Inherited by every server block below.
+        "ssl_certificate" => im.cert = Some(d.arg().to_string()),
+        "ssl_certificate_key" => im.key = Some(d.arg().to_string()),
+        "proxy_read_timeout" | "proxy_send_timeout" | "proxy_connect_timeout" => {
+            timeout(d, &mut im)
         }
         "map" if d.args.first().is_some_and(|a| a == "$http_upgrade") => im.built_in.push(format!(
             "line {}: map $http_upgrade (Upgrade and Connection are rebuilt per request)",
@@ -101,19 +116,67 @@ pub fn import(text: &str, source: &str) -> Result<String, ImportError> {
     if im.routes.is_empty() {
         return Err(ImportError::NothingProxied);
     }
-    // A named route is redundant where the same path goes to the same pool for
-    // every host.
-    let hostless: Vec<(String, String)> = im
+    // A host's named routes are redundant when the host-less ones are exactly the
+    // same (its server is the default one) and no wildcard covers the host.
+    let set = |host: Option<&str>| {
+        let mut v: Vec<(String, String)> = im
+            .routes
+            .iter()
+            .filter(|r| r.host.as_deref() == host)
+            .map(|r| (r.path.clone(), r.pool.clone()))
+            .collect();
+        v.sort();
+        v
+    };
+    let hostless = set(None);
+    let wildcards: Vec<String> = im
         .routes
         .iter()
-        .filter(|r| r.host.is_none())
-        .map(|r| (r.path.clone(), r.pool.clone()))
+        .filter_map(|r| r.host.as_deref()?.strip_prefix('*').map(str::to_string))
+        .collect();
+    let redundant: Vec<String> = im
+        .routes
+        .iter()
+        .filter_map(|r| r.host.clone())
+        .filter(|h| !h.starts_with('*'))
+        .filter(|h| set(Some(h)) == hostless && !wildcards.iter().any(|w| h.ends_with(w.as_str())))
         .collect();
     im.routes
-        .retain(|r| r.host.is_none() || !hostless.contains(&(r.path.clone(), r.pool.clone())));
+        .retain(|r| r.host.as_ref().is_none_or(|h| !redundant.contains(h)));
+    // Both 0.0.0.0:P and [::]:P: Linux's [::] takes IPv4 too (bindv6only=0), and the
+    // two would clash: keep the one.
+    let v6: Vec<String> = im
+        .listeners
+        .iter()
+        .filter_map(|l| l.bind.strip_prefix("[::]:").map(str::to_string))
+        .collect();
+    im.listeners.retain(|l| {
+        !l.bind
+            .strip_prefix("0.0.0.0:")
+            .is_some_and(|port| v6.iter().any(|p| p == port))
+    });
     im.pools
         .retain(|p| im.routes.iter().any(|r| r.pool == p.name));
     Ok(emit::toml(&im, source))
+}
+
+/// The line of the `server` block whose `listen` says `default_server`.
+fn find_default(list: &[Directive]) -> Option<usize> {
+    let mut found = None;
+    walk(list, &mut |d| {
+        if d.name == "server"
+            && found.is_none()
+            && d.children().iter().any(|c| {
+                c.name == "listen"
+                    && c.args
+                        .iter()
+                        .any(|a| a == "default_server" || a == "default")
+            })
+        {
+            found = Some(d.line);
+        }
+    });
+    found
 }
 
 /// Every directive in `list`, depth first; `server` blocks inside `upstream` are
@@ -125,6 +188,11 @@ fn walk(list: &[Directive], f: &mut dyn FnMut(&Directive)) {
             walk(d.children(), f);
         }
     }
+}
+
+/// A count as tunnelscope takes it (a u32), else None.
+fn number(s: &str) -> Option<u32> {
+    s.parse().ok()
 }
 
 /// An nginx time (`60`, `3600s`, `1h`, `500ms`) if tunnelscope reads it the same.
@@ -173,7 +241,7 @@ fn upstream(d: &Directive, im: &mut Import) {
                     )),
                 }
             }
-            ("keepalive", [n, ..]) => pool.keepalive = Some(n.clone()),
+            ("keepalive", [n, ..]) if number(n).is_some() => pool.keepalive = Some(n.clone()),
             ("server", [addr, flags @ ..]) => {
                 let mut s = Server {
                     addr: addr.clone(),
@@ -183,8 +251,10 @@ fn upstream(d: &Directive, im: &mut Import) {
                 let (mut mf, mut ft) = (None, None);
                 for f in flags {
                     match f.split_once('=') {
-                        Some(("weight", w)) => s.weight = Some(w.to_string()),
-                        Some(("max_fails", n)) => mf = Some(n.to_string()),
+                        Some(("weight", w)) if number(w).is_some_and(|w| w > 0) => {
+                            s.weight = Some(w.to_string())
+                        }
+                        Some(("max_fails", n)) if number(n).is_some() => mf = Some(n.to_string()),
                         Some(("fail_timeout", t)) => ft = time(t),
                         None if f == "backup" => s.backup = true,
                         None if f == "down" => im.dropped.push(format!(
@@ -203,7 +273,7 @@ fn upstream(d: &Directive, im: &mut Import) {
                     ));
                     continue;
                 }
-                if !addr.contains(':') {
+                if !addr.contains(':') || addr.ends_with(']') {
                     s.addr = format!("{addr}:80");
                 }
                 pool.servers.push(s);
@@ -232,18 +302,28 @@ fn upstream(d: &Directive, im: &mut Import) {
 /// `listen` arguments as a bind address and whether they say `ssl`.
 fn listen(args: &[String]) -> Option<(String, bool)> {
     let first = args.first()?;
-    if first.starts_with("unix:") {
+    if first.starts_with("unix:") || args.iter().any(|a| a == "quic") {
         return None;
     }
     let bind = if first.bytes().all(|b| b.is_ascii_digit()) {
         format!("0.0.0.0:{first}")
     } else if let Some(port) = first.strip_prefix("*:") {
         format!("0.0.0.0:{port}")
-    } else if first.starts_with('[') || first.contains(':') {
+    } else if first.ends_with(']') {
+        format!("{first}:80")
+    } else if let Some(port) = first.strip_prefix("localhost:") {
+        format!("127.0.0.1:{port}")
+    } else if first == "localhost" {
+        "127.0.0.1:80".to_string()
+    } else if first.contains(':') {
         first.clone()
     } else {
         format!("{first}:80")
     };
+    // A host name (not an address) cannot be bound as written.
+    let host = bind.rsplit_once(':').map_or("", |(h, _)| h);
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    host.parse::<std::net::IpAddr>().ok()?;
     Some((bind, args.iter().any(|a| a == "ssl")))
 }
 
@@ -252,30 +332,37 @@ fn listen(args: &[String]) -> Option<(String, bool)> {
 fn server(d: &Directive, default: bool, im: &mut Import) {
     let mut binds = Vec::new();
     let mut hosts = Vec::new();
-    let (mut cert, mut key) = (None, None);
+    let (mut cert, mut key) = (im.cert.clone(), im.key.clone());
     let mut ssl_on = false;
+    // The names first: a location may come before server_name.
+    for c in d.children().iter().filter(|c| c.name == "server_name") {
+        for n in &c.args {
+            match n.as_str() {
+                "_" | "" => {}
+                n if n.starts_with('~') => im.dropped.push(format!(
+                    "line {}: server_name {n} (regular expressions are not supported)",
+                    c.line
+                )),
+                // `.example.com`: the name and every name under it.
+                n if n.starts_with('.') => {
+                    hosts.push(n[1..].to_string());
+                    hosts.push(format!("*{n}"));
+                }
+                n => hosts.push(n.to_string()),
+            }
+        }
+    }
     for c in d.children() {
         match c.name.as_str() {
+            "server_name" => {}
             "listen" => match listen(&c.args) {
                 Some(b) => binds.push(b),
                 None => im.dropped.push(format!(
-                    "line {}: listen {} (unix sockets are not supported)",
+                    "line {}: listen {} (unix sockets, QUIC and host names are not carried over)",
                     c.line,
-                    c.arg()
+                    c.args.join(" ")
                 )),
             },
-            "server_name" => {
-                for n in &c.args {
-                    match n.as_str() {
-                        "_" | "" => {}
-                        n if n.starts_with('~') => im.dropped.push(format!(
-                            "line {}: server_name {n} (regular expressions are not supported)",
-                            c.line
-                        )),
-                        n => hosts.push(n.trim_start_matches('.').to_string()),
-                    }
-                }
-            }
             "ssl_certificate" => cert = Some(c.arg().to_string()),
             "ssl_certificate_key" => key = Some(c.arg().to_string()),
             "ssl" => ssl_on = c.arg() == "on",
@@ -313,13 +400,14 @@ fn server(d: &Directive, default: bool, im: &mut Import) {
             None
         };
         match im.listeners.iter_mut().find(|l| l.bind == bind) {
-            Some(l) => {
-                if let (Some(t), true) = (tls, !hosts.is_empty()) {
-                    if l.tls.as_ref() != Some(&t) {
-                        l.sni.push((hosts.clone(), t.0, t.1));
-                    }
+            Some(l) => match (&l.tls, tls) {
+                // A plain listen first, an ssl one for the same address after: TLS.
+                (None, Some(t)) => l.tls = Some(t),
+                (Some(have), Some(t)) if *have != t && !hosts.is_empty() => {
+                    l.sni.push((hosts.clone(), t.0, t.1))
                 }
-            }
+                _ => {}
+            },
             None => im.listeners.push(Listener {
                 bind,
                 tls,
@@ -351,3 +439,6 @@ fn timeout(c: &Directive, im: &mut Import) {
         _ => {}
     }
 }
+
+#[cfg(test)]
+mod tests;

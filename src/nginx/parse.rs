@@ -129,11 +129,29 @@ pub fn parse(text: &str) -> Result<Vec<Directive>, SyntaxError> {
     Ok(list)
 }
 
+/// Blocks nested deeper than this are refused (nginx's own files go a few deep).
+const MAX_DEPTH: usize = 64;
+
 fn block(
     tokens: &[(Token, usize)],
     at: &mut usize,
     opened: Option<usize>,
 ) -> Result<Vec<Directive>, SyntaxError> {
+    block_at(tokens, at, opened, 0)
+}
+
+fn block_at(
+    tokens: &[(Token, usize)],
+    at: &mut usize,
+    opened: Option<usize>,
+    depth: usize,
+) -> Result<Vec<Directive>, SyntaxError> {
+    if depth > MAX_DEPTH {
+        return Err(SyntaxError {
+            line: opened.unwrap_or(1),
+            message: format!("blocks nested more than {MAX_DEPTH} deep"),
+        });
+    }
     let mut list = Vec::new();
     loop {
         let Some((token, line)) = tokens.get(*at) else {
@@ -181,7 +199,7 @@ fn block(
                 }
                 Some((Token::Open, _)) => {
                     *at += 1;
-                    let children = block(tokens, at, Some(*line))?;
+                    let children = block_at(tokens, at, Some(*line), depth + 1)?;
                     list.push(Directive {
                         name,
                         args,

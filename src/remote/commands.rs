@@ -16,6 +16,9 @@ use super::fleet::Shared;
 use super::target::Auth;
 use super::wire;
 
+/// What an instance answered (status and body), or why it could not be asked.
+type Answer = Result<(u16, String), String>;
+
 /// Serves the control channel until every sender has gone.
 pub async fn serve(
     mut rx: mpsc::Receiver<Request>,
@@ -24,7 +27,15 @@ pub async fn serve(
     auth: Auth,
 ) {
     while let Some(req) = rx.recv().await {
-        let (command, results) = run(&req.command, &model, &auth).await;
+        let (command, answers) = run(&req.command, &model, &auth).await;
+        if req.command == Command::PreviewReload {
+            // The dashboard's confirmation shows what every instance would change.
+            let _ = bus.send(Event::ReloadPreview(preview(&answers)));
+        }
+        let results: Vec<_> = answers
+            .into_iter()
+            .map(|(n, a)| (n, wire::outcome(a)))
+            .collect();
         let failed: Vec<String> = results
             .iter()
             .filter_map(|(n, r)| r.as_ref().err().map(|e| format!("{n}: {e}")))
@@ -60,11 +71,7 @@ fn side(s: Side) -> &'static str {
 }
 
 /// The command as an operator says it, and each instance's answer.
-async fn run(
-    command: &Command,
-    model: &Shared,
-    auth: &Auth,
-) -> (String, Vec<(Arc<str>, Result<String, String>)>) {
+async fn run(command: &Command, model: &Shared, auth: &Auth) -> (String, Vec<(Arc<str>, Answer)>) {
     let backend_path = |b: &BackendId, action: &str| {
         format!(
             "/api/backends/{}/{}/{action}",
@@ -252,13 +259,96 @@ async fn run(
         let body = body.clone();
         async move {
             let result = match path {
-                Ok(path) => {
-                    wire::outcome(wire::request(&target, auth, Method::POST, &path, body).await)
-                }
+                Ok(path) => wire::request(&target, auth, Method::POST, &path, body).await,
                 Err(why) => Err(why),
             };
             (name, result)
         }
     });
     (what, futures_util::future::join_all(calls).await)
+}
+
+/// The reload every instance would do, merged: the union of their changes, or who
+/// would refuse and why.
+fn preview(answers: &[(Arc<str>, Answer)]) -> Result<crate::event::ConfigDiff, String> {
+    let mut merged = crate::event::ConfigDiff::default();
+    let mut refused = Vec::new();
+    for (name, a) in answers {
+        let diff = wire::outcome(a.clone()).and_then(|_| {
+            let body = a.as_ref().map(|(_, b)| b.as_str()).unwrap_or_default();
+            let v: serde_json::Value = serde_json::from_str(body).map_err(|e| e.to_string())?;
+            super::parse::diff(&v["changes"]).map_err(|e| e.to_string())
+        });
+        match diff {
+            Err(why) => refused.push(format!("{name}: {why}")),
+            Ok(d) => {
+                fn union<T: PartialEq>(into: &mut Vec<T>, from: Vec<T>) {
+                    for x in from {
+                        if !into.contains(&x) {
+                            into.push(x);
+                        }
+                    }
+                }
+                union(&mut merged.listeners_added, d.listeners_added);
+                union(&mut merged.listeners_removed, d.listeners_removed);
+                union(&mut merged.backends_added, d.backends_added);
+                union(&mut merged.backends_removed, d.backends_removed);
+                union(&mut merged.backends_changed, d.backends_changed);
+                union(&mut merged.certificates_reloaded, d.certificates_reloaded);
+                union(&mut merged.not_applied, d.not_applied);
+                merged.routes_changed |= d.routes_changed;
+                merged.settings_changed |= d.settings_changed;
+            }
+        }
+    }
+    if refused.is_empty() {
+        Ok(merged)
+    } else {
+        Err(refused.join("; "))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn would(backends_added: &[&str]) -> Answer {
+        let body = serde_json::json!({
+            "outcome": "would_reload",
+            "changes": {"backends_added": backends_added, "routes_changed": false,
+                        "settings_changed": false, "summary": "x"},
+        });
+        Ok((200, body.to_string()))
+    }
+
+    #[test]
+    fn a_reload_preview_is_the_union_of_every_instances_changes_or_who_refuses() {
+        let ok = preview(&[
+            (Arc::from("east"), would(&["app/10.0.0.1:80"])),
+            (
+                Arc::from("west"),
+                would(&["app/10.0.0.1:80", "app/10.0.0.2:80"]),
+            ),
+        ])
+        .unwrap();
+        let added: Vec<String> = ok.backends_added.iter().map(|b| b.to_string()).collect();
+        assert_eq!(added, ["app/10.0.0.1:80", "app/10.0.0.2:80"]);
+        let refused = r#"{"error": "tunnelscope.toml:3:1: bad key", "status": 400}"#;
+        let err = preview(&[
+            (Arc::from("east"), would(&[])),
+            (Arc::from("west"), Ok((400, refused.to_string()))),
+            (Arc::from("north"), Err("connection refused".into())),
+        ])
+        .unwrap_err();
+        assert_eq!(
+            err,
+            "west: answered 400: tunnelscope.toml:3:1: bad key; north: connection refused"
+        );
+    }
+
+    #[test]
+    fn path_segments_are_escaped() {
+        assert_eq!(escape("[::1]:80"), "%5B%3A%3A1%5D%3A80");
+        assert_eq!(escape("a b/../c"), "a%20b%2F..%2Fc");
+    }
 }

@@ -59,6 +59,13 @@ impl Model {
         }
     }
 
+    /// The dashboard's id for a tunnel an event names, if it is known (only a
+    /// `tunnel_opened` or a snapshot makes one known: an instance cannot grow the
+    /// map with made-up ids).
+    fn known(&self, i: usize, id: TunnelId) -> Option<TunnelId> {
+        self.ids.get(&(i, id)).copied()
+    }
+
     fn local(&mut self, i: usize, id: TunnelId) -> TunnelId {
         if let Some(&l) = self.ids.get(&(i, id)) {
             return l;
@@ -102,7 +109,9 @@ impl Model {
         let inst = &mut self.instances[i];
         let was_up = inst.link == Link::Up;
         inst.link = link;
+        // Nothing it said still holds: its tunnels and its part of each backend go.
         inst.mirror.tunnels.clear();
+        inst.mirror.backends.clear();
         self.ids.retain(|(j, _), _| *j != i);
         self.back.retain(|_, (j, _)| *j != i);
         if was_up {
@@ -116,6 +125,22 @@ impl Model {
 
     /// Applies instance `i`'s event; the events to publish, in dashboard terms.
     pub fn apply(&mut self, i: usize, ev: Event) -> Vec<Event> {
+        // Events of tunnels this model does not know (opened before the stream began
+        // and still handshaking then) are dropped.
+        let named = match &ev {
+            Event::BackendChosen { id, .. }
+            | Event::Hold { id, .. }
+            | Event::Handshake { id, .. }
+            | Event::FrameStats { id, .. }
+            | Event::FrameSamples { id, .. }
+            | Event::Violation { id, .. }
+            | Event::Refused { id, .. }
+            | Event::TunnelClosed { id, .. } => Some(*id),
+            _ => None,
+        };
+        if named.is_some_and(|id| self.known(i, id).is_none()) {
+            return Vec::new();
+        }
         self.instances[i].mirror.apply(&ev);
         let name = self.instances[i].name.clone();
         let out = match ev {

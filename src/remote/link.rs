@@ -1,7 +1,8 @@
 //! Following one instance: its `/api/events` stream read into the shared model,
 //! and, when it is refused or lost, the reason shown and another attempt after a
-//! backoff (0.5 s doubling to 10 s, reset once connected). One instance's trouble
-//! never holds up another's link.
+//! backoff (0.5 s doubling to 10 s, back to 0.5 s once a snapshot was read). One
+//! instance's trouble never holds up another's link. Each link publishes while it
+//! holds the model's lock, so the fleet's events keep the model's order.
 
 use std::time::Duration;
 
@@ -27,62 +28,63 @@ pub async fn follow(i: usize, model: Shared, bus: broadcast::Sender<Event>, auth
         let why = match wire::events(&target, &auth).await {
             Err(why) => why,
             Ok(ws) => {
-                delay = FIRST_RETRY;
-                read(i, ws, &model, &bus).await
+                let (why, served) = read(i, ws, &model, &bus).await;
+                if served {
+                    delay = FIRST_RETRY;
+                }
+                why
             }
         };
         tracing::warn!(instance = %target.url(), "{why}; retrying in {:.1} s", delay.as_secs_f64());
-        let fleet = {
+        {
             let mut m = crate::sync::lock(&model);
-            m.lost(
-                i,
-                Link::Down {
-                    why,
-                    retry_at: retry_at(delay),
-                },
-            );
-            m.fleet()
-        };
-        publish(&bus, vec![Event::Fleet(fleet)]);
+            let down = Link::Down {
+                why,
+                retry_at: retry_at(delay),
+            };
+            m.lost(i, down);
+            publish(&bus, vec![Event::Fleet(m.fleet())]);
+        }
         tokio::time::sleep(delay).await;
         delay = (delay * 2).min(MAX_RETRY);
-        let fleet = {
+        {
             let mut m = crate::sync::lock(&model);
             m.set_link(i, Link::Connecting);
-            m.fleet()
-        };
-        publish(&bus, vec![Event::Fleet(fleet)]);
+            publish(&bus, vec![Event::Fleet(m.fleet())]);
+        }
     }
 }
 
-/// Reads the stream until it ends; why it ended.
+/// Reads the stream until it ends: why it ended, and whether a snapshot was read.
 async fn read(
     i: usize,
     mut ws: wire::Events,
     model: &Shared,
     bus: &broadcast::Sender<Event>,
-) -> String {
-    loop {
+) -> (String, bool) {
+    let mut served = false;
+    let why = loop {
         let text = match ws.next().await {
             Some(Ok(Ws::Text(t))) => t,
             Some(Ok(Ws::Close(frame))) => {
-                return match frame {
+                break match frame {
                     Some(f) if !f.reason.is_empty() => {
                         format!("the instance closed the stream ({}: {})", f.code, f.reason)
                     }
                     Some(f) => format!("the instance closed the stream ({})", f.code),
                     None => "the instance closed the stream".to_string(),
-                }
+                };
             }
             Some(Ok(_)) => continue,
-            Some(Err(e)) => return format!("connection lost: {e}"),
-            None => return "connection lost".to_string(),
+            Some(Err(e)) => break format!("connection lost: {e}"),
+            None => break "connection lost".to_string(),
         };
-        let events = match parse::message(&text) {
+        match parse::message(&text) {
             Ok(Message::Snapshot(s, name)) => {
                 let mut m = crate::sync::lock(model);
                 m.reset(i, *s, name);
-                vec![Event::Fleet(m.fleet())]
+                served = true;
+                publish(bus, vec![Event::Fleet(m.fleet())]);
             }
             Ok(Message::Event(ev)) => {
                 let mut m = crate::sync::lock(model);
@@ -96,18 +98,17 @@ async fn read(
                     // Tunnel counts and shares changed.
                     out.push(Event::Fleet(m.fleet()));
                 }
-                out
+                publish(bus, out);
             }
-            Ok(Message::Lagged | Message::Other) => Vec::new(),
+            Ok(Message::Lagged | Message::Other) => {}
             Err(e) => {
                 if text.contains("\"snapshot\"") {
                     // A snapshot this client cannot read: nothing would make sense.
-                    return e.to_string();
+                    break e.to_string();
                 }
                 tracing::debug!("skipped an event stream message: {e}");
-                Vec::new()
             }
-        };
-        publish(bus, events);
-    }
+        }
+    };
+    (why, served)
 }

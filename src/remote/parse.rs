@@ -147,9 +147,7 @@ fn time_of(v: &Value, key: &str) -> R<SystemTime> {
 }
 
 fn secs(v: &Value) -> Option<Duration> {
-    v.as_f64()
-        .filter(|s| s.is_finite() && *s >= 0.0)
-        .map(Duration::from_secs_f64)
+    Duration::try_from_secs_f64(v.as_f64()?).ok()
 }
 
 fn dir_of(s: &str) -> R<Dir> {
@@ -207,9 +205,8 @@ fn backend(v: &Value) -> R<BackendInfo> {
         Value::Null => None,
         c => Some(CheckResult {
             at: time_of(c, "at")?,
-            latency: Duration::from_secs_f64(
-                c["latency_ms"].as_f64().unwrap_or(0.0).max(0.0) / 1e3,
-            ),
+            latency: Duration::try_from_secs_f64(c["latency_ms"].as_f64().unwrap_or(0.0) / 1e3)
+                .unwrap_or_default(),
             error: c["error"].as_str().map(str::to_string),
         }),
     };
@@ -254,8 +251,15 @@ fn tunnel(v: &Value) -> R<TunnelInfo> {
         route: Arc::from(str_of(v, "route")?),
         path: str_of(v, "path")?.to_string(),
         backend: v["backend"].as_str().map(backend_id).transpose()?,
-        // The listing has no headers: the detail fills them in when asked.
-        handshake: None,
+        // The listing has no headers, but says the handshake is done (`http`).
+        handshake: v["http"].as_str().map(|http| Handshake {
+            request_in: Headers::from_pairs::<&str, &str>([]),
+            request_out: Headers::from_pairs::<&str, &str>([]),
+            response: Headers::from_pairs::<&str, &str>([]),
+            subprotocol: v["subprotocol"].as_str().map(str::to_string),
+            extensions: v["extensions"].as_str().map(str::to_string),
+            h2: http == "h2",
+        }),
         stats: stats(v)?,
         samples: Vec::new(),
         idle_timeout: secs(&v["idle_timeout_s"]),
@@ -360,6 +364,51 @@ fn sample(v: &Value) -> R<FrameSample> {
     })
 }
 
+/// A reload's `changes` (`POST /api/reload`'s answer) read back.
+pub fn diff(v: &Value) -> R<crate::event::ConfigDiff> {
+    let ids = |key: &str| -> R<Vec<BackendId>> {
+        v[key].as_array().map_or(Ok(Vec::new()), |l| {
+            l.iter()
+                .map(|b| backend_id(b.as_str().unwrap_or("")))
+                .collect()
+        })
+    };
+    let listeners = |key: &str| -> R<Vec<ListenerInfo>> {
+        v[key].as_array().map_or(Ok(Vec::new()), |l| {
+            l.iter()
+                .map(|l| {
+                    Ok(ListenerInfo {
+                        name: Arc::from(str_of(l, "name")?),
+                        addr: addr_of(l, "addr")?,
+                        tls: l["tls"].as_bool().unwrap_or(false),
+                    })
+                })
+                .collect()
+        })
+    };
+    let strings = |key: &str| -> Vec<String> {
+        v[key]
+            .as_array()
+            .map(|l| {
+                l.iter()
+                    .filter_map(|s| s.as_str().map(str::to_string))
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    Ok(crate::event::ConfigDiff {
+        listeners_added: listeners("listeners_added")?,
+        listeners_removed: listeners("listeners_removed")?,
+        backends_added: ids("backends_added")?,
+        backends_removed: ids("backends_removed")?,
+        backends_changed: ids("backends_changed")?,
+        routes_changed: v["routes_changed"].as_bool().unwrap_or(false),
+        settings_changed: v["settings_changed"].as_bool().unwrap_or(false),
+        certificates_reloaded: strings("certificates_reloaded"),
+        not_applied: strings("not_applied"),
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -378,6 +427,38 @@ mod tests {
                 other => panic!("{other:?}"),
             },
             other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn listed_tunnels_past_their_handshake_read_back_as_such_and_huge_numbers_do_not_panic() {
+        let text = r#"{"type":"snapshot","version":1,"instance":"east","started":null,
+            "listeners":[],"backends":[],"totals":{"tunnels_total":1},"dns":[],
+            "tunnels":[{"id":7,"client":"127.0.0.1:5000","listener":"l","route":"r","path":"/",
+              "backend":"app/127.0.0.1:9001","opened":"2026-12-04T10:00:00.000Z",
+              "subprotocol":"chat","extensions":null,"http":"h1","idle_timeout_s":1e300,
+              "client_to_backend":{"frames":3,"messages":3,"bytes":30,"last_frame":null,"close":null,"violations":0},
+              "backend_to_client":{"frames":3,"messages":3,"bytes":30,"last_frame":null,"close":null,"violations":0},
+              "held":[]}]}"#;
+        let Message::Snapshot(s, name) = message(text).unwrap() else {
+            panic!("a snapshot")
+        };
+        assert_eq!(name.as_deref(), Some("east"));
+        let t = &s.tunnels[0];
+        let hs = t.handshake.as_ref().expect("past its handshake");
+        assert_eq!(hs.subprotocol.as_deref(), Some("chat"));
+        assert_eq!(
+            t.idle_timeout, None,
+            "an unrepresentable timeout is dropped"
+        );
+        assert_eq!(t.stats.client_to_backend.frames(), 3);
+        for bad in [
+            r#"{"type":"tunnel_opened","id":1,"at":"x"}"#,
+            r#"{"type":"frame_samples","id":1,"samples":[{"seq":0,"at":"2026-12-04T10:00:00.000Z","dir":"client_to_backend","rsv":0,"opcode":1,"len":2,"preview":{"encoding":"hex","data":"é1"}}]}"#,
+            r#"{"type":"snapshot","version":2}"#,
+            "not json",
+        ] {
+            assert!(message(bad).is_err(), "{bad}");
         }
     }
 }

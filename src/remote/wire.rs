@@ -113,10 +113,15 @@ pub fn outcome(answer: Result<(u16, String), String>) -> Result<String, String> 
         return Err(refused(status, &body));
     }
     let v: serde_json::Value = serde_json::from_str(&body).unwrap_or_default();
-    Ok(match (v["outcome"].as_str(), v["tunnels"].as_u64()) {
+    let said = match (v["outcome"].as_str(), v["tunnels"].as_u64()) {
         (Some(o), Some(n)) if n > 0 => format!("{} ({n} tunnels)", o.replace('_', " ")),
         (Some(o), _) => o.replace('_', " "),
         (None, _) => "done".to_string(),
+    };
+    // A reload says what it changed.
+    Ok(match v["changes"]["summary"].as_str() {
+        Some(summary) => format!("{said}: {summary}"),
+        None => said,
     })
 }
 
