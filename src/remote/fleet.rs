@@ -35,6 +35,8 @@ pub struct Model {
     /// Versions of the merged backends (each instance counts its own).
     version: u64,
     generation: u64,
+    /// Tunnel counts or shares changed since the fleet was last published.
+    pub dirty: bool,
 }
 
 pub type Shared = Arc<Mutex<Model>>;
@@ -56,6 +58,7 @@ impl Model {
             next_id: 1,
             version: 0,
             generation: 0,
+            dirty: false,
         }
     }
 

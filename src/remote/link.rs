@@ -88,15 +88,16 @@ async fn read(
             }
             Ok(Message::Event(ev)) => {
                 let mut m = crate::sync::lock(model);
-                let mut out = m.apply(i, *ev);
+                let out = m.apply(i, *ev);
                 if let Some(
                     Event::TunnelOpened { .. }
                     | Event::TunnelClosed { .. }
                     | Event::BackendState(_),
                 ) = out.first()
                 {
-                    // Tunnel counts and shares changed.
-                    out.push(Event::Fleet(m.fleet()));
+                    // Tunnel counts and shares changed: published a few times a second
+                    // at most (see `fleet_ticks`), not once per tunnel.
+                    m.dirty = true;
                 }
                 publish(bus, out);
             }

@@ -43,6 +43,7 @@ impl Top {
         let mut tasks: Vec<JoinHandle<()>> = (0..n)
             .map(|i| tokio::spawn(link::follow(i, model.clone(), bus.clone(), auth.clone())))
             .collect();
+        tasks.push(tokio::spawn(fleet_ticks(model.clone(), bus.clone())));
         let (tx, rx) = mpsc::channel(64);
         tasks.push(tokio::spawn(commands::serve(
             rx,
@@ -78,6 +79,23 @@ impl Drop for Top {
     fn drop(&mut self) {
         for t in &self.tasks {
             t.abort();
+        }
+    }
+}
+
+/// How often a changed fleet (tunnel counts, shares) is published at most.
+const FLEET_EVERY: std::time::Duration = std::time::Duration::from_millis(200);
+
+/// Publishes the fleet when it changed, at most every [`FLEET_EVERY`]: a burst of
+/// tunnels costs a few summaries, not one each.
+async fn fleet_ticks(model: fleet::Shared, bus: broadcast::Sender<Event>) {
+    let mut tick = tokio::time::interval(FLEET_EVERY);
+    loop {
+        tick.tick().await;
+        let mut m = crate::sync::lock(&model);
+        if m.dirty {
+            m.dirty = false;
+            fleet::publish(&bus, vec![Event::Fleet(m.fleet())]);
         }
     }
 }

@@ -281,10 +281,34 @@ async fn the_top_binary_in_a_terminal_drains_on_both_instances_and_quits_alone()
             "{admin}: {first}"
         );
     }
+    // West is killed mid-session (SIGKILL: no goodbye): shown down, east stays up;
+    // started again from its file, it is followed again.
+    let files: Vec<std::path::PathBuf> = ["east", "west"]
+        .iter()
+        .map(|n| dir.path().join(format!("{n}.toml")))
+        .collect();
+    let (west, west_client) = procs.pop().unwrap();
+    drop(west_client);
+    west.signal("KILL");
+    tui.wait_for(
+        "west down, east up",
+        |_| {},
+        |s| s.contains("fleet 1/2 up") && s.contains("west ✕ down: ") && s.contains("east ● up"),
+    )
+    .await;
+    let mut west = Proc::spawn(&["--config", files[1].to_str().unwrap(), "--headless"]);
+    west.listening().await;
+    tui.wait_for(
+        "west back",
+        |_| {},
+        |s| s.contains("fleet 2/2 up") && s.contains("west ● up"),
+    )
+    .await;
     tui.send(&["q"]);
     let status = tui.wait_exit().await;
     assert_eq!(status, Some(0), "top quits with 0");
     for (p, _) in &mut procs {
         assert!(p.running(), "an instance stopped with top");
     }
+    assert!(west.running(), "an instance stopped with top");
 }
