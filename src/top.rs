@@ -58,6 +58,7 @@ pub fn run(o: Options<'_>) -> ExitCode {
         let events = top.subscribe();
         let options = dashboard::Options {
             logs: logging.pane.take(),
+            messages: Some(std::sync::Arc::new(top.messages_source())),
             banner: Some(format!(
                 "top: {n} instance{} · commands go to every instance · ? help",
                 if n == 1 { "" } else { "s" }

@@ -9,6 +9,7 @@
 mod commands;
 mod fleet;
 mod link;
+mod messages;
 pub mod parse;
 mod target;
 mod wire;
@@ -31,6 +32,7 @@ pub struct Top {
     bus: broadcast::Sender<Event>,
     model: fleet::Shared,
     control: ControlHandle,
+    messages: messages::Messages,
     tasks: Vec<JoinHandle<()>>,
 }
 
@@ -44,6 +46,12 @@ impl Top {
             .map(|i| tokio::spawn(link::follow(i, model.clone(), bus.clone(), auth.clone())))
             .collect();
         tasks.push(tokio::spawn(fleet_ticks(model.clone(), bus.clone())));
+        let cache = messages::Messages::default();
+        tasks.push(tokio::spawn(messages::fetch(
+            cache.clone(),
+            model.clone(),
+            auth.clone(),
+        )));
         let (tx, rx) = mpsc::channel(64);
         tasks.push(tokio::spawn(commands::serve(
             rx,
@@ -55,6 +63,7 @@ impl Top {
             bus,
             model,
             control: ControlHandle::new(tx),
+            messages: cache,
             tasks,
         }
     }
@@ -67,6 +76,15 @@ impl Top {
     /// Everything known now, merged, as the dashboard loads it.
     pub fn snapshot(&self) -> Snapshot {
         crate::sync::lock(&self.model).snapshot()
+    }
+
+    /// The open detail's whole messages, as the dashboard asks for them (fetched
+    /// from the tunnel's instance in the background).
+    pub fn messages_source(
+        &self,
+    ) -> impl Fn(crate::event::TunnelId) -> Option<Vec<crate::event::CapturedMessage>> + Send + Sync
+    {
+        messages::source(self.messages.clone())
     }
 
     /// Commands sent here go to the instances.

@@ -9,6 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crossterm::event::{KeyCode, KeyEvent};
+use futures_util::SinkExt;
 use ratatui::Terminal;
 use tokio::net::TcpListener;
 use tokio::sync::mpsc;
@@ -37,6 +38,7 @@ fn serve_admin(
         proxy.control(),
     )
     .with_readiness(proxy.readiness_source())
+    .with_messages(proxy.messages_source())
     .with_name(Some(name.to_string()))
     .with_token(token.map(String::from));
     admin::spawn(listener, api)
@@ -311,4 +313,47 @@ async fn the_top_binary_in_a_terminal_drains_on_both_instances_and_quits_alone()
         assert!(p.running(), "an instance stopped with top");
     }
     assert!(west.running(), "an instance stopped with top");
+}
+
+/// The detail's whole messages come from the tunnel's own instance through its API
+/// (capture runs there while top follows it): a 300-byte message arrives whole,
+/// not as the 64-byte preview the event stream carries.
+#[tokio::test]
+async fn an_open_details_whole_messages_are_fetched_from_its_instance() {
+    let a = Backend::start("a").await;
+    let one = instance(&[&a], "edge-1", None).await;
+    let top = Top::start(
+        vec![Target::parse(&format!("http://{}", one.addr)).unwrap()],
+        Auth::default(),
+    );
+    // Following the instance makes it capture (the default `watched`).
+    let started = std::time::Instant::now();
+    while top
+        .snapshot()
+        .fleet
+        .is_none_or(|f| f.instances[0].link != tunnelscope::event::Link::Up)
+    {
+        assert!(started.elapsed() < WAIT, "top never connected");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let mut ws = connect(one.proxy.local_addrs()[0], "/").await;
+    let long = format!("{}END", "x".repeat(297));
+    ws.send(tokio_tungstenite::tungstenite::Message::text(long.clone()))
+        .await
+        .unwrap();
+    next_data(&mut ws).await;
+    let source = top.messages_source();
+    let found = loop {
+        assert!(started.elapsed() < WAIT, "the message never came");
+        if let Some(t) = top.snapshot().tunnels.first() {
+            if let Some(list) = source(t.id) {
+                if let Some(m) = list.iter().find(|m| m.data.len() == 300) {
+                    break m.clone();
+                }
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(found.data, long.as_bytes());
+    assert_eq!(found.kind, tunnelscope::event::OpKind::Text);
 }
