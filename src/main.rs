@@ -181,6 +181,13 @@ async fn run(
         config.proxy.kill_close_reason.clone(),
     );
     let admin_name = config.admin.name.clone();
+    let admin_tls = match &config.admin.tls {
+        Some(tls) => Some(
+            tunnelscope::proxy::tls::server_config(tls)
+                .map_err(|e| anyhow::anyhow!("[admin] tls: {e}"))?,
+        ),
+        None => None,
+    };
     let (admin_hosts, redact, reveal) = (
         config.admin.hosts.clone(),
         config.inspect.redact.clone(),
@@ -207,6 +214,7 @@ async fn run(
         .with_search(proxy.search_source())
         .with_readiness(proxy.readiness_source())
         .with_name(admin_name)
+        .with_tls(admin_tls)
         .with_kill_close(kill.0, kill.1.clone())
         .with_token(token)
         .with_hosts(&admin_hosts)
@@ -281,7 +289,15 @@ async fn bind_admin(
     socket.set_nonblocking(true)?;
     let copy = socket.try_clone()?;
     let listener = tokio::net::TcpListener::from_std(socket)?;
-    tracing::info!("admin API listening on http://{}", listener.local_addr()?);
+    let scheme = if config.admin.tls.is_some() {
+        "https"
+    } else {
+        "http"
+    };
+    tracing::info!(
+        "admin API listening on {scheme}://{}",
+        listener.local_addr()?
+    );
     Ok(Some((listener, config.admin.token.clone(), copy)))
 }
 

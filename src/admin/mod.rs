@@ -38,7 +38,7 @@ use std::time::Duration;
 
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpListener;
 use tokio::sync::{broadcast, mpsc, oneshot, watch, OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinHandle;
 use tracing::{debug, warn, Instrument};
@@ -90,6 +90,8 @@ pub struct Api {
     pub(crate) readiness: ReadinessFn,
     /// `[admin] name`: how `tunnelscope top` labels this instance.
     pub(crate) name: Option<String>,
+    /// `[admin] tls`: serve over TLS with this config.
+    pub(crate) tls: Option<tokio_rustls::TlsAcceptor>,
 }
 
 /// A `'static` source of what readiness depends on (see
@@ -125,6 +127,7 @@ impl Api {
             }),
             snapshot,
             name: None,
+            tls: None,
             counters: Arc::new(counters),
             subscribe: Arc::new(subscribe),
             control,
@@ -136,6 +139,17 @@ impl Api {
             messages: Arc::new(|_| None),
             search: Arc::new(|_| Vec::new()),
         }
+    }
+
+    /// Serves over TLS (`[admin] tls`). HTTP/1.1 only: the event stream is an
+    /// HTTP/1.1 upgrade.
+    pub fn with_tls(mut self, config: Option<Arc<rustls::ServerConfig>>) -> Api {
+        self.tls = config.map(|c| {
+            let mut c = (*c).clone();
+            c.alpn_protocols = vec![b"http/1.1".to_vec()];
+            tokio_rustls::TlsAcceptor::from(Arc::new(c))
+        });
+        self
     }
 
     /// This instance's name, in the state and the event stream's snapshot.
@@ -273,7 +287,23 @@ pub async fn serve(listener: TcpListener, api: Api, shutdown: impl Future<Output
             _done: done_tx.clone(),
         });
         let span = tracing::debug_span!("admin", %peer);
-        tokio::spawn(serve_conn(tcp, ctx).instrument(span));
+        match shared.api.tls.clone() {
+            None => {
+                let _ = tcp.set_nodelay(true);
+                tokio::spawn(serve_conn(tcp, ctx).instrument(span))
+            }
+            Some(tls) => tokio::spawn(
+                async move {
+                    let _ = tcp.set_nodelay(true);
+                    match tokio::time::timeout(HEADER_TIMEOUT, tls.accept(tcp)).await {
+                        Ok(Ok(stream)) => serve_conn(stream, ctx).await,
+                        Ok(Err(e)) => debug!(error = %e, "admin API TLS handshake failed"),
+                        Err(_) => debug!("admin API TLS handshake timed out"),
+                    }
+                }
+                .instrument(span),
+            ),
+        };
     }
     shared.stop.send_replace(true);
     drop(done_tx);
@@ -286,8 +316,10 @@ pub async fn serve(listener: TcpListener, api: Api, shutdown: impl Future<Output
     }
 }
 
-async fn serve_conn(tcp: TcpStream, ctx: Arc<Ctx>) {
-    let _ = tcp.set_nodelay(true);
+async fn serve_conn<S>(tcp: S, ctx: Arc<Ctx>)
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
     let mut stop = ctx.shared.stop.subscribe();
     let mut builder = hyper::server::conn::http1::Builder::new();
     builder

@@ -338,4 +338,8 @@ pub struct Admin {
     /// which `tunnelscope top` labels it (default: the address `top` connects to).
     #[serde(default)]
     pub name: Option<String>,
+    /// Serve the API over TLS (`https://`, `wss://` for the event stream) with this
+    /// certificate and key (`cert`, `key`, as `[listener.tls]`; HTTP/1.1 only).
+    #[serde(default)]
+    pub tls: Option<super::routing::ListenerTls>,
 }

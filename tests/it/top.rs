@@ -357,3 +357,70 @@ async fn an_open_details_whole_messages_are_fetched_from_its_instance() {
     assert_eq!(found.data, long.as_bytes());
     assert_eq!(found.kind, tunnelscope::event::OpKind::Text);
 }
+
+/// An admin API served over TLS (`[admin] tls`): `top --connect https://…` with the
+/// CA given (`--ca`) follows it; without the CA, the instance is shown down with
+/// the certificate refusal, not followed in the clear.
+#[tokio::test]
+async fn top_follows_an_https_admin_api_with_the_ca_given_and_refuses_it_without() {
+    use crate::common::certs::TestPki;
+    let pki = TestPki::new();
+    let a = Backend::start("a").await;
+    let proxy = proxy(&simple_config(&[&a], "")).await;
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let tls = tunnelscope::proxy::tls::server_config(&tunnelscope::config::ListenerTls {
+        cert: pki.cert_pem.clone(),
+        key: pki.key_pem.clone(),
+        sni: Vec::new(),
+        h2: true,
+    })
+    .unwrap();
+    let api = Api::new(
+        proxy.snapshot_source(),
+        proxy.counters_source(),
+        proxy.subscribe_source(),
+        proxy.control(),
+    )
+    .with_name(Some("secure".into()))
+    .with_tls(Some(tls));
+    let _admin = admin::spawn(listener, api);
+    let mut ws = connect(proxy.local_addrs()[0], "/").await;
+    whoami(&mut ws).await;
+
+    let url = format!("https://localhost:{port}");
+    let trusted = Top::start(
+        vec![Target::parse(&url).unwrap()],
+        Auth {
+            token: None,
+            tls: Some(tunnelscope::remote::tls_config(Some(&pki.ca_pem)).unwrap()),
+        },
+    );
+    let untrusted = Top::start(
+        vec![Target::parse(&url).unwrap()],
+        Auth {
+            token: None,
+            tls: Some(tunnelscope::remote::tls_config(None).unwrap()),
+        },
+    );
+    let started = std::time::Instant::now();
+    loop {
+        let up = trusted.snapshot();
+        let down = untrusted.snapshot();
+        let link = |s: &tunnelscope::event::Snapshot| {
+            s.fleet.as_ref().map(|f| f.instances[0].link.clone())
+        };
+        let refused = matches!(link(&down), Some(tunnelscope::event::Link::Down { ref why, .. }) if why.contains("TLS") && why.contains("certificate"));
+        if link(&up) == Some(tunnelscope::event::Link::Up) && up.tunnels.len() == 1 && refused {
+            assert_eq!(up.fleet.unwrap().instances[0].name.as_ref(), "secure");
+            break;
+        }
+        assert!(
+            started.elapsed() < WAIT,
+            "trusted: {:?}; untrusted: {:?}",
+            link(&up),
+            link(&down)
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
