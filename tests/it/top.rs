@@ -424,3 +424,60 @@ async fn top_follows_an_https_admin_api_with_the_ca_given_and_refuses_it_without
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
+
+/// A hostile "instance" at the other end of top's link: an event stream that sends
+/// garbage, events for tunnels it never opened (with made-up ids), absurd numbers,
+/// then a snapshot of a contract version top does not read. Top neither crashes nor
+/// lets it cost the real instance anything: the liar is shown down with why.
+#[tokio::test]
+async fn a_lying_instance_is_shown_down_and_costs_the_real_one_nothing() {
+    use futures_util::StreamExt;
+    use tokio_tungstenite::tungstenite::Message;
+    let a = Backend::start("a").await;
+    let real = instance(&[&a], "real", None).await;
+    let liar = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let liar_addr = liar.local_addr().unwrap();
+    tokio::spawn(async move {
+        // Every connection: a readable snapshot, junk, then an unreadable one.
+        while let Ok((tcp, _)) = liar.accept().await {
+            tokio::spawn(async move {
+                let Ok(mut ws) = tokio_tungstenite::accept_async(tcp).await else {
+                    return;
+                };
+                let good = r#"{"type":"snapshot","version":1,"instance":"liar","started":null,"listeners":[],"backends":[],"tunnels":[],"totals":{},"dns":[]}"#;
+                let junk = [
+                    good,
+                    "not json at all",
+                    r#"{"type":"frame_stats","id":999999,"client_to_backend":{},"backend_to_client":{}}"#,
+                    r#"{"type":"tunnel_opened","id":1,"at":"2026-12-04T10:00:00.000Z","client":"1.2.3.4:5","listener":"l","route":"r","path":"/","idle_timeout_s":1e308}"#,
+                    r#"{"type":"backend_state","pool":"app","addr":"x","weight":-1}"#,
+                    r#"{"type":"something_new","id":1}"#,
+                    r#"{"type":"snapshot","version":2}"#,
+                ];
+                for text in junk {
+                    if ws.send(Message::text(text)).await.is_err() {
+                        return;
+                    }
+                }
+                while ws.next().await.is_some() {}
+            });
+        }
+    });
+    let mut client = connect(real.proxy.local_addrs()[0], "/").await;
+    whoami(&mut client).await;
+    let rig = top(&[real.addr, liar_addr], None);
+    wait_for(
+        &rig.screen,
+        "the liar down with why, the real one up",
+        |s| s.contains("real ● up 1 live") && s.contains("✕ down: event stream version 2"),
+    )
+    .await;
+    // The real instance's tunnel still works, and top still answers keys.
+    client
+        .send(tokio_tungstenite::tungstenite::Message::text("still here"))
+        .await
+        .unwrap();
+    next_data(&mut client).await;
+    rig.keys.send(ch('?')).await.unwrap();
+    wait_for(&rig.screen, "the help overlay", |s| s.contains(" Keys ")).await;
+}
