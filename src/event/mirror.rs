@@ -2,7 +2,32 @@
 //! observer that cannot ask the proxy for a fresh snapshot (one following the admin
 //! API) hands its dashboard when the dashboard resyncs.
 
-use super::{Event, Snapshot, TunnelInfo};
+use super::{Event, Snapshot, TunnelId, TunnelInfo};
+
+impl Event {
+    /// The tunnel the event is about, to read or renumber (an observer of several
+    /// proxies gives each tunnel an id of its own); None for events about no tunnel.
+    pub fn tunnel_id_mut(&mut self) -> Option<&mut TunnelId> {
+        match self {
+            Event::TunnelOpened { id, .. }
+            | Event::BackendChosen { id, .. }
+            | Event::Hold { id, .. }
+            | Event::Handshake { id, .. }
+            | Event::Refused { id, .. }
+            | Event::FrameStats { id, .. }
+            | Event::FrameSamples { id, .. }
+            | Event::Violation { id, .. }
+            | Event::TunnelClosed { id, .. } => Some(id),
+            Event::BackendState(_)
+            | Event::Resolved(_)
+            | Event::ConfigReloaded(_)
+            | Event::ReloadPreview(_)
+            | Event::HttpRequest { .. }
+            | Event::Fleet(_)
+            | Event::FleetOutcome(_) => None,
+        }
+    }
+}
 
 /// Frame samples a mirrored tunnel keeps, newest last.
 const SAMPLES_KEPT: usize = 64;

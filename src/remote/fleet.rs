@@ -62,9 +62,7 @@ impl Model {
         }
     }
 
-    /// The dashboard's id for a tunnel an event names, if it is known (only a
-    /// `tunnel_opened` or a snapshot makes one known: an instance cannot grow the
-    /// map with made-up ids).
+    /// The dashboard's id for a tunnel an event names, if it is known.
     fn known(&self, i: usize, id: TunnelId) -> Option<TunnelId> {
         self.ids.get(&(i, id)).copied()
     }
@@ -127,104 +125,36 @@ impl Model {
     }
 
     /// Applies instance `i`'s event; the events to publish, in dashboard terms.
-    pub fn apply(&mut self, i: usize, ev: Event) -> Vec<Event> {
-        // Events of tunnels this model does not know (opened before the stream began
-        // and still handshaking then) are dropped.
-        let named = match &ev {
-            Event::BackendChosen { id, .. }
-            | Event::Hold { id, .. }
-            | Event::Handshake { id, .. }
-            | Event::FrameStats { id, .. }
-            | Event::FrameSamples { id, .. }
-            | Event::Violation { id, .. }
-            | Event::Refused { id, .. }
-            | Event::TunnelClosed { id, .. } => Some(*id),
-            _ => None,
-        };
-        if named.is_some_and(|id| self.known(i, id).is_none()) {
-            return Vec::new();
+    pub fn apply(&mut self, i: usize, mut ev: Event) -> Vec<Event> {
+        let opened = matches!(ev, Event::TunnelOpened { .. });
+        let ends = matches!(ev, Event::Refused { .. } | Event::TunnelClosed { .. });
+        if let Some(id) = ev.tunnel_id_mut().map(|id| *id) {
+            // Events of tunnels this model does not know (opened before the stream
+            // began and still handshaking then) are dropped: only tunnel_opened makes
+            // an id known, so an instance cannot grow the map with made-up ones.
+            if !opened && self.known(i, id).is_none() {
+                return Vec::new();
+            }
         }
         self.instances[i].mirror.apply(&ev);
-        let name = self.instances[i].name.clone();
-        let out = match ev {
-            Event::TunnelOpened {
-                id,
-                at,
-                client,
-                listener,
-                route,
-                path,
-                idle_timeout,
-                instance: _,
-            } => Event::TunnelOpened {
-                id: self.local(i, id),
-                at,
-                client,
-                listener,
-                route,
-                path,
-                idle_timeout,
-                instance: Some(name),
-            },
-            Event::BackendChosen { id, backend } => Event::BackendChosen {
-                id: self.local(i, id),
-                backend,
-            },
-            Event::Hold { id, dir, state } => Event::Hold {
-                id: self.local(i, id),
-                dir,
-                state,
-            },
-            Event::Handshake { id, handshake } => Event::Handshake {
-                id: self.local(i, id),
-                handshake,
-            },
-            Event::FrameStats { id, stats } => Event::FrameStats {
-                id: self.local(i, id),
-                stats,
-            },
-            Event::FrameSamples { id, samples } => Event::FrameSamples {
-                id: self.local(i, id),
-                samples,
-            },
-            Event::Violation { id, dir, violation } => Event::Violation {
-                id: self.local(i, id),
-                dir,
-                violation,
-            },
-            Event::Refused { id, refusal } => {
-                let local = self.local(i, id);
-                self.forget(i, id);
-                Event::Refused { id: local, refusal }
+        if let Event::BackendState(info) = &ev {
+            return self
+                .merged(&info.id)
+                .map(Event::BackendState)
+                .into_iter()
+                .collect();
+        }
+        if let Event::TunnelOpened { instance, .. } = &mut ev {
+            *instance = Some(self.instances[i].name.clone());
+        }
+        if let Some(id) = ev.tunnel_id_mut() {
+            let theirs = *id;
+            *id = self.local(i, theirs);
+            if ends {
+                self.forget(i, theirs);
             }
-            Event::TunnelClosed {
-                id,
-                code,
-                reason,
-                side,
-                duration,
-                stats,
-                error,
-            } => {
-                let local = self.local(i, id);
-                self.forget(i, id);
-                Event::TunnelClosed {
-                    id: local,
-                    code,
-                    reason,
-                    side,
-                    duration,
-                    stats,
-                    error,
-                }
-            }
-            Event::BackendState(info) => match self.merged(&info.id) {
-                Some(b) => Event::BackendState(b),
-                None => return Vec::new(),
-            },
-            other => other,
-        };
-        vec![out]
+        }
+        vec![ev]
     }
 
     /// Backend `id` as the fleet has it: tunnels summed over the instances that

@@ -20,6 +20,17 @@ fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
     path
 }
 
+/// The binary, headless, on a config file in front of `backend`, with `extra`
+/// arguments; the directory holding the file lives as long as the returned guard.
+fn headless(backend: &Backend, extra: &[&str]) -> (tempfile::TempDir, Proc) {
+    let dir = tempfile::TempDir::new().unwrap();
+    let file = config_file(dir.path(), "", backend);
+    let mut args = vec!["--config", file.to_str().unwrap(), "--headless"];
+    args.extend_from_slice(extra);
+    let proc = Proc::spawn(&args);
+    (dir, proc)
+}
+
 /// One listener on a free port (read back from the log) in front of `backend`.
 fn config_file(dir: &Path, timeouts: &str, backend: &Backend) -> PathBuf {
     write(
@@ -297,15 +308,7 @@ async fn the_access_log_has_one_line_per_tunnel_with_client_backend_path_counts_
 #[tokio::test]
 async fn json_logs_carry_the_access_line_as_fields() {
     let backend = Backend::start("b").await;
-    let dir = tempfile::TempDir::new().unwrap();
-    let file = config_file(dir.path(), "", &backend);
-    let mut proc = Proc::spawn(&[
-        "--config",
-        file.to_str().unwrap(),
-        "--headless",
-        "--log-format",
-        "json",
-    ]);
+    let (_dir, mut proc) = headless(&backend, &["--log-format", "json"]);
     let json = |line: &str| -> serde_json::Value {
         serde_json::from_str(line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}"))
     };
@@ -441,15 +444,7 @@ async fn quick_start_refuses_an_upstream_without_a_port_naming_it() {
 #[tokio::test]
 async fn a_log_pipe_nobody_reads_does_not_stall_the_relay() {
     let backend = Backend::start("b").await;
-    let dir = tempfile::TempDir::new().unwrap();
-    let file = config_file(dir.path(), "", &backend);
-    let mut proc = Proc::spawn(&[
-        "--config",
-        file.to_str().unwrap(),
-        "--headless",
-        "--log",
-        "trace",
-    ]);
+    let (_dir, mut proc) = headless(&backend, &["--log", "trace"]);
     let addr = proc.listening().await;
     proc.stall_stderr();
     // Each tunnel logs about seven lines at trace level: the 64 KiB pipe is full
