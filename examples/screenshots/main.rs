@@ -107,7 +107,85 @@ fn main() -> std::io::Result<()> {
     }
     key(&state, &mut filtered, KeyCode::Enter);
     save("messages-filtered", &state, &filtered)?;
+    save("top", &fleet_state(&state, now), &Ui::default())?;
     Ok(())
+}
+
+/// `tunnelscope top` following two instances, one of them down, after a drain sent
+/// to both.
+fn fleet_state(state: &State, now: SystemTime) -> State {
+    use std::sync::Arc;
+    use tunnelscope::event::{Event, Fleet, FleetOutcome, Instance, Link, Share};
+    let mut s = state.clone();
+    s.banner = Some("top: 2 instances · commands go to every instance · ? help".into());
+    let (east, west): (Arc<str>, Arc<str>) = (Arc::from("east"), Arc::from("west"));
+    for (n, t) in s.tunnels.values_mut().enumerate() {
+        t.instance = Some(if n % 3 == 2 {
+            west.clone()
+        } else {
+            east.clone()
+        });
+    }
+    let shares = s
+        .backends
+        .iter()
+        .map(|b| {
+            let split = |name: &Arc<str>, n: u64| Share {
+                instance: name.clone(),
+                active_tunnels: n,
+                admin: b.admin,
+            };
+            let west_part = b.active_tunnels / 3;
+            (
+                b.id.clone(),
+                vec![
+                    split(&east, b.active_tunnels - west_part),
+                    split(&west, west_part),
+                ],
+            )
+        })
+        .collect();
+    let instances = vec![
+        Instance {
+            name: east.clone(),
+            url: "https://10.0.0.1:9090".into(),
+            link: Link::Up,
+            tunnels: 9,
+        },
+        Instance {
+            name: west.clone(),
+            url: "https://10.0.0.2:9090".into(),
+            link: Link::Down {
+                why: "connection lost: Connection reset by peer".into(),
+                retry_at: now + Duration::from_secs(4),
+            },
+            tunnels: 0,
+        },
+    ];
+    s.apply(
+        &Event::Fleet(Fleet {
+            instances,
+            shares,
+            generation: 0,
+        }),
+        now,
+    );
+    let drained = s
+        .backends
+        .first()
+        .map(|b| b.id.to_string())
+        .unwrap_or_default();
+    s.apply(
+        &Event::FleetOutcome(FleetOutcome {
+            command: format!("drain {drained}"),
+            results: vec![
+                (east, Ok("done".into())),
+                (west, Err("not connected".into())),
+            ],
+        }),
+        now,
+    );
+    s
 }
 
 /// Messages a chat and order app might carry, as capture keeps them.
