@@ -1,10 +1,12 @@
 //! `tunnelscope import-nginx`, run as the real binary: each sample configuration in
 //! `assets/nginx/` (the classic guide's, a Socket.IO app, cookie-sticky with two
 //! certificates, a directly proxied app) becomes a file `check` accepts, naming
-//! what it could not carry over; a configuration with real loopback backends and a
-//! certificate made here, once imported, proxies the same traffic to the same
-//! backends nginx would; malformed input is refused with its line.
+//! what it could not carry over; each sample with its addresses made real (loopback
+//! backends, free ports, a certificate made here), and a generated one, once
+//! imported, proxy their traffic to the backends nginx would; malformed input is
+//! refused with its line.
 
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
@@ -222,5 +224,147 @@ server {{
     assert_eq!(
         name, first,
         "the same client IP hashes to the same node over TLS"
+    );
+}
+
+/// A sample with its addresses made real: each backend address becomes a loopback
+/// backend named after it, each `listen PORT` a free loopback port, each
+/// certificate the test's. Returns the imported, running binary's listen ports by
+/// the port the sample named, and the backends by the address the sample named.
+struct Live {
+    ports: std::collections::HashMap<u16, SocketAddr>,
+    _backends: Vec<Backend>,
+    _proc: Proc,
+    _dir: tempfile::TempDir,
+}
+
+async fn live(name: &str, pki: &TestPki) -> Live {
+    let mut text = std::fs::read_to_string(sample(name)).unwrap();
+    let mut backends = Vec::new();
+    let re = regex::Regex::new(r"\b(10\.0\.\d+\.\d+|127\.0\.0\.1):(\d+)\b").unwrap();
+    let originals: Vec<String> = re
+        .find_iter(&text)
+        .map(|m| m.as_str().to_string())
+        .collect::<std::collections::BTreeSet<_>>()
+        .into_iter()
+        .collect();
+    for original in originals {
+        let b = Backend::start(&original).await;
+        text = text.replace(&original, &b.addr.to_string());
+        backends.push(b);
+    }
+    let mut ports = std::collections::HashMap::new();
+    let listen = regex::Regex::new(r"listen (\[::\]:)?(\d+)").unwrap();
+    let named: Vec<u16> = listen
+        .captures_iter(&text)
+        .map(|c| c[2].parse().unwrap())
+        .collect();
+    for port in named {
+        let free = free_port();
+        ports.insert(port, format!("127.0.0.1:{free}").parse().unwrap());
+        text = text
+            .replace(
+                &format!("listen [::]:{port}"),
+                &format!("listen 127.0.0.1:{free}"),
+            )
+            .replace(
+                &format!("listen {port}"),
+                &format!("listen 127.0.0.1:{free}"),
+            );
+    }
+    let cert = regex::Regex::new(r"ssl_certificate\s+\S+;").unwrap();
+    text = cert
+        .replace_all(
+            &text,
+            format!("ssl_certificate {};", pki.cert_pem.display()).as_str(),
+        )
+        .into_owned();
+    let key = regex::Regex::new(r"ssl_certificate_key\s+\S+;").unwrap();
+    text = key
+        .replace_all(
+            &text,
+            format!("ssl_certificate_key {};", pki.key_pem.display()).as_str(),
+        )
+        .into_owned();
+    let dir = tempfile::TempDir::new().unwrap();
+    let conf = dir.path().join(name);
+    std::fs::write(&conf, text).unwrap();
+    let (toml, _) = import(&conf, dir.path());
+    let mut proc = Proc::spawn(&["--config", toml.to_str().unwrap(), "--headless"]);
+    proc.listening().await;
+    Live {
+        ports,
+        _backends: backends,
+        _proc: proc,
+        _dir: dir,
+    }
+}
+
+/// The backend (named after the sample's address) that answers through `addr`.
+async fn who(addr: SocketAddr, path: &str, headers: &[(&str, &str)]) -> String {
+    let mut ws = crate::common::clients::connect_with(addr, path, headers).await;
+    whoami(&mut ws).await
+}
+
+async fn who_tls(pki: &TestPki, addr: SocketAddr, path: &str) -> String {
+    let mut ws = connect_wss(pki, addr, path).await;
+    ws.send(Message::text("whoami")).await.unwrap();
+    loop {
+        match ws.next().await {
+            Some(Ok(Message::Text(t))) => return t.to_string(),
+            Some(Ok(_)) => continue,
+            other => panic!("{other:?}"),
+        }
+    }
+}
+
+#[tokio::test]
+async fn every_sample_once_imported_proxies_its_traffic_where_nginx_would() {
+    let pki = TestPki::new();
+    // The classic guide: wss:// on 443 over its two servers.
+    let classic = live("classic.conf", &pki).await;
+    let name = who_tls(&pki, classic.ports[&443], "/").await;
+    assert!(
+        ["10.0.0.1:8010", "10.0.0.2:8010"].contains(&name.as_str()),
+        "{name}"
+    );
+
+    // Socket.IO: /socket.io/ sticky by IP on the non-backup nodes, the rest to web.
+    let sio = live("socketio.conf", &pki).await;
+    let host = [("Host", "chat.example.org")];
+    let node = who(sio.ports[&80], "/socket.io/?EIO=4", &host).await;
+    assert!(
+        ["10.0.1.11:3000", "10.0.1.12:3000"].contains(&node.as_str()),
+        "{node}"
+    );
+    assert_eq!(who(sio.ports[&80], "/socket.io/?EIO=4", &host).await, node);
+    assert_eq!(who(sio.ports[&80], "/", &host).await, "10.0.1.20:8080");
+
+    // Cookie-sticky: each session lands on one of the two servers, every time.
+    let sticky = live("sticky.conf", &pki).await;
+    for session in ["s-1", "s-2", "s-3"] {
+        let cookie = format!("session={session}");
+        let headers = [("Host", "live.example.net"), ("Cookie", cookie.as_str())];
+        let first = who(sticky.ports[&80], "/ws", &headers).await;
+        assert!(
+            ["10.0.2.1:9000", "10.0.2.2:9000"].contains(&first.as_str()),
+            "{first}"
+        );
+        assert_eq!(
+            who(sticky.ports[&80], "/ws", &headers).await,
+            first,
+            "{session}"
+        );
+    }
+
+    // Directly proxied: /ws/ and /api/ each to their own local port.
+    let direct = live("direct.conf", &pki).await;
+    assert_eq!(
+        who(direct.ports[&8080], "/ws/feed", &[]).await,
+        "127.0.0.1:3000"
+    );
+    assert_eq!(
+        who(direct.ports[&8080], "/api/v1", &[]).await,
+        "127.0.0.1:3001"
     );
 }
