@@ -481,3 +481,56 @@ async fn a_lying_instance_is_shown_down_and_costs_the_real_one_nothing() {
     rig.keys.send(ch('?')).await.unwrap();
     wait_for(&rig.screen, "the help overlay", |s| s.contains(" Keys ")).await;
 }
+
+/// An instance whose event stream falls behind (a one-event bus under a burst of
+/// tunnels) sends `lagged` and a fresh snapshot: top rebuilds that instance from it
+/// and ends with exactly the tunnels that are live, none lost or doubled.
+#[tokio::test]
+async fn after_its_stream_lags_an_instance_is_rebuilt_from_the_fresh_snapshot() {
+    let a = Backend::start("a").await;
+    let config = format!(
+        "[inspect]\nevent_capacity = 1\n\n{}",
+        simple_config(&[&a], "")
+    );
+    let proxy = proxy(&config).await;
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let _admin = serve_admin(&proxy, listener, "busy", None);
+    let top = Top::start(
+        vec![Target::parse(&format!("http://{addr}")).unwrap()],
+        Auth::default(),
+    );
+    let started = std::time::Instant::now();
+    while top
+        .snapshot()
+        .fleet
+        .is_none_or(|f| f.instances[0].link != tunnelscope::event::Link::Up)
+    {
+        assert!(started.elapsed() < WAIT, "top never connected");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let opens = (0..60).map(|_| connect(proxy.local_addrs()[0], "/"));
+    let mut held = futures_util::future::join_all(opens).await;
+    for ws in held.iter_mut().take(5) {
+        whoami(ws).await;
+    }
+    let metrics = crate::admin::client::request(addr, http::Method::GET, "/metrics", None).await;
+    let lagged: u64 = metrics
+        .body
+        .lines()
+        .find_map(|l| l.strip_prefix("tunnelscope_admin_events_lagged_total "))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0);
+    assert!(
+        lagged > 0,
+        "the stream never lagged: the test proves nothing"
+    );
+    loop {
+        let live = top.snapshot().tunnels.len();
+        if live == 60 {
+            break;
+        }
+        assert!(started.elapsed() < WAIT, "top shows {live} tunnels, not 60");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
