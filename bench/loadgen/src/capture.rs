@@ -36,12 +36,16 @@ pub const HEADING: &str = "## Capture cost";
 
 /// (capture mode, compressed load): the plain load with capture off, watched and
 /// all, then the permessage-deflate load with capture off and all (inflating).
-const MODES: [(&str, bool); 5] = [
-    ("off", false),
-    ("watched", false),
-    ("all", false),
-    ("off", true),
-    ("all", true),
+/// The loads: 0 the 64-byte echo, 1 deflated JSON without context takeover, 2
+/// deflated JSON with it.
+const MODES: [(&str, u8); 7] = [
+    ("off", 0),
+    ("watched", 0),
+    ("all", 0),
+    ("off", 1),
+    ("all", 1),
+    ("off", 2),
+    ("all", 2),
 ];
 
 pub fn main(args: Args) -> Result<()> {
@@ -84,7 +88,7 @@ async fn measure(args: &Args, env: &Env, bin: &std::path::Path) -> Result<Vec<Ve
                 targets::confs::tunnelscope_conf(
                     plain,
                     tls,
-                    if deflated {
+                    if deflated > 0 {
                         [deflate_addrs[0], deflate_addrs[1]]
                     } else {
                         env.backends_plain
@@ -111,7 +115,7 @@ async fn measure(args: &Args, env: &Env, bin: &std::path::Path) -> Result<Vec<Ve
                 measure: Duration::from_secs_f64(args.secs),
                 ..crate::run::ECHO
             };
-            let outcome = if deflated {
+            let outcome = if deflated > 0 {
                 let r = crate::deflate::load(
                     plain,
                     spec.tunnels,
@@ -119,6 +123,7 @@ async fn measure(args: &Args, env: &Env, bin: &std::path::Path) -> Result<Vec<Ve
                     spec.warm,
                     spec.measure,
                     &meter,
+                    deflated == 2,
                 )
                 .await;
                 r.map(|r| (r.messages, r.window, 0))
@@ -133,7 +138,7 @@ async fn measure(args: &Args, env: &Env, bin: &std::path::Path) -> Result<Vec<Ve
             println!(
                 "round {} capture={mode:<8}{} {:>8.0} msg/s  {us:.2} µs/msg  broken {broken}",
                 round + 1,
-                if deflated { " deflate" } else { "        " },
+                [" plain   ", " deflate ", " takeover"][deflated as usize],
                 messages as f64 / window.secs,
             );
             per_mode[m].push(us);
@@ -161,7 +166,7 @@ fn report(args: &Args, per_mode: &[Vec<f64>]) -> String {
     let _ = writeln!(s, "{HEADING}\n");
     let _ = writeln!(
         s,
-        "Written by `bench/capture.sh` on {}: 100 tunnels, 8 messages in flight each, through the release binary with one event loop; {} rounds of {} s per row, a fresh process per run, rows rotated each round. The plain load is the benchmark's 64-byte echo; the compressed load is a 212-byte JSON text deflated to about 170 bytes by peers that negotiate permessage-deflate without context takeover (so capture inflates every message afresh). The proxy's CPU per relayed message, median of the rounds; ÷ off is the median of each round's ratio against capture off under the same load in the same round, so the machine's drift between rounds cancels. Targets: `all` (every tunnel captured, as while the dashboard is open) at most 1.10x; `watched` with no one watching (the default) 1.00x.\n",
+        "Written by `bench/capture.sh` on {}: 100 tunnels, 8 messages in flight each, through the release binary with one event loop; {} rounds of {} s per row, a fresh process per run, rows rotated each round. The plain load is the benchmark's 64-byte echo; the compressed loads are a 212-byte JSON text deflated by peers that negotiate permessage-deflate without context takeover (each message about 170 bytes on its own: capture keeps it whole and inflates it only when read) and with it (one context per direction: capture must inflate every message as it passes to stay in step). The proxy's CPU per relayed message, median of the rounds; ÷ off is the median of each round's ratio against capture off under the same load in the same round, so the machine's drift between rounds cancels. Targets: `all` (every tunnel captured, as while the dashboard is open) at most 1.10x; `watched` with no one watching (the default) 1.00x.\n",
         chrono_now(),
         args.rounds,
         args.secs
@@ -194,11 +199,11 @@ fn report(args: &Args, per_mode: &[Vec<f64>]) -> String {
             _ => ("≤ 1.10x", yes(ratio <= 1.10)),
         };
         let rounds: Vec<String> = per_mode[i].iter().map(|v| format!("{v:.2}")).collect();
-        let load = if *deflated {
-            "deflated JSON"
-        } else {
-            "64 B echo"
-        };
+        let load = [
+            "64 B echo",
+            "deflated JSON",
+            "deflated JSON, context takeover",
+        ][*deflated as usize];
         let _ = writeln!(
             s,
             "| {load} | {mode} | {med:.2} | {ratio:.2}x | {target} | {met} | {} |",

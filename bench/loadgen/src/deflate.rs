@@ -1,7 +1,8 @@
 //! A compressed echo load, for what capture costs when it inflates: peers that
 //! negotiate permessage-deflate without context takeover (each message compressed
-//! on its own, as the proxy's capture then inflates it afresh), written at the
-//! frame level since the other peers here do not compress. The backend echoes
+//! on its own) or with it (one compressor per tunnel, so each message leans on the
+//! ones before), written at the frame level since the other peers here do not
+//! compress. The backend echoes
 //! every frame as it came (RSV1 kept, unmasked); the client keeps a few messages in
 //! flight on each tunnel, each a JSON text of about 200 bytes compressed with
 //! flate2.
@@ -19,18 +20,27 @@ use crate::procfs::{Meter, Window};
 
 const EXTENSION: &str =
     "permessage-deflate; client_no_context_takeover; server_no_context_takeover";
+const TAKEOVER: &str = "permessage-deflate";
 
-/// One JSON message, deflated as permessage-deflate sends it (the final empty
-/// block's `00 00 ff ff` stripped).
-pub fn message() -> Vec<u8> {
-    let text = br#"{"type":"quote","symbol":"ACME","bid":101.25,"ask":101.27,"size":300,"venue":"XNAS","ts":1733300000123,"seq":4242,"flags":["regular","odd-lot"],"note":"compressible payload for the capture benchmark"}"#;
-    let mut z = flate2::Compress::new(flate2::Compression::default(), false);
-    let mut out = Vec::with_capacity(text.len() + 64);
-    z.compress_vec(text, &mut out, flate2::FlushCompress::Sync)
+const TEXT: &[u8] = br#"{"type":"quote","symbol":"ACME","bid":101.25,"ask":101.27,"size":300,"venue":"XNAS","ts":1733300000123,"seq":4242,"flags":["regular","odd-lot"],"note":"compressible payload for the capture benchmark"}"#;
+
+/// The JSON message deflated by `z` as permessage-deflate sends it (the final
+/// empty block's `00 00 ff ff` stripped).
+fn deflate(z: &mut flate2::Compress) -> Vec<u8> {
+    let mut out = Vec::with_capacity(TEXT.len() + 64);
+    z.compress_vec(TEXT, &mut out, flate2::FlushCompress::Sync)
         .expect("deflate into a vector");
     assert!(out.ends_with(&[0, 0, 0xff, 0xff]));
     out.truncate(out.len() - 4);
     out
+}
+
+/// The message compressed on its own (no context takeover).
+pub fn message() -> Vec<u8> {
+    deflate(&mut flate2::Compress::new(
+        flate2::Compression::default(),
+        false,
+    ))
 }
 
 /// The echo backend: answers the upgrade accepting permessage-deflate, then sends
@@ -69,9 +79,16 @@ async fn echo(mut tcp: TcpStream) -> Result<()> {
         })
         .context("no key")?;
     let accept = tokio_tungstenite::tungstenite::handshake::derive_accept_key(key.as_bytes());
+    // Echoing the client's frames as they came keeps either way valid: the backend's
+    // stream is the client's compressor's, message for message.
+    let extension = if req.contains("no_context_takeover") {
+        EXTENSION
+    } else {
+        TAKEOVER
+    };
     let resp = format!(
         "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
-         Sec-WebSocket-Accept: {accept}\r\nSec-WebSocket-Extensions: {EXTENSION}\r\n\r\n"
+         Sec-WebSocket-Accept: {accept}\r\nSec-WebSocket-Extensions: {extension}\r\n\r\n"
     );
     tcp.write_all(resp.as_bytes()).await?;
     let mut inbuf = Vec::with_capacity(64 * 1024);
@@ -153,7 +170,7 @@ pub struct Run {
 }
 
 /// `tunnels` clients through `proxy`, `in_flight` messages each, `warm` then
-/// `measure`.
+/// `measure`; `takeover`: with context takeover.
 pub async fn load(
     proxy: SocketAddr,
     tunnels: usize,
@@ -161,6 +178,7 @@ pub async fn load(
     warm: Duration,
     measure: Duration,
     meter: &Meter,
+    takeover: bool,
 ) -> Result<Run> {
     let payload = Arc::new(message());
     let counting = Arc::new(AtomicBool::new(false));
@@ -174,9 +192,14 @@ pub async fn load(
             stop.clone(),
             count.clone(),
         );
-        set.spawn(
-            async move { client(proxy, in_flight, &payload, &counting, &stop, &count).await },
-        );
+        set.spawn(async move {
+            let flow = Flow {
+                counting: &counting,
+                stop: &stop,
+                count: &count,
+            };
+            client(proxy, in_flight, &payload, takeover, flow).await
+        });
     }
     tokio::time::sleep(warm).await;
     counting.store(true, Ordering::Relaxed);
@@ -193,40 +216,57 @@ pub async fn load(
     })
 }
 
+/// What a client reports to and takes from the run.
+struct Flow<'a> {
+    counting: &'a AtomicBool,
+    stop: &'a AtomicBool,
+    count: &'a AtomicU64,
+}
+
 async fn client(
     proxy: SocketAddr,
     in_flight: usize,
     payload: &[u8],
-    counting: &AtomicBool,
-    stop: &AtomicBool,
-    count: &AtomicU64,
+    takeover: bool,
+    flow: Flow<'_>,
 ) -> Result<()> {
     let mut tcp = TcpStream::connect(proxy).await?;
     tcp.set_nodelay(true)?;
+    let extension = if takeover { TAKEOVER } else { EXTENSION };
     let req = format!(
         "GET /deflate HTTP/1.1\r\nHost: localhost\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
          Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\
-         Sec-WebSocket-Extensions: {EXTENSION}\r\n\r\n"
+         Sec-WebSocket-Extensions: {extension}\r\n\r\n"
     );
     tcp.write_all(req.as_bytes()).await?;
     let resp = head(&mut tcp).await?;
     if !resp.starts_with("HTTP/1.1 101") || !resp.contains("permessage-deflate") {
         bail!("not upgraded with permessage-deflate: {resp}");
     }
-    // The same masked, compressed text frame every time (RSV1 set).
-    let mut frame = Vec::new();
+    // A masked, compressed text frame (RSV1 set): the same one each time, or, with
+    // context takeover, the next from this tunnel's own compressor.
     let key = [0x12, 0x34, 0x56, 0x78];
-    header(&mut frame, 0x80 | 0x40 | 0x1, payload.len(), Some(key));
-    frame.extend(payload.iter().enumerate().map(|(i, b)| b ^ key[i % 4]));
+    let mut z = flate2::Compress::new(flate2::Compression::default(), false);
+    let mut next = |out: &mut Vec<u8>| {
+        let fresh;
+        let body = if takeover {
+            fresh = deflate(&mut z);
+            &fresh[..]
+        } else {
+            payload
+        };
+        header(out, 0x80 | 0x40 | 0x1, body.len(), Some(key));
+        out.extend(body.iter().enumerate().map(|(i, b)| b ^ key[i % 4]));
+    };
     let mut burst = Vec::new();
     for _ in 0..in_flight {
-        burst.extend_from_slice(&frame);
+        next(&mut burst);
     }
     tcp.write_all(&burst).await?;
     let mut inbuf = Vec::with_capacity(64 * 1024);
     let mut chunk = vec![0u8; 64 * 1024];
     let mut out = Vec::new();
-    while !stop.load(Ordering::Relaxed) {
+    while !flow.stop.load(Ordering::Relaxed) {
         let n = tcp.read(&mut chunk).await?;
         if n == 0 {
             bail!("the proxy closed");
@@ -240,11 +280,11 @@ async fn client(
             }
             p += hl + len;
             echoed += 1;
-            out.extend_from_slice(&frame);
+            next(&mut out);
         }
         inbuf.drain(..p);
-        if counting.load(Ordering::Relaxed) {
-            count.fetch_add(echoed, Ordering::Relaxed);
+        if flow.counting.load(Ordering::Relaxed) {
+            flow.count.fetch_add(echoed, Ordering::Relaxed);
         }
         if !out.is_empty() {
             tcp.write_all(&out).await?;

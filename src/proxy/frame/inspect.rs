@@ -98,7 +98,7 @@ impl Scanner {
             let hits: Vec<_> = c
                 .messages()
                 .filter_map(|k| {
-                    let snippet = crate::inspect::search::find(k.payload(), needle)?;
+                    let snippet = crate::inspect::search::find(&k.payload(), needle)?;
                     Some(crate::event::SearchHit {
                         tunnel,
                         dir: k.dir,

@@ -13,7 +13,7 @@ mod store;
 use std::time::SystemTime;
 
 pub use self::store::Budget;
-use self::store::{Kept, Meta, Store, COMPRESSED, INFLATED, INJECTED, TRUNCATED};
+use self::store::{Kept, Meta, Store, COMPRESSED, INFLATED, INJECTED, LAZY, TRUNCATED};
 use crate::event::{CapturedFrame, Dir, OpKind, MAX_FRAMES_KEPT};
 use crate::ws::unmask_into;
 
@@ -30,6 +30,9 @@ struct Building {
     /// frame, offsets restart).
     mask: [u8; 4],
     pos: u64,
+    /// A compressed message with a context of its own, kept whole: inflated when
+    /// read, not as it passes.
+    lazy: bool,
 }
 
 /// Buffer capacity a [`Building`] keeps between messages; a larger one is freed.
@@ -40,6 +43,7 @@ impl Building {
         self.meta = Some(Meta::new(frame, kind));
         self.data.clear();
         self.inflated.clear();
+        self.lazy = false;
     }
 
     /// Empties the buffers for the next message, freeing large ones.
@@ -175,7 +179,7 @@ pub fn deflate_resets(extensions: &str) -> Option<(bool, bool)> {
 const RESERVE_MAX: usize = 4096;
 
 /// What RFC 7692 §7.2.2 has the sender strip from each message's end.
-const DEFLATE_TAIL: [u8; 4] = [0x00, 0x00, 0xff, 0xff];
+pub(super) const DEFLATE_TAIL: [u8; 4] = [0x00, 0x00, 0xff, 0xff];
 
 impl Capture {
     /// `inflate`: the messages are compressed with permessage-deflate; `Some(reset)`
@@ -196,7 +200,7 @@ impl Capture {
             inflate,
             dir,
             cap,
-            store: Store::new(budget),
+            store: Store::new(budget, cap),
             data: Building::default(),
             control: Building::default(),
             in_control: false,
@@ -239,6 +243,15 @@ impl Capture {
                     .min(self.cap);
                 b.data.reserve(keep.min(RESERVE_MAX));
             }
+            // Without context takeover a whole message kept untruncated can be
+            // inflated later, by whoever reads it: most never are.
+            b.lazy = m.has(COMPRESSED)
+                && frame.fin
+                && frame.len <= self.cap as u64
+                && self
+                    .inflate
+                    .as_ref()
+                    .is_some_and(|i| i.reset && i.broken.is_none());
         } else {
             let first = m.len;
             let e = m.extra();
@@ -273,7 +286,7 @@ impl Capture {
             b.data.resize(have + take, 0);
             unmask_into(&mut b.data[have..], &chunk[..take], b.mask, b.pos);
         }
-        let compressed = m.has(COMPRESSED);
+        let compressed = m.has(COMPRESSED) && !b.lazy;
         if let (true, false, Some(inf)) = (compressed, self.in_control, &mut self.inflate) {
             inf.scratch.resize(chunk.len(), 0);
             unmask_into(&mut inf.scratch, chunk, b.mask, b.pos);
@@ -294,7 +307,11 @@ impl Capture {
             return;
         };
         self.in_control = false;
-        let compressed = match &b.meta {
+        let compressed = match &mut b.meta {
+            Some(m) if b.lazy => {
+                m.flags |= LAZY;
+                false
+            }
             Some(m) => m.has(COMPRESSED),
             None => return,
         };

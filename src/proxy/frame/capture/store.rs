@@ -62,6 +62,8 @@ pub const MASKED: u8 = 16;
 pub const INFLATED: u8 = 32;
 /// It has an [`Extra`].
 const EXTRA: u8 = 64;
+/// Compressed with a context of its own and kept whole: inflated when read.
+pub const LAZY: u8 = 128;
 
 /// What a message says about itself beyond its bytes.
 #[derive(Debug)]
@@ -176,6 +178,8 @@ impl Meta {
 
 /// A kept message, read in place.
 pub struct Kept<'a> {
+    /// Payload bytes kept per message (what a late inflation keeps).
+    pub cap: usize,
     pub seq: u64,
     pub dir: Dir,
     pub meta: Meta,
@@ -186,19 +190,32 @@ pub struct Kept<'a> {
 
 impl Kept<'_> {
     /// What the application sent: inflated when it could be, else as it travelled.
-    pub fn payload(&self) -> &[u8] {
+    pub fn payload(&self) -> std::borrow::Cow<'_, [u8]> {
+        use std::borrow::Cow;
         if self.meta.has(INFLATED) {
-            self.inflated
+            Cow::Borrowed(self.inflated)
+        } else if self.meta.has(LAZY) {
+            match inflate(self.data, self.cap) {
+                Ok((bytes, _)) => Cow::Owned(bytes),
+                Err(_) => Cow::Borrowed(self.data),
+            }
         } else {
-            self.data
+            Cow::Borrowed(self.data)
         }
     }
 
     /// A copy, as the inspector's consumers take it.
     pub fn message(&self) -> CapturedMessage {
         let m = &self.meta;
+        let (mut inflated_len, mut truncated) = (m.inflated_len, m.has(TRUNCATED));
         let inflated = if m.has(INFLATED) {
             Some(Ok(self.inflated.to_vec()))
+        } else if m.has(LAZY) {
+            Some(inflate(self.data, self.cap).map(|(bytes, total)| {
+                inflated_len = total;
+                truncated |= total > bytes.len() as u64;
+                bytes
+            }))
         } else {
             self.extra
                 .and_then(|e| e.inflate_error.clone())
@@ -213,9 +230,9 @@ impl Kept<'_> {
             len: m.len,
             frames: m.frames,
             data: self.data.to_vec(),
-            truncated: m.has(TRUNCATED),
+            truncated,
             inflated,
-            inflated_len: m.inflated_len,
+            inflated_len,
             injected: m.has(INJECTED),
             first: CapturedFrame {
                 seq: m.frame_seq,
@@ -229,6 +246,36 @@ impl Kept<'_> {
             more: self.extra.map_or_else(Vec::new, |e| e.more.clone()),
         }
     }
+}
+
+/// Inflates a whole compressed message (its own context, tail stripped as sent):
+/// the first `cap` bytes and the whole length.
+fn inflate(data: &[u8], cap: usize) -> Result<(Vec<u8>, u64), String> {
+    let mut z = flate2::Decompress::new(false);
+    let mut out = Vec::new();
+    let mut buf = [0u8; 8192];
+    let mut total = 0u64;
+    for (input, flush) in [
+        (data, flate2::FlushDecompress::None),
+        (&super::DEFLATE_TAIL[..], flate2::FlushDecompress::Sync),
+    ] {
+        let mut rest = input;
+        loop {
+            let (in0, out0) = (z.total_in(), z.total_out());
+            z.decompress(rest, &mut buf, flush)
+                .map_err(|e| format!("not valid deflate data: {e}"))?;
+            let used = (z.total_in() - in0) as usize;
+            let made = (z.total_out() - out0) as usize;
+            rest = &rest[used..];
+            total += made as u64;
+            let room = cap.saturating_sub(out.len()).min(made);
+            out.extend_from_slice(&buf[..room]);
+            if (rest.is_empty() && made < buf.len()) || (used == 0 && made == 0) {
+                break;
+            }
+        }
+    }
+    Ok((out, total))
 }
 
 /// The smallest and largest block allocated (a larger message gets a block of its
@@ -256,11 +303,14 @@ pub struct Store {
     held: usize,
     budget: usize,
     global: Option<Arc<Budget>>,
+    /// Payload bytes kept per message.
+    cap: usize,
 }
 
 impl Store {
-    pub fn new(budget: usize) -> Self {
+    pub fn new(budget: usize, cap: usize) -> Self {
         Store {
+            cap,
             blocks: VecDeque::new(),
             spare: None,
             extras: VecDeque::new(),
@@ -421,6 +471,7 @@ impl Store {
                         None
                     };
                     Kept {
+                        cap: self.cap,
                         seq,
                         dir,
                         meta,

@@ -285,3 +285,35 @@ proptest::proptest! {
         }
     }
 }
+
+#[test]
+fn messages_with_their_own_context_are_inflated_when_read_not_as_they_pass() {
+    let texts: [&[u8]; 3] = [b"order A-1042 accepted", b"order A-1043 accepted", b"bye"];
+    let wire = deflate_messages(&texts, true);
+    let mut c = Capture::new(Dir::BackendToClient, 1024, 1 << 20, Some(true), true);
+    compressed(&mut c, &wire[0], [0; 4]);
+    // The second in two frames: inflated as it passes (fragmented), in step.
+    let (a, b) = wire[1].split_at(wire[1].len() / 2);
+    c.begin(head(OpKind::Text, 0b100, a.len(), false), [0; 4]);
+    c.payload(a);
+    c.end(false);
+    c.begin(head(OpKind::Continuation, 0, b.len(), true), [0; 4]);
+    c.payload(b);
+    c.end(true);
+    compressed(&mut c, &wire[2], [0; 4]);
+    let lazy: Vec<bool> = c
+        .messages()
+        .map(|k| k.meta.has(super::store::LAZY))
+        .collect();
+    assert_eq!(
+        lazy,
+        [true, false, true],
+        "whole single-frame messages wait"
+    );
+    for (m, text) in c.owned().iter().zip(texts) {
+        assert_eq!(m.inflated.as_ref().unwrap().as_ref().unwrap(), text);
+        assert_eq!(m.inflated_len, text.len() as u64);
+    }
+    let found: Vec<Vec<u8>> = c.messages().map(|k| k.payload().into_owned()).collect();
+    assert_eq!(found[0], texts[0], "search reads the inflated text");
+}
