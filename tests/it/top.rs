@@ -104,6 +104,25 @@ fn top(addrs: &[SocketAddr], token: Option<&str>) -> Rig {
     }
 }
 
+/// `top` (without its dashboard) following the instance at `admin`, once its link
+/// is up.
+async fn following(admin: SocketAddr) -> Top {
+    let top = Top::start(
+        vec![Target::parse(&format!("http://{admin}")).unwrap()],
+        Auth::default(),
+    );
+    let started = std::time::Instant::now();
+    while top
+        .snapshot()
+        .fleet
+        .is_none_or(|f| f.instances[0].link != tunnelscope::event::Link::Up)
+    {
+        assert!(started.elapsed() < WAIT, "top never connected");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    top
+}
+
 #[tokio::test]
 async fn top_shows_both_instances_and_a_drain_reaches_every_one() {
     let (a, b) = (Backend::start("a").await, Backend::start("b").await);
@@ -322,20 +341,9 @@ async fn the_top_binary_in_a_terminal_drains_on_both_instances_and_quits_alone()
 async fn an_open_details_whole_messages_are_fetched_from_its_instance() {
     let a = Backend::start("a").await;
     let one = instance(&[&a], "edge-1", None).await;
-    let top = Top::start(
-        vec![Target::parse(&format!("http://{}", one.addr)).unwrap()],
-        Auth::default(),
-    );
     // Following the instance makes it capture (the default `watched`).
+    let top = following(one.addr).await;
     let started = std::time::Instant::now();
-    while top
-        .snapshot()
-        .fleet
-        .is_none_or(|f| f.instances[0].link != tunnelscope::event::Link::Up)
-    {
-        assert!(started.elapsed() < WAIT, "top never connected");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
     let mut ws = connect(one.proxy.local_addrs()[0], "/").await;
     let long = format!("{}END", "x".repeat(297));
     ws.send(tokio_tungstenite::tungstenite::Message::text(long.clone()))
@@ -496,19 +504,8 @@ async fn after_its_stream_lags_an_instance_is_rebuilt_from_the_fresh_snapshot() 
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let _admin = serve_admin(&proxy, listener, "busy", None);
-    let top = Top::start(
-        vec![Target::parse(&format!("http://{addr}")).unwrap()],
-        Auth::default(),
-    );
+    let top = following(addr).await;
     let started = std::time::Instant::now();
-    while top
-        .snapshot()
-        .fleet
-        .is_none_or(|f| f.instances[0].link != tunnelscope::event::Link::Up)
-    {
-        assert!(started.elapsed() < WAIT, "top never connected");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
     let opens = (0..60).map(|_| connect(proxy.local_addrs()[0], "/"));
     let mut held = futures_util::future::join_all(opens).await;
     for ws in held.iter_mut().take(5) {
