@@ -15,11 +15,16 @@ pub(super) fn is_loopback(addr: SocketAddr) -> bool {
 }
 
 /// Two listeners that cannot both bind. Port 0 (any free port) never clashes.
+/// `[::]:P` takes IPv4 too (listeners are dual-stack, as Linux binds them by
+/// default), so it clashes with any IPv4 address on the same port.
 pub(super) fn binds_clash(a: SocketAddr, b: SocketAddr) -> bool {
+    let dual = |x: SocketAddr, y: SocketAddr| x.is_ipv6() && x.ip().is_unspecified() && y.is_ipv4();
     a.port() != 0
         && a.port() == b.port()
-        && a.is_ipv4() == b.is_ipv4()
-        && (a.ip() == b.ip() || a.ip().is_unspecified() || b.ip().is_unspecified())
+        && (dual(a, b)
+            || dual(b, a)
+            || a.is_ipv4() == b.is_ipv4()
+                && (a.ip() == b.ip() || a.ip().is_unspecified() || b.ip().is_unspecified()))
 }
 
 pub(super) fn empty_path(p: &Path) -> bool {
@@ -188,5 +193,9 @@ mod tests {
         assert!(!binds_clash(a("127.0.0.1:0"), a("127.0.0.1:0")));
         assert!(!binds_clash(a("127.0.0.1:80"), a("127.0.0.2:80")));
         assert!(!binds_clash(a("127.0.0.1:80"), a("[::1]:80")));
+        // [::] is dual-stack: it takes IPv4 on its port too.
+        assert!(binds_clash(a("0.0.0.0:443"), a("[::]:443")));
+        assert!(binds_clash(a("[::]:443"), a("127.0.0.1:443")));
+        assert!(!binds_clash(a("[::]:443"), a("0.0.0.0:80")));
     }
 }
