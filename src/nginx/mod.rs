@@ -87,13 +87,7 @@ pub fn import(text: &str, source: &str) -> Result<String, ImportError> {
     });
     // nginx gives requests no server_name matches to the `default_server` of the
     // port, else the first server block.
-    let mut servers = Vec::new();
-    walk(&tree, &mut |d| {
-        if d.name == "server" && d.block.is_some() {
-            servers.push(d.line);
-        }
-    });
-    let default = find_default(&tree).or(servers.first().copied());
+    let default = find_default(&tree);
     walk(&tree, &mut |d| match d.name.as_str() {
         "server" if d.block.is_some() => server(d, Some(d.line) == default, &mut im),
         // Inherited by every server block below.
@@ -160,23 +154,26 @@ pub fn import(text: &str, source: &str) -> Result<String, ImportError> {
     Ok(emit::toml(&im, source))
 }
 
-/// The line of the `server` block whose `listen` says `default_server`.
+/// The line of the `server` block nginx gives requests no `server_name` matches:
+/// the one whose `listen` says `default_server`, else the first.
 fn find_default(list: &[Directive]) -> Option<usize> {
-    let mut found = None;
+    let (mut first, mut marked) = (None, None);
     walk(list, &mut |d| {
-        if d.name == "server"
-            && found.is_none()
-            && d.children().iter().any(|c| {
-                c.name == "listen"
-                    && c.args
-                        .iter()
-                        .any(|a| a == "default_server" || a == "default")
-            })
-        {
-            found = Some(d.line);
+        if d.name != "server" || d.block.is_none() {
+            return;
+        }
+        first = first.or(Some(d.line));
+        let says = d.children().iter().any(|c| {
+            c.name == "listen"
+                && c.args
+                    .iter()
+                    .any(|a| a == "default_server" || a == "default")
+        });
+        if says && marked.is_none() {
+            marked = Some(d.line);
         }
     });
-    found
+    marked.or(first)
 }
 
 /// Every directive in `list`, depth first; `server` blocks inside `upstream` are

@@ -90,13 +90,8 @@ fn message(v: &Value) -> Option<CapturedMessage> {
     } else {
         b64("inflated_base64").map(Ok)
     };
-    let at = chrono::DateTime::parse_from_rfc3339(v["at"].as_str()?).ok()?;
-    let at = SystemTime::UNIX_EPOCH
-        + Duration::from_nanos(u64::try_from(at.timestamp_nanos_opt()?).ok()?);
-    let dir = match v["direction"].as_str()? {
-        "client_to_backend" => Dir::ClientToBackend,
-        _ => Dir::BackendToClient,
-    };
+    let at = super::parse::time(v["at"].as_str()?)?;
+    let dir = super::parse::dir_of(v["direction"].as_str()?).ok()?;
     let (kind, opcode) = match v["type"].as_str()? {
         "text" => (OpKind::Text, 1),
         "binary" => (OpKind::Binary, 2),

@@ -136,7 +136,7 @@ fn addr_of(v: &Value, key: &str) -> R<std::net::SocketAddr> {
     str_of(v, key)?.parse().map_err(|_| bad(key))
 }
 
-fn time(s: &str) -> Option<SystemTime> {
+pub(super) fn time(s: &str) -> Option<SystemTime> {
     let t = chrono::DateTime::parse_from_rfc3339(s).ok()?;
     let nanos = u64::try_from(t.timestamp_nanos_opt()?).ok()?;
     Some(SystemTime::UNIX_EPOCH + Duration::from_nanos(nanos))
@@ -150,7 +150,7 @@ fn secs(v: &Value) -> Option<Duration> {
     Duration::try_from_secs_f64(v.as_f64()?).ok()
 }
 
-fn dir_of(s: &str) -> R<Dir> {
+pub(super) fn dir_of(s: &str) -> R<Dir> {
     match s {
         "client_to_backend" => Ok(Dir::ClientToBackend),
         "backend_to_client" => Ok(Dir::BackendToClient),

@@ -112,43 +112,54 @@ impl Inflate {
             flate2::FlushDecompress::None
         };
         // Sized once, never cleared: inflating overwrites what it reports.
-        let mut out = std::mem::take(&mut self.out);
-        out.resize(8192, 0);
-        self.inflate_into(input, b, cap, flush, &mut out);
-        self.out = out;
-    }
-
-    fn inflate_into(
-        &mut self,
-        input: &[u8],
-        b: &mut Building,
-        cap: usize,
-        flush: flate2::FlushDecompress,
-        out: &mut [u8],
-    ) {
-        let mut rest = input;
-        loop {
-            let (in0, out0) = (self.z.total_in(), self.z.total_out());
-            if let Err(e) = self.z.decompress(rest, out, flush) {
-                self.broken = Some(format!("not valid deflate data: {e}"));
-                return;
-            }
-            let used = (self.z.total_in() - in0) as usize;
-            let made = (self.z.total_out() - out0) as usize;
-            rest = &rest[used..];
-            let Some(m) = &mut b.meta else {
-                return;
-            };
-            m.inflated_len += made as u64;
-            let room = cap.saturating_sub(b.inflated.len()).min(made);
-            b.inflated.extend_from_slice(&out[..room]);
-            if room < made {
+        self.out.resize(8192, 0);
+        let before = b.inflated.len();
+        let (made, error) = inflate_chunk(
+            &mut self.z,
+            input,
+            flush,
+            &mut self.out,
+            &mut b.inflated,
+            cap,
+        );
+        if let Some(m) = &mut b.meta {
+            m.inflated_len += made;
+            if ((b.inflated.len() - before) as u64) < made {
                 m.flags |= TRUNCATED;
             }
-            // Done once all input is in and the output buffer was not filled.
-            if (rest.is_empty() && made < out.len()) || (used == 0 && made == 0) {
-                return;
-            }
+        }
+        if error.is_some() {
+            self.broken = error;
+        }
+    }
+}
+
+/// Inflates `input` with `z` through `buf`, appending what it makes to `kept` up to
+/// `cap` bytes in all: how many bytes it made, and why it stopped early if it did.
+pub(super) fn inflate_chunk(
+    z: &mut flate2::Decompress,
+    input: &[u8],
+    flush: flate2::FlushDecompress,
+    buf: &mut [u8],
+    kept: &mut Vec<u8>,
+    cap: usize,
+) -> (u64, Option<String>) {
+    let mut rest = input;
+    let mut total = 0u64;
+    loop {
+        let (in0, out0) = (z.total_in(), z.total_out());
+        if let Err(e) = z.decompress(rest, buf, flush) {
+            return (total, Some(format!("not valid deflate data: {e}")));
+        }
+        let used = (z.total_in() - in0) as usize;
+        let made = (z.total_out() - out0) as usize;
+        rest = &rest[used..];
+        total += made as u64;
+        let room = cap.saturating_sub(kept.len()).min(made);
+        kept.extend_from_slice(&buf[..room]);
+        // Done once all input is in and the output buffer was not filled.
+        if (rest.is_empty() && made < buf.len()) || (used == 0 && made == 0) {
+            return (total, None);
         }
     }
 }

@@ -259,20 +259,10 @@ fn inflate(data: &[u8], cap: usize) -> Result<(Vec<u8>, u64), String> {
         (data, flate2::FlushDecompress::None),
         (&super::DEFLATE_TAIL[..], flate2::FlushDecompress::Sync),
     ] {
-        let mut rest = input;
-        loop {
-            let (in0, out0) = (z.total_in(), z.total_out());
-            z.decompress(rest, &mut buf, flush)
-                .map_err(|e| format!("not valid deflate data: {e}"))?;
-            let used = (z.total_in() - in0) as usize;
-            let made = (z.total_out() - out0) as usize;
-            rest = &rest[used..];
-            total += made as u64;
-            let room = cap.saturating_sub(out.len()).min(made);
-            out.extend_from_slice(&buf[..room]);
-            if (rest.is_empty() && made < buf.len()) || (used == 0 && made == 0) {
-                break;
-            }
+        let (made, error) = super::inflate_chunk(&mut z, input, flush, &mut buf, &mut out, cap);
+        total += made;
+        if let Some(why) = error {
+            return Err(why);
         }
     }
     Ok((out, total))
