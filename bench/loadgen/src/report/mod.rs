@@ -98,6 +98,8 @@ fn cpu_model() -> String {
 
 /// The heading of the section `loadgen soak --benchmarks` writes.
 pub const SOAK_HEADING: &str = "## Reload under load (soak)";
+/// Written by hand from `bench/spike.sh`'s figures (issue 16's engine prototypes).
+pub const ENGINES_HEADING: &str = "## Relay engine prototypes";
 
 /// The section of `doc` under `heading`, up to the next `## ` heading or the end.
 pub fn section<'a>(doc: &'a str, heading: &str) -> Option<&'a str> {
@@ -449,9 +451,9 @@ pub fn write(out: &Path, figs: &Figures, info: &RunInfo) -> Result<()> {
     }
     writeln!(w, "\n</details>")?;
     // The soak's and the capture's sections (`bench/soak.sh`, `bench/capture.sh`
-    // write them) are kept as they were.
+    // write them) and the engine prototypes' are kept as they were.
     let old = std::fs::read_to_string(out).unwrap_or_default();
-    for heading in [SOAK_HEADING, crate::capture::HEADING] {
+    for heading in [SOAK_HEADING, crate::capture::HEADING, ENGINES_HEADING] {
         if let Some(kept) = section(&old, heading) {
             s.push('\n');
             s.push_str(kept);
