@@ -50,9 +50,12 @@ pub(super) struct Controls {
     pending: Mutex<VecDeque<Outgoing>>,
     /// By [`super::ping::dir_index`].
     held: [AtomicBool; 2],
-    /// What observers see of each hold.
-    holds: Mutex<[Option<HoldState>; 2]>,
+    /// What observers see of each hold (boxed: held in every tunnel, used by few).
+    holds: Mutex<Option<Box<Holds>>>,
 }
+
+/// Each direction's hold, by [`super::ping::dir_index`].
+pub(super) type Holds = [Option<HoldState>; 2];
 
 impl TunnelShared {
     /// Queues a message toward `to`; the relay sends it at the next boundary.
@@ -82,7 +85,8 @@ impl TunnelShared {
         };
         let i = super::ping::dir_index(dir);
         self.controls.held[i].store(on, Ordering::Relaxed);
-        let mut holds = lock(&self.controls.holds);
+        let mut guard = lock(&self.controls.holds);
+        let holds = guard.get_or_insert_with(Default::default);
         holds[i] = match (on, holds[i].take()) {
             (true, Some(kept)) => Some(kept),
             (true, None) => Some(HoldState {
@@ -95,7 +99,7 @@ impl TunnelShared {
             }),
             (false, _) => None,
         };
-        drop(holds);
+        drop(guard);
         self.wake.notify_one();
         Ok(())
     }
@@ -109,8 +113,7 @@ impl TunnelShared {
     pub fn holds(&self) -> Vec<HoldState> {
         lock(&self.controls.holds)
             .iter()
-            .flatten()
-            .cloned()
+            .flat_map(|h| h.iter().flatten().cloned())
             .collect()
     }
 }
@@ -173,14 +176,16 @@ pub(super) fn place(relay: &mut Relay, ctx: &mut Ctx<'_>) -> Option<Instant> {
 
 /// Looks at what waits behind each hold and publishes what changed (a hold begun,
 /// released, or more waiting). Returns whether any direction is still held.
-pub(super) fn look(relay: &Relay, ctx: &Ctx<'_>, known: &mut [Option<HoldState>; 2]) -> bool {
+pub(super) fn look(relay: &Relay, ctx: &Ctx<'_>, known: &mut Holds) -> bool {
     let shared = ctx.shared;
     let mut any = false;
     for (i, dir) in [Dir::ClientToBackend, Dir::BackendToClient]
         .into_iter()
         .enumerate()
     {
-        let mut state = lock(&shared.controls.holds)[i].clone();
+        let mut state = lock(&shared.controls.holds)
+            .as_ref()
+            .and_then(|h| h[i].clone());
         if let Some(s) = &mut state {
             any = true;
             let reader = match dir {
@@ -188,7 +193,10 @@ pub(super) fn look(relay: &Relay, ctx: &Ctx<'_>, known: &mut [Option<HoldState>;
                 Dir::BackendToClient => &relay.backend,
             };
             waiting(reader, &lock(shared.scanner(dir)), s);
-            if let Some(kept) = lock(&shared.controls.holds)[i].as_mut() {
+            if let Some(kept) = lock(&shared.controls.holds)
+                .as_mut()
+                .and_then(|h| h[i].as_mut())
+            {
                 *kept = s.clone();
             }
         }

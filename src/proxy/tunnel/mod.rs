@@ -102,6 +102,15 @@ pub async fn run(
     settings: RelaySettings,
     bus: &broadcast::Sender<Event>,
 ) -> Ending {
+    // Taken apart: each setting lives where it is used, not twice in the task.
+    let RelaySettings {
+        idle,
+        close_grace,
+        strict,
+        close_on_backend_loss,
+        ping,
+        capture,
+    } = settings;
     let mut relay = Relay {
         client,
         backend,
@@ -112,34 +121,53 @@ pub async fn run(
     let mut ctx = Ctx {
         shared,
         bus,
-        strict: settings.strict,
+        strict,
         last_active: started,
         anchor: (started, SystemTime::now()),
         first_close: None,
         backend_error: None,
         policy: None,
-        close_on_backend_loss: settings.close_on_backend_loss,
+        close_on_backend_loss,
         pong: [None, None],
-        capture: settings.capture.clone(),
+        capture,
     };
-    let mut pinger = settings.ping.map(Pinger::new);
+    let mut pinger = ping.map(Pinger::new);
     let mut ping_due = pinger.as_ref().map_or(started, |p| p.first_due(started));
-    let idle = settings.idle;
-    let mut idle_deadline = tokio::time::Instant::now() + idle;
+    let mut idle_deadline = Instant::now() + idle;
     let mut gone = false;
-    let mut delayed: Option<CloseRequest> = None;
+    let mut delayed: Option<Box<CloseRequest>> = None;
     // When to try placing injections again, and to look behind holds.
     let mut place_due: Option<Instant> = None;
     let mut look_due: Option<Instant> = None;
-    let mut holds = [None, None];
-    let (code, reason, by) = loop {
+    // What observers were last told of the holds (boxed once there are any).
+    let mut holds: Option<Box<inject::Holds>> = None;
+    // One timer for every deadline the tunnel keeps, set to the earliest: each timer
+    // is state the idle tunnel holds, and a branch each wake-up polls.
+    let timer = tokio::time::sleep_until(tokio::time::Instant::now());
+    tokio::pin!(timer);
+    let (code, reason, by) = 'relay: loop {
+        let due = [
+            delayed.as_ref().and_then(|r| r.not_before),
+            place_due,
+            look_due,
+            pinger.is_some().then_some(ping_due),
+            (!idle.is_zero()).then_some(idle_deadline),
+        ]
+        .into_iter()
+        .flatten()
+        .min();
+        if let Some(at) = due.map(tokio::time::Instant::from_std) {
+            if timer.deadline() != at {
+                timer.as_mut().reset(at);
+            }
+        }
         tokio::select! {
             res = relay.run(Mode::Relay, &mut ctx) => match res {
                 Ok(Stop::Policy) => {
                     let policy = ctx.policy.expect("a policy stop records why");
                     let (to_client, to_backend) = policy.closes();
-                    let deadline = tokio::time::Instant::now() + settings.close_grace;
-                    close_on_purpose(&mut relay, &mut ctx, deadline, to_client, to_backend).await;
+                    let deadline = tokio::time::Instant::now() + close_grace;
+                    Box::pin(close_on_purpose(&mut relay, &mut ctx, deadline, to_client, to_backend)).await;
                     let (code, reason) = match policy.dir {
                         Dir::ClientToBackend => to_client,
                         Dir::BackendToClient => to_backend,
@@ -180,66 +208,68 @@ pub async fn run(
                     }
                 }
             }
-            _ = tokio::time::sleep_until(
-                delayed.as_ref().and_then(|r| r.not_before).unwrap_or_else(Instant::now).into()
-            ), if delayed.is_some() => {
-                let req = delayed.take().expect("a delayed close is pending");
-                break (req.code, req.reason, req.by);
-            }
-            _ = tokio::time::sleep_until(place_due.unwrap_or_else(Instant::now).into()),
-                if place_due.is_some() =>
-            {
-                place_due = inject::place(&mut relay, &mut ctx);
-            }
-            _ = tokio::time::sleep_until(look_due.unwrap_or_else(Instant::now).into()),
-                if look_due.is_some() =>
-            {
-                look_due = inject::look(&relay, &ctx, &mut holds)
-                    .then(|| Instant::now() + inject::LOOK);
-            }
-            _ = tokio::time::sleep_until(ping_due.into()), if pinger.is_some() => {
-                let p = pinger.as_mut().expect("pings are on");
-                match p.tick(&mut relay, &mut ctx, Instant::now()) {
-                    Ok(next) => ping_due = next,
-                    Err(dead) => {
-                        let reason = match dead {
-                            Side::Client => "client missed ping",
-                            _ => "backend missed ping",
-                        };
-                        let deadline = tokio::time::Instant::now() + settings.close_grace;
-                        close_dead_side(&mut relay, &mut ctx, dead, deadline, reason).await;
-                        return Ending {
-                            side: dead,
-                            code: Some(crate::ws::close::GOING_AWAY),
-                            reason: reason.to_string(),
-                            error: None,
-                            limit: None,
-                        };
+            _ = &mut timer, if due.is_some() => {
+                let now = Instant::now();
+                let is_due = |at: Option<Instant>| at.is_some_and(|at| at <= now);
+                if is_due(place_due) {
+                    place_due = inject::place(&mut relay, &mut ctx);
+                }
+                if is_due(look_due) {
+                    look_due = inject::look(&relay, &ctx, holds.get_or_insert_with(Default::default))
+                        .then(|| Instant::now() + inject::LOOK);
+                }
+                if let Some(p) = pinger.as_mut().filter(|_| ping_due <= now) {
+                    match p.tick(&mut relay, &mut ctx, now) {
+                        Ok(next) => ping_due = next,
+                        Err(dead) => {
+                            let reason = match dead {
+                                Side::Client => "client missed ping",
+                                _ => "backend missed ping",
+                            };
+                            let deadline = tokio::time::Instant::now() + close_grace;
+                            Box::pin(close_dead_side(&mut relay, &mut ctx, dead, deadline, reason)).await;
+                            return Ending {
+                                side: dead,
+                                code: Some(crate::ws::close::GOING_AWAY),
+                                reason: reason.to_string(),
+                                error: None,
+                                limit: None,
+                            };
+                        }
+                    }
+                }
+                if is_due(delayed.as_ref().and_then(|r| r.not_before)) {
+                    let req = delayed.take().expect("a delayed close is pending");
+                    break 'relay (req.code, req.reason, req.by);
+                }
+                if !idle.is_zero() && idle_deadline <= now {
+                    let quiet = ctx.last_active.elapsed();
+                    // A held tunnel is silent because an operator holds it: the time
+                    // held counts as activity, so a release does not meet an overdue
+                    // cut.
+                    if look_due.is_some() {
+                        ctx.last_active = Instant::now();
+                        idle_deadline = Instant::now() + idle;
+                    } else if quiet >= idle {
+                        break 'relay (1001, "idle timeout".to_string(), None);
+                    } else {
+                        idle_deadline = Instant::now() + (idle - quiet);
                     }
                 }
             }
-            _ = tokio::time::sleep_until(idle_deadline), if !idle.is_zero() => {
-                let quiet = ctx.last_active.elapsed();
-                // A held tunnel is silent because an operator holds it: the time held
-                // counts as activity, so a release does not meet an overdue cut.
-                if look_due.is_some() {
-                    ctx.last_active = Instant::now();
-                    idle_deadline = tokio::time::Instant::now() + idle;
-                    continue;
-                }
-                if quiet >= idle {
-                    break (1001, "idle timeout".to_string(), None);
-                }
-                idle_deadline = tokio::time::Instant::now() + (idle - quiet);
-            }
         }
     };
-    let mut deadline = tokio::time::Instant::now() + settings.close_grace;
+    let mut deadline = tokio::time::Instant::now() + close_grace;
     if let Some(by) = by {
         deadline = deadline.min(by.into());
     }
     let close = (code, reason.as_str());
-    close_on_purpose(&mut relay, &mut ctx, deadline, close, close).await;
+    // Boxed, as the closes above: a future awaited once per tunnel, at its end,
+    // need not be room every idle tunnel holds.
+    Box::pin(close_on_purpose(
+        &mut relay, &mut ctx, deadline, close, close,
+    ))
+    .await;
     Ending {
         // A vanished backend ended it; the code is the Close the client was given.
         side: if gone { Side::Backend } else { Side::Proxy },

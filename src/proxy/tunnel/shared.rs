@@ -43,7 +43,8 @@ pub struct TunnelShared {
     pub handshake: Handshake,
     pub(super) c2b: Mutex<Scanner>,
     pub(super) b2c: Mutex<Scanner>,
-    pub(super) close: Mutex<Option<CloseRequest>>,
+    /// Boxed: every tunnel holds the slot, few ever fill it.
+    pub(super) close: Mutex<Option<Box<CloseRequest>>>,
     /// Set by the first close request (the mailbox empties once the relay takes it).
     closing: std::sync::atomic::AtomicBool,
     pub(super) wake: Notify,
@@ -53,7 +54,7 @@ pub struct TunnelShared {
     /// Injections waiting and holds.
     pub(super) controls: super::inject::Controls,
     /// How it ended, once it has.
-    ending: std::sync::OnceLock<super::Ending>,
+    ending: std::sync::OnceLock<Box<super::Ending>>,
 }
 
 impl TunnelShared {
@@ -135,12 +136,12 @@ impl TunnelShared {
         let mut slot = lock(&self.close);
         match slot.as_mut() {
             None => {
-                *slot = Some(CloseRequest {
+                *slot = Some(Box::new(CloseRequest {
                     code,
                     reason: reason.to_string(),
                     by,
                     not_before,
-                })
+                }))
             }
             Some(req) => {
                 req.by = match (req.by, by) {
@@ -201,12 +202,12 @@ impl TunnelShared {
 
     /// Records how the tunnel ended (once).
     pub fn set_ended(&self, ending: &super::Ending) {
-        let _ = self.ending.set(ending.clone());
+        let _ = self.ending.set(Box::new(ending.clone()));
     }
 
     /// How it ended, once it has.
     pub fn ended(&self) -> Option<super::Ending> {
-        self.ending.get().cloned()
+        self.ending.get().map(|e| (**e).clone())
     }
 
     /// The captured messages numbered at or after `next` (client→backend,
