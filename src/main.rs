@@ -24,6 +24,14 @@ use tunnelscope::dashboard::{self, input::KillClose, Exit, LogReceiver};
 use tunnelscope::proxy::ProxyHandle;
 use upgrade::{retire, Upgrader};
 
+#[cfg(feature = "jemalloc")]
+#[global_allocator]
+static ALLOC: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
+#[cfg(all(feature = "mimalloc", not(feature = "jemalloc")))]
+#[global_allocator]
+static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match &cli.command {
@@ -34,6 +42,7 @@ fn main() -> ExitCode {
                     Ok(logging) => logging,
                     Err(e) => return fail(e),
                 };
+            return_memory_in_background();
             // The writer is flushed once everything has run.
             return block_on(demo(logging.pane.take()));
         }
@@ -111,7 +120,20 @@ fn main() -> ExitCode {
         Ok(logging) => logging,
         Err(e) => return fail(e),
     };
+    return_memory_in_background();
     block_on(run(config, logging.pane.take(), handed))
+}
+
+/// Has jemalloc give freed memory back to the system from a thread of its own
+/// (pages unused for about 10 s): after a burst of tunnels has closed, the event
+/// loops may sit idle and never call into the allocator again, so without it the
+/// memory would stay with the process. Starts a thread, so not before the sockets
+/// of a binary upgrade are taken over.
+fn return_memory_in_background() {
+    #[cfg(feature = "jemalloc")]
+    if let Err(e) = tikv_jemalloc_ctl::background_thread::write(true) {
+        tracing::warn!(error = %e, "the allocator cannot give memory back in the background");
+    }
 }
 
 /// `tunnelscope upgrade --pid PID`: asks that process for a binary upgrade.

@@ -91,6 +91,10 @@ pub struct Args {
     /// Seconds to wait after the last close for the proxy's descriptors to return to the baseline.
     #[arg(long, default_value_t = 15.0)]
     pub fd_wait: f64,
+    /// Seconds after the last tunnel ended to read the proxy's memory again: what
+    /// the allocator gives back once the burst is over (0: don't wait).
+    #[arg(long, default_value_t = 15.0)]
+    pub settle: f64,
     /// The tunnelscope binary to start.
     #[arg(long, default_value = "target/release/tunnelscope")]
     pub tunnelscope: PathBuf,
@@ -258,6 +262,8 @@ struct Outcome {
     unfinished: u64,
     backend_left: u64,
     after_close: Option<Sample>,
+    /// `--settle` seconds after the last tunnel ended.
+    settled: Option<Sample>,
     fd_back_secs: Option<f64>,
     cpu: Option<(f64, f64)>,
     soak_secs: f64,
@@ -419,6 +425,12 @@ async fn drive(
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
     }
+    let mut settled = None;
+    if baseline.is_some() && args.settle > 0.0 {
+        let at = closed_at + Duration::from_secs_f64(args.settle);
+        tokio::time::sleep_until(at.into()).await;
+        settled = sample(f64::NAN);
+    }
     Ok(Outcome {
         baseline,
         samples,
@@ -427,6 +439,7 @@ async fn drive(
         unfinished,
         backend_left,
         after_close,
+        settled,
         fd_back_secs,
         cpu,
         soak_secs,

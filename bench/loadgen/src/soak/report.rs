@@ -182,7 +182,7 @@ pub(super) fn report(
             let peak = o.samples.iter().map(|s| s.fds).max().unwrap_or(0);
             let after = o.after_close.map(|s| s.fds);
             println!(
-                "proxy descriptors: baseline {}, peak {} (baseline + {}), after close {} ({}); rss after close {} KiB",
+                "proxy descriptors: baseline {}, peak {} (baseline + {}), after close {} ({}); rss after close {} KiB, {} s later {} KiB",
                 base.fds,
                 peak,
                 peak.saturating_sub(base.fds),
@@ -192,6 +192,8 @@ pub(super) fn report(
                     None => format!("NOT back to baseline within {} s", args.fd_wait),
                 },
                 o.after_close.map_or("-".into(), |s| s.rss_kib.to_string()),
+                args.settle,
+                o.settled.map_or("-".into(), |s| s.rss_kib.to_string()),
             );
             check(
                 o.fd_back_secs.is_some(),
