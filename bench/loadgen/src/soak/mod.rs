@@ -428,7 +428,7 @@ async fn drive(
     let mut settled = None;
     if baseline.is_some() && args.settle > 0.0 {
         let at = closed_at + Duration::from_secs_f64(args.settle);
-        tokio::time::sleep_until(at.into()).await;
+        tokio::time::sleep_until(at).await;
         settled = sample(f64::NAN);
     }
     Ok(Outcome {
