@@ -130,8 +130,11 @@ fn main() -> ExitCode {
 /// memory would stay with the process. Starts a thread, so not before the sockets
 /// of a binary upgrade are taken over.
 fn return_memory_in_background() {
+    // One such thread is plenty for a proxy (jemalloc would start one per CPU).
     #[cfg(feature = "jemalloc")]
-    if let Err(e) = tikv_jemalloc_ctl::background_thread::write(true) {
+    if let Err(e) = tikv_jemalloc_ctl::max_background_threads::write(1)
+        .and_then(|_| tikv_jemalloc_ctl::background_thread::write(true))
+    {
         tracing::warn!(error = %e, "the allocator cannot give memory back in the background");
     }
 }
