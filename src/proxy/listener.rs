@@ -15,7 +15,9 @@ use super::admission::ConnSlot;
 use super::headtimer::{FramingConflict, HeadTimer, InFlight};
 use super::registry::Registry;
 use super::request::{handle, ConnInfo};
-use super::stream::Stream;
+use socket2::SockRef;
+
+use super::stream::{tune_socket, Stream, Tuning};
 
 /// hyper refuses read buffers under 8 KiB.
 const HYPER_MIN_BUF: usize = 8192;
@@ -34,6 +36,10 @@ pub struct Bound {
 pub async fn serve(core: Arc<Registry>, mut bound: Bound) {
     let mut shutdown = core.shutdown_signal();
     let mut accept_errors = crate::throttle::Throttle::new(Duration::from_secs(1));
+    // What the listening socket passes on to the sockets it accepts (`None`: not
+    // tuned yet, or it refuses, and then each connection is tuned on its own).
+    let mut passed_on: Option<Tuning> = None;
+    let mut listener_refuses = false;
     loop {
         let (tcp, peer) = tokio::select! {
             _ = super::registry::shutdown_begun(&mut shutdown) => break,
@@ -56,6 +62,25 @@ pub async fn serve(core: Arc<Registry>, mut bound: Bound) {
             drop(tcp);
             continue;
         };
+        // The first connection, and the first after a reload that changed the
+        // keepalive settings, came with the listener's old options: it is tuned on
+        // its own, and the listener is tuned for those that follow.
+        let timeouts = &core.config().timeouts;
+        let wanted = Tuning::of(timeouts);
+        if passed_on != Some(wanted) {
+            if let Err(e) = tune_socket(SockRef::from(&tcp), timeouts) {
+                debug!(%peer, error = %e, "cannot tune the connection's socket");
+            }
+            if !listener_refuses {
+                match tune_socket(SockRef::from(&bound.listener), timeouts) {
+                    Ok(()) => passed_on = Some(wanted),
+                    Err(e) => {
+                        debug!(listener = %bound.name, error = %e, "cannot tune the listening socket; tuning each connection");
+                        listener_refuses = true;
+                    }
+                }
+            }
+        }
         let span = tracing::info_span!("conn", %peer, listener = %bound.name);
         let core = core.clone();
         let name = bound.name.clone();
@@ -83,7 +108,6 @@ async fn serve_conn(
     // One config for the whole connection set-up (a reload swaps it meanwhile).
     let config = core.config();
     let timeouts = &config.timeouts;
-    super::stream::tune_tcp(&tcp, timeouts);
     let stream = match tls {
         None => Stream::Plain(tcp),
         Some(acceptor) => {

@@ -514,6 +514,65 @@ async fn both_sides_of_a_tunnel_get_tcp_keepalive_as_configured() {
     assert!(!keepalive_of(fd).0);
 }
 
+/// Whether a socket sends without Nagle's delay.
+fn nodelay_of(fd: std::os::fd::RawFd) -> bool {
+    // SAFETY: as in proxy_socket.
+    let fd_ref = unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) };
+    socket2::SockRef::from(&fd_ref).tcp_nodelay().unwrap()
+}
+
+/// The client side's socket options come from the listening socket, which Linux
+/// copies to every socket it accepts (sparing each handshake five system calls): a
+/// reload that changes keepalive reaches the connections accepted after it, leaves
+/// those before it as they were, and turning keepalive off turns it off.
+#[tokio::test]
+async fn keepalive_changed_by_a_reload_reaches_the_connections_accepted_after_it() {
+    let b = Backend::start("b").await;
+    let dir = tempfile::TempDir::new().unwrap();
+    let path = dir.path().join("tunnelscope.toml");
+    let write = |idle: &str| {
+        let top = format!(
+            "[timeouts]\nkeepalive_idle = \"{idle}\"\nkeepalive_interval = \"7s\"\nkeepalive_count = 4\n"
+        );
+        std::fs::write(&path, format!("{top}{}", simple_config(&[&b], ""))).unwrap();
+    };
+    write("45s");
+    let config = tunnelscope::config::Config::load(&path).unwrap();
+    let proxy = tunnelscope::proxy::start(config).await.unwrap();
+    let addr = proxy.local_addrs()[0];
+    let mut held = Vec::new();
+    let next = async |held: &mut Vec<_>| {
+        let mut ws = connect(addr, "/").await;
+        assert_eq!(whoami(&mut ws).await, "b");
+        let fd = proxy_socket(addr, local_addr(&ws)).expect("the proxy's socket to the client");
+        held.push(ws);
+        assert!(nodelay_of(fd), "the client side sends without delay");
+        keepalive_of(fd)
+    };
+    let secs = Duration::from_secs;
+    let first = (true, secs(45), secs(7), 4);
+    // The first connection is tuned on its own, the second inherits.
+    assert_eq!(next(&mut held).await, first);
+    assert_eq!(next(&mut held).await, first);
+    let reload = async || {
+        use tunnelscope::control::{Command, Outcome};
+        let outcome = proxy.control().send(Command::Reload).await.unwrap();
+        assert!(matches!(outcome, Outcome::Reloaded(_)), "{outcome:?}");
+    };
+    write("20s");
+    reload().await;
+    let second = (true, secs(20), secs(7), 4);
+    assert_eq!(next(&mut held).await, second);
+    assert_eq!(next(&mut held).await, second);
+    write("0s");
+    reload().await;
+    assert!(!next(&mut held).await.0);
+    assert!(!next(&mut held).await.0);
+    // Those accepted before a reload keep what they were given.
+    let oldest = proxy_socket(addr, local_addr(&held[0])).unwrap();
+    assert_eq!(keepalive_of(oldest), first);
+}
+
 /// The proxy's socket connected to `backend` (not the backend's own accepted one,
 /// whose local end is the backend's address; nor the client's).
 fn proxy_socket_to(backend: SocketAddr, proxy_addr: SocketAddr) -> Option<std::os::fd::RawFd> {
