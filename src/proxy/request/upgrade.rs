@@ -399,6 +399,9 @@ async fn run_tunnel(
             backend: config.timeouts.ping.backend(),
         }),
     };
+    // Not held for the tunnel's life: a long tunnel would keep every configuration
+    // it outlived, and the task room for it.
+    drop(config);
     let _cut = EndGuard(&shared);
     let ending = tunnel::run(
         &shared,

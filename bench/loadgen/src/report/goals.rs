@@ -5,10 +5,12 @@ use super::{fmt, med};
 use crate::plan::Figures;
 use crate::targets::Kind;
 
-/// One goal from the issue: tunnelscope's figure against a reference target's.
+/// One goal from the issue: a tunnelscope figure against a reference target's.
 struct Goal {
     what: &'static str,
     key: &'static str,
+    /// Which tunnelscope column the figure comes from.
+    subject: Kind,
     reference: Kind,
     /// Met when `ratio <= factor` (lower is better) or `ratio >= factor`.
     lower_better: bool,
@@ -16,10 +18,14 @@ struct Goal {
     goal: &'static str,
 }
 
+/// Issue 16's targets. CPU per message compares one event loop with nginx's one
+/// worker, as the issue asks (two against two would need a two-worker nginx, which
+/// this run does not start); the rest compare tunnelscope at its defaults.
 const GOALS: &[Goal] = &[
     Goal {
-        what: "CPU per relayed message",
+        what: "CPU per relayed message, one loop vs one worker",
         key: "echo.cpu_us",
+        subject: Kind::TunnelscopeOneLoop,
         reference: Kind::Nginx,
         lower_better: true,
         factor: 0.8,
@@ -28,58 +34,65 @@ const GOALS: &[Goal] = &[
     Goal {
         what: "echo messages/s",
         key: "echo.msgs",
+        subject: Kind::Tunnelscope,
         reference: Kind::Nginx,
         lower_better: false,
-        factor: 1.0,
-        goal: "≥ nginx",
-    },
-    Goal {
-        what: "1 MiB messages MB/s",
-        key: "large.mbs",
-        reference: Kind::Nginx,
-        lower_better: false,
-        factor: 3.0,
-        goal: "≥ 3 × nginx",
+        factor: 1.1,
+        goal: "≥ 1.1 × nginx",
     },
     Goal {
         what: "round trip p99",
         key: "echo.p99",
+        subject: Kind::Tunnelscope,
         reference: Kind::Nginx,
         lower_better: true,
         factor: 1.0,
         goal: "≤ nginx",
     },
     Goal {
+        what: "1 MiB messages MB/s",
+        key: "large.mbs",
+        subject: Kind::Tunnelscope,
+        reference: Kind::Direct,
+        lower_better: false,
+        factor: 0.8,
+        goal: "≥ 0.8 × direct",
+    },
+    Goal {
         what: "memory per idle tunnel, plain",
         key: "idle.kib",
+        subject: Kind::Tunnelscope,
         reference: Kind::Haproxy,
         lower_better: true,
-        factor: 1.0,
-        goal: "≤ HAProxy",
+        factor: 0.5,
+        goal: "≤ 0.5 × HAProxy",
     },
     Goal {
         what: "memory per idle tunnel, TLS",
         key: "idle_tls.kib",
+        subject: Kind::Tunnelscope,
         reference: Kind::Haproxy,
         lower_better: true,
-        factor: 1.0,
-        goal: "≤ HAProxy",
+        factor: 0.5,
+        goal: "≤ 0.5 × HAProxy",
     },
     Goal {
         what: "handshakes/s, plain",
         key: "hs.rate",
+        subject: Kind::Tunnelscope,
         reference: Kind::Nginx,
         lower_better: false,
-        factor: 1.0,
-        goal: "≥ nginx",
+        factor: 1.2,
+        goal: "≥ 1.2 × nginx",
     },
     Goal {
         what: "handshakes/s, TLS",
         key: "hs_tls.rate",
+        subject: Kind::Tunnelscope,
         reference: Kind::Nginx,
         lower_better: false,
-        factor: 1.0,
-        goal: "≥ nginx",
+        factor: 1.2,
+        goal: "≥ 1.2 × nginx",
     },
 ];
 
@@ -88,7 +101,7 @@ const GOALS: &[Goal] = &[
 pub(super) fn goal_lines(figs: &Figures, dashboard: &str) -> Vec<[String; 6]> {
     let mut out = Vec::new();
     for g in GOALS {
-        let ts = med(figs, Kind::Tunnelscope, g.key);
+        let ts = med(figs, g.subject, g.key);
         let rf = med(figs, g.reference, g.key);
         let (ratio, met) = match (ts, rf) {
             (Some(t), Some(r)) if r > 0.0 => {
