@@ -24,13 +24,9 @@ while [[ $# -gt 0 ]]; do
     esac
 done
 ulimit -n 40000 2>/dev/null || ulimit -n "$(ulimit -Hn)"
-work="$(mktemp -d /tmp/tunnelscope-alloc.XXXXXX)"
-pids=()
-cleanup() {
-    for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-    rm -rf "$work"
-}
-trap cleanup EXIT
+# shellcheck source=bench/common.sh
+. "$here/common.sh"
+start_work alloc
 (cd "$here/loadgen" && cargo build --release -q)
 for a in glibc jemalloc mimalloc; do
     case $a in
@@ -43,8 +39,6 @@ for a in glibc jemalloc mimalloc; do
 done
 (cd "$repo" && cargo build --release -q) # leave the default build in place
 L="$here/loadgen/target/release/loadgen"
-port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-wait_port() { for _ in $(seq 100); do (exec 3<>/dev/tcp/127.0.0.1/"$1") 2>/dev/null && return 0; sleep 0.1; done; echo "nothing listens on $1" >&2; exit 1; }
 bp=$(port); "$L" backend --plain "127.0.0.1:$bp" >"$work/backend.log" 2>&1 & pids+=($!)
 wait_port "$bp"
 tp=$(port)

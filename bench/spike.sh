@@ -30,15 +30,9 @@ done
 (cd "$here/relay-spike" && cargo build --release -q)
 L="$here/loadgen/target/release/loadgen"
 S="$here/relay-spike/target/release/relay-spike"
-work="$(mktemp -d /tmp/tunnelscope-spike.XXXXXX)"
-pids=()
-cleanup() {
-    for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-    rm -rf "$work"
-}
-trap cleanup EXIT
-port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-wait_port() { for _ in $(seq 100); do (exec 3<>/dev/tcp/127.0.0.1/"$1") 2>/dev/null && return 0; sleep 0.1; done; echo "nothing listens on $1" >&2; exit 1; }
+# shellcheck source=bench/common.sh
+. "$here/common.sh"
+start_work spike
 
 bp=$(port); "$L" backend --plain "127.0.0.1:$bp" >"$work/backend.log" 2>&1 & pids+=($!)
 wait_port "$bp"

@@ -36,8 +36,13 @@ fn main() {
     }
 }
 
-fn epoll(listener: std::net::TcpListener, backend: SocketAddr) {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+/// Accepts on one current-thread tokio runtime; each client gets a task that
+/// connects the backend (both without Nagle's delay) and hands the pair to `relay`.
+pub fn serve<F, Fut>(listener: std::net::TcpListener, backend: SocketAddr, relay: F)
+where
+    F: Fn(tokio::net::TcpStream, tokio::net::TcpStream) -> Fut + Copy + Send + 'static,
+    Fut: std::future::Future<Output = ()> + Send + 'static,
+{
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -55,29 +60,33 @@ fn epoll(listener: std::net::TcpListener, backend: SocketAddr) {
                 };
                 let _ = client.set_nodelay(true);
                 let _ = server.set_nodelay(true);
-                let (cr, cw) = client.into_split();
-                let (sr, sw) = server.into_split();
-                async fn pipe(
-                    mut r: tokio::net::tcp::OwnedReadHalf,
-                    mut w: tokio::net::tcp::OwnedWriteHalf,
-                ) {
-                    let mut s = scan::Scanner::default();
-                    let mut buf = vec![0u8; 32 * 1024];
-                    loop {
-                        let n = match r.read(&mut buf).await {
-                            Ok(0) | Err(_) => break,
-                            Ok(n) => n,
-                        };
-                        s.feed(&buf[..n]);
-                        if w.write_all(&buf[..n]).await.is_err() {
-                            break;
-                        }
-                    }
-                    let _ = w.shutdown().await;
-                }
-                tokio::spawn(pipe(sr, cw));
-                pipe(cr, sw).await;
+                relay(client, server).await;
             });
         }
+    });
+}
+
+fn epoll(listener: std::net::TcpListener, backend: SocketAddr) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    async fn pipe(mut r: tokio::net::tcp::OwnedReadHalf, mut w: tokio::net::tcp::OwnedWriteHalf) {
+        let mut s = scan::Scanner::default();
+        let mut buf = vec![0u8; 32 * 1024];
+        loop {
+            let n = match r.read(&mut buf).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => n,
+            };
+            s.feed(&buf[..n]);
+            if w.write_all(&buf[..n]).await.is_err() {
+                break;
+            }
+        }
+        let _ = w.shutdown().await;
+    }
+    serve(listener, backend, |client, server| async move {
+        let (cr, cw) = client.into_split();
+        let (sr, sw) = server.into_split();
+        tokio::spawn(pipe(sr, cw));
+        pipe(cr, sw).await;
     });
 }

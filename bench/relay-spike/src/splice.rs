@@ -125,27 +125,9 @@ async fn pipe(r: Arc<TcpStream>, w: Arc<TcpStream>) -> io::Result<()> {
 }
 
 pub fn run(listener: std::net::TcpListener, backend: SocketAddr) {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    rt.block_on(async move {
-        listener.set_nonblocking(true).unwrap();
-        let listener = tokio::net::TcpListener::from_std(listener).unwrap();
-        loop {
-            let Ok((client, _)) = listener.accept().await else {
-                continue;
-            };
-            tokio::spawn(async move {
-                let Ok(server) = TcpStream::connect(backend).await else {
-                    return;
-                };
-                let _ = client.set_nodelay(true);
-                let _ = server.set_nodelay(true);
-                let (c, s) = (Arc::new(client), Arc::new(server));
-                tokio::spawn(pipe(s.clone(), c.clone()));
-                let _ = pipe(c, s).await;
-            });
-        }
+    crate::serve(listener, backend, |client, server| async move {
+        let (c, s) = (Arc::new(client), Arc::new(server));
+        tokio::spawn(pipe(s.clone(), c.clone()));
+        let _ = pipe(c, s).await;
     });
 }
