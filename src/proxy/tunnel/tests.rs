@@ -105,24 +105,34 @@ async fn relay(strict: bool) -> Running {
     .await
 }
 
+/// The relay between two plain streams, nothing read ahead on either.
+fn plain_run<'a>(
+    shared: &'a TunnelShared,
+    client_side: TcpStream,
+    backend_side: TcpStream,
+    settings: RelaySettings,
+    bus: &'a broadcast::Sender<Event>,
+) -> impl std::future::Future<Output = Ending> + 'a {
+    let (client, backend) = (Stream::Plain(client_side), Stream::Plain(backend_side));
+    run(
+        shared,
+        client,
+        Bytes::new(),
+        backend,
+        Bytes::new(),
+        settings,
+        bus,
+    )
+}
+
 async fn relay_with(settings: RelaySettings) -> Running {
     let (client, client_side) = tcp_pair().await;
     let (backend_side, backend) = tcp_pair().await;
     let shared = shared();
     let (bus, events) = broadcast::channel(64);
     let s = shared.clone();
-    let relay = tokio::spawn(async move {
-        run(
-            &s,
-            Stream::Plain(client_side),
-            Bytes::new(),
-            Stream::Plain(backend_side),
-            Bytes::new(),
-            settings,
-            &bus,
-        )
-        .await
-    });
+    let relay =
+        tokio::spawn(async move { plain_run(&s, client_side, backend_side, settings, &bus).await });
     Running {
         client,
         backend,
@@ -421,15 +431,7 @@ async fn an_idle_tunnel_holds_a_small_task_and_state() {
         ping: None,
         capture: CaptureSettings::off(),
     };
-    let task = run(
-        &s,
-        Stream::Plain(client_side),
-        Bytes::new(),
-        Stream::Plain(backend_side),
-        Bytes::new(),
-        settings,
-        &bus,
-    );
+    let task = plain_run(&s, client_side, backend_side, settings, &bus);
     let task_bytes = std::mem::size_of_val(&task);
     assert!(task_bytes <= 1400, "the relay task is {task_bytes} bytes");
     let shared_bytes = std::mem::size_of::<TunnelShared>();
