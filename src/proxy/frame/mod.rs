@@ -14,8 +14,8 @@
 //! tokio, so it can be fed byte by byte in tests and fuzzed. Chunks may be split
 //! anywhere, including inside a header; the header is collected in a fixed 14-byte
 //! buffer, so scanning allocates nothing per frame (the ring and one buffer for all
-//! its previews are allocated together at the first frame, and then reused: a
-//! tunnel's memory stops growing once it has seen one frame).
+//! its previews grow together over the first frames, up to the ring's size, and are
+//! then reused: a tunnel's memory stops growing once it has seen that many frames).
 //!
 //! - `limits`: message size and rate limits, and checked feeding (limits, strict).
 //! - `samples`: the ring of recent frame summaries.

@@ -80,11 +80,16 @@ impl Scanner {
             injected: false,
         };
         if slot == self.ring.len() {
-            // Still filling the ring. The only allocations, both at the first frame.
-            if self.ring.capacity() == 0 {
-                let cap = self.ring_cap as usize;
-                self.ring.reserve_exact(cap);
-                self.previews = vec![0; cap * self.preview_bytes as usize].into_boxed_slice();
+            // Still filling the ring, which grows with the frames seen (4, 8, 16...
+            // slots, up to `ring`), its previews in step: a tunnel that has carried
+            // a frame or two holds room for a few, not for the whole tail. These are
+            // the only allocations; once full, slots are reused.
+            if slot == self.ring.capacity() {
+                let grown = (slot * 2).max(4).min(self.ring_cap as usize);
+                self.ring.reserve_exact(grown - slot);
+                let mut previews = std::mem::take(&mut self.previews).into_vec();
+                previews.resize(grown * self.preview_bytes as usize, 0);
+                self.previews = previews.into_boxed_slice();
             }
             self.ring.push(head);
         } else {

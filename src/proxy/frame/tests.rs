@@ -751,6 +751,33 @@ fn ring_of_zero_keeps_no_samples_but_still_numbers_frames() {
 }
 
 #[test]
+fn ring_slots_and_previews_grow_with_the_first_frames_then_are_reused() {
+    let mut s = Scanner::new(B2C, 16, 8);
+    let feed_frames = |s: &mut Scanner, n: u32| {
+        for i in 0..n {
+            let f = frame(true, 0, 0x2, None, &vec![i as u8; (i % 20) as usize]);
+            s.feed(&f, now(), &mut |_| {});
+        }
+    };
+    // A tunnel that carried one frame holds room for four, not for the whole tail
+    // (an idle tunnel that once spoke is what most tunnels are).
+    feed_frames(&mut s, 1);
+    assert_eq!((s.ring.capacity(), s.previews.len()), (4, 4 * 8));
+    feed_frames(&mut s, 4);
+    assert_eq!((s.ring.capacity(), s.previews.len()), (8, 8 * 8));
+    feed_frames(&mut s, 11);
+    assert_eq!((s.ring.capacity(), s.previews.len()), (16, 16 * 8));
+    // Full: from here on only reused.
+    let ring_ptr = s.ring.as_ptr();
+    let previews_ptr = s.previews.as_ptr();
+    feed_frames(&mut s, 84);
+    assert_eq!(s.ring.as_ptr(), ring_ptr);
+    assert_eq!(s.ring.capacity(), 16);
+    assert_eq!(s.previews.as_ptr(), previews_ptr);
+    assert_eq!(s.samples().count(), 16);
+}
+
+#[test]
 fn ring_slots_and_previews_are_reused_not_reallocated() {
     let mut s = Scanner::new(B2C, 4, 8);
     let feed_frames = |s: &mut Scanner, n: u32| {
@@ -760,7 +787,7 @@ fn ring_slots_and_previews_are_reused_not_reallocated() {
         }
     };
     feed_frames(&mut s, 1);
-    // Everything is allocated at the first frame...
+    // A ring of four is allocated whole at the first frame...
     let ring_ptr = s.ring.as_ptr();
     let previews_ptr = s.previews.as_ptr();
     assert_eq!(s.ring.capacity(), 4);
