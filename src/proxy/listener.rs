@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
+use socket2::SockRef;
 use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
 use tracing::{debug, warn, Instrument};
@@ -15,8 +16,6 @@ use super::admission::ConnSlot;
 use super::headtimer::{FramingConflict, HeadTimer, InFlight};
 use super::registry::Registry;
 use super::request::{handle, ConnInfo};
-use socket2::SockRef;
-
 use super::stream::{tune_socket, Stream, Tuning};
 
 /// hyper refuses read buffers under 8 KiB.
@@ -65,7 +64,9 @@ pub async fn serve(core: Arc<Registry>, mut bound: Bound) {
         // The first connection, and the first after a reload that changed the
         // keepalive settings, came with the listener's old options: it is tuned on
         // its own, and the listener is tuned for those that follow.
-        let timeouts = &core.config().timeouts;
+        // One config for the whole connection set-up (a reload swaps it meanwhile).
+        let config = core.config();
+        let timeouts = &config.timeouts;
         let wanted = Tuning::of(timeouts);
         if passed_on != Some(wanted) {
             if let Err(e) = tune_socket(SockRef::from(&tcp), timeouts) {
@@ -87,7 +88,7 @@ pub async fn serve(core: Arc<Registry>, mut bound: Bound) {
         let tls = bound.tls.clone();
         tokio::spawn(
             // The slot moves into the connection: a tunnel made on it keeps it.
-            serve_conn(core, name, tls, tcp, peer, Arc::new(slot)).instrument(span),
+            serve_conn(core, config, name, tls, tcp, peer, Arc::new(slot)).instrument(span),
         );
     }
 }
@@ -99,14 +100,13 @@ async fn removed(stopped: &mut tokio::sync::watch::Receiver<bool>) {
 
 async fn serve_conn(
     core: Arc<Registry>,
+    config: Arc<crate::config::Config>,
     listener: Arc<str>,
     tls: Option<TlsAcceptor>,
     tcp: tokio::net::TcpStream,
     peer: std::net::SocketAddr,
     slot: Arc<ConnSlot>,
 ) {
-    // One config for the whole connection set-up (a reload swaps it meanwhile).
-    let config = core.config();
     let timeouts = &config.timeouts;
     let stream = match tls {
         None => Stream::Plain(tcp),

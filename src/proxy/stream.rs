@@ -22,21 +22,12 @@ pub enum Stream {
 }
 
 /// Sets what every proxied TCP connection gets, on either side: no Nagle delay
-/// (frames go as they arrive), and TCP keepalive as `[timeouts]` says.
-pub fn tune_tcp(tcp: &TcpStream, timeouts: &crate::config::Timeouts) {
-    let _ = tcp.set_nodelay(true);
-    if let Some(keepalive) = keepalive(timeouts) {
-        if let Err(e) = socket2::SockRef::from(tcp).set_tcp_keepalive(&keepalive) {
-            tracing::debug!(error = %e, "cannot set TCP keepalive");
-        }
-    }
-}
-
-/// Sets the same on a listening socket, which Linux copies to every socket it
-/// accepts (the client side of a connection then costs no `setsockopt` of its own:
-/// five fewer system calls per handshake), or on a socket accepted with a
-/// listener's earlier settings. Keepalive is switched off when the configuration
-/// has none, as a reload may have turned it off.
+/// (frames go as they arrive), and TCP keepalive as `[timeouts]` says. Also used on
+/// a listening socket, which Linux copies to every socket it accepts (the client
+/// side of a connection then costs no `setsockopt` of its own: five fewer system
+/// calls per handshake), and on a socket accepted with a listener's earlier
+/// settings: keepalive is switched off when the configuration has none, as a
+/// reload may have turned it off.
 pub fn tune_socket(s: socket2::SockRef<'_>, timeouts: &crate::config::Timeouts) -> io::Result<()> {
     s.set_tcp_nodelay(true)?;
     match keepalive(timeouts) {
@@ -45,7 +36,7 @@ pub fn tune_socket(s: socket2::SockRef<'_>, timeouts: &crate::config::Timeouts) 
     }
 }
 
-/// What [`tune_tcp`] sets, for telling whether a listener still passes on what the
+/// What [`tune_socket`] sets, for telling whether a listener still passes on what the
 /// configuration asks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Tuning(Option<(std::time::Duration, std::time::Duration, u32)>);

@@ -53,7 +53,9 @@ pub async fn connect(
                 addr: addr.to_string(),
                 source,
             })?;
-        super::stream::tune_tcp(&tcp, timeouts);
+        if let Err(e) = super::stream::tune_socket(socket2::SockRef::from(&tcp), timeouts) {
+            tracing::debug!(%addr, error = %e, "cannot tune the backend connection's socket");
+        }
         let Some(tls) = tls else {
             return Ok(Stream::Plain(tcp));
         };
