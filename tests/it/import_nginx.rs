@@ -104,29 +104,27 @@ fn every_sample_imports_into_a_file_check_accepts_and_names_what_it_dropped() {
 #[test]
 fn malformed_nginx_is_refused_with_its_line_and_an_existing_output_is_kept() {
     let dir = tempfile::TempDir::new().unwrap();
-    let bad = dir.path().join("bad.conf");
-    std::fs::write(
-        &bad,
+    // Imports `text` as `name`: refused with exit code 2; returns what it said.
+    let refused = |name: &str, text: &str| {
+        let file = dir.path().join(name);
+        std::fs::write(&file, text).unwrap();
+        let out = tunnelscope(&["import-nginx", file.to_str().unwrap()]);
+        assert_eq!(out.status.code(), Some(2), "{name}");
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    };
+    let err = refused(
+        "bad.conf",
         "server {\n  listen 80;\n  location / {\n    proxy_pass http://x\n  }\n}\n",
-    )
-    .unwrap();
-    let out = tunnelscope(&["import-nginx", bad.to_str().unwrap()]);
-    assert_eq!(out.status.code(), Some(2));
-    let err = String::from_utf8_lossy(&out.stderr);
+    );
     assert!(
         err.contains("line 4") && err.contains("proxy_pass"),
         "{err}"
     );
-
-    let none = dir.path().join("none.conf");
-    std::fs::write(
-        &none,
+    let err = refused(
+        "none.conf",
         "events {}\nhttp { server { listen 80; root /srv; } }\n",
-    )
-    .unwrap();
-    let out = tunnelscope(&["import-nginx", none.to_str().unwrap()]);
-    assert_eq!(out.status.code(), Some(2));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("proxy_pass"));
+    );
+    assert!(err.contains("proxy_pass"), "{err}");
 
     let kept = dir.path().join("kept.toml");
     std::fs::write(&kept, "# mine\n").unwrap();
@@ -140,7 +138,7 @@ fn malformed_nginx_is_refused_with_its_line_and_an_existing_output_is_kept() {
     assert_eq!(std::fs::read_to_string(&kept).unwrap(), "# mine\n");
 }
 
-/// The listener address the running import's log names for `port`.
+/// Which backend answers a WebSocket opened to `addr` on `path`.
 async fn through(addr: &str, path: &str) -> String {
     let mut ws = connect(addr.parse().unwrap(), path).await;
     whoami(&mut ws).await

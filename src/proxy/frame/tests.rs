@@ -750,15 +750,17 @@ fn ring_of_zero_keeps_no_samples_but_still_numbers_frames() {
     assert_eq!(s.ring.capacity(), 0);
 }
 
+/// Feeds `n` binary frames, the `i`th with `i % 20` bytes of `i`.
+fn feed_frames(s: &mut Scanner, n: u32) {
+    for i in 0..n {
+        let f = frame(true, 0, 0x2, None, &vec![i as u8; (i % 20) as usize]);
+        s.feed(&f, now(), &mut |_| {});
+    }
+}
+
 #[test]
 fn ring_slots_and_previews_grow_with_the_first_frames_then_are_reused() {
     let mut s = Scanner::new(B2C, 16, 8);
-    let feed_frames = |s: &mut Scanner, n: u32| {
-        for i in 0..n {
-            let f = frame(true, 0, 0x2, None, &vec![i as u8; (i % 20) as usize]);
-            s.feed(&f, now(), &mut |_| {});
-        }
-    };
     // A tunnel that carried one frame holds room for four, not for the whole tail
     // (an idle tunnel that once spoke is what most tunnels are).
     feed_frames(&mut s, 1);
@@ -780,12 +782,6 @@ fn ring_slots_and_previews_grow_with_the_first_frames_then_are_reused() {
 #[test]
 fn ring_slots_and_previews_are_reused_not_reallocated() {
     let mut s = Scanner::new(B2C, 4, 8);
-    let feed_frames = |s: &mut Scanner, n: u32| {
-        for i in 0..n {
-            let f = frame(true, 0, 0x2, None, &vec![i as u8; (i % 20) as usize]);
-            s.feed(&f, now(), &mut |_| {});
-        }
-    };
     feed_frames(&mut s, 1);
     // A ring of four is allocated whole at the first frame...
     let ring_ptr = s.ring.as_ptr();
