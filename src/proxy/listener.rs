@@ -39,6 +39,10 @@ pub async fn serve(core: Arc<Registry>, mut bound: Bound) {
     // tuned yet, or it refuses, and then each connection is tuned on its own).
     let mut passed_on: Option<Tuning> = None;
     let mut listener_refuses = false;
+    // Accepts still to tune on their own after the listener was (re)tuned: those
+    // already waiting in its queue then were made with its earlier options, and
+    // Linux queues at most a backlog plus one.
+    let mut queued_before = 0;
     loop {
         let (tcp, peer) = tokio::select! {
             _ = super::registry::shutdown_begun(&mut shutdown) => break,
@@ -61,25 +65,31 @@ pub async fn serve(core: Arc<Registry>, mut bound: Bound) {
             drop(tcp);
             continue;
         };
-        // The first connection, and the first after a reload that changed the
-        // keepalive settings, came with the listener's old options: it is tuned on
-        // its own, and the listener is tuned for those that follow.
         // One config for the whole connection set-up (a reload swaps it meanwhile).
         let config = core.config();
         let timeouts = &config.timeouts;
         let wanted = Tuning::of(timeouts);
-        if passed_on != Some(wanted) {
+        // The first connection, and the first after a reload that changed the
+        // keepalive settings, came with the listener's old options, as may those
+        // queued behind it: they are tuned on their own, and the listener is tuned
+        // for those that follow.
+        if passed_on != Some(wanted) && !listener_refuses {
+            match tune_socket(SockRef::from(&bound.listener), timeouts) {
+                Ok(()) => {
+                    passed_on = Some(wanted);
+                    // This connection, and each that may wait behind it.
+                    queued_before = 1 + super::shard::BACKLOG as usize + 1;
+                }
+                Err(e) => {
+                    debug!(listener = %bound.name, error = %e, "cannot tune the listening socket; tuning each connection");
+                    listener_refuses = true;
+                }
+            }
+        }
+        if passed_on != Some(wanted) || queued_before > 0 {
+            queued_before = queued_before.saturating_sub(1);
             if let Err(e) = tune_socket(SockRef::from(&tcp), timeouts) {
                 debug!(%peer, error = %e, "cannot tune the connection's socket");
-            }
-            if !listener_refuses {
-                match tune_socket(SockRef::from(&bound.listener), timeouts) {
-                    Ok(()) => passed_on = Some(wanted),
-                    Err(e) => {
-                        debug!(listener = %bound.name, error = %e, "cannot tune the listening socket; tuning each connection");
-                        listener_refuses = true;
-                    }
-                }
             }
         }
         let span = tracing::info_span!("conn", %peer, listener = %bound.name);

@@ -17,7 +17,7 @@ use tokio::sync::{oneshot, watch};
 
 /// Connections a listening socket queues before they are accepted (as tokio's
 /// `TcpListener::bind`).
-const BACKLOG: i32 = 1024;
+pub(super) const BACKLOG: i32 = 1024;
 
 /// How many event loops `threads` asks for (0: one per CPU).
 pub fn count(threads: usize) -> usize {

@@ -551,7 +551,7 @@ async fn keepalive_changed_by_a_reload_reaches_the_connections_accepted_after_it
     };
     let secs = Duration::from_secs;
     let first = (true, secs(45), secs(7), 4);
-    // The first connection is tuned on its own, the second inherits.
+    // Whether tuned on its own or by the listener, each gets what the file says.
     assert_eq!(next(&mut held).await, first);
     assert_eq!(next(&mut held).await, first);
     let reload = async || {
@@ -571,6 +571,60 @@ async fn keepalive_changed_by_a_reload_reaches_the_connections_accepted_after_it
     // Those accepted before a reload keep what they were given.
     let oldest = proxy_socket(addr, local_addr(&held[0])).unwrap();
     assert_eq!(keepalive_of(oldest), first);
+}
+
+/// Connections that arrive together wait in the listening socket's queue, made
+/// with the options it had then: those queued before the listener was tuned (at
+/// the first accept, or after a reload changed keepalive) still get keepalive.
+#[tokio::test]
+async fn connections_queued_before_the_listener_is_tuned_still_get_keepalive() {
+    let b = Backend::start("b").await;
+    let dir = tempfile::TempDir::new().unwrap();
+    let path = dir.path().join("tunnelscope.toml");
+    let write = |idle: &str| {
+        let top = format!("[timeouts]\nkeepalive_idle = \"{idle}\"\n");
+        std::fs::write(&path, format!("{top}{}", simple_config(&[&b], ""))).unwrap();
+    };
+    write("45s");
+    let config = tunnelscope::config::Config::load(&path).unwrap();
+    let proxy = tunnelscope::proxy::start(config).await.unwrap();
+    let addr = proxy.local_addrs()[0];
+    // Opened all at once; returns each one's keepalive idle time (zero: off).
+    let burst = async || {
+        let all = futures_util::future::join_all((0..40).map(|_| connect(addr, "/"))).await;
+        all.iter()
+            .map(|ws| {
+                let fd = proxy_socket(addr, local_addr(ws)).expect("the proxy's socket");
+                let (on, idle, _, _) = keepalive_of(fd);
+                if on {
+                    idle
+                } else {
+                    Duration::ZERO
+                }
+            })
+            .collect::<Vec<_>>()
+            .into_iter()
+            .zip(all)
+    };
+    let mut held = Vec::new();
+    for (idle, ws) in burst().await {
+        assert_eq!(idle, Duration::from_secs(45));
+        held.push(ws);
+    }
+    write("20s");
+    let outcome = proxy
+        .control()
+        .send(tunnelscope::control::Command::Reload)
+        .await
+        .unwrap();
+    assert!(matches!(
+        outcome,
+        tunnelscope::control::Outcome::Reloaded(_)
+    ));
+    for (idle, ws) in burst().await {
+        assert_eq!(idle, Duration::from_secs(20));
+        held.push(ws);
+    }
 }
 
 /// The proxy's socket connected to `backend` (not the backend's own accepted one,
