@@ -5,15 +5,23 @@
 //! keeps the latest in a ring within a byte budget, evicting the oldest first.
 //!
 //! Nothing is allocated until a frame is captured, and a message's buffer grows only
-//! as its bytes arrive, so a silent tunnel holds nothing. The bytes are kept as they
-//! travelled (compressed ones too, marked): inflating is for whoever reads them.
+//! as its bytes arrive, so a silent tunnel holds nothing. A message in one frame, the
+//! usual kind, goes straight into the store as its bytes pass; only fragmented
+//! messages, longer ones than the cap and those inflated as they pass are assembled
+//! beside it first. The bytes are kept as they travelled (compressed ones too,
+//! marked): inflating is for whoever reads them.
 
+mod inflate;
+mod record;
 mod store;
 
 use std::time::SystemTime;
 
+pub use self::inflate::deflate_resets;
+use self::inflate::{Inflate, DEFLATE_TAIL};
+use self::record::{Kept, Meta, COMPRESSED, INFLATED, INJECTED, LAZY, TRUNCATED};
 pub use self::store::Budget;
-use self::store::{Kept, Meta, Store, COMPRESSED, INFLATED, INJECTED, LAZY, TRUNCATED};
+use self::store::Store;
 use crate::event::{CapturedFrame, Dir, OpKind, MAX_FRAMES_KEPT};
 use crate::ws::unmask_into;
 
@@ -58,139 +66,51 @@ impl Building {
 }
 
 /// The captured messages of one direction.
+///
+/// Laid out for the relay's sake: what every message touches comes first, in the
+/// first two cache lines (the store's head block starts at byte 56), so that a
+/// captured message costs the relay two lines of state besides the record written.
+/// With many tunnels captured this state is out of cache by the time the
+/// direction's next message comes, and each line more costs a wait on memory.
 #[derive(Debug)]
+#[repr(C, align(64))]
 pub struct Capture {
-    dir: Dir,
+    /// Where the payload of the frame flowing now goes.
+    flow: Flow,
+    /// A data message spanning fragments is being assembled in `data`.
+    assembling: bool,
+    /// A frame written in place ([`Flow::Direct`]): its masking key and payload
+    /// offset.
+    direct_mask: [u8; 4],
+    direct_pos: u64,
+    next_seq: u64,
+    /// The last frame time seen, and as a record keeps it.
+    clock: (SystemTime, u64),
     /// Payload bytes kept per message at most.
     cap: usize,
     store: Store,
+    dir: Dir,
     /// A data message spanning fragments.
     data: Building,
     /// A control frame (never fragmented; may sit between data fragments).
     control: Building,
-    /// Which of the two the frame flowing now belongs to.
-    in_control: bool,
-    next_seq: u64,
     /// permessage-deflate: the messages are inflated as they pass.
     inflate: Option<Inflate>,
 }
 
-/// Inflating one direction's compressed messages as their bytes pass (all of them,
-/// kept or not, so the compression context stays in step).
-struct Inflate {
-    z: flate2::Decompress,
-    /// No context takeover: each message starts afresh.
-    reset: bool,
-    /// Why inflated text cannot be trusted from now on.
-    broken: Option<String>,
-    /// The unmasked bytes of the chunk being inflated.
-    scratch: Vec<u8>,
-    /// Where inflating writes before the kept part is copied (allocated once).
-    out: Vec<u8>,
-}
-
-impl std::fmt::Debug for Inflate {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Inflate")
-            .field("reset", &self.reset)
-            .field("broken", &self.broken)
-            .finish()
-    }
-}
-
-impl Inflate {
-    /// Inflates `input` (unmasked compressed bytes of `b`'s message), keeping what
-    /// fits under `cap` and counting the rest; `last`: the message's end (its
-    /// stripped tail), which flushes.
-    fn feed(&mut self, input: &[u8], b: &mut Building, cap: usize, last: bool) {
-        if self.broken.is_some() {
-            return;
-        }
-        let flush = if last {
-            flate2::FlushDecompress::Sync
-        } else {
-            flate2::FlushDecompress::None
-        };
-        // Sized once, never cleared: inflating overwrites what it reports.
-        self.out.resize(8192, 0);
-        let before = b.inflated.len();
-        let (made, error) = inflate_chunk(
-            &mut self.z,
-            input,
-            flush,
-            &mut self.out,
-            &mut b.inflated,
-            cap,
-        );
-        if let Some(m) = &mut b.meta {
-            m.inflated_len += made;
-            if ((b.inflated.len() - before) as u64) < made {
-                m.flags |= TRUNCATED;
-            }
-        }
-        if error.is_some() {
-            self.broken = error;
-        }
-    }
-}
-
-/// Inflates `input` with `z` through `buf`, appending what it makes to `kept` up to
-/// `cap` bytes in all: how many bytes it made, and why it stopped early if it did.
-pub(super) fn inflate_chunk(
-    z: &mut flate2::Decompress,
-    input: &[u8],
-    flush: flate2::FlushDecompress,
-    buf: &mut [u8],
-    kept: &mut Vec<u8>,
-    cap: usize,
-) -> (u64, Option<String>) {
-    let mut rest = input;
-    let mut total = 0u64;
-    loop {
-        let (in0, out0) = (z.total_in(), z.total_out());
-        if let Err(e) = z.decompress(rest, buf, flush) {
-            return (total, Some(format!("not valid deflate data: {e}")));
-        }
-        let used = (z.total_in() - in0) as usize;
-        let made = (z.total_out() - out0) as usize;
-        rest = &rest[used..];
-        total += made as u64;
-        let room = cap.saturating_sub(kept.len()).min(made);
-        kept.extend_from_slice(&buf[..room]);
-        // Done once all input is in and the output buffer was not filled.
-        if (rest.is_empty() && made < buf.len()) || (used == 0 && made == 0) {
-            return (total, None);
-        }
-    }
-}
-
-/// Whether each side's messages start a fresh compression context, from the
-/// negotiated `Sec-WebSocket-Extensions` (RFC 7692 §7.1.1): `(client→backend,
-/// backend→client)`, or None when permessage-deflate was not negotiated.
-pub fn deflate_resets(extensions: &str) -> Option<(bool, bool)> {
-    let offer = extensions.split(',').find(|e| {
-        e.split(';')
-            .next()
-            .is_some_and(|n| n.trim().eq_ignore_ascii_case("permessage-deflate"))
-    })?;
-    let has = |name: &str| {
-        offer.split(';').skip(1).any(|p| {
-            p.split('=')
-                .next()
-                .is_some_and(|k| k.trim().eq_ignore_ascii_case(name))
-        })
-    };
-    Some((
-        has("client_no_context_takeover"),
-        has("server_no_context_takeover"),
-    ))
+/// Which message the frame flowing now belongs to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Flow {
+    /// The data message assembled in [`Capture::data`].
+    Data,
+    /// The control frame assembled in [`Capture::control`].
+    Control,
+    /// A whole message in this one frame, written straight into the store.
+    Direct,
 }
 
 /// Payload bytes reserved when a frame's header is read, at most.
 const RESERVE_MAX: usize = 4096;
-
-/// What RFC 7692 §7.2.2 has the sender strip from each message's end.
-pub(super) const DEFLATE_TAIL: [u8; 4] = [0x00, 0x00, 0xff, 0xff];
 
 impl Capture {
     /// `inflate`: the messages are compressed with permessage-deflate; `Some(reset)`
@@ -214,7 +134,11 @@ impl Capture {
             store: Store::new(budget, cap),
             data: Building::default(),
             control: Building::default(),
-            in_control: false,
+            flow: Flow::Data,
+            assembling: false,
+            clock: (SystemTime::UNIX_EPOCH, 0),
+            direct_mask: [0; 4],
+            direct_pos: 0,
             next_seq: 0,
         }
     }
@@ -222,7 +146,11 @@ impl Capture {
     /// A frame begins (its header has been read).
     pub fn begin(&mut self, frame: CapturedFrame, mask: [u8; 4]) {
         let kind = OpKind::from_opcode(frame.opcode);
-        self.in_control = matches!(kind, OpKind::Close | OpKind::Ping | OpKind::Pong);
+        if self.begin_direct(&frame, kind, mask) {
+            return;
+        }
+        let control = matches!(kind, OpKind::Close | OpKind::Ping | OpKind::Pong);
+        self.flow = if control { Flow::Control } else { Flow::Data };
         let b = match kind {
             OpKind::Close | OpKind::Ping | OpKind::Pong => {
                 self.control.start(&frame, kind);
@@ -275,15 +203,64 @@ impl Capture {
         }
         m.frames += 1;
         m.len += frame.len;
+        self.assembling = self.data.meta.is_some();
+    }
+
+    /// A whole message in one frame, kept whole, and not inflated as it passes:
+    /// opened in the store to be written there as its bytes pass. False when the
+    /// frame is not one (or the store refused it: then it goes the long way, which
+    /// finds the same refusal).
+    fn begin_direct(&mut self, frame: &CapturedFrame, kind: OpKind, mask: [u8; 4]) -> bool {
+        if !frame.fin || frame.len > self.cap as u64 {
+            return false;
+        }
+        let compressed = frame.rsv & 0b100 != 0;
+        let lazy = match kind {
+            OpKind::Text | OpKind::Binary if !compressed => false,
+            // Without context takeover a whole message kept untruncated can be
+            // inflated later, by whoever reads it: most never are.
+            OpKind::Text | OpKind::Binary
+                if self
+                    .inflate
+                    .as_ref()
+                    .is_some_and(|i| i.reset && i.broken.is_none()) =>
+            {
+                true
+            }
+            OpKind::Close | OpKind::Ping | OpKind::Pong if !compressed => false,
+            _ => return false,
+        };
+        // Frames read together share their time: converted once.
+        if self.clock.0 != frame.at {
+            self.clock = (frame.at, record::nanos(frame.at));
+        }
+        let header = record::single_frame_header(frame, kind, self.clock.1, lazy);
+        if !self.store.open(self.next_seq, &header, frame.len as usize) {
+            return false;
+        }
+        if self.assembling && matches!(kind, OpKind::Text | OpKind::Binary) {
+            // A new message: one left unfinished is dropped, as the long way does.
+            self.data.meta = None;
+            self.data.reset();
+            self.assembling = false;
+        }
+        self.flow = Flow::Direct;
+        self.direct_mask = mask;
+        self.direct_pos = 0;
+        true
     }
 
     /// Payload bytes of the frame flowing (as on the wire, masked or not).
     pub fn payload(&mut self, chunk: &[u8]) {
         let cap = self.cap;
-        let b = if self.in_control {
-            &mut self.control
-        } else {
-            &mut self.data
+        let b = match self.flow {
+            Flow::Direct => {
+                self.store.write(chunk, self.direct_mask, self.direct_pos);
+                self.direct_pos += chunk.len() as u64;
+                return;
+            }
+            Flow::Control => &mut self.control,
+            Flow::Data => &mut self.data,
         };
         let Some(m) = &mut b.meta else {
             return;
@@ -298,7 +275,8 @@ impl Capture {
             unmask_into(&mut b.data[have..], &chunk[..take], b.mask, b.pos);
         }
         let compressed = m.has(COMPRESSED) && !b.lazy;
-        if let (true, false, Some(inf)) = (compressed, self.in_control, &mut self.inflate) {
+        let in_control = self.flow == Flow::Control;
+        if let (true, false, Some(inf)) = (compressed, in_control, &mut self.inflate) {
             inf.scratch.resize(chunk.len(), 0);
             unmask_into(&mut inf.scratch, chunk, b.mask, b.pos);
             let input = std::mem::take(&mut inf.scratch);
@@ -310,14 +288,17 @@ impl Capture {
 
     /// The frame flowing has ended; `fin` says whether it was the message's last.
     pub fn end(&mut self, fin: bool) {
-        let b = if self.in_control {
-            &mut self.control
-        } else if fin {
-            &mut self.data
-        } else {
-            return;
+        let flow = std::mem::replace(&mut self.flow, Flow::Data);
+        let b = match flow {
+            Flow::Direct => {
+                self.store.commit();
+                self.next_seq += 1;
+                return;
+            }
+            Flow::Control => &mut self.control,
+            Flow::Data if fin => &mut self.data,
+            Flow::Data => return,
         };
-        self.in_control = false;
         let compressed = match &mut b.meta {
             Some(m) if b.lazy => {
                 m.flags |= LAZY;
@@ -351,6 +332,7 @@ impl Capture {
         }
         b.meta = None;
         b.reset();
+        self.assembling = self.data.meta.is_some();
     }
 
     /// A whole message the proxy itself sent this way (an operator's injection),

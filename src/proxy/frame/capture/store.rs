@@ -1,7 +1,8 @@
 //! Where one direction's captured messages are kept: one after another, each a
 //! 48-byte record header followed by its payload and inflated payload, in a few
 //! blocks (growing from 1 KiB to 64 KiB). Keeping a message appends to the newest
-//! block; making room lets the oldest block go whole (its messages with it) and
+//! block (a single-frame message is written there as its bytes pass, unmasked on
+//! the way); making room lets the oldest block go whole (its messages with it) and
 //! reuses it. Nothing is allocated per message, and nothing old is read to evict:
 //! under a flood of captured tunnels the memory touched per message is the record
 //! written, in order.
@@ -9,12 +10,12 @@
 //! What is held (the blocks as allocated) counts against the direction's budget and
 //! the proxy-wide one, which is claimed a block at a time rather than per message.
 
+use super::record::{Extra, Kept, Meta, EXTRA, HEADER};
+use crate::event::Dir;
+use crate::ws::unmask_into;
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
-
-use crate::event::{CapturedFrame, CapturedMessage, Dir, OpKind};
 
 /// The proxy-wide budget of captured bytes (`inspect.memory`).
 #[derive(Debug, Default)]
@@ -51,240 +52,32 @@ impl Budget {
     }
 }
 
-/// Flags of a [`Meta`].
-pub const COMPRESSED: u8 = 1;
-pub const TRUNCATED: u8 = 2;
-pub const INJECTED: u8 = 4;
-/// The first frame's FIN and mask bits.
-pub const FIN: u8 = 8;
-pub const MASKED: u8 = 16;
-/// An inflated payload was kept (after the payload).
-pub const INFLATED: u8 = 32;
-/// It has an [`Extra`].
-const EXTRA: u8 = 64;
-/// Compressed with a context of its own and kept whole: inflated when read.
-pub const LAZY: u8 = 128;
-
-/// What a message says about itself beyond its bytes.
-#[derive(Debug)]
-pub struct Meta {
-    pub at: SystemTime,
-    /// Payload bytes on the wire, whole message.
-    pub len: u64,
-    /// Inflated length (all of it, kept or not).
-    pub inflated_len: u64,
-    /// The first frame's number in its direction.
-    pub frame_seq: u64,
-    pub frames: u32,
-    pub kind: OpKind,
-    pub rsv: u8,
-    pub opcode: u8,
-    pub flags: u8,
-    /// What few messages need (kept beside the records).
-    pub extra: Option<Box<Extra>>,
-}
-
-#[derive(Debug, Default)]
-pub struct Extra {
-    /// The first frame's payload length (a fragmented message).
-    pub first_len: u64,
-    pub more: Vec<CapturedFrame>,
-    pub inflate_error: Option<String>,
-}
-
-impl Extra {
-    fn cost(&self) -> usize {
-        std::mem::size_of::<(u64, Box<Extra>)>()
-            + std::mem::size_of::<Extra>()
-            + self.more.capacity() * std::mem::size_of::<CapturedFrame>()
-            + self.inflate_error.as_ref().map_or(0, String::capacity)
-    }
-}
-
-/// A record's header: at, len, inflated_len, frame_seq (u64 each), data and
-/// inflated bytes kept, frames (u32 each), kind, rsv, opcode, flags.
-const HEADER: usize = 48;
-
-impl Meta {
-    pub fn new(frame: &CapturedFrame, kind: OpKind) -> Self {
-        let mut flags = 0;
-        if frame.fin {
-            flags |= FIN;
-        }
-        if frame.masked {
-            flags |= MASKED;
-        }
-        if frame.rsv & 0b100 != 0 {
-            flags |= COMPRESSED;
-        }
-        Meta {
-            at: frame.at,
-            len: 0,
-            inflated_len: 0,
-            frame_seq: frame.seq,
-            frames: 0,
-            kind,
-            rsv: frame.rsv,
-            opcode: frame.opcode,
-            flags,
-            extra: None,
-        }
-    }
-
-    pub fn has(&self, flag: u8) -> bool {
-        self.flags & flag != 0
-    }
-
-    pub fn extra(&mut self) -> &mut Extra {
-        self.extra.get_or_insert_with(Default::default)
-    }
-
-    fn header(&self, data: usize, inflated: usize) -> [u8; HEADER] {
-        let mut h = [0u8; HEADER];
-        let at = self.at.duration_since(UNIX_EPOCH).unwrap_or_default();
-        let at = u64::try_from(at.as_nanos()).unwrap_or(u64::MAX);
-        h[0..8].copy_from_slice(&at.to_le_bytes());
-        h[8..16].copy_from_slice(&self.len.to_le_bytes());
-        h[16..24].copy_from_slice(&self.inflated_len.to_le_bytes());
-        h[24..32].copy_from_slice(&self.frame_seq.to_le_bytes());
-        h[32..36].copy_from_slice(&(data as u32).to_le_bytes());
-        h[36..40].copy_from_slice(&(inflated as u32).to_le_bytes());
-        h[40..44].copy_from_slice(&self.frames.to_le_bytes());
-        let flags = self.flags | if self.extra.is_some() { EXTRA } else { 0 };
-        h[44..48].copy_from_slice(&[self.kind as u8, self.rsv, self.opcode, flags]);
-        h
-    }
-
-    /// The header at the start of `r`, and the lengths of the payload and inflated
-    /// payload after it.
-    fn read(r: &[u8]) -> (Meta, usize, usize) {
-        let u64_at = |i: usize| u64::from_le_bytes(r[i..i + 8].try_into().expect("8 bytes"));
-        let u32_at = |i: usize| u32::from_le_bytes(r[i..i + 4].try_into().expect("4 bytes"));
-        let meta = Meta {
-            at: UNIX_EPOCH + Duration::from_nanos(u64_at(0)),
-            len: u64_at(8),
-            inflated_len: u64_at(16),
-            frame_seq: u64_at(24),
-            frames: u32_at(40),
-            kind: OpKind::ALL[usize::from(r[44]).min(OpKind::ALL.len() - 1)],
-            rsv: r[45],
-            opcode: r[46],
-            flags: r[47],
-            extra: None,
-        };
-        (meta, u32_at(32) as usize, u32_at(36) as usize)
-    }
-}
-
-/// A kept message, read in place.
-pub struct Kept<'a> {
-    /// Payload bytes kept per message (what a late inflation keeps).
-    pub cap: usize,
-    pub seq: u64,
-    pub dir: Dir,
-    pub meta: Meta,
-    pub extra: Option<&'a Extra>,
-    pub data: &'a [u8],
-    pub inflated: &'a [u8],
-}
-
-impl Kept<'_> {
-    /// What the application sent: inflated when it could be, else as it travelled.
-    pub fn payload(&self) -> std::borrow::Cow<'_, [u8]> {
-        use std::borrow::Cow;
-        if self.meta.has(INFLATED) {
-            Cow::Borrowed(self.inflated)
-        } else if self.meta.has(LAZY) {
-            match inflate(self.data, self.cap) {
-                Ok((bytes, _)) => Cow::Owned(bytes),
-                Err(_) => Cow::Borrowed(self.data),
-            }
-        } else {
-            Cow::Borrowed(self.data)
-        }
-    }
-
-    /// A copy, as the inspector's consumers take it.
-    pub fn message(&self) -> CapturedMessage {
-        let m = &self.meta;
-        let (mut inflated_len, mut truncated) = (m.inflated_len, m.has(TRUNCATED));
-        let inflated = if m.has(INFLATED) {
-            Some(Ok(self.inflated.to_vec()))
-        } else if m.has(LAZY) {
-            Some(inflate(self.data, self.cap).map(|(bytes, total)| {
-                inflated_len = total;
-                truncated |= total > bytes.len() as u64;
-                bytes
-            }))
-        } else {
-            self.extra
-                .and_then(|e| e.inflate_error.clone())
-                .map(Err::<Vec<u8>, _>)
-        };
-        CapturedMessage {
-            seq: self.seq,
-            at: m.at,
-            dir: self.dir,
-            kind: m.kind,
-            compressed: m.has(COMPRESSED),
-            len: m.len,
-            frames: m.frames,
-            data: self.data.to_vec(),
-            truncated,
-            inflated,
-            inflated_len,
-            injected: m.has(INJECTED),
-            first: CapturedFrame {
-                seq: m.frame_seq,
-                at: m.at,
-                len: self.extra.map_or(m.len, |e| e.first_len),
-                fin: m.has(FIN),
-                rsv: m.rsv,
-                opcode: m.opcode,
-                masked: m.has(MASKED),
-            },
-            more: self.extra.map_or_else(Vec::new, |e| e.more.clone()),
-        }
-    }
-}
-
-/// Inflates a whole compressed message (its own context, tail stripped as sent):
-/// the first `cap` bytes and the whole length.
-fn inflate(data: &[u8], cap: usize) -> Result<(Vec<u8>, u64), String> {
-    let mut z = flate2::Decompress::new(false);
-    let mut out = Vec::new();
-    let mut buf = [0u8; 8192];
-    let mut total = 0u64;
-    for (input, flush) in [
-        (data, flate2::FlushDecompress::None),
-        (&super::DEFLATE_TAIL[..], flate2::FlushDecompress::Sync),
-    ] {
-        let (made, error) = super::inflate_chunk(&mut z, input, flush, &mut buf, &mut out, cap);
-        total += made;
-        if let Some(why) = error {
-            return Err(why);
-        }
-    }
-    Ok((out, total))
-}
-
 /// The smallest and largest block allocated (a larger message gets a block of its
 /// own size).
 const MIN_BLOCK: usize = 1024;
 const MAX_BLOCK: usize = 64 * 1024;
 
 /// Records one after another, and which messages they are.
-#[derive(Debug)]
+#[derive(Debug, Default)]
+#[repr(C)]
 struct Block {
     buf: Vec<u8>,
     first_seq: u64,
     count: u32,
 }
 
-/// The kept messages of one direction.
+/// The kept messages of one direction. `repr(C)`: what keeping a message touches
+/// comes first (see [`super::Capture`]).
 #[derive(Debug)]
+#[repr(C)]
 pub struct Store {
-    blocks: VecDeque<Block>,
+    /// The block written now (no capacity before the first message), inline so that
+    /// keeping a message reads nothing else.
+    head: Block,
+    /// Where the message being written in place began in `head` ([`Store::open`]).
+    open_at: Option<usize>,
+    /// The blocks before it, oldest first.
+    older: VecDeque<Block>,
     /// A block let go, kept to be reused.
     spare: Option<Vec<u8>>,
     /// The extras of kept messages, by message number.
@@ -298,10 +91,18 @@ pub struct Store {
 }
 
 impl Store {
+    /// Where the fields keeping a message touches end (the head block and the open
+    /// record's start come first).
+    #[cfg(test)]
+    pub const HOT_END: usize =
+        std::mem::offset_of!(Store, open_at) + std::mem::size_of::<Option<usize>>();
+
     pub fn new(budget: usize, cap: usize) -> Self {
         Store {
             cap,
-            blocks: VecDeque::new(),
+            head: Block::default(),
+            open_at: None,
+            older: VecDeque::new(),
             spare: None,
             extras: VecDeque::new(),
             held: 0,
@@ -337,15 +138,16 @@ impl Store {
     }
 
     /// Keeps message number `seq` (one more than the last kept, if any) with its
-    /// payload and inflated payload (and takes its extra), letting the oldest go as the budgets require;
-    /// false when it cannot be kept at all.
+    /// payload and inflated payload (and takes its extra), letting the oldest go as
+    /// the budgets require; false when it cannot be kept at all.
     pub fn push(&mut self, seq: u64, meta: &mut Meta, data: &[u8], inflated: &[u8]) -> bool {
+        self.abandon();
         let n = HEADER + data.len() + inflated.len();
         if !self.room(n) {
             return false;
         }
         let header = meta.header(data.len(), inflated.len());
-        let b = self.blocks.back_mut().expect("room made");
+        let b = &mut self.head;
         if b.count == 0 {
             b.first_seq = seq;
         }
@@ -353,29 +155,83 @@ impl Store {
         b.buf.extend_from_slice(&header);
         b.buf.extend_from_slice(data);
         b.buf.extend_from_slice(inflated);
+        prefetch_for_write(b.buf.spare_capacity_mut());
         if let Some(extra) = meta.extra.take() {
             // Rare (fragmented, or not inflatable): counted, not claimed first.
             let cost = extra.cost();
             self.held += cost;
             if let Some(g) = &self.global {
-                g.used.fetch_add(cost, std::sync::atomic::Ordering::Relaxed);
+                g.used.fetch_add(cost, Relaxed);
             }
             self.extras.push_back((seq, extra));
-            while self.held > self.budget && self.blocks.len() > 1 {
+            while self.held > self.budget && !self.older.is_empty() {
                 self.let_go();
             }
         }
         true
     }
 
-    /// Makes room for `n` bytes at the end of the newest block: a new (or the
-    /// spare) block, letting the oldest go until one can be had.
+    /// Begins keeping message number `seq`, one frame of `len` payload bytes that
+    /// [`Store::write`] puts in place as they pass (no copy between) and
+    /// [`Store::commit`] counts; false when it cannot be kept at all. `header` says
+    /// all but the payload: no extra, nothing inflated, nothing cut.
+    #[inline]
+    pub fn open(&mut self, seq: u64, header: &[u8; HEADER], len: usize) -> bool {
+        self.abandon();
+        let n = HEADER + len;
+        let b = &self.head.buf;
+        if b.capacity() - b.len() < n && !self.room(n) {
+            return false;
+        }
+        let b = &mut self.head;
+        if b.count == 0 {
+            b.first_seq = seq;
+        }
+        self.open_at = Some(b.buf.len());
+        b.buf.extend_from_slice(header);
+        true
+    }
+
+    /// Payload bytes of the message opened, as on the wire: unmasked with `mask`
+    /// from payload offset `pos`.
+    pub fn write(&mut self, chunk: &[u8], mask: [u8; 4], pos: u64) {
+        let Some(at) = self.open_at else {
+            return;
+        };
+        let buf = &mut self.head.buf;
+        let have = buf.len();
+        // Never past what `open` made room for (the scanner hands over no more than
+        // the frame's length).
+        let room = buf.capacity() - have;
+        let chunk = &chunk[..chunk.len().min(room)];
+        debug_assert!(have + chunk.len() <= at + HEADER + self.cap);
+        buf.resize(have + chunk.len(), 0);
+        unmask_into(&mut buf[have..], chunk, mask, pos);
+    }
+
+    /// The message opened is whole: it is kept from now on.
+    pub fn commit(&mut self) {
+        if self.open_at.take().is_some() {
+            self.head.count += 1;
+            prefetch_for_write(self.head.buf.spare_capacity_mut());
+        }
+    }
+
+    /// Drops a message opened and never committed (its stream ended mid-frame).
+    fn abandon(&mut self) {
+        if let Some(at) = self.open_at.take() {
+            self.head.buf.truncate(at);
+        }
+    }
+
+    /// Makes room for `n` bytes at the end of the head block: a new (or the spare)
+    /// block, letting the oldest go until one can be had.
+    #[inline(never)]
     fn room(&mut self, n: usize) -> bool {
         loop {
-            if let Some(b) = self.blocks.back() {
-                if b.buf.capacity() - b.buf.len() >= n {
-                    return true;
-                }
+            let b = &self.head.buf;
+            if b.capacity() - b.len() >= n {
+                return true;
             }
             if self.new_block(n) {
                 return true;
@@ -393,10 +249,7 @@ impl Store {
                 if let Some(s) = spare {
                     self.release(s.capacity());
                 }
-                let size = self
-                    .blocks
-                    .back()
-                    .map_or(MIN_BLOCK, |b| b.buf.capacity() * 2)
+                let size = (self.head.buf.capacity() * 2)
                     .clamp(MIN_BLOCK, MAX_BLOCK)
                     .max(n);
                 let room = self.budget.saturating_sub(self.held);
@@ -411,19 +264,27 @@ impl Store {
                 Vec::with_capacity(size)
             }
         };
-        self.blocks.push_back(Block {
-            buf,
-            first_seq: 0,
-            count: 0,
-        });
+        let old = std::mem::replace(
+            &mut self.head,
+            Block {
+                buf,
+                first_seq: 0,
+                count: 0,
+            },
+        );
+        if old.buf.capacity() > 0 {
+            self.older.push_back(old);
+        }
         true
     }
 
-    /// Lets the oldest block go with its messages, keeping it to be reused; false
-    /// when nothing is kept.
+    /// Lets the oldest block go with its messages (the head block when it is the
+    /// only one), keeping it to be reused; false when nothing is kept.
     fn let_go(&mut self) -> bool {
-        let Some(mut old) = self.blocks.pop_front() else {
-            return false;
+        let mut old = match self.older.pop_front() {
+            Some(old) => old,
+            None if self.head.buf.capacity() > 0 => std::mem::take(&mut self.head),
+            None => return false,
         };
         let gone = old.first_seq + u64::from(old.count);
         while self.extras.front().is_some_and(|(seq, _)| *seq < gone) {
@@ -445,8 +306,9 @@ impl Store {
 
     /// The kept messages, oldest first, read in place; those numbered `from` on.
     pub fn iter(&self, dir: Dir, from: u64) -> impl Iterator<Item = Kept<'_>> {
-        self.blocks
+        self.older
             .iter()
+            .chain(std::iter::once(&self.head))
             .filter(move |b| b.first_seq + u64::from(b.count) > from)
             .flat_map(move |b| {
                 let mut at = 0;
@@ -481,6 +343,22 @@ impl Store {
             .filter(|(s, _)| *s == seq)
             .map(|(_, e)| &**e)
     }
+}
+
+/// Asks the CPU to bring the start of `next` (where the direction's next record
+/// will be written) into cache now, so that writing it later does not wait on
+/// memory: with many tunnels captured, each direction's ring is cold by the time its
+/// next message comes, and the stores to it stall the relay.
+fn prefetch_for_write(next: &mut [std::mem::MaybeUninit<u8>]) {
+    #[cfg(target_arch = "x86_64")]
+    for line in next.chunks(64).take(3) {
+        use std::arch::x86_64::{_mm_prefetch, _MM_HINT_ET0};
+        // SAFETY: a prefetch is only a hint: it reads nothing into the program and
+        // never faults; the address is inside a live allocation anyway.
+        unsafe { _mm_prefetch::<_MM_HINT_ET0>(line.as_ptr().cast()) };
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = next;
 }
 
 impl Drop for Store {

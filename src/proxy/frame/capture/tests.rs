@@ -303,7 +303,7 @@ fn messages_with_their_own_context_are_inflated_when_read_not_as_they_pass() {
     compressed(&mut c, &wire[2], [0; 4]);
     let lazy: Vec<bool> = c
         .messages()
-        .map(|k| k.meta.has(super::store::LAZY))
+        .map(|k| k.meta.has(super::record::LAZY))
         .collect();
     assert_eq!(
         lazy,
@@ -316,4 +316,50 @@ fn messages_with_their_own_context_are_inflated_when_read_not_as_they_pass() {
     }
     let found: Vec<Vec<u8>> = c.messages().map(|k| k.payload().into_owned()).collect();
     assert_eq!(found[0], texts[0], "search reads the inflated text");
+}
+
+#[test]
+fn a_frame_cut_off_mid_payload_is_not_kept_and_spoils_nothing_after_it() {
+    let mut c = plain(Dir::ClientToBackend, 1024, 1 << 20);
+    frame(&mut c, OpKind::Text, true, b"first", [1, 2, 3, 4]);
+    // Ten bytes announced, four arrive: the stream ends there.
+    c.begin(head(OpKind::Binary, 0, 10, true), [0; 4]);
+    c.payload(b"half");
+    let seen: Vec<_> = c.owned().into_iter().map(|m| m.data).collect();
+    assert_eq!(seen, [b"first".to_vec()]);
+    // Whatever is kept next (here an operator's message) reads whole.
+    c.injected(9, t(), 1, b"after");
+    frame(&mut c, OpKind::Text, true, b"and on", [4, 3, 2, 1]);
+    let got = c.owned();
+    let seen: Vec<_> = got.iter().map(|m| (m.seq, &m.data[..])).collect();
+    assert_eq!(
+        seen,
+        [(0, &b"first"[..]), (1, &b"after"[..]), (2, &b"and on"[..])]
+    );
+    assert!(got[1].injected && !got[2].injected);
+}
+
+#[test]
+fn a_message_left_unfinished_by_a_new_one_is_dropped() {
+    let mut c = plain(Dir::ClientToBackend, 1024, 1 << 20);
+    frame(&mut c, OpKind::Text, false, b"never ", [1, 2, 3, 4]);
+    // A peer that breaks the rules: a new message before the last one's end.
+    frame(&mut c, OpKind::Text, true, b"whole", [5, 6, 7, 8]);
+    frame(&mut c, OpKind::Continuation, true, b"stray", [0; 4]);
+    let got = c.owned();
+    assert_eq!(got[0].data, b"whole");
+    assert_eq!((got[0].frames, got[0].len), (1, 5));
+    // The stray end is kept as what it is: a continuation with no start.
+    assert_eq!((got.len(), got[1].kind), (2, OpKind::Continuation));
+}
+
+#[test]
+fn what_every_kept_message_touches_lies_in_the_first_two_cache_lines() {
+    use std::mem::{align_of, offset_of};
+    assert_eq!(align_of::<Capture>(), 64);
+    let store = offset_of!(Capture, store);
+    assert!(offset_of!(Capture, flow) < store && offset_of!(Capture, next_seq) < store);
+    assert!(offset_of!(Capture, clock) < store && offset_of!(Capture, direct_pos) < store);
+    let hot_end = store + store::Store::HOT_END;
+    assert!(hot_end <= 128, "hot state ends at byte {hot_end}");
 }
