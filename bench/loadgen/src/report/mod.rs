@@ -116,7 +116,8 @@ pub fn section<'a>(doc: &'a str, heading: &str) -> Option<&'a str> {
 pub fn replace_section(path: &Path, heading: &str, text: &str) -> Result<()> {
     let doc = std::fs::read_to_string(path).unwrap_or_default();
     let new = match section(&doc, heading) {
-        Some(old) => doc.replacen(old, text, 1),
+        // A blank line before whatever section follows.
+        Some(old) => doc.replacen(old, &format!("{}\n\n", text.trim_end()), 1),
         None => format!("{}\n{text}", doc.trim_end_matches('\n').to_owned() + "\n"),
     };
     std::fs::write(path, new)?;
