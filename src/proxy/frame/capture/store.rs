@@ -57,9 +57,11 @@ impl Budget {
 const MIN_BLOCK: usize = 1024;
 const MAX_BLOCK: usize = 64 * 1024;
 
+/// [`Store::open_at`] when no message is being written in place.
+const NOT_OPEN: u32 = u32::MAX;
+
 /// Records one after another, and which messages they are.
-#[derive(Debug, Default)]
-#[repr(C)]
+#[derive(Debug)]
 struct Block {
     buf: Vec<u8>,
     first_seq: u64,
@@ -71,11 +73,15 @@ struct Block {
 #[derive(Debug)]
 #[repr(C)]
 pub struct Store {
-    /// The block written now (no capacity before the first message), inline so that
-    /// keeping a message reads nothing else.
-    head: Block,
-    /// Where the message being written in place began in `head` ([`Store::open`]).
-    open_at: Option<usize>,
+    /// The block written now (no capacity before the first message), its fields
+    /// inline so that keeping a message reads nothing else: its bytes, its first
+    /// message's number, its count.
+    head: Vec<u8>,
+    head_first_seq: u64,
+    head_count: u32,
+    /// Where the message being written in place began in `head` ([`Store::open`]),
+    /// or [`NOT_OPEN`].
+    open_at: u32,
     /// The blocks before it, oldest first.
     older: VecDeque<Block>,
     /// A block let go, kept to be reused.
@@ -94,14 +100,15 @@ impl Store {
     /// Where the fields keeping a message touches end (the head block and the open
     /// record's start come first).
     #[cfg(test)]
-    pub const HOT_END: usize =
-        std::mem::offset_of!(Store, open_at) + std::mem::size_of::<Option<usize>>();
+    pub const HOT_END: usize = std::mem::offset_of!(Store, open_at) + 4;
 
     pub fn new(budget: usize, cap: usize) -> Self {
         Store {
             cap,
-            head: Block::default(),
-            open_at: None,
+            head: Vec::new(),
+            head_first_seq: 0,
+            head_count: 0,
+            open_at: NOT_OPEN,
             older: VecDeque::new(),
             spare: None,
             extras: VecDeque::new(),
@@ -147,15 +154,15 @@ impl Store {
             return false;
         }
         let header = meta.header(data.len(), inflated.len());
-        let b = &mut self.head;
-        if b.count == 0 {
-            b.first_seq = seq;
+        if self.head_count == 0 {
+            self.head_first_seq = seq;
         }
-        b.count += 1;
-        b.buf.extend_from_slice(&header);
-        b.buf.extend_from_slice(data);
-        b.buf.extend_from_slice(inflated);
-        prefetch_for_write(b.buf.spare_capacity_mut());
+        self.head_count += 1;
+        let b = &mut self.head;
+        b.extend_from_slice(&header);
+        b.extend_from_slice(data);
+        b.extend_from_slice(inflated);
+        prefetch_for_write(b.spare_capacity_mut());
         if let Some(extra) = meta.extra.take() {
             // Rare (fragmented, or not inflatable): counted, not claimed first.
             let cost = extra.cost();
@@ -179,48 +186,50 @@ impl Store {
     pub fn open(&mut self, seq: u64, header: &[u8; HEADER], len: usize) -> bool {
         self.abandon();
         let n = HEADER + len;
-        let b = &self.head.buf;
+        let b = &self.head;
         if b.capacity() - b.len() < n && !self.room(n) {
             return false;
         }
-        let b = &mut self.head;
-        if b.count == 0 {
-            b.first_seq = seq;
+        let Ok(at) = u32::try_from(self.head.len()) else {
+            return false;
+        };
+        if self.head_count == 0 {
+            self.head_first_seq = seq;
         }
-        self.open_at = Some(b.buf.len());
-        b.buf.extend_from_slice(header);
+        self.open_at = at;
+        self.head.extend_from_slice(header);
         true
     }
 
     /// Payload bytes of the message opened, as on the wire: unmasked with `mask`
     /// from payload offset `pos`.
     pub fn write(&mut self, chunk: &[u8], mask: [u8; 4], pos: u64) {
-        let Some(at) = self.open_at else {
+        if self.open_at == NOT_OPEN {
             return;
-        };
-        let buf = &mut self.head.buf;
+        }
+        let buf = &mut self.head;
         let have = buf.len();
         // Never past what `open` made room for (the scanner hands over no more than
         // the frame's length).
         let room = buf.capacity() - have;
         let chunk = &chunk[..chunk.len().min(room)];
-        debug_assert!(have + chunk.len() <= at + HEADER + self.cap);
         buf.resize(have + chunk.len(), 0);
         unmask_into(&mut buf[have..], chunk, mask, pos);
     }
 
     /// The message opened is whole: it is kept from now on.
     pub fn commit(&mut self) {
-        if self.open_at.take().is_some() {
-            self.head.count += 1;
-            prefetch_for_write(self.head.buf.spare_capacity_mut());
+        if std::mem::replace(&mut self.open_at, NOT_OPEN) != NOT_OPEN {
+            self.head_count += 1;
+            prefetch_for_write(self.head.spare_capacity_mut());
         }
     }
 
     /// Drops a message opened and never committed (its stream ended mid-frame).
     fn abandon(&mut self) {
-        if let Some(at) = self.open_at.take() {
-            self.head.buf.truncate(at);
+        let at = std::mem::replace(&mut self.open_at, NOT_OPEN);
+        if at != NOT_OPEN {
+            self.head.truncate(at as usize);
         }
     }
 
@@ -229,7 +238,7 @@ impl Store {
     #[inline(never)]
     fn room(&mut self, n: usize) -> bool {
         loop {
-            let b = &self.head.buf;
+            let b = &self.head;
             if b.capacity() - b.len() >= n {
                 return true;
             }
@@ -249,7 +258,7 @@ impl Store {
                 if let Some(s) = spare {
                     self.release(s.capacity());
                 }
-                let size = (self.head.buf.capacity() * 2)
+                let size = (self.head.capacity() * 2)
                     .clamp(MIN_BLOCK, MAX_BLOCK)
                     .max(n);
                 let room = self.budget.saturating_sub(self.held);
@@ -264,18 +273,21 @@ impl Store {
                 Vec::with_capacity(size)
             }
         };
-        let old = std::mem::replace(
-            &mut self.head,
-            Block {
-                buf,
-                first_seq: 0,
-                count: 0,
-            },
-        );
+        let old = self.take_head();
+        self.head = buf;
         if old.buf.capacity() > 0 {
             self.older.push_back(old);
         }
         true
+    }
+
+    /// The head block, taken whole (an empty one stays).
+    fn take_head(&mut self) -> Block {
+        Block {
+            buf: std::mem::take(&mut self.head),
+            first_seq: std::mem::take(&mut self.head_first_seq),
+            count: std::mem::take(&mut self.head_count),
+        }
     }
 
     /// Lets the oldest block go with its messages (the head block when it is the
@@ -283,7 +295,7 @@ impl Store {
     fn let_go(&mut self) -> bool {
         let mut old = match self.older.pop_front() {
             Some(old) => old,
-            None if self.head.buf.capacity() > 0 => std::mem::take(&mut self.head),
+            None if self.head.capacity() > 0 => self.take_head(),
             None => return false,
         };
         let gone = old.first_seq + u64::from(old.count);
@@ -306,17 +318,19 @@ impl Store {
 
     /// The kept messages, oldest first, read in place; those numbered `from` on.
     pub fn iter(&self, dir: Dir, from: u64) -> impl Iterator<Item = Kept<'_>> {
+        let head = (&self.head[..], self.head_first_seq, self.head_count);
         self.older
             .iter()
-            .chain(std::iter::once(&self.head))
-            .filter(move |b| b.first_seq + u64::from(b.count) > from)
-            .flat_map(move |b| {
+            .map(|b| (&b.buf[..], b.first_seq, b.count))
+            .chain(std::iter::once(head))
+            .filter(move |&(_, first, count)| first + u64::from(count) > from)
+            .flat_map(move |(buf, first_seq, count)| {
                 let mut at = 0;
-                (0..u64::from(b.count)).map(move |i| {
-                    let r = &b.buf[at..];
+                (0..u64::from(count)).map(move |i| {
+                    let r = &buf[at..];
                     let (meta, d, f) = Meta::read(r);
                     at += HEADER + d + f;
-                    let seq = b.first_seq + i;
+                    let seq = first_seq + i;
                     let extra = if meta.has(EXTRA) {
                         self.extra(seq)
                     } else {
