@@ -162,7 +162,7 @@ impl Store {
         b.extend_from_slice(&header);
         b.extend_from_slice(data);
         b.extend_from_slice(inflated);
-        prefetch_for_write(b.spare_capacity_mut());
+        prefetch_for_write(b.spare_capacity_mut(), n);
         if let Some(extra) = meta.extra.take() {
             // Rare (fragmented, or not inflatable): counted, not claimed first.
             let cost = extra.cost();
@@ -219,9 +219,11 @@ impl Store {
 
     /// The message opened is whole: it is kept from now on.
     pub fn commit(&mut self) {
-        if std::mem::replace(&mut self.open_at, NOT_OPEN) != NOT_OPEN {
+        let at = std::mem::replace(&mut self.open_at, NOT_OPEN);
+        if at != NOT_OPEN {
             self.head_count += 1;
-            prefetch_for_write(self.head.spare_capacity_mut());
+            let n = self.head.len() - at as usize;
+            prefetch_for_write(self.head.spare_capacity_mut(), n);
         }
     }
 
@@ -359,20 +361,28 @@ impl Store {
     }
 }
 
-/// Asks the CPU to bring the start of `next` (where the direction's next record
-/// will be written) into cache now, so that writing it later does not wait on
-/// memory: with many tunnels captured, each direction's ring is cold by the time its
-/// next message comes, and the stores to it stall the relay.
-fn prefetch_for_write(next: &mut [std::mem::MaybeUninit<u8>]) {
+/// Asks the CPU to bring the lines of `next` that a record of `bytes` would cover
+/// (the one just written: a direction's messages tend to look alike) into cache
+/// now, so that writing the next record does not wait on memory: with many tunnels
+/// captured, each direction's ring is cold by the time its next message comes, and
+/// the stores to it stall the relay. At most 8 lines.
+fn prefetch_for_write(next: &mut [std::mem::MaybeUninit<u8>], bytes: usize) {
     #[cfg(target_arch = "x86_64")]
-    for line in next.chunks(64).take(3) {
+    {
         use std::arch::x86_64::{_mm_prefetch, _MM_HINT_ET0};
-        // SAFETY: a prefetch is only a hint: it reads nothing into the program and
-        // never faults; the address is inside a live allocation anyway.
-        unsafe { _mm_prefetch::<_MM_HINT_ET0>(line.as_ptr().cast()) };
+        let want = bytes.min(next.len()).min(8 * 64);
+        let skew = next.as_ptr() as usize & 63;
+        // The first line (maybe partly written already), then each line after it.
+        let mut at = 0;
+        while at < want {
+            // SAFETY: a prefetch is only a hint: it reads nothing into the program
+            // and never faults; the address is inside a live allocation anyway.
+            unsafe { _mm_prefetch::<_MM_HINT_ET0>(next[at].as_ptr().cast()) };
+            at = if at == 0 { 64 - skew } else { at + 64 };
+        }
     }
     #[cfg(not(target_arch = "x86_64"))]
-    let _ = next;
+    let _ = (next, bytes);
 }
 
 impl Drop for Store {
