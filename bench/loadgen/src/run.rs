@@ -122,6 +122,9 @@ async fn run(args: &Args, env: &Env) -> Result<(Figures, RunInfo)> {
             if matches!(test, Test::Echo | Test::Handshake { .. }) {
                 kinds.push(Kind::TunnelscopeOneLoop);
             }
+            if test == Test::Echo {
+                kinds.push(Kind::NginxTwoWorkers);
+            }
             let n = kinds.len();
             kinds.rotate_left(round % n);
             for kind in kinds {

@@ -127,7 +127,11 @@ pub fn replace_section(path: &Path, heading: &str, text: &str) -> Result<()> {
 pub fn write(out: &Path, figs: &Figures, info: &RunInfo) -> Result<()> {
     let a = &info.args;
     let mut kinds = vec![Kind::Direct, Kind::Nginx, Kind::Haproxy, Kind::Tunnelscope];
-    for extra in [Kind::TunnelscopeDashboard, Kind::TunnelscopeOneLoop] {
+    for extra in [
+        Kind::TunnelscopeDashboard,
+        Kind::TunnelscopeOneLoop,
+        Kind::NginxTwoWorkers,
+    ] {
         if figs.keys().any(|(k, _)| *k == extra) {
             kinds.push(extra);
         }
@@ -403,7 +407,9 @@ pub fn write(out: &Path, figs: &Figures, info: &RunInfo) -> Result<()> {
          thread each). nginx: the classic WebSocket configuration (map $http_upgrade \
          $connection_upgrade, upstream with least_conn, proxy_http_version 1.1, \
          Upgrade/Connection/Host headers, proxy_read_timeout 3600s), 1 worker, \
-         worker_connections 20000, access_log off. HAProxy: mode http, nbthread 1, balance \
+         worker_connections 20000, access_log off; nginx, 2 workers: the same with \
+         `worker_processes 2`, against tunnelscope at its defaults (echo only). HAProxy: \
+         mode http, nbthread 1, balance \
          leastconn, timeout tunnel 3600s, maxconn 9000. tunnelscope: `--headless --log warn`, \
          two listeners, pool with least_conn, idle = \"1h\", everything else default: one \
          event loop per CPU, each a thread with its own SO_REUSEPORT socket. tunnelscope, \
@@ -414,7 +420,7 @@ pub fn write(out: &Path, figs: &Figures, info: &RunInfo) -> Result<()> {
          command: a pane's command gets a session of its own, which under the kernel's \
          autogroup scheduling is a CPU share of its own and cost even headless tunnelscope \
          a quarter of its echo rate. Every target runs in the load generator's session. \
-         The exact files are written by `bench/loadgen/src/targets.rs`."
+         The exact files are written by `bench/loadgen/src/targets/confs.rs`."
     )?;
 
     writeln!(w, "\n## Rerun\n")?;

@@ -28,6 +28,8 @@ pub enum Kind {
     /// The load generator straight to the backends: the physical limit.
     Direct,
     Nginx,
+    /// nginx with two workers, against tunnelscope's two event loops (echo only).
+    NginxTwoWorkers,
     Haproxy,
     /// tunnelscope --headless at its defaults (one event loop per CPU).
     Tunnelscope,
@@ -43,6 +45,7 @@ impl fmt::Display for Kind {
         f.write_str(match self {
             Kind::Direct => "direct",
             Kind::Nginx => "nginx",
+            Kind::NginxTwoWorkers => "nginx, 2 workers",
             Kind::Haproxy => "HAProxy",
             Kind::Tunnelscope => "tunnelscope",
             Kind::TunnelscopeOneLoop => "tunnelscope, threads = 1",
@@ -240,9 +243,16 @@ impl Env {
         let (cert, key) = (d.join("cert.pem"), d.join("key.pem"));
         let log = d.join(format!("{}.log", slug(kind)));
         let (child, pid, tmux) = match kind {
-            Kind::Nginx => {
+            Kind::Nginx | Kind::NginxTwoWorkers => {
                 let conf = d.join("nginx.conf");
-                fs::write(&conf, nginx_conf(d, plain, tls, [b1, b2], &cert, &key))?;
+                let workers = if kind == Kind::Nginx { 1 } else { 2 };
+                let text = nginx_conf(d, plain, tls, [b1, b2], &cert, &key);
+                let text = text.replacen(
+                    "worker_processes 1;",
+                    &format!("worker_processes {workers};"),
+                    1,
+                );
+                fs::write(&conf, text)?;
                 let c = spawn(
                     d,
                     "nginx.log",
@@ -323,7 +333,7 @@ impl Running {
 fn slug(kind: Kind) -> &'static str {
     match kind {
         Kind::Direct => "direct",
-        Kind::Nginx => "nginx-error",
+        Kind::Nginx | Kind::NginxTwoWorkers => "nginx-error",
         Kind::Haproxy => "haproxy",
         Kind::Tunnelscope => "tunnelscope",
         Kind::TunnelscopeOneLoop => "tunnelscope-one-loop",
