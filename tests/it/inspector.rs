@@ -391,3 +391,74 @@ async fn a_search_finds_the_order_id_in_every_tunnel_and_jumps_to_the_match() {
     assert!(text.to_ascii_lowercase().contains("a-1042"), "{text}");
     assert!(matches!(ui.popup, Some(Popup::Message(_))));
 }
+
+/// Bytes the proxy has forwarded to a raw backend connection, exactly `n` (bounded).
+async fn forwarded(conn: &mut crate::common::wire::RawConn, n: usize) -> Vec<u8> {
+    use tokio::io::AsyncReadExt;
+    let mut buf = vec![0; n];
+    tokio::time::timeout(WAIT, conn.tcp.read_exact(&mut buf))
+        .await
+        .expect("forwarded in time")
+        .expect("the proxy's connection to the backend is open");
+    buf
+}
+
+async fn texts_sent(admin: &Admin, id: u64) -> Vec<String> {
+    let v = admin.get_json(&format!("/api/tunnels/{id}/messages")).await;
+    v["messages"]
+        .as_array()
+        .expect("a list of messages")
+        .iter()
+        .filter(|m| m["direction"] == "client_to_backend")
+        .map(|m| m["text"].as_str().unwrap_or("<not text>").to_string())
+        .collect()
+}
+
+/// A client that sends half a frame and vanishes: while the frame is unfinished its
+/// tunnel lists only its whole messages, and another client's capture is untouched,
+/// before and after.
+#[tokio::test]
+async fn a_client_vanishing_mid_frame_leaves_only_whole_messages_and_spares_others() {
+    use crate::common::wire::RawBackend;
+    let mut raw = RawBackend::start().await;
+    let conf = format!(
+        "[inspect]\ncapture = \"all\"\n\n[[listener]]\nbind = \"127.0.0.1:0\"\n\n\
+         [pool.app]\n[[pool.app.server]]\naddr = \"{}\"\n",
+        raw.addr
+    );
+    let proxy = proxy(&conf).await;
+    let admin = Admin::start(&proxy, None).await;
+    let addr = proxy.local_addrs()[0];
+
+    let mut a = raw_upgrade(addr).await;
+    let mut a_back = raw.accept().await;
+    let a_id = proxy.snapshot().tunnels[0].id;
+    let first = frame(0x1, b"first", Some([1, 2, 3, 4]));
+    a.write_all(&first).await.unwrap();
+    assert_eq!(forwarded(&mut a_back, first.len()).await, first);
+    // A binary frame announcing 100 bytes, of which 10 come.
+    let mut half = frame(0x2, &[7u8; 100], Some([9, 9, 9, 9]));
+    half.truncate(2 + 4 + 10);
+    a.write_all(&half).await.unwrap();
+    assert_eq!(forwarded(&mut a_back, half.len()).await, half);
+    assert_eq!(texts_sent(&admin, a_id).await, ["first"]);
+
+    let mut b = raw_upgrade(addr).await;
+    let mut b_back = raw.accept().await;
+    let b_id = proxy
+        .snapshot()
+        .tunnels
+        .iter()
+        .map(|t| t.id)
+        .find(|&id| id != a_id)
+        .expect("the second tunnel");
+    let other = frame(0x1, b"other", Some([4, 3, 2, 1]));
+    b.write_all(&other).await.unwrap();
+    assert_eq!(forwarded(&mut b_back, other.len()).await, other);
+
+    drop(a);
+    let still = frame(0x1, b"still here", Some([5, 5, 5, 5]));
+    b.write_all(&still).await.unwrap();
+    assert_eq!(forwarded(&mut b_back, still.len()).await, still);
+    assert_eq!(texts_sent(&admin, b_id).await, ["other", "still here"]);
+}
