@@ -29,9 +29,17 @@ async fn each_matching_tunnel_is_recorded_to_its_end() {
     let b = Backend::start("b").await;
     let dir = tempfile::tempdir().unwrap();
     let proxy = proxy(&config(&b, dir.path(), "")).await;
+    let mut events = proxy.subscribe();
     let addr = proxy.local_addrs()[0];
     let mut rec = connect(addr, "/rec/chat").await;
     let mut other = connect(addr, "/other").await;
+    let rec_id = proxy
+        .snapshot()
+        .tunnels
+        .iter()
+        .find(|t| t.path == "/rec/chat")
+        .expect("the recorded tunnel")
+        .id;
     for text in ["one", "two", "three"] {
         rec.send(Message::text(text)).await.unwrap();
         assert_eq!(next_data(&mut rec).await, Message::text(text));
@@ -44,6 +52,13 @@ async fn each_matching_tunnel_is_recorded_to_its_end() {
     .await
     .unwrap();
     while next_is_data(&mut rec).await {}
+    // The client has the Close back before the proxy's tunnel has ended: shutting
+    // down now would end it as the proxy's doing, not the client's.
+    wait_event(
+        &mut events,
+        |e| matches!(e, tunnelscope::event::Event::TunnelClosed { id, .. } if *id == rec_id),
+    )
+    .await;
     proxy.shutdown();
     proxy.wait().await;
 
