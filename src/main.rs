@@ -435,7 +435,10 @@ async fn attend(
         kill_close: screen.kill_close,
         redact: screen.redact,
         messages: Some(std::sync::Arc::new(proxy.messages_source())),
-        search: Some(std::sync::Arc::new(proxy.search_source())),
+        search: Some({
+            let search = proxy.search_source();
+            std::sync::Arc::new(move |q: &str| Some(search(q)))
+        }),
         ..Default::default()
     };
     tokio::select! {

@@ -59,6 +59,7 @@ pub fn run(o: Options<'_>) -> ExitCode {
         let options = dashboard::Options {
             logs: logging.pane.take(),
             messages: Some(std::sync::Arc::new(top.messages_source())),
+            search: Some(std::sync::Arc::new(top.search_source())),
             banner: Some(format!(
                 "top: {n} instance{} · commands go to every instance · ? help",
                 if n == 1 { "" } else { "s" }

@@ -81,8 +81,15 @@ pub struct Options {
     pub search: Option<SearchSource>,
 }
 
-/// A search of the proxy's captured messages (see `ProxyHandle::search_source`).
-pub type SearchSource = std::sync::Arc<dyn Fn(&str) -> Vec<crate::event::SearchHit> + Send + Sync>;
+/// A search of captured messages: the hits, or None while they are still being
+/// gathered (from remote instances), in which case the dashboard asks again each
+/// tick with the same query. A local proxy answers at once
+/// (`ProxyHandle::search_source`).
+pub type SearchSource =
+    std::sync::Arc<dyn Fn(&str) -> Option<Vec<crate::event::SearchHit>> + Send + Sync>;
+
+/// How long the dashboard waits for a search's hits before giving up on it.
+const SEARCH_PATIENCE: Duration = Duration::from_secs(10);
 
 /// A tunnel's captured messages, None when it is not live (see
 /// `ProxyHandle::messages_source`).
@@ -142,6 +149,8 @@ pub async fn run<B: Backend>(
     // After a stall, draw once and carry on rather than drawing the missed frames.
     tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
     let mut pending_keys = Vec::new();
+    // A search whose hits are still being gathered, and since when.
+    let mut searching: Option<(String, SystemTime)> = None;
     loop {
         tokio::select! {
             _ = tick.tick() => {}
@@ -170,6 +179,15 @@ pub async fn run<B: Backend>(
             }
             state.logs_dropped = logs.dropped.load(Ordering::Relaxed);
         }
+        if let (Some((query, since)), Some(search)) = (&searching, &options.search) {
+            if let Some(hits) = search(query) {
+                find::show(&state, &mut ui, query.clone(), hits);
+                searching = None;
+            } else if now.duration_since(*since).unwrap_or_default() > SEARCH_PATIENCE {
+                ui.flash(format!("no answer to the search for {query:?}"), now, true);
+                searching = None;
+            }
+        }
         while let Ok(k) = keys.try_recv() {
             pending_keys.push(k);
         }
@@ -186,10 +204,13 @@ pub async fn run<B: Backend>(
                 }
                 Some(Effect::Copy(_)) => {}
                 Some(Effect::Search(query)) => match &options.search {
-                    Some(search) => {
-                        let hits = search(&query);
-                        find::show(&state, &mut ui, query, hits);
-                    }
+                    Some(search) => match search(&query) {
+                        Some(hits) => find::show(&state, &mut ui, query, hits),
+                        None => {
+                            ui.flash(format!("searching for {query:?}…"), now, false);
+                            searching = Some((query, now));
+                        }
+                    },
                     None => ui.flash("nothing to search here", now, true),
                 },
                 Some(Effect::Save(files)) => {

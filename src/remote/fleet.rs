@@ -63,7 +63,7 @@ impl Model {
     }
 
     /// The dashboard's id for a tunnel an event names, if it is known.
-    fn known(&self, i: usize, id: TunnelId) -> Option<TunnelId> {
+    pub(super) fn known(&self, i: usize, id: TunnelId) -> Option<TunnelId> {
         self.ids.get(&(i, id)).copied()
     }
 

@@ -11,6 +11,7 @@ mod fleet;
 mod link;
 mod messages;
 pub mod parse;
+mod search;
 mod target;
 mod wire;
 
@@ -33,6 +34,7 @@ pub struct Top {
     model: fleet::Shared,
     control: ControlHandle,
     messages: messages::Messages,
+    searches: search::Searches,
     tasks: Vec<JoinHandle<()>>,
 }
 
@@ -52,6 +54,12 @@ impl Top {
             model.clone(),
             auth.clone(),
         )));
+        let searches = search::Searches::default();
+        tasks.push(tokio::spawn(search::serve(
+            searches.clone(),
+            model.clone(),
+            auth.clone(),
+        )));
         let (tx, rx) = mpsc::channel(64);
         tasks.push(tokio::spawn(commands::serve(
             rx,
@@ -64,6 +72,7 @@ impl Top {
             model,
             control: ControlHandle::new(tx),
             messages: cache,
+            searches,
             tasks,
         }
     }
@@ -85,6 +94,14 @@ impl Top {
     ) -> impl Fn(crate::event::TunnelId) -> Option<Vec<crate::event::CapturedMessage>> + Send + Sync
     {
         messages::source(self.messages.clone())
+    }
+
+    /// `f`: every instance's captured messages searched, as the dashboard asks (None
+    /// until the instances have answered).
+    pub fn search_source(
+        &self,
+    ) -> impl Fn(&str) -> Option<Vec<crate::event::SearchHit>> + Send + Sync {
+        search::source(self.searches.clone())
     }
 
     /// Commands sent here go to the instances.

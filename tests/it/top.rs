@@ -39,6 +39,7 @@ fn serve_admin(
     )
     .with_readiness(proxy.readiness_source())
     .with_messages(proxy.messages_source())
+    .with_search(proxy.search_source())
     .with_name(Some(name.to_string()))
     .with_token(token.map(String::from));
     admin::spawn(listener, api)
@@ -85,6 +86,7 @@ fn top(addrs: &[SocketAddr], token: Option<&str>) -> Rig {
         let snap = top.clone();
         let options = Options {
             tick: Duration::from_millis(20),
+            search: Some(Arc::new(top.search_source())),
             ..Options::default()
         };
         let _ = run(
@@ -530,4 +532,50 @@ async fn after_its_stream_lags_an_instance_is_rebuilt_from_the_fresh_snapshot() 
         assert!(started.elapsed() < WAIT, "top shows {live} tunnels, not 60");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+}
+
+/// `f` in `top` searches every instance's captured messages: the order id sent
+/// through the second instance is found there, listed with its tunnel, and Enter
+/// opens that tunnel on the message.
+#[tokio::test]
+async fn find_in_top_searches_every_instance_and_jumps_to_the_match() {
+    let (a, b) = (Backend::start("a").await, Backend::start("b").await);
+    let one = instance(&[&a], "edge-1", None).await;
+    let two = instance(&[&b], "edge-2", None).await;
+    let rig = top(&[one.addr, two.addr], None);
+    // Following the instances makes them capture (the default `watched`).
+    wait_for(&rig.screen, "both instances up", |s| {
+        s.contains("fleet 2/2 up")
+    })
+    .await;
+    let mut quiet = connect(one.proxy.local_addrs()[0], "/quiet").await;
+    let mut orders = connect(two.proxy.local_addrs()[0], "/orders").await;
+    for (ws, text) in [
+        (&mut quiet, "nothing to see"),
+        (&mut orders, "where is order Z-4711?"),
+    ] {
+        ws.send(tokio_tungstenite::tungstenite::Message::text(text))
+            .await
+            .unwrap();
+        next_data(ws).await;
+    }
+    wait_for(&rig.screen, "both tunnels listed", |s| {
+        s.contains("edge-2 127.0.0.1:") && s.contains("edge-1 127.0.0.1:")
+    })
+    .await;
+
+    rig.keys.send(ch('f')).await.unwrap();
+    for c in "z-4711".chars() {
+        rig.keys.send(ch(c)).await.unwrap();
+    }
+    rig.keys.send(key(KeyCode::Enter)).await.unwrap();
+    wait_for(&rig.screen, "the matches from edge-2", |s| {
+        s.contains("messages containing \"z-4711\"") && s.contains("where is order Z-4711?")
+    })
+    .await;
+    rig.keys.send(key(KeyCode::Enter)).await.unwrap();
+    wait_for(&rig.screen, "the tunnel opened on its message", |s| {
+        s.contains("path /orders") && s.contains("Messages") && !s.contains("/quiet")
+    })
+    .await;
 }
