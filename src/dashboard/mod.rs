@@ -181,6 +181,8 @@ pub async fn run<B: Backend>(
         }
         if let (Some((query, since)), Some(search)) = (&searching, &options.search) {
             if let Some(hits) = search(query) {
+                // The "searching…" line has done its job.
+                ui.flash = None;
                 find::show(&state, &mut ui, query.clone(), hits);
                 searching = None;
             } else if now.duration_since(*since).unwrap_or_default() > SEARCH_PATIENCE {

@@ -570,7 +570,9 @@ async fn find_in_top_searches_every_instance_and_jumps_to_the_match() {
     }
     rig.keys.send(key(KeyCode::Enter)).await.unwrap();
     wait_for(&rig.screen, "the matches from edge-2", |s| {
-        s.contains("messages containing \"z-4711\"") && s.contains("where is order Z-4711?")
+        s.contains("messages containing \"z-4711\"")
+            && s.contains("where is order Z-4711?")
+            && !s.contains("searching for")
     })
     .await;
     rig.keys.send(key(KeyCode::Enter)).await.unwrap();
