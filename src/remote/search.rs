@@ -35,15 +35,15 @@ pub struct Searches {
     asked: Arc<Notify>,
 }
 
-/// What the dashboard calls: the hits once they are in, None until then (a new
-/// query is passed on to the task).
+/// What the dashboard calls: the hits once they are in (handed over once: the same
+/// search made again later asks again), None until then (a new query is passed on
+/// to the task).
 pub fn source(s: Searches) -> impl Fn(&str) -> Option<Vec<SearchHit>> + Send + Sync {
     move |query| {
         let mut c = crate::sync::lock(&s.cache);
-        if let Some((q, hits)) = &c.got {
-            if q == query {
-                return Some(hits.clone());
-            }
+        if c.got.as_ref().is_some_and(|(q, _)| q == query) {
+            c.asked = None;
+            return c.got.take().map(|(_, hits)| hits);
         }
         if c.asked.as_deref() != Some(query) {
             c.asked = Some(query.to_string());
@@ -144,6 +144,24 @@ fn hit(v: &Value) -> Option<SearchHit> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn hits_are_handed_over_once_and_the_same_search_made_again_asks_again() {
+        let s = Searches::default();
+        let ask = source(s.clone());
+        assert!(ask("order").is_none());
+        assert!(ask("order").is_none(), "still gathering");
+        assert_eq!(crate::sync::lock(&s.cache).asked.as_deref(), Some("order"));
+        // The task answers.
+        crate::sync::lock(&s.cache).got = Some(("order".into(), Vec::new()));
+        assert_eq!(ask("order").map(|h| h.len()), Some(0));
+        // Asked again later: not the old answer, a new ask.
+        assert!(ask("order").is_none());
+        assert_eq!(crate::sync::lock(&s.cache).asked.as_deref(), Some("order"));
+        // A different query is asked even while an answer for another waits.
+        crate::sync::lock(&s.cache).got = Some(("other".into(), Vec::new()));
+        assert!(ask("order").is_none());
+    }
 
     #[test]
     fn a_query_is_percent_encoded_byte_by_byte() {

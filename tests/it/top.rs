@@ -580,4 +580,23 @@ async fn find_in_top_searches_every_instance_and_jumps_to_the_match() {
         s.contains("path /orders") && s.contains("Messages") && !s.contains("/quiet")
     })
     .await;
+
+    // The same search made again finds what came since, not the old answer.
+    rig.keys.send(key(KeyCode::Esc)).await.unwrap();
+    orders
+        .send(tokio_tungstenite::tungstenite::Message::text(
+            "Z-4711 arrived, thanks",
+        ))
+        .await
+        .unwrap();
+    next_data(&mut orders).await;
+    rig.keys.send(ch('f')).await.unwrap();
+    for c in "z-4711".chars() {
+        rig.keys.send(ch(c)).await.unwrap();
+    }
+    rig.keys.send(key(KeyCode::Enter)).await.unwrap();
+    wait_for(&rig.screen, "the newer matches too", |s| {
+        s.contains("4 messages containing \"z-4711\"") && s.contains("Z-4711 arrived, thanks")
+    })
+    .await;
 }
