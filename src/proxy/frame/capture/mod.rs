@@ -19,7 +19,7 @@ use std::time::SystemTime;
 
 pub use self::inflate::deflate_resets;
 use self::inflate::{Inflate, DEFLATE_TAIL};
-use self::record::{Kept, Meta, COMPRESSED, INFLATED, INJECTED, LAZY, TRUNCATED};
+use self::record::{Kept, Meta, COMPRESSED, INFLATED, INJECTED, TRUNCATED};
 pub use self::store::Budget;
 use self::store::Store;
 use crate::event::{CapturedFrame, Dir, OpKind, MAX_FRAMES_KEPT};
@@ -38,9 +38,6 @@ struct Building {
     /// frame, offsets restart).
     mask: [u8; 4],
     pos: u64,
-    /// A compressed message with a context of its own, kept whole: inflated when
-    /// read, not as it passes.
-    lazy: bool,
 }
 
 /// Buffer capacity a [`Building`] keeps between messages; a larger one is freed.
@@ -51,7 +48,6 @@ impl Building {
         self.meta = Some(Meta::new(frame, kind));
         self.data.clear();
         self.inflated.clear();
-        self.lazy = false;
     }
 
     /// Empties the buffers for the next message, freeing large ones.
@@ -77,7 +73,8 @@ impl Building {
 pub struct Capture {
     /// Where the payload of the frame flowing now goes.
     flow: Flow,
-    /// A data message spanning fragments is being assembled in `data`.
+    /// A data message spanning fragments is being assembled in `data` (said here,
+    /// in the first line, so a whole message in one frame need not look there).
     assembling: bool,
     /// A frame written in place ([`Flow::Direct`]): its masking key and payload
     /// offset.
@@ -105,7 +102,8 @@ enum Flow {
     Data,
     /// The control frame assembled in [`Capture::control`].
     Control,
-    /// A whole message in this one frame, written straight into the store.
+    /// A whole message in this one frame, written straight into the store (or, when
+    /// it had no room, not kept).
     Direct,
 }
 
@@ -182,15 +180,6 @@ impl Capture {
                     .min(self.cap);
                 b.data.reserve(keep.min(RESERVE_MAX));
             }
-            // Without context takeover a whole message kept untruncated can be
-            // inflated later, by whoever reads it: most never are.
-            b.lazy = m.has(COMPRESSED)
-                && frame.fin
-                && frame.len <= self.cap as u64
-                && self
-                    .inflate
-                    .as_ref()
-                    .is_some_and(|i| i.reset && i.broken.is_none());
         } else {
             let first = m.len;
             let e = m.extra();
@@ -208,8 +197,8 @@ impl Capture {
 
     /// A whole message in one frame, kept whole, and not inflated as it passes:
     /// opened in the store to be written there as its bytes pass. False when the
-    /// frame is not one (or the store refused it: then it goes the long way, which
-    /// finds the same refusal).
+    /// frame is not one. One the store refuses (no room in any budget) is counted
+    /// and not kept, as any refused message.
     fn begin_direct(&mut self, frame: &CapturedFrame, kind: OpKind, mask: [u8; 4]) -> bool {
         if !frame.fin || frame.len > u64::from(self.direct_cap) {
             return false;
@@ -230,16 +219,14 @@ impl Capture {
             OpKind::Close | OpKind::Ping | OpKind::Pong if !compressed => false,
             _ => return false,
         };
-        let header = record::single_frame_header(frame, kind, record::nanos(frame.at), lazy);
-        if !self.store.open(self.next_seq, &header, frame.len as usize) {
-            return false;
-        }
         if self.assembling && matches!(kind, OpKind::Text | OpKind::Binary) {
             // A new message: one left unfinished is dropped, as the long way does.
             self.data.meta = None;
             self.data.reset();
             self.assembling = false;
         }
+        let header = record::single_frame_header(frame, kind, record::nanos(frame.at), lazy);
+        self.store.open(self.next_seq, &header, frame.len as usize);
         self.flow = Flow::Direct;
         self.direct_mask = mask;
         self.direct_pos = 0;
@@ -272,7 +259,7 @@ impl Capture {
             b.data.resize(have + take, 0);
             unmask_into(&mut b.data[have..], &chunk[..take], b.mask, b.pos);
         }
-        let compressed = m.has(COMPRESSED) && !b.lazy;
+        let compressed = m.has(COMPRESSED);
         let in_control = self.flow == Flow::Control;
         if let (true, false, Some(inf)) = (compressed, in_control, &mut self.inflate) {
             inf.scratch.resize(chunk.len(), 0);
@@ -297,11 +284,7 @@ impl Capture {
             Flow::Data if fin => &mut self.data,
             Flow::Data => return,
         };
-        let compressed = match &mut b.meta {
-            Some(m) if b.lazy => {
-                m.flags |= LAZY;
-                false
-            }
+        let compressed = match &b.meta {
             Some(m) => m.has(COMPRESSED),
             None => return,
         };

@@ -81,24 +81,60 @@ pub(super) fn nanos(at: SystemTime) -> u64 {
     u64::try_from(at.as_nanos()).unwrap_or(u64::MAX)
 }
 
+/// A record header's fields, and the one place their bytes are laid out ([`Meta::read`]
+/// reads them back).
+struct Header {
+    at: u64,
+    len: u64,
+    inflated_len: u64,
+    frame_seq: u64,
+    data: usize,
+    inflated: usize,
+    frames: u32,
+    kind: OpKind,
+    rsv: u8,
+    opcode: u8,
+    flags: u8,
+}
+
+impl Header {
+    fn bytes(&self) -> [u8; HEADER] {
+        let mut h = [0u8; HEADER];
+        h[0..8].copy_from_slice(&self.at.to_le_bytes());
+        h[8..16].copy_from_slice(&self.len.to_le_bytes());
+        h[16..24].copy_from_slice(&self.inflated_len.to_le_bytes());
+        h[24..32].copy_from_slice(&self.frame_seq.to_le_bytes());
+        h[32..36].copy_from_slice(&(self.data as u32).to_le_bytes());
+        h[36..40].copy_from_slice(&(self.inflated as u32).to_le_bytes());
+        h[40..44].copy_from_slice(&self.frames.to_le_bytes());
+        h[44..48].copy_from_slice(&[self.kind as u8, self.rsv, self.opcode, self.flags]);
+        h
+    }
+}
+
 /// The header of a message that is `frame` alone, kept whole (`at`: its time as
-/// [`nanos`] gives it; `lazy`: compressed, to be inflated when read). The same
-/// bytes as [`Meta::header`] writes for it, without assembling a [`Meta`] first.
+/// [`nanos`] gives it; `lazy`: compressed, to be inflated when read): what
+/// [`Meta::header`] writes for it, without assembling a [`Meta`] first.
 pub(super) fn single_frame_header(
     frame: &CapturedFrame,
     kind: OpKind,
     at: u64,
     lazy: bool,
 ) -> [u8; HEADER] {
-    let flags = flags_of(frame) | if lazy { LAZY } else { 0 };
-    let mut h = [0u8; HEADER];
-    h[0..8].copy_from_slice(&at.to_le_bytes());
-    h[8..16].copy_from_slice(&frame.len.to_le_bytes());
-    h[24..32].copy_from_slice(&frame.seq.to_le_bytes());
-    h[32..36].copy_from_slice(&(frame.len as u32).to_le_bytes());
-    h[40..44].copy_from_slice(&1u32.to_le_bytes());
-    h[44..48].copy_from_slice(&[kind as u8, frame.rsv, frame.opcode, flags]);
-    h
+    Header {
+        at,
+        len: frame.len,
+        inflated_len: 0,
+        frame_seq: frame.seq,
+        data: frame.len as usize,
+        inflated: 0,
+        frames: 1,
+        kind,
+        rsv: frame.rsv,
+        opcode: frame.opcode,
+        flags: flags_of(frame) | if lazy { LAZY } else { 0 },
+    }
+    .bytes()
 }
 
 impl Meta {
@@ -126,17 +162,20 @@ impl Meta {
     }
 
     pub(super) fn header(&self, data: usize, inflated: usize) -> [u8; HEADER] {
-        let mut h = [0u8; HEADER];
-        h[0..8].copy_from_slice(&nanos(self.at).to_le_bytes());
-        h[8..16].copy_from_slice(&self.len.to_le_bytes());
-        h[16..24].copy_from_slice(&self.inflated_len.to_le_bytes());
-        h[24..32].copy_from_slice(&self.frame_seq.to_le_bytes());
-        h[32..36].copy_from_slice(&(data as u32).to_le_bytes());
-        h[36..40].copy_from_slice(&(inflated as u32).to_le_bytes());
-        h[40..44].copy_from_slice(&self.frames.to_le_bytes());
-        let flags = self.flags | if self.extra.is_some() { EXTRA } else { 0 };
-        h[44..48].copy_from_slice(&[self.kind as u8, self.rsv, self.opcode, flags]);
-        h
+        Header {
+            at: nanos(self.at),
+            len: self.len,
+            inflated_len: self.inflated_len,
+            frame_seq: self.frame_seq,
+            data,
+            inflated,
+            frames: self.frames,
+            kind: self.kind,
+            rsv: self.rsv,
+            opcode: self.opcode,
+            flags: self.flags | if self.extra.is_some() { EXTRA } else { 0 },
+        }
+        .bytes()
     }
 
     /// The header at the start of `r`, and the lengths of the payload and inflated

@@ -148,15 +148,11 @@ impl Store {
     /// payload and inflated payload (and takes its extra), letting the oldest go as
     /// the budgets require; false when it cannot be kept at all.
     pub fn push(&mut self, seq: u64, meta: &mut Meta, data: &[u8], inflated: &[u8]) -> bool {
-        self.abandon();
         let n = HEADER + data.len() + inflated.len();
-        if !self.room(n) {
+        if !self.make_room(seq, n) {
             return false;
         }
         let header = meta.header(data.len(), inflated.len());
-        if self.head_count == 0 {
-            self.head_first_seq = seq;
-        }
         self.head_count += 1;
         let b = &mut self.head;
         b.extend_from_slice(&header);
@@ -180,24 +176,33 @@ impl Store {
 
     /// Begins keeping message number `seq`, one frame of `len` payload bytes that
     /// [`Store::write`] puts in place as they pass (no copy between) and
-    /// [`Store::commit`] counts; false when it cannot be kept at all. `header` says
-    /// all but the payload: no extra, nothing inflated, nothing cut.
+    /// [`Store::commit`] counts. `header` says all but the payload: no extra,
+    /// nothing inflated, nothing cut. A message no budget has room for is not
+    /// opened: writing and committing it then do nothing.
     #[inline]
-    pub fn open(&mut self, seq: u64, header: &[u8; HEADER], len: usize) -> bool {
+    pub fn open(&mut self, seq: u64, header: &[u8; HEADER], len: usize) {
+        if !self.make_room(seq, HEADER + len) {
+            return;
+        }
+        let Ok(at) = u32::try_from(self.head.len()) else {
+            return;
+        };
+        self.open_at = at;
+        self.head.extend_from_slice(header);
+    }
+
+    /// Readies the head block for message number `seq`, `n` bytes, dropping a
+    /// message left open: false when no budget has room.
+    #[inline]
+    fn make_room(&mut self, seq: u64, n: usize) -> bool {
         self.abandon();
-        let n = HEADER + len;
         let b = &self.head;
         if b.capacity() - b.len() < n && !self.room(n) {
             return false;
         }
-        let Ok(at) = u32::try_from(self.head.len()) else {
-            return false;
-        };
         if self.head_count == 0 {
             self.head_first_seq = seq;
         }
-        self.open_at = at;
-        self.head.extend_from_slice(header);
         true
     }
 
@@ -235,15 +240,11 @@ impl Store {
         }
     }
 
-    /// Makes room for `n` bytes at the end of the head block: a new (or the spare)
-    /// block, letting the oldest go until one can be had.
+    /// Makes room for `n` bytes at the end of the head block when it has too little:
+    /// a new (or the spare) block, letting the oldest go until one can be had.
     #[inline(never)]
     fn room(&mut self, n: usize) -> bool {
         loop {
-            let b = &self.head;
-            if b.capacity() - b.len() >= n {
-                return true;
-            }
             if self.new_block(n) {
                 return true;
             }

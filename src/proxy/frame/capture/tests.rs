@@ -363,3 +363,14 @@ fn what_every_kept_message_touches_lies_in_the_first_cache_line() {
     let hot_end = store + store::Store::HOT_END;
     assert!(hot_end <= 64, "hot state ends at byte {hot_end}");
 }
+
+#[test]
+fn messages_no_budget_has_room_for_are_counted_and_not_kept() {
+    let mut c = plain(Dir::ClientToBackend, 1024, 0);
+    frame(&mut c, OpKind::Text, true, b"one", [1, 2, 3, 4]);
+    frame(&mut c, OpKind::Ping, true, b"two", [0; 4]);
+    frame(&mut c, OpKind::Text, false, b"three ", [0; 4]);
+    frame(&mut c, OpKind::Continuation, true, b"parts", [0; 4]);
+    assert!(c.owned().is_empty());
+    assert_eq!((c.next_seq(), c.bytes_held()), (3, 0));
+}
