@@ -35,14 +35,7 @@ pub struct Bound {
 pub async fn serve(core: Arc<Registry>, mut bound: Bound) {
     let mut shutdown = core.shutdown_signal();
     let mut accept_errors = crate::throttle::Throttle::new(Duration::from_secs(1));
-    // What the listening socket passes on to the sockets it accepts (`None`: not
-    // tuned yet, or it refuses, and then each connection is tuned on its own).
-    let mut passed_on: Option<Tuning> = None;
-    let mut listener_refuses = false;
-    // Accepts still to tune on their own after the listener was (re)tuned: those
-    // already waiting in its queue then were made with its earlier options, and
-    // Linux queues at most a backlog plus one.
-    let mut queued_before = 0;
+    let mut tuning = AcceptTuning::default();
     loop {
         let (tcp, peer) = tokio::select! {
             _ = super::registry::shutdown_begun(&mut shutdown) => break,
@@ -67,31 +60,7 @@ pub async fn serve(core: Arc<Registry>, mut bound: Bound) {
         };
         // One config for the whole connection set-up (a reload swaps it meanwhile).
         let config = core.config();
-        let timeouts = &config.timeouts;
-        let wanted = Tuning::of(timeouts);
-        // The first connection, and the first after a reload that changed the
-        // keepalive settings, came with the listener's old options, as may those
-        // queued behind it: they are tuned on their own, and the listener is tuned
-        // for those that follow.
-        if passed_on != Some(wanted) && !listener_refuses {
-            match tune_socket(SockRef::from(&bound.listener), timeouts) {
-                Ok(()) => {
-                    passed_on = Some(wanted);
-                    // This connection, and each that may wait behind it.
-                    queued_before = 1 + super::shard::BACKLOG as usize + 1;
-                }
-                Err(e) => {
-                    debug!(listener = %bound.name, error = %e, "cannot tune the listening socket; tuning each connection");
-                    listener_refuses = true;
-                }
-            }
-        }
-        if passed_on != Some(wanted) || queued_before > 0 {
-            queued_before = queued_before.saturating_sub(1);
-            if let Err(e) = tune_socket(SockRef::from(&tcp), timeouts) {
-                debug!(%peer, error = %e, "cannot tune the connection's socket");
-            }
-        }
+        tuning.accepted(&bound, &tcp, peer, &config.timeouts);
         let span = tracing::info_span!("conn", %peer, listener = %bound.name);
         let core = core.clone();
         let name = bound.name.clone();
@@ -100,6 +69,55 @@ pub async fn serve(core: Arc<Registry>, mut bound: Bound) {
             // The slot moves into the connection: a tunnel made on it keeps it.
             serve_conn(core, config, name, tls, tcp, peer, Arc::new(slot)).instrument(span),
         );
+    }
+}
+
+/// Who sets a new connection's socket options: the listening socket, which Linux
+/// copies to every socket it accepts, once it has what the configuration asks; the
+/// connection itself until then, and when the listener refuses.
+#[derive(Default)]
+struct AcceptTuning {
+    /// What the listening socket passes on (`None`: not tuned yet, or it refuses).
+    passed_on: Option<Tuning>,
+    listener_refuses: bool,
+    /// Accepts still to tune on their own after the listener was (re)tuned: those
+    /// already waiting in its queue then were made with its earlier options, and
+    /// Linux queues at most a backlog plus one.
+    queued_before: usize,
+}
+
+impl AcceptTuning {
+    /// `tcp` was just accepted from `bound`. The first connection, and the first
+    /// after a reload that changed the keepalive settings, came with the listener's
+    /// old options, as may those queued behind it: they are tuned on their own, and
+    /// the listener is tuned for those that follow.
+    fn accepted(
+        &mut self,
+        bound: &Bound,
+        tcp: &tokio::net::TcpStream,
+        peer: std::net::SocketAddr,
+        timeouts: &crate::config::Timeouts,
+    ) {
+        let wanted = Tuning::of(timeouts);
+        if self.passed_on != Some(wanted) && !self.listener_refuses {
+            match tune_socket(SockRef::from(&bound.listener), timeouts) {
+                Ok(()) => {
+                    self.passed_on = Some(wanted);
+                    // This connection, and each that may wait behind it.
+                    self.queued_before = 1 + super::shard::BACKLOG as usize + 1;
+                }
+                Err(e) => {
+                    debug!(listener = %bound.name, error = %e, "cannot tune the listening socket; tuning each connection");
+                    self.listener_refuses = true;
+                }
+            }
+        }
+        if self.passed_on != Some(wanted) || self.queued_before > 0 {
+            self.queued_before = self.queued_before.saturating_sub(1);
+            if let Err(e) = tune_socket(SockRef::from(tcp), timeouts) {
+                debug!(%peer, error = %e, "cannot tune the connection's socket");
+            }
+        }
     }
 }
 
