@@ -478,15 +478,22 @@ fn proxy_socket(local: SocketAddr, peer: SocketAddr) -> Option<std::os::fd::RawF
 
 /// The keepalive settings of a socket: (on, idle, interval, probes).
 fn keepalive_of(fd: std::os::fd::RawFd) -> (bool, Duration, Duration, u32) {
+    with_socket(fd, |sock| {
+        (
+            sock.keepalive().unwrap(),
+            sock.tcp_keepalive_time().unwrap(),
+            sock.tcp_keepalive_interval().unwrap(),
+            sock.tcp_keepalive_retries().unwrap(),
+        )
+    })
+}
+
+/// Reads the options of the socket behind `fd` (one of the proxy's, found by
+/// [`proxy_socket`]).
+fn with_socket<T>(fd: std::os::fd::RawFd, read: impl FnOnce(socket2::SockRef<'_>) -> T) -> T {
     // SAFETY: as in proxy_socket.
     let fd_ref = unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) };
-    let sock = socket2::SockRef::from(&fd_ref);
-    (
-        sock.keepalive().unwrap(),
-        sock.tcp_keepalive_time().unwrap(),
-        sock.tcp_keepalive_interval().unwrap(),
-        sock.tcp_keepalive_retries().unwrap(),
-    )
+    read(socket2::SockRef::from(&fd_ref))
 }
 
 /// Both sides of a tunnel get TCP keepalive as `[timeouts]` says, so the kernel
@@ -516,9 +523,46 @@ async fn both_sides_of_a_tunnel_get_tcp_keepalive_as_configured() {
 
 /// Whether a socket sends without Nagle's delay.
 fn nodelay_of(fd: std::os::fd::RawFd) -> bool {
-    // SAFETY: as in proxy_socket.
-    let fd_ref = unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) };
-    socket2::SockRef::from(&fd_ref).tcp_nodelay().unwrap()
+    with_socket(fd, |sock| sock.tcp_nodelay().unwrap())
+}
+
+/// A proxy in front of `b` started from a file, whose `[timeouts]` section a test
+/// rewrites and reloads.
+struct FromFile<'a> {
+    proxy: tunnelscope::proxy::ProxyHandle,
+    path: std::path::PathBuf,
+    b: &'a Backend,
+    _dir: tempfile::TempDir,
+}
+
+impl<'a> FromFile<'a> {
+    /// `timeouts`: the lines of the `[timeouts]` section.
+    async fn start(b: &'a Backend, timeouts: &str) -> FromFile<'a> {
+        let dir = tempfile::TempDir::new().unwrap();
+        let path = dir.path().join("tunnelscope.toml");
+        Self::write(&path, b, timeouts);
+        let config = tunnelscope::config::Config::load(&path).unwrap();
+        let proxy = tunnelscope::proxy::start(config).await.unwrap();
+        FromFile {
+            proxy,
+            path,
+            b,
+            _dir: dir,
+        }
+    }
+
+    fn write(path: &std::path::Path, b: &Backend, timeouts: &str) {
+        let text = format!("[timeouts]\n{timeouts}\n{}", simple_config(&[b], ""));
+        std::fs::write(path, text).unwrap();
+    }
+
+    /// Rewrites the `[timeouts]` section and reloads; the reload must apply.
+    async fn reload(&self, timeouts: &str) {
+        use tunnelscope::control::{Command, Outcome};
+        Self::write(&self.path, self.b, timeouts);
+        let outcome = self.proxy.control().send(Command::Reload).await.unwrap();
+        assert!(matches!(outcome, Outcome::Reloaded(_)), "{outcome:?}");
+    }
 }
 
 /// The client side's socket options come from the listening socket, which Linux
@@ -528,18 +572,11 @@ fn nodelay_of(fd: std::os::fd::RawFd) -> bool {
 #[tokio::test]
 async fn keepalive_changed_by_a_reload_reaches_the_connections_accepted_after_it() {
     let b = Backend::start("b").await;
-    let dir = tempfile::TempDir::new().unwrap();
-    let path = dir.path().join("tunnelscope.toml");
-    let write = |idle: &str| {
-        let top = format!(
-            "[timeouts]\nkeepalive_idle = \"{idle}\"\nkeepalive_interval = \"7s\"\nkeepalive_count = 4\n"
-        );
-        std::fs::write(&path, format!("{top}{}", simple_config(&[&b], ""))).unwrap();
+    let timeouts = |idle: &str| {
+        format!("keepalive_idle = \"{idle}\"\nkeepalive_interval = \"7s\"\nkeepalive_count = 4")
     };
-    write("45s");
-    let config = tunnelscope::config::Config::load(&path).unwrap();
-    let proxy = tunnelscope::proxy::start(config).await.unwrap();
-    let addr = proxy.local_addrs()[0];
+    let file = FromFile::start(&b, &timeouts("45s")).await;
+    let addr = file.proxy.local_addrs()[0];
     let mut held = Vec::new();
     let next = async |held: &mut Vec<_>| {
         let mut ws = connect(addr, "/").await;
@@ -554,18 +591,11 @@ async fn keepalive_changed_by_a_reload_reaches_the_connections_accepted_after_it
     // Whether tuned on its own or by the listener, each gets what the file says.
     assert_eq!(next(&mut held).await, first);
     assert_eq!(next(&mut held).await, first);
-    let reload = async || {
-        use tunnelscope::control::{Command, Outcome};
-        let outcome = proxy.control().send(Command::Reload).await.unwrap();
-        assert!(matches!(outcome, Outcome::Reloaded(_)), "{outcome:?}");
-    };
-    write("20s");
-    reload().await;
+    file.reload(&timeouts("20s")).await;
     let second = (true, secs(20), secs(7), 4);
     assert_eq!(next(&mut held).await, second);
     assert_eq!(next(&mut held).await, second);
-    write("0s");
-    reload().await;
+    file.reload(&timeouts("0s")).await;
     assert!(!next(&mut held).await.0);
     assert!(!next(&mut held).await.0);
     // Those accepted before a reload keep what they were given.
@@ -579,16 +609,8 @@ async fn keepalive_changed_by_a_reload_reaches_the_connections_accepted_after_it
 #[tokio::test]
 async fn connections_queued_before_the_listener_is_tuned_still_get_keepalive() {
     let b = Backend::start("b").await;
-    let dir = tempfile::TempDir::new().unwrap();
-    let path = dir.path().join("tunnelscope.toml");
-    let write = |idle: &str| {
-        let top = format!("[timeouts]\nkeepalive_idle = \"{idle}\"\n");
-        std::fs::write(&path, format!("{top}{}", simple_config(&[&b], ""))).unwrap();
-    };
-    write("45s");
-    let config = tunnelscope::config::Config::load(&path).unwrap();
-    let proxy = tunnelscope::proxy::start(config).await.unwrap();
-    let addr = proxy.local_addrs()[0];
+    let file = FromFile::start(&b, "keepalive_idle = \"45s\"").await;
+    let addr = file.proxy.local_addrs()[0];
     // Opened all at once; returns each one's keepalive idle time (zero: off).
     let burst = async || {
         let all = futures_util::future::join_all((0..40).map(|_| connect(addr, "/"))).await;
@@ -611,16 +633,7 @@ async fn connections_queued_before_the_listener_is_tuned_still_get_keepalive() {
         assert_eq!(idle, Duration::from_secs(45));
         held.push(ws);
     }
-    write("20s");
-    let outcome = proxy
-        .control()
-        .send(tunnelscope::control::Command::Reload)
-        .await
-        .unwrap();
-    assert!(matches!(
-        outcome,
-        tunnelscope::control::Outcome::Reloaded(_)
-    ));
+    file.reload("keepalive_idle = \"20s\"").await;
     for (idle, ws) in burst().await {
         assert_eq!(idle, Duration::from_secs(20));
         held.push(ws);
