@@ -5,11 +5,11 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use super::tlsio::Acceptor as TlsAcceptor;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use socket2::SockRef;
 use tokio::net::TcpListener;
-use tokio_rustls::TlsAcceptor;
 use tracing::{debug, warn, Instrument};
 
 use super::admission::ConnSlot;
@@ -152,8 +152,7 @@ async fn serve_conn(
             }
         }
     };
-    let h2 =
-        matches!(&stream, Stream::ServerTls(s) if s.get_ref().1.alpn_protocol() == Some(b"h2"));
+    let h2 = matches!(&stream, Stream::ServerTls(s) if s.alpn_protocol() == Some(b"h2"));
     let in_flight = InFlight::default();
     let framing = FramingConflict::default();
     let info = Arc::new(ConnInfo {

@@ -7,9 +7,9 @@ use crate::sync::lock;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, OnceLock};
 
+use super::tlsio::Acceptor as TlsAcceptor;
 use tokio::runtime::Handle;
 use tokio::sync::watch;
-use tokio_rustls::TlsAcceptor;
 
 use super::certs::ListenerCerts;
 use super::listener::{self, Bound};

@@ -31,6 +31,7 @@ mod shard;
 mod stream;
 #[doc(hidden)]
 pub mod tls;
+mod tlsio;
 mod tunnel;
 mod upstream;
 

@@ -14,9 +14,9 @@ use tokio::net::TcpStream;
 pub enum Stream {
     Plain(TcpStream),
     /// A client connection on a TLS listener.
-    ServerTls(Box<tokio_rustls::server::TlsStream<TcpStream>>),
+    ServerTls(Box<super::tlsio::ServerStream>),
     /// A backend connection with `tls = true`.
-    ClientTls(Box<tokio_rustls::client::TlsStream<TcpStream>>),
+    ClientTls(Box<super::tlsio::ClientStream>),
     /// A WebSocket stream inside an HTTP/2 connection (RFC 8441): hyper's, not ours.
     H2(Box<hyper_util::rt::TokioIo<hyper::upgrade::Upgraded>>),
 }

@@ -65,9 +65,7 @@ pub async fn connect(
                 source: io::Error::new(io::ErrorKind::InvalidInput, e.to_string()),
             },
         )?;
-        let connector = tokio_rustls::TlsConnector::from(tls.config.clone());
-        let stream = connector
-            .connect(name, tcp)
+        let stream = super::tlsio::connect(tls.config.clone(), name, tcp)
             .await
             .map_err(|source| ConnectError::Tls {
                 addr: addr.to_string(),

@@ -216,8 +216,8 @@ pub(super) fn look(relay: &Relay, ctx: &Ctx<'_>, known: &mut Holds) -> bool {
 fn waiting(reader: &Stream, scanner: &crate::proxy::frame::Scanner, s: &mut HoldState) {
     let (tcp, encrypted) = match reader {
         Stream::Plain(t) => (t, false),
-        Stream::ServerTls(t) => (t.get_ref().0, true),
-        Stream::ClientTls(t) => (t.get_ref().0, true),
+        Stream::ServerTls(t) => (t.tcp(), true),
+        Stream::ClientTls(t) => (t.tcp(), true),
         Stream::H2(_) => {
             s.waiting_bytes = None;
             s.waiting_frames = None;
