@@ -13,7 +13,7 @@ use std::process::{Command, Output};
 use futures_util::{SinkExt, StreamExt};
 use tokio_tungstenite::tungstenite::Message;
 
-use crate::common::binary::{free_port, Proc};
+use crate::common::binary::{free_port_on, private_loopback, Proc};
 use crate::common::certs::TestPki;
 use crate::common::clients::connect_wss;
 use crate::common::*;
@@ -152,7 +152,8 @@ async fn an_imported_configuration_proxies_the_same_traffic_to_the_same_backends
         Backend::start("web").await,
     );
     let pki = TestPki::new();
-    let (plain, tls) = (free_port(), free_port());
+    let ip = private_loopback();
+    let (plain, tls) = (free_port_on(&ip), free_port_on(&ip));
     let conf = format!(
         r#"
 map $http_upgrade $connection_upgrade {{ default upgrade; '' close; }}
@@ -163,8 +164,8 @@ upstream socket_nodes {{
 }}
 upstream web {{ server {web}; }}
 server {{
-    listen 127.0.0.1:{plain};
-    listen 127.0.0.1:{tls} ssl;
+    listen {ip}:{plain};
+    listen {ip}:{tls} ssl;
     server_name localhost;
     ssl_certificate {cert};
     ssl_certificate_key {key};
@@ -194,7 +195,7 @@ server {{
     let (toml, _) = import(&nginx, dir.path());
     let mut proc = Proc::spawn(&["--config", toml.to_str().unwrap(), "--headless"]);
     proc.listening().await;
-    let plain = format!("127.0.0.1:{plain}");
+    let plain = format!("{ip}:{plain}");
     // As nginx: /socket.io/ to the ip_hash upstream (one client IP: one node), the
     // rest to web.
     let first = through(&plain, "/socket.io/?EIO=4&transport=websocket").await;
@@ -205,12 +206,7 @@ server {{
     assert_eq!(through(&plain, "/").await, "web");
     assert_eq!(through(&plain, "/chat").await, "web");
     // And over TLS with the certificate nginx was given.
-    let mut ws = connect_wss(
-        &pki,
-        format!("127.0.0.1:{tls}").parse().unwrap(),
-        "/socket.io/",
-    )
-    .await;
+    let mut ws = connect_wss(&pki, format!("{ip}:{tls}").parse().unwrap(), "/socket.io/").await;
     ws.send(Message::text("whoami")).await.unwrap();
     let name = loop {
         match ws.next().await {
@@ -257,18 +253,16 @@ async fn live(name: &str, pki: &TestPki) -> Live {
         .captures_iter(&text)
         .map(|c| c[2].parse().unwrap())
         .collect();
+    let ip = private_loopback();
     for port in named {
-        let free = free_port();
-        ports.insert(port, format!("127.0.0.1:{free}").parse().unwrap());
+        let free = free_port_on(&ip);
+        ports.insert(port, format!("{ip}:{free}").parse().unwrap());
         text = text
             .replace(
                 &format!("listen [::]:{port}"),
-                &format!("listen 127.0.0.1:{free}"),
+                &format!("listen {ip}:{free}"),
             )
-            .replace(
-                &format!("listen {port}"),
-                &format!("listen 127.0.0.1:{free}"),
-            );
+            .replace(&format!("listen {port}"), &format!("listen {ip}:{free}"));
     }
     let cert = regex::Regex::new(r"ssl_certificate\s+\S+;").unwrap();
     text = cert

@@ -129,7 +129,7 @@ async fn quick_start_listens_where_told_and_balances_over_every_upstream() {
     let mut attempt = 0;
     let (mut proc, listen) = loop {
         attempt += 1;
-        let listen = format!("127.0.0.1:{}", free_port());
+        let listen = free_addr();
         let mut proc = Proc::spawn(&[
             "--listen",
             &listen,

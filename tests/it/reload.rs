@@ -221,18 +221,16 @@ fn listeners_config(a: &Backend, listeners: &[(&str, String)]) -> String {
 /// a removed listener accepted runs on. The kept one is untouched.
 #[tokio::test]
 async fn listeners_added_start_accepting_and_removed_ones_stop_while_their_tunnels_run_on() {
-    use crate::common::binary::free_port;
+    use crate::common::binary::{free_port_on, private_loopback};
     let a = Backend::start("a").await;
     let dir = tempfile::TempDir::new().unwrap();
     let path = dir.path().join("tunnelscope.toml");
-    let (old_port, new_port) = (free_port(), free_port());
+    let ip = private_loopback();
+    let (old_port, new_port) = (free_port_on(&ip), free_port_on(&ip));
     let kept = ("kept", "127.0.0.1:0".to_string());
     std::fs::write(
         &path,
-        listeners_config(
-            &a,
-            &[kept.clone(), ("old", format!("127.0.0.1:{old_port}"))],
-        ),
+        listeners_config(&a, &[kept.clone(), ("old", format!("{ip}:{old_port}"))]),
     )
     .unwrap();
     let proxy = start(&path).await;
@@ -243,7 +241,7 @@ async fn listeners_added_start_accepting_and_removed_ones_stop_while_their_tunne
 
     std::fs::write(
         &path,
-        listeners_config(&a, &[kept, ("new", format!("127.0.0.1:{new_port}"))]),
+        listeners_config(&a, &[kept, ("new", format!("{ip}:{new_port}"))]),
     )
     .unwrap();
     let outcome = proxy.control().send(Command::Reload).await.unwrap();
@@ -255,7 +253,7 @@ async fn listeners_added_start_accepting_and_removed_ones_stop_while_their_tunne
             .map(|l| (l.name.to_string(), l.addr))
             .collect::<Vec<_>>()
     };
-    let new_addr: std::net::SocketAddr = format!("127.0.0.1:{new_port}").parse().unwrap();
+    let new_addr: std::net::SocketAddr = format!("{ip}:{new_port}").parse().unwrap();
     assert_eq!(
         names(&diff.listeners_added),
         [("new".to_string(), new_addr)]

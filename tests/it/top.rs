@@ -219,7 +219,7 @@ async fn a_wrong_token_is_explained_and_the_other_instance_is_still_shown() {
 /// and leaves the instances running.
 #[tokio::test]
 async fn the_top_binary_in_a_terminal_drains_on_both_instances_and_quits_alone() {
-    use crate::common::binary::{free_port, Proc};
+    use crate::common::binary::{free_addr, Proc};
     use crate::common::tui::{require_tmux, Tmux};
     if !require_tmux() {
         return;
@@ -229,7 +229,7 @@ async fn the_top_binary_in_a_terminal_drains_on_both_instances_and_quits_alone()
     let mut procs = Vec::new();
     let mut admins = Vec::new();
     for name in ["east", "west"] {
-        let admin = format!("127.0.0.1:{}", free_port());
+        let admin = free_addr();
         let file = dir.path().join(format!("{name}.toml"));
         std::fs::write(
             &file,

@@ -6,7 +6,7 @@
 use std::path::{Path, PathBuf};
 
 use crate::admin::client::Admin;
-use crate::common::binary::{field, free_port, Proc};
+use crate::common::binary::{field, free_addr, Proc};
 use crate::common::clients::hang_up;
 use crate::common::*;
 
@@ -32,12 +32,12 @@ impl Drop for Successor {
     }
 }
 
-fn write_config(dir: &Path, backend: &Backend, admin_port: u16) -> PathBuf {
+fn write_config(dir: &Path, backend: &Backend, admin: &str) -> PathBuf {
     let path = dir.join("tunnelscope.toml");
     std::fs::write(
         &path,
         format!(
-            "[admin]\nbind = \"127.0.0.1:{admin_port}\"\n\n[[listener]]\nbind = \"127.0.0.1:0\"\n\n\
+            "[admin]\nbind = \"{admin}\"\n\n[[listener]]\nbind = \"127.0.0.1:0\"\n\n\
              [pool.app]\n[[pool.app.server]]\naddr = \"{}\"\n",
             backend.addr
         ),
@@ -54,11 +54,11 @@ fn write_config(dir: &Path, backend: &Backend, admin_port: u16) -> PathBuf {
 async fn a_binary_upgrade_hands_the_listeners_over_and_drops_no_tunnel() {
     let a = Backend::start("a").await;
     let dir = tempfile::TempDir::new().unwrap();
-    let admin_port = free_port();
-    let file = write_config(dir.path(), &a, admin_port);
+    let admin_addr = free_addr();
+    let file = write_config(dir.path(), &a, &admin_addr);
     let mut old = Proc::spawn(&["--config", file.to_str().unwrap(), "--headless"]);
     let addr = old.listening().await;
-    let admin = Admin::at(format!("127.0.0.1:{admin_port}").parse().unwrap());
+    let admin = Admin::at(admin_addr.parse().unwrap());
     let mut held = Vec::new();
     for _ in 0..10 {
         let mut ws = connect(addr, "/held").await;
@@ -113,11 +113,11 @@ async fn a_binary_upgrade_hands_the_listeners_over_and_drops_no_tunnel() {
 async fn a_new_binary_that_fails_to_start_leaves_the_old_one_serving() {
     let a = Backend::start("a").await;
     let dir = tempfile::TempDir::new().unwrap();
-    let admin_port = free_port();
-    let file = write_config(dir.path(), &a, admin_port);
+    let admin_addr = free_addr();
+    let file = write_config(dir.path(), &a, &admin_addr);
     let mut old = Proc::spawn(&["--config", file.to_str().unwrap(), "--headless"]);
     let addr = old.listening().await;
-    let admin = Admin::at(format!("127.0.0.1:{admin_port}").parse().unwrap());
+    let admin = Admin::at(admin_addr.parse().unwrap());
     let mut held = connect(addr, "/held").await;
     assert_eq!(whoami(&mut held).await, "a");
 
@@ -144,7 +144,7 @@ async fn a_new_binary_that_fails_to_start_leaves_the_old_one_serving() {
         2
     );
 
-    write_config(dir.path(), &a, admin_port);
+    write_config(dir.path(), &a, &admin_addr);
     let reply = admin.post("/api/upgrade").await;
     assert_eq!(reply.status, 200, "{}", reply.body);
     let pid = reply.json()["pid"].as_u64().unwrap() as u32;

@@ -163,10 +163,26 @@ pub fn fields(line: &str) -> HashMap<String, &str> {
         .collect()
 }
 
-/// An address on 127.0.0.1 that was free a moment ago (the caller retries on the
-/// rare race where someone else takes it first).
-pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
+/// A loopback address and port that were free a moment ago, on an address of the
+/// caller's own (see [`private_loopback`]).
+pub fn free_addr() -> String {
+    let ip = private_loopback();
+    format!("{ip}:{}", free_port_on(&ip))
+}
+
+/// A loopback address no other test binds (127.0.77.1, 127.0.77.2, …). A port found
+/// free on 127.0.0.1 may be taken by another test before the process under test
+/// binds it, and with SO_REUSEPORT on both sides the two would share it, each
+/// getting some of the other's connections.
+pub fn private_loopback() -> String {
+    static NEXT: std::sync::atomic::AtomicU16 = std::sync::atomic::AtomicU16::new(0);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    format!("127.0.{}.{}", 77 + n / 250, n % 250 + 1)
+}
+
+/// A port free on `ip` now.
+pub fn free_port_on(ip: &str) -> u16 {
+    std::net::TcpListener::bind(format!("{ip}:0"))
         .unwrap()
         .local_addr()
         .unwrap()
