@@ -3,7 +3,9 @@
 # run directly: every case's verdict must be identical.
 #
 #   1. fuzzingclient -> tunnelscope -> echo server, for two echo servers:
-#        tungstenite  bench/loadgen's tokio-tungstenite echo backend (no compression)
+#        tungstenite  bench/loadgen's tokio-tungstenite echo backend (no compression),
+#                     through the proxy over ws:// and over wss:// (TLS ended at the
+#                     proxy, with a certificate made for the run by openssl)
 #        websockets   Python websockets (permessage-deflate: cases 12.* and 13.* too)
 #   2. testeeclient  -> tunnelscope -> fuzzingserver (host_header = "backend", since
 #      the fuzzingserver answers 400 to a Host whose port is not its own)
@@ -90,6 +92,7 @@ if [ -z "$PY2" ]; then
 fi
 command -v python3 >/dev/null || die "python3 is needed (virtualenv, the echo server, the report diff)"
 command -v ss >/dev/null || die "ss (iproute2) is needed to check that the fuzzingserver listens on loopback only"
+command -v openssl >/dev/null || die "openssl is needed to make the wss:// run's certificate"
 
 # --- autobahntestsuite in a Python 2.7 virtualenv -----------------------------------
 if ! "$VENV/bin/python" -c 'import pkg_resources; assert pkg_resources.get_distribution("autobahntestsuite").version == "0.8.2"' 2>/dev/null; then
@@ -152,12 +155,23 @@ wait_port() { # PORT SECONDS PID
     die "nothing listens on port $1 after $2 s"
 }
 
-# start_proxy NAME BACKEND_ADDR HOST_HEADER: starts tunnelscope, sets PROXY_PORT.
+# start_proxy NAME BACKEND_ADDR HOST_HEADER [tls]: starts tunnelscope, sets PROXY_PORT
+# (and PROXY_TLS_PORT, a wss:// listener with the run's certificate, with "tls").
 start_proxy() {
-    local conf=$WORK/$1.toml log=$WORK/$1.tunnelscope.log pid
+    local conf=$WORK/$1.toml log=$WORK/$1.tunnelscope.log pid tls=""
+    if [ "${4:-}" = tls ]; then
+        tls="[[listener]]
+bind = \"127.0.0.1:0\"
+[listener.tls]
+cert = \"$WORK/cert.pem\"
+key = \"$WORK/key.pem\"
+"
+    fi
     cat >"$conf" <<TOML
 [[listener]]
 bind = "127.0.0.1:0"
+
+$tls
 
 # Byte-for-byte transparency: an echo server that fails a connection (bad UTF-8, say)
 # by closing TCP without a Close must look the same through the proxy. By default the
@@ -179,8 +193,19 @@ TOML
     pid=$!
     PIDS+=("$pid")
     wait_for "$log" 'listening .*addr=127\.0\.0\.1:[0-9]+' 10 "$pid"
-    PROXY_PORT=$(sed -n 's/.*listening .*addr=127\.0\.0\.1:\([0-9]*\).*/\1/p' "$log" | head -n1)
+    PROXY_PORT=$(sed -n 's/.*listening .*addr=127\.0\.0\.1:\([0-9]*\) tls=false.*/\1/p' "$log" | head -n1)
+    if [ -n "$tls" ]; then
+        wait_for "$log" 'listening .*addr=127\.0\.0\.1:[0-9]+ tls=true' 10 "$pid"
+        PROXY_TLS_PORT=$(sed -n 's/.*listening .*addr=127\.0\.0\.1:\([0-9]*\) tls=true.*/\1/p' "$log" | head -n1)
+    fi
 }
+
+# The wss:// run's certificate (the fuzzingclient does not verify it; the proxy must
+# still serve it and end TLS for every case).
+openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 1 \
+    -keyout "$WORK/key.pem" -out "$WORK/cert.pem" -subj /CN=localhost \
+    -addext subjectAltName=DNS:localhost,IP:127.0.0.1 -addext basicConstraints=critical,CA:FALSE \
+    >"$WORK/openssl.log" 2>&1 || { cat "$WORK/openssl.log" >&2; die "openssl could not make a certificate"; }
 
 # Case patterns are regular expressions once they hold a "*" ("." is literal),
 # matched at the start of the case id.
@@ -197,22 +222,27 @@ record() { # exit status of compare.py
 }
 
 # --- 1. fuzzingclient -> [tunnelscope ->] echo server ----------------------------------
-client_suite() { # NAME ECHO_PORT [TIMING_CASES]
-    local name=$1 port=$2 timing=${3:-} out=$WORK/$1-reports start=$SECONDS
-    start_proxy "$name" "127.0.0.1:$port" keep
+client_suite() { # NAME ECHO_PORT [TIMING_CASES] [tls]
+    local name=$1 port=$2 timing=${3:-} tls=${4:-} out=$WORK/$1-reports start=$SECONDS servers
+    start_proxy "$name" "127.0.0.1:$port" keep "$tls"
+    servers='{"agent": "direct", "url": "ws://127.0.0.1:'$port'"},
+    {"agent": "proxied", "url": "ws://127.0.0.1:'$PROXY_PORT'"}'
+    if [ -n "$tls" ]; then
+        servers="$servers,
+    {\"agent\": \"proxied-tls\", \"url\": \"wss://127.0.0.1:$PROXY_TLS_PORT\"}"
+    fi
     cat >"$WORK/$name-fuzzingclient.json" <<JSON
 {
   "outdir": "$out",
   "servers": [
-    {"agent": "direct", "url": "ws://127.0.0.1:$port"},
-    {"agent": "proxied", "url": "ws://127.0.0.1:$PROXY_PORT"}
+    $servers
   ],
   "cases": ["*"],
   "exclude-cases": $EXCLUDE,
   "exclude-agent-cases": {}
 }
 JSON
-    say "$name: fuzzingclient -> echo on :$port, direct and through tunnelscope on :$PROXY_PORT"
+    say "$name: fuzzingclient -> echo on :$port, direct and through tunnelscope on :$PROXY_PORT${tls:+ (and wss:// on :$PROXY_TLS_PORT)}"
     (cd "$WORK" && timeout "$RUN_LIMIT" "$ROOT/$WSTEST" -m fuzzingclient -s "$WORK/$name-fuzzingclient.json" \
         >"$WORK/$name-wstest.log" 2>&1) ||
         { tail -n 20 "$WORK/$name-wstest.log" >&2; die "$name: wstest fuzzingclient failed or timed out"; }
@@ -221,13 +251,19 @@ JSON
     python3 "$HERE/compare.py" "$name echo ($((SECONDS - start))s)" \
         "$out/index.json" direct "$out/index.json" proxied "$timing" || rc=$?
     record "$rc"
+    if [ -n "$tls" ]; then
+        rc=0
+        python3 "$HERE/compare.py" "$name echo over wss" \
+            "$out/index.json" direct "$out/index.json" proxied-tls "$timing" || rc=$?
+        record "$rc"
+    fi
 }
 
 ECHO_PORT=$(free_port)
 "$LOADGEN" backend --plain "127.0.0.1:$ECHO_PORT" >"$WORK/tungstenite-echo.log" 2>&1 &
 PIDS+=("$!")
 wait_port "$ECHO_PORT" 10 "$!"
-client_suite tungstenite "$ECHO_PORT"
+client_suite tungstenite "$ECHO_PORT" "" tls
 
 "$WS_PY" -u "$HERE/echo_websockets.py" 0 >"$WORK/websockets-echo.log" 2>&1 &
 pid=$!
