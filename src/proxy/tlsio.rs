@@ -171,7 +171,7 @@ impl<S: Side> TlsStream<S> {
 
     async fn handshake(mut self) -> io::Result<Self> {
         poll_fn(|cx| self.poll_handshake(cx)).await?;
-        self.release_incoming();
+        self.park_incoming();
         Ok(self)
     }
 
@@ -353,8 +353,14 @@ impl<S: Side> TlsStream<S> {
 
     /// Reads more ciphertext from the socket, up to a buffer of `max` bytes.
     fn poll_fill(&mut self, cx: &mut Context<'_>, max: usize) -> Poll<io::Result<usize>> {
-        if self.incoming.is_empty() {
-            self.incoming = bufpool::take_tls();
+        if self.incoming.len() < bufpool::TLS_BUF_SIZE {
+            // Nothing, or a part of a record parked while the peer was silent.
+            let mut buf = bufpool::take_tls();
+            let waiting = self.used - self.start;
+            buf[..waiting].copy_from_slice(&self.incoming[self.start..self.used]);
+            self.incoming = buf;
+            self.start = 0;
+            self.used = waiting;
         }
         if self.used == self.incoming.len() && self.start > 0 {
             self.incoming.copy_within(self.start..self.used, 0);
@@ -380,7 +386,7 @@ impl<S: Side> TlsStream<S> {
             }
             Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
             Poll::Pending => {
-                self.release_incoming();
+                self.park_incoming();
                 Poll::Pending
             }
         }
@@ -391,6 +397,20 @@ impl<S: Side> TlsStream<S> {
         if self.used == 0 && !self.incoming.is_empty() {
             bufpool::give_tls(std::mem::take(&mut self.incoming));
         }
+    }
+
+    /// The peer has gone quiet: gives the receive buffer back, keeping what part of a
+    /// record it holds in an allocation of that size. A peer that sends a few bytes
+    /// of a record and stalls (or many such peers) holds what it sent, not a buffer.
+    fn park_incoming(&mut self) {
+        let waiting = self.used - self.start;
+        if waiting > 0 && self.incoming.len() == bufpool::TLS_BUF_SIZE {
+            let part = self.incoming[self.start..self.used].to_vec();
+            bufpool::give_tls(std::mem::replace(&mut self.incoming, part));
+            self.start = 0;
+            self.used = waiting;
+        }
+        self.release_incoming();
     }
 }
 

@@ -358,3 +358,29 @@ async fn alpn_is_reported_and_the_client_side_verifies_the_server() {
     let told = theirs.await.unwrap().to_string();
     assert!(told.contains("alert"), "{told}");
 }
+
+#[tokio::test]
+async fn a_peer_stalling_mid_record_holds_only_what_it_sent() {
+    let (server, client) = default_configs(TLS13);
+    let (mut ours, mut theirs) = server_pair(server, client).await;
+    // One record made by the peer's TLS, sent by hand: 9 bytes of it, then nothing.
+    let (tcp, conn) = theirs.get_mut();
+    std::io::Write::write_all(&mut conn.writer(), b"hello, world").unwrap();
+    let mut record = Vec::new();
+    while conn.wants_write() {
+        conn.write_tls(&mut record).unwrap();
+    }
+    tcp.write_all(&record[..9]).await.unwrap();
+    tcp.flush().await.unwrap();
+    // Once they are in, reading takes them and blocks for the rest of the record.
+    ours.tcp().readable().await.unwrap();
+    assert!(read_would_block(&mut ours).await);
+    assert_eq!(
+        ours.incoming.capacity(),
+        9,
+        "a stalled partial record holds its bytes"
+    );
+    assert_eq!(ours.out.buf.capacity(), 0);
+    tcp.write_all(&record[9..]).await.unwrap();
+    assert_eq!(read_in_chunks(&mut ours, 12, 64).await, b"hello, world");
+}
