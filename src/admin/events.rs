@@ -4,6 +4,10 @@
 //! `config_reloaded`, `resolved`, `reload_preview`, `http_request`), plus the
 //! stream's own `snapshot` and `lagged`. The contract, version 1, is
 //! `assets/events.schema.json`: within a version, fields and types are only added.
+//!
+//! A `snapshot` comes first, after a `lagged`, and after a `config_reloaded` or a
+//! `resolved` that found addresses: listeners and backends may have come and gone,
+//! which no other event says, so a client mirroring the state takes it afresh.
 
 use std::net::SocketAddr;
 
@@ -17,7 +21,8 @@ use super::json::{self, dir_name, rfc3339, Backend, Direction, Handshake, Sample
 #[derive(Serialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum Message<'a> {
-    /// The state when the stream starts, and again after a lag.
+    /// The state when the stream starts, and again after a lag or a change of the
+    /// backends and listeners (a reload, a DNS answer).
     Snapshot(State<'a>),
     /// The stream fell behind the bus and skipped `missed` events; a fresh
     /// `snapshot` follows.

@@ -117,6 +117,12 @@ where
                 },
                 event = events.recv() => match event {
                     Ok(event) => match Message::from_event(&event, &ctx.shared.api.redact) {
+                        Some(m) if changes_the_set(&event) => {
+                            // Backends and listeners may have come and gone: the state
+                            // follows, for clients that mirror it (`top`).
+                            send(&mut ws, m.to_json()).await?;
+                            snapshot(&ctx)
+                        }
                         Some(m) => m.to_json(),
                         None => continue,
                     },
@@ -144,6 +150,16 @@ where
     debug!(code = %frame.code, "closing event stream");
     // A client that does not read may not take the Close either: bounded.
     let _ = tokio::time::timeout(Duration::from_secs(1), ws.close(Some(frame))).await;
+}
+
+/// Whether `event` says the backends or listeners changed in a way no other event
+/// carries: a reload, or a DNS answer (backends joined or left).
+fn changes_the_set(event: &Event) -> bool {
+    match event {
+        Event::ConfigReloaded(_) => true,
+        Event::Resolved(r) => r.error.is_none(),
+        _ => false,
+    }
 }
 
 fn snapshot(ctx: &Ctx) -> String {

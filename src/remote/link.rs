@@ -101,6 +101,10 @@ async fn read(
                 }
                 publish(bus, out);
             }
+            Ok(Message::Note(line)) => {
+                let name = crate::sync::lock(model).instances[i].name.clone();
+                tracing::info!("{name}: {line}");
+            }
             Ok(Message::Lagged | Message::Other) => {}
             Err(e) => {
                 if text.contains("\"snapshot\"") {

@@ -33,8 +33,29 @@ pub enum Message {
     /// The stream fell behind; a snapshot follows.
     Lagged,
     Event(Box<Event>),
+    /// A change the instance made to its backends or listeners (`config_reloaded`,
+    /// `resolved`), as a line for the log; its state follows in a snapshot.
+    Note(String),
     /// A `type` this client does not know (a later addition): ignored.
     Other,
+}
+
+/// A `resolved` message as a log line, as the instance's own dashboard words it.
+fn resolved(v: &Value) -> R<String> {
+    let (name, pool) = (str_of(v, "name")?, str_of(v, "pool")?);
+    let addrs: Vec<&str> = v["addrs"]
+        .as_array()
+        .ok_or_else(|| bad("addrs"))?
+        .iter()
+        .filter_map(Value::as_str)
+        .collect();
+    Ok(match v["error"].as_str() {
+        Some(why) => format!(
+            "dns {name} ({pool}): {why}; keeping {} addresses",
+            addrs.len()
+        ),
+        None => format!("dns {name} ({pool}): {}", addrs.join(", ")),
+    })
 }
 
 /// Reads one text message of `/api/events`.
@@ -117,8 +138,12 @@ pub fn message(text: &str) -> R<Message> {
             error: v["error"].as_str().map(str::to_string),
         },
         "backend_state" => Event::BackendState(backend(&v)?),
-        // Violations are counted in the stats; reloads and DNS show on the
-        // instance's own log.
+        "config_reloaded" => {
+            let summary = v["summary"].as_str().unwrap_or("changed");
+            return Ok(Message::Note(format!("config reloaded: {summary}")));
+        }
+        "resolved" => return Ok(Message::Note(resolved(&v)?)),
+        // Violations are counted in the stats.
         _ => return Ok(Message::Other),
     };
     Ok(Message::Event(Box::new(ev)))
@@ -412,6 +437,32 @@ pub fn diff(v: &Value) -> R<crate::event::ConfigDiff> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn reloads_and_dns_answers_are_log_lines() {
+        let note = |text: &str| match message(text) {
+            Ok(Message::Note(line)) => line,
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(
+            note(r#"{"type":"config_reloaded","summary":"backends +1 -1"}"#),
+            "config reloaded: backends +1 -1"
+        );
+        assert_eq!(
+            note(
+                r#"{"type":"resolved","pool":"app","name":"api:80","addrs":["10.0.0.1:80","10.0.0.2:80"],"error":null,"at":"x"}"#
+            ),
+            "dns api:80 (app): 10.0.0.1:80, 10.0.0.2:80"
+        );
+        assert_eq!(
+            note(
+                r#"{"type":"resolved","pool":"app","name":"api:80","addrs":["10.0.0.1:80"],"error":"timed out","at":"x"}"#
+            ),
+            "dns api:80 (app): timed out; keeping 1 addresses"
+        );
+        // A resolved message without its fields is refused, not guessed at.
+        assert!(message(r#"{"type":"resolved"}"#).is_err());
+    }
 
     #[test]
     fn a_backend_state_reads_back() {

@@ -600,3 +600,55 @@ async fn find_in_top_searches_every_instance_and_jumps_to_the_match() {
     })
     .await;
 }
+
+/// A reload on an instance that swaps one backend for another is mirrored in `top`:
+/// the removed backend leaves the fleet's list and the added one joins it (the
+/// instance's stream sends its state after `config_reloaded`), and the reload is
+/// logged under the instance's name.
+#[tokio::test]
+async fn a_reload_on_an_instance_swaps_its_backends_in_top() {
+    use tunnelscope::control::{Command, Outcome};
+    let (a, b, c) = (
+        Backend::start("a").await,
+        Backend::start("b").await,
+        Backend::start("c").await,
+    );
+    let dir = tempfile::TempDir::new().unwrap();
+    let path = dir.path().join("tunnelscope.toml");
+    std::fs::write(&path, simple_config(&[&a, &b], "")).unwrap();
+    let config = tunnelscope::config::Config::load(&path).unwrap();
+    let proxy = tunnelscope::proxy::start(config).await.unwrap();
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let _admin = serve_admin(&proxy, listener, "east", None);
+    let top = following(addr).await;
+    let addrs = |top: &Top| {
+        let mut v: Vec<String> = top
+            .snapshot()
+            .backends
+            .iter()
+            .map(|b| b.id.to_string())
+            .collect();
+        v.sort();
+        v
+    };
+    let id = |b: &Backend| format!("app/{}", b.addr);
+    let mut want = vec![id(&a), id(&b)];
+    want.sort();
+    assert_eq!(addrs(&top), want);
+
+    std::fs::write(&path, simple_config(&[&b, &c], "")).unwrap();
+    let outcome = proxy.control().send(Command::Reload).await.unwrap();
+    assert!(matches!(outcome, Outcome::Reloaded(_)), "{outcome:?}");
+    let mut want = vec![id(&b), id(&c)];
+    want.sort();
+    let started = std::time::Instant::now();
+    while addrs(&top) != want {
+        assert!(
+            started.elapsed() < WAIT,
+            "top still shows {:?} after the reload",
+            addrs(&top)
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
