@@ -102,6 +102,12 @@ impl Model {
         let ids = &self.ids;
         self.back
             .retain(|_, (j, id)| *j != i || ids.contains_key(&(*j, *id)));
+        // Known from now on, not from the dashboard's next resync: the events that
+        // follow the snapshot (a handshake finishing, a close) must not be dropped as
+        // those of a stranger, or the mirror would keep the tunnel as it was.
+        for id in live {
+            self.local(i, id);
+        }
         self.generation += 1;
     }
 
@@ -290,6 +296,53 @@ mod tests {
             closing: None,
             version,
         }
+    }
+
+    fn tunnel(id: TunnelId) -> crate::event::TunnelInfo {
+        crate::event::TunnelInfo {
+            id,
+            opened: std::time::UNIX_EPOCH,
+            client: "127.0.0.1:5000".parse().unwrap(),
+            listener: Arc::from("l"),
+            route: Arc::from("r"),
+            path: "/".to_string(),
+            backend: None,
+            handshake: None,
+            stats: Default::default(),
+            samples: Vec::new(),
+            idle_timeout: None,
+            held: Vec::new(),
+            instance: None,
+        }
+    }
+
+    #[test]
+    fn events_of_a_tunnel_in_the_snapshot_apply_before_any_resync() {
+        let mut m = Model::new(vec![Target::parse("a=127.0.0.1:1").unwrap()]);
+        let snap = Snapshot {
+            tunnels: vec![tunnel(7), tunnel(8)],
+            ..Default::default()
+        };
+        m.reset(0, snap, None);
+        // No `snapshot()` taken since (the dashboard has not resynced yet).
+        let out = m.apply(
+            0,
+            Event::TunnelClosed {
+                id: 7,
+                code: Some(1000),
+                reason: String::new(),
+                side: crate::event::Side::Client,
+                duration: std::time::Duration::from_secs(1),
+                stats: Default::default(),
+                error: None,
+            },
+        );
+        assert_eq!(out.len(), 1, "the close was dropped");
+        let left: Vec<TunnelId> = m.instances[0].mirror.tunnels.iter().map(|t| t.id).collect();
+        assert_eq!(left, [8], "the mirror kept a closed tunnel");
+        // Ids stay stable: the survivor keeps the local id given at the reset.
+        let eight = m.known(0, 8).expect("known since the reset");
+        assert_eq!(m.snapshot().tunnels[0].id, eight);
     }
 
     #[test]
