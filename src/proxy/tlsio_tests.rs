@@ -114,6 +114,25 @@ async fn client_pair(
     tokio::join!(ours, theirs)
 }
 
+/// A listener whose one accepted connection's handshake must fail: its address,
+/// and the error the handshake ends with.
+async fn failing_accept(
+    server: Arc<ServerConfig>,
+) -> (std::net::SocketAddr, tokio::task::JoinHandle<io::Error>) {
+    let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = l.local_addr().unwrap();
+    let acceptor = Acceptor::from(server);
+    let task = tokio::spawn(async move {
+        let (tcp, _) = l.accept().await.unwrap();
+        acceptor
+            .accept(tcp)
+            .await
+            .err()
+            .expect("the handshake succeeded")
+    });
+    (addr, task)
+}
+
 fn pattern(len: usize) -> Vec<u8> {
     (0..len).map(|i| (i * 31 % 251) as u8).collect()
 }
@@ -280,17 +299,7 @@ async fn a_peer_vanishing_without_close_notify_is_an_unexpected_eof() {
 #[tokio::test]
 async fn plain_http_on_a_tls_port_fails_the_handshake_and_gets_an_alert() {
     let (server, _) = default_configs(TLS13);
-    let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = l.local_addr().unwrap();
-    let acceptor = Acceptor::from(server);
-    let ours = tokio::spawn(async move {
-        let (tcp, _) = l.accept().await.unwrap();
-        acceptor
-            .accept(tcp)
-            .await
-            .err()
-            .expect("the handshake succeeded")
-    });
+    let (addr, ours) = failing_accept(server).await;
     let mut raw = TcpStream::connect(addr).await.unwrap();
     raw.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
         .await
@@ -305,17 +314,7 @@ async fn plain_http_on_a_tls_port_fails_the_handshake_and_gets_an_alert() {
 #[tokio::test]
 async fn a_client_that_stops_mid_handshake_is_an_unexpected_eof() {
     let (server, _) = default_configs(TLS13);
-    let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = l.local_addr().unwrap();
-    let acceptor = Acceptor::from(server);
-    let ours = tokio::spawn(async move {
-        let (tcp, _) = l.accept().await.unwrap();
-        acceptor
-            .accept(tcp)
-            .await
-            .err()
-            .expect("the handshake succeeded")
-    });
+    let (addr, ours) = failing_accept(server).await;
     let mut raw = TcpStream::connect(addr).await.unwrap();
     // A handshake record header and part of its body.
     raw.write_all(&[0x16, 0x03, 0x01, 0x01, 0x00, 0x01, 0x00])

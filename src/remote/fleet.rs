@@ -278,7 +278,7 @@ pub fn retry_at(delay: std::time::Duration) -> SystemTime {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::event::BackendInfo;
+    use crate::event::{BackendInfo, TunnelInfo};
 
     fn backend(admin: AdminState, active: u64, version: u64) -> BackendInfo {
         BackendInfo {
@@ -298,29 +298,11 @@ mod tests {
         }
     }
 
-    fn tunnel(id: TunnelId) -> crate::event::TunnelInfo {
-        crate::event::TunnelInfo {
-            id,
-            opened: std::time::UNIX_EPOCH,
-            client: "127.0.0.1:5000".parse().unwrap(),
-            listener: Arc::from("l"),
-            route: Arc::from("r"),
-            path: "/".to_string(),
-            backend: None,
-            handshake: None,
-            stats: Default::default(),
-            samples: Vec::new(),
-            idle_timeout: None,
-            held: Vec::new(),
-            instance: None,
-        }
-    }
-
     #[test]
     fn events_of_a_tunnel_in_the_snapshot_apply_before_any_resync() {
         let mut m = Model::new(vec![Target::parse("a=127.0.0.1:1").unwrap()]);
         let snap = Snapshot {
-            tunnels: vec![tunnel(7), tunnel(8)],
+            tunnels: vec![TunnelInfo::bare(7), TunnelInfo::bare(8)],
             ..Default::default()
         };
         m.reset(0, snap, None);
