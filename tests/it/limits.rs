@@ -429,6 +429,82 @@ async fn tls_clients_that_stall_or_send_garbage_or_plain_http_are_closed_while_w
     assert_eq!(b.seen().len(), 1, "only the canary reached the backend");
 }
 
+/// A crowd of TLS clients each sending part of a record and then nothing: 150 with a
+/// ClientHello cut short, 10 that finish the handshake and cut their request's record
+/// short. Each is closed at its deadline (the handshake's, the request head's), none
+/// earlier, while a wss tunnel made before keeps echoing; none reaches the backend.
+#[tokio::test]
+async fn a_crowd_of_tls_clients_stalled_mid_record_is_cut_at_the_deadlines_while_wss_runs() {
+    let pki = TestPki::new();
+    let b = Backend::start("b").await;
+    let timeouts = "tls_handshake = \"400ms\"\nrequest_head = \"400ms\"";
+    let proxy = proxy(&tls_config(&pki, &b, timeouts)).await;
+    let addr = proxy.local_addrs()[0];
+    let mut canary = connect_wss(&pki, addr, "/").await;
+    echo_on(&mut canary, "first").await;
+
+    let started = Instant::now();
+    let mut hellos = Vec::new();
+    for _ in 0..150 {
+        let mut tcp = TcpStream::connect(addr).await.unwrap();
+        // A handshake record announcing 512 bytes, and 5 of them.
+        tcp.write_all(&[0x16, 0x03, 0x01, 0x02, 0x00, 0x01, 0x00, 0x01, 0xfc, 0x03])
+            .await
+            .unwrap();
+        hellos.push(tcp);
+    }
+    let mut requests = Vec::new();
+    for _ in 0..10 {
+        let mut tls = pki.connect(addr, "localhost").await;
+        let (tcp, conn) = tls.get_mut();
+        std::io::Write::write_all(&mut conn.writer(), upgrade_request("/").as_bytes()).unwrap();
+        let mut record = Vec::new();
+        while conn.wants_write() {
+            conn.write_tls(&mut record).unwrap();
+        }
+        tcp.write_all(&record[..record.len() / 2]).await.unwrap();
+        requests.push(tls);
+    }
+
+    let ends = async {
+        let hellos = futures_util::future::join_all(hellos.iter_mut().map(|tcp| async {
+            let out = read_outcome(tcp).await;
+            (out, started.elapsed())
+        }));
+        let requests = futures_util::future::join_all(requests.iter_mut().map(|tls| async {
+            let out = read_outcome(tls.get_mut().0).await;
+            (out, started.elapsed())
+        }));
+        tokio::join!(hellos, requests)
+    };
+    tokio::pin!(ends);
+    let mut echoes = 0;
+    let (hellos, requests) = loop {
+        tokio::select! {
+            out = &mut ends => break out,
+            _ = tokio::time::sleep(Duration::from_millis(50)) => {
+                echo_on(&mut canary, &format!("canary {echoes}")).await;
+                echoes += 1;
+            }
+        }
+    };
+    for (who, outs) in [
+        ("cut ClientHello", &hellos),
+        ("cut request record", &requests),
+    ] {
+        for (out, after) in outs {
+            assert!(out.ended, "{who}: not closed");
+            assert!(
+                *after >= Duration::from_millis(350),
+                "{who}: closed after {after:?}, before its deadline"
+            );
+        }
+    }
+    assert!(echoes >= 3, "the wss canary kept talking ({echoes} echoes)");
+    echo_on(&mut canary, "last").await;
+    assert_eq!(b.seen().len(), 1, "only the canary reached the backend");
+}
+
 #[tokio::test]
 async fn a_silent_tunnel_is_closed_with_1001_idle_timeout_after_the_idle_time() {
     let b = Backend::start("b").await;
