@@ -491,5 +491,5 @@ fn read_key(path: &Path) -> Result<PrivateKeyDer<'static>, TlsError> {
 }
 
 #[cfg(test)]
-#[path = "tls_tests.rs"]
+#[path = "tls_tests/mod.rs"]
 mod tests;
