@@ -13,7 +13,6 @@
 
 use std::future::poll_fn;
 use std::io;
-use std::ops::DerefMut;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{ready, Context, Poll};
@@ -21,53 +20,23 @@ use std::task::{ready, Context, Poll};
 use rustls::client::{ClientConnectionData, UnbufferedClientConnection};
 use rustls::pki_types::ServerName;
 use rustls::server::{ServerConnectionData, UnbufferedServerConnection};
-use rustls::unbuffered::{
-    ConnectionState, EncodeError, EncryptError, InsufficientSizeError, UnbufferedConnectionCommon,
-    UnbufferedStatus,
-};
+use rustls::unbuffered::{ConnectionState, EncryptError, UnbufferedStatus};
 use rustls::{ClientConfig, ServerConfig};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 
+use self::buffers::{encode_needs, encrypt_needs, Leftover, Outgoing};
+pub use self::side::Side;
 use super::bufpool;
+
+mod buffers;
+mod side;
 
 /// Largest ciphertext held while the handshake runs: rustls's own limit on a
 /// handshake message (64 KiB), plus a record's framing.
 const MAX_HANDSHAKE_BUFFER: usize = 0x1_0000 + 512;
 /// Plaintext taken per write: a relay buffer, which encrypted fits one TLS buffer.
 const MAX_WRITE: usize = bufpool::BUF_SIZE;
-
-/// The client or server half of rustls's unbuffered API.
-pub trait Side: Sized + 'static {
-    type Conn: DerefMut<Target = UnbufferedConnectionCommon<Self>> + Send + Sync + Unpin;
-
-    fn process<'c, 'i>(
-        conn: &'c mut UnbufferedConnectionCommon<Self>,
-        incoming: &'i mut [u8],
-    ) -> UnbufferedStatus<'c, 'i, Self>;
-}
-
-impl Side for ServerConnectionData {
-    type Conn = UnbufferedServerConnection;
-
-    fn process<'c, 'i>(
-        conn: &'c mut UnbufferedConnectionCommon<Self>,
-        incoming: &'i mut [u8],
-    ) -> UnbufferedStatus<'c, 'i, Self> {
-        conn.process_tls_records(incoming)
-    }
-}
-
-impl Side for ClientConnectionData {
-    type Conn = UnbufferedClientConnection;
-
-    fn process<'c, 'i>(
-        conn: &'c mut UnbufferedConnectionCommon<Self>,
-        incoming: &'i mut [u8],
-    ) -> UnbufferedStatus<'c, 'i, Self> {
-        conn.process_tls_records(incoming)
-    }
-}
 
 /// A TLS connection accepted from a client.
 pub type ServerStream = TlsStream<ServerConnectionData>;
@@ -246,16 +215,8 @@ impl<S: Side> TlsStream<S> {
                 Next::Again
             }
             ConnectionState::EncodeTlsData(mut data) => {
-                let mut need = 0;
-                loop {
-                    match data.encode(out.room(need)) {
-                        Ok(n) => break out.commit(n),
-                        Err(EncodeError::InsufficientSize(InsufficientSizeError {
-                            required_size,
-                        })) if need < required_size => need = required_size,
-                        Err(e) => return Err(io::Error::other(e.to_string())),
-                    }
-                }
+                out.append(|room| data.encode(room), encode_needs)
+                    .map_err(|e| io::Error::other(e.to_string()))?;
                 Next::Again
             }
             ConnectionState::TransmitTlsData(transmit) => {
@@ -265,34 +226,20 @@ impl<S: Side> TlsStream<S> {
                 Next::Again
             }
             ConnectionState::WriteTraffic(mut traffic) => {
-                let mut need = 0;
+                let other = |e: EncryptError| io::Error::other(e.to_string());
                 match want {
                     Want::Nothing => Next::NeedInput,
-                    Want::Data(data) => loop {
-                        // rustls puts anything it queued first (a key update).
-                        match traffic.encrypt(data, out.room(need)) {
-                            Ok(n) => {
-                                out.commit(n);
-                                break Next::Done;
-                            }
-                            Err(EncryptError::InsufficientSize(InsufficientSizeError {
-                                required_size,
-                            })) if need < required_size => need = required_size,
-                            Err(e) => return Err(io::Error::other(e.to_string())),
-                        }
-                    },
-                    Want::CloseNotify => loop {
-                        match traffic.queue_close_notify(out.room(need)) {
-                            Ok(n) => {
-                                out.commit(n);
-                                break Next::Done;
-                            }
-                            Err(EncryptError::InsufficientSize(InsufficientSizeError {
-                                required_size,
-                            })) if need < required_size => need = required_size,
-                            Err(e) => return Err(io::Error::other(e.to_string())),
-                        }
-                    },
+                    // rustls puts anything it queued first (a key update).
+                    Want::Data(data) => {
+                        out.append(|room| traffic.encrypt(data, room), encrypt_needs)
+                            .map_err(other)?;
+                        Next::Done
+                    }
+                    Want::CloseNotify => {
+                        out.append(|room| traffic.queue_close_notify(room), encrypt_needs)
+                            .map_err(other)?;
+                        Next::Done
+                    }
                 }
             }
             ConnectionState::BlockedHandshake => Next::NeedInput,
@@ -300,14 +247,19 @@ impl<S: Side> TlsStream<S> {
             ConnectionState::Closed => Next::Closed,
             _ => return Err(io::Error::other("unexpected TLS state (early data)")),
         };
-        // Processed records are skipped, not moved: the rest moves only when the
-        // buffer is full (see `poll_fill`).
-        *start += discard;
-        if *start == *used {
-            *start = 0;
-            *used = 0;
+        Ok(self.advance(discard, next))
+    }
+
+    /// Skips the `discard` bytes rustls processed, and returns `next`. Processed
+    /// records are skipped, not moved: the rest moves only when the buffer is full
+    /// (see `poll_fill`).
+    fn advance(&mut self, discard: usize, next: Next) -> Next {
+        self.start += discard;
+        if self.start == self.used {
+            self.start = 0;
+            self.used = 0;
         }
-        Ok(next)
+        next
     }
 
     /// After a TLS error: sends the alert rustls queued to explain it, if the socket
@@ -328,17 +280,8 @@ impl<S: Side> TlsStream<S> {
             let Ok(ConnectionState::EncodeTlsData(mut data)) = status.state else {
                 break;
             };
-            let mut need = 0;
-            loop {
-                match data.encode(out.room(need)) {
-                    Ok(n) => break out.commit(n),
-                    Err(EncodeError::InsufficientSize(InsufficientSizeError { required_size }))
-                        if need < required_size =>
-                    {
-                        need = required_size
-                    }
-                    Err(_) => return,
-                }
+            if out.append(|room| data.encode(room), encode_needs).is_err() {
+                return;
             }
         }
         let pending = self.out.pending();
@@ -520,97 +463,9 @@ impl<S: Side> AsyncWrite for TlsStream<S> {
     }
 }
 
-/// Ciphertext waiting to be sent: `buf[start..end]`, in a relay buffer borrowed
-/// only while something waits.
-#[derive(Default)]
-struct Outgoing {
-    buf: Vec<u8>,
-    start: usize,
-    end: usize,
-}
-
-impl Outgoing {
-    fn is_empty(&self) -> bool {
-        self.start == self.end
-    }
-
-    fn pending(&self) -> &[u8] {
-        &self.buf[self.start..self.end]
-    }
-
-    /// Free space after what waits, at least `need` bytes (and some when 0).
-    fn room(&mut self, need: usize) -> &mut [u8] {
-        if self.buf.is_empty() {
-            self.buf = bufpool::take_tls();
-        }
-        if self.start > 0 && self.buf.len() - self.end < need.max(1) {
-            self.buf.copy_within(self.start..self.end, 0);
-            self.end -= self.start;
-            self.start = 0;
-        }
-        if self.buf.len() - self.end < need {
-            self.buf.resize(self.end + need, 0);
-        }
-        &mut self.buf[self.end..]
-    }
-
-    fn commit(&mut self, n: usize) {
-        self.end += n;
-    }
-
-    /// Writes what waits; gives the buffer back once all is sent.
-    fn poll_send(&mut self, tcp: &mut TcpStream, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        while self.start < self.end {
-            let n = ready!(Pin::new(&mut *tcp).poll_write(cx, &self.buf[self.start..self.end]))?;
-            if n == 0 {
-                return Poll::Ready(Err(io::ErrorKind::WriteZero.into()));
-            }
-            self.start += n;
-        }
-        self.start = 0;
-        self.end = 0;
-        if !self.buf.is_empty() {
-            bufpool::give_tls(std::mem::take(&mut self.buf));
-        }
-        Poll::Ready(Ok(()))
-    }
-}
-
-/// Decrypted bytes a reader had no room for: `buf[pos..]`.
-#[derive(Default)]
-struct Leftover {
-    buf: Vec<u8>,
-    pos: usize,
-}
-
-impl Leftover {
-    fn is_empty(&self) -> bool {
-        self.pos == self.buf.len()
-    }
-
-    fn push(&mut self, bytes: &[u8]) {
-        if !bytes.is_empty() {
-            self.buf.extend_from_slice(bytes);
-        }
-    }
-
-    fn drain_into(&mut self, rb: &mut ReadBuf<'_>) {
-        if self.is_empty() {
-            return;
-        }
-        let n = (self.buf.len() - self.pos).min(rb.remaining());
-        rb.put_slice(&self.buf[self.pos..self.pos + n]);
-        self.pos += n;
-        if self.is_empty() {
-            *self = Leftover::default();
-        }
-    }
-}
-
 fn tls_error(e: rustls::Error) -> io::Error {
     io::Error::new(io::ErrorKind::InvalidData, e)
 }
 
 #[cfg(test)]
-#[path = "tlsio_tests.rs"]
 mod tests;
