@@ -343,29 +343,6 @@ pub struct TunnelInfo {
     pub instance: Option<Arc<str>>,
 }
 
-#[cfg(test)]
-impl TunnelInfo {
-    /// A tunnel from 127.0.0.1:5000 on `/`, mid-handshake, that has carried nothing:
-    /// tests change what they look at.
-    pub fn bare(id: TunnelId) -> TunnelInfo {
-        TunnelInfo {
-            id,
-            opened: std::time::UNIX_EPOCH,
-            client: SocketAddr::from(([127, 0, 0, 1], 5000)),
-            listener: Arc::from("l"),
-            route: Arc::from("r"),
-            path: "/".to_string(),
-            backend: None,
-            handshake: None,
-            stats: TunnelStats::default(),
-            samples: Vec::new(),
-            idle_timeout: None,
-            held: Vec::new(),
-            instance: None,
-        }
-    }
-}
-
 /// The upgrade handshake as it crossed the proxy.
 #[derive(Debug, Clone)]
 pub struct Handshake {

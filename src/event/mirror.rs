@@ -115,3 +115,26 @@ impl Snapshot {
 fn find(tunnels: &mut [TunnelInfo], id: u64) -> Option<&mut TunnelInfo> {
     tunnels.iter_mut().find(|t| t.id == id)
 }
+
+#[cfg(test)]
+impl TunnelInfo {
+    /// A tunnel from 127.0.0.1:5000 on `/`, mid-handshake, that has carried nothing:
+    /// tests change what they look at.
+    pub fn bare(id: TunnelId) -> TunnelInfo {
+        TunnelInfo {
+            id,
+            opened: std::time::UNIX_EPOCH,
+            client: std::net::SocketAddr::from(([127, 0, 0, 1], 5000)),
+            listener: std::sync::Arc::from("l"),
+            route: std::sync::Arc::from("r"),
+            path: "/".to_string(),
+            backend: None,
+            handshake: None,
+            stats: Default::default(),
+            samples: Vec::new(),
+            idle_timeout: None,
+            held: Vec::new(),
+            instance: None,
+        }
+    }
+}
