@@ -270,25 +270,12 @@ impl State {
             }
             Event::ReloadPreview(preview) => self.reload_preview = Some(preview.clone()),
             Event::Resolved(r) => {
-                match &r.error {
-                    Some(why) => self.push_log(
-                        Level::WARN,
-                        format!(
-                            "dns {} ({}): {why}; keeping {} addresses",
-                            r.name,
-                            r.pool,
-                            r.addrs.len()
-                        ),
-                    ),
-                    None => {
-                        let addrs: Vec<String> = r.addrs.iter().map(|a| a.to_string()).collect();
-                        self.push_log(
-                            Level::INFO,
-                            format!("dns {} ({}): {}", r.name, r.pool, addrs.join(", ")),
-                        );
-                        // Backends joined or left: take the new set from a snapshot.
-                        self.reload_pending = true;
-                    }
+                if r.error.is_some() {
+                    self.push_log(Level::WARN, r.summary());
+                } else {
+                    self.push_log(Level::INFO, r.summary());
+                    // Backends joined or left: take the new set from a snapshot.
+                    self.reload_pending = true;
                 }
             }
             Event::ConfigReloaded(diff) => {

@@ -70,3 +70,20 @@ pub struct Resolution {
     /// When the latest lookup ended.
     pub at: SystemTime,
 }
+
+impl Resolution {
+    /// One line for logs and the dashboard (`top` shows an instance's the same way).
+    pub fn summary(&self) -> String {
+        let (name, pool) = (&self.name, &self.pool);
+        match &self.error {
+            Some(why) => format!(
+                "dns {name} ({pool}): {why}; keeping {} addresses",
+                self.addrs.len()
+            ),
+            None => {
+                let addrs: Vec<String> = self.addrs.iter().map(|a| a.to_string()).collect();
+                format!("dns {name} ({pool}): {}", addrs.join(", "))
+            }
+        }
+    }
+}

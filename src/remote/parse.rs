@@ -42,20 +42,25 @@ pub enum Message {
 
 /// A `resolved` message as a log line, as the instance's own dashboard words it.
 fn resolved(v: &Value) -> R<String> {
-    let (name, pool) = (str_of(v, "name")?, str_of(v, "pool")?);
-    let addrs: Vec<&str> = v["addrs"]
+    let addrs = v["addrs"]
         .as_array()
         .ok_or_else(|| bad("addrs"))?
         .iter()
-        .filter_map(Value::as_str)
-        .collect();
-    Ok(match v["error"].as_str() {
-        Some(why) => format!(
-            "dns {name} ({pool}): {why}; keeping {} addresses",
-            addrs.len()
-        ),
-        None => format!("dns {name} ({pool}): {}", addrs.join(", ")),
-    })
+        .map(|a| {
+            a.as_str()
+                .and_then(|s| s.parse().ok())
+                .ok_or_else(|| bad("addrs"))
+        })
+        .collect::<R<_>>()?;
+    let resolution = crate::event::Resolution {
+        pool: str_of(v, "pool")?.to_string(),
+        name: str_of(v, "name")?.to_string(),
+        addrs,
+        error: v["error"].as_str().map(str::to_string),
+        // Not part of the line.
+        at: SystemTime::UNIX_EPOCH,
+    };
+    Ok(resolution.summary())
 }
 
 /// Reads one text message of `/api/events`.
