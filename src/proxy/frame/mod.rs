@@ -23,6 +23,7 @@
 
 pub mod capture;
 mod inspect;
+mod lazy;
 mod limits;
 mod samples;
 mod utf8;
@@ -31,6 +32,7 @@ use std::time::SystemTime;
 
 use self::capture::Capture;
 pub use self::inspect::CaptureSpec;
+pub use self::lazy::LazyScanner;
 use self::limits::MessageLimits;
 pub use self::limits::StrictStop;
 use self::samples::SampleHead;

@@ -120,7 +120,9 @@ pub(super) async fn close_dead_side(
             if n == 0 {
                 break;
             }
-            lock(shared.scanner(live_dir)).feed(&buf[..n], SystemTime::now(), &mut |_| {});
+            lock(shared.scanner(live_dir))
+                .made()
+                .feed(&buf[..n], SystemTime::now(), &mut |_| {});
         }
         live.shutdown().await
     })

@@ -164,7 +164,7 @@ pub(super) fn place(relay: &mut Relay, ctx: &mut Ctx<'_>) -> Option<Instant> {
         writer.chunk = Some(Chunk::Pre(Bytes::from(frame)));
         let (at, wall) = ctx.anchor;
         let now = wall + Instant::now().saturating_duration_since(at);
-        lock(ctx.shared.scanner(writer.dir)).note_injected(
+        lock(ctx.shared.scanner(writer.dir)).made().note_injected(
             now,
             out.kind.opcode(),
             &out.payload,
@@ -192,7 +192,7 @@ pub(super) fn look(relay: &Relay, ctx: &Ctx<'_>, known: &mut Holds) -> bool {
                 Dir::ClientToBackend => &relay.client,
                 Dir::BackendToClient => &relay.backend,
             };
-            waiting(reader, &lock(shared.scanner(dir)), s);
+            waiting(reader, lock(shared.scanner(dir)).made(), s);
             if let Some(kept) = lock(&shared.controls.holds)
                 .as_mut()
                 .and_then(|h| h[i].as_mut())

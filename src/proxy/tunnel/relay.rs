@@ -309,7 +309,7 @@ impl Half {
         let rd = ping::dir_index(self.dir);
         let pong = match (mode, ctx.pong[rd]) {
             (Mode::Relay, Some(want)) => {
-                find_pong(&lock(ctx.shared.scanner(self.dir)), data, &want)
+                find_pong(lock(ctx.shared.scanner(self.dir)).made(), data, &want)
             }
             _ => None,
         };
@@ -339,7 +339,8 @@ impl Half {
         let mut report = |violation: crate::event::Violation| {
             let _ = bus.send(Event::Violation { id, dir, violation });
         };
-        let mut scanner = lock(ctx.shared.scanner(self.dir));
+        let mut made = lock(ctx.shared.scanner(self.dir));
+        let scanner = made.made();
         // Whole messages are kept while someone inspects (or always, or never); the
         // check is one atomic read per chunk.
         let c = &ctx.capture;
@@ -411,7 +412,7 @@ impl Half {
         if !had_close && scanner.stats().close.is_some() {
             ctx.first_close.get_or_insert(self.side());
         }
-        drop(scanner);
+        drop(made);
         (forward, violated)
     }
 

@@ -11,7 +11,7 @@ use tokio::sync::Notify;
 use crate::event::{
     BackendId, Dir, Flow, FrameSample, Handshake, TunnelId, TunnelInfo, TunnelStats,
 };
-use crate::proxy::frame::Scanner;
+use crate::proxy::frame::LazyScanner;
 
 /// What [`TunnelShared::messages_since`] gives: the messages, how many were let go
 /// per direction, and where to continue.
@@ -41,8 +41,9 @@ pub struct TunnelShared {
     pub path: String,
     pub backend: BackendId,
     pub handshake: Handshake,
-    pub(super) c2b: Mutex<Scanner>,
-    pub(super) b2c: Mutex<Scanner>,
+    /// Made at each direction's first byte (see [`LazyScanner`]).
+    pub(super) c2b: Mutex<LazyScanner>,
+    pub(super) b2c: Mutex<LazyScanner>,
     /// Boxed: every tunnel holds the slot, few ever fill it.
     pub(super) close: Mutex<Option<Box<CloseRequest>>>,
     /// Set by the first close request (the mailbox empties once the relay takes it).
@@ -72,10 +73,8 @@ impl TunnelShared {
         preview: usize,
         allowed_rsv: u8,
     ) -> Self {
-        let mut c2b = Scanner::new(Dir::ClientToBackend, ring, preview);
-        let mut b2c = Scanner::new(Dir::BackendToClient, ring, preview);
-        c2b.set_allowed_rsv(allowed_rsv);
-        b2c.set_allowed_rsv(allowed_rsv);
+        let c2b = LazyScanner::new(Dir::ClientToBackend, ring, preview, allowed_rsv);
+        let b2c = LazyScanner::new(Dir::BackendToClient, ring, preview, allowed_rsv);
         Self {
             id,
             opened,
@@ -103,7 +102,7 @@ impl TunnelShared {
         lock(&self.b2c).set_limits(max_bytes, rate);
     }
 
-    pub(super) fn scanner(&self, dir: Dir) -> &Mutex<Scanner> {
+    pub(super) fn scanner(&self, dir: Dir) -> &Mutex<LazyScanner> {
         match dir {
             Dir::ClientToBackend => &self.c2b,
             Dir::BackendToClient => &self.b2c,
