@@ -31,6 +31,12 @@ pub fn render(counters: &Counters, events_lagged: u64, now: SystemTime) -> Strin
         totals.tunnels_active,
     );
     out.single(
+        "tunnelscope_tunnels_parked",
+        "Open tunnels waiting parked: silent for park_after, holding no relay task.",
+        "gauge",
+        totals.tunnels_parked,
+    );
+    out.single(
         "tunnelscope_tunnels_total",
         "Tunnels opened since the proxy started.",
         "counter",

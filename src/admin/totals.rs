@@ -29,6 +29,8 @@ impl From<crate::event::Flow> for Flow {
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct Totals {
     pub tunnels_active: u64,
+    /// Of those, waiting parked (silent for `park_after`).
+    pub tunnels_parked: u64,
     pub tunnels_total: u64,
     /// Relayed by live and closed tunnels since the proxy started.
     pub client_to_backend: Flow,
@@ -43,6 +45,7 @@ impl Totals {
     pub fn new(c: &crate::event::Counters, events_lagged: u64) -> Totals {
         Totals {
             tunnels_active: c.tunnels_active,
+            tunnels_parked: c.tunnels_parked,
             tunnels_total: c.tunnels_total,
             client_to_backend: c.client_to_backend.into(),
             backend_to_client: c.backend_to_client.into(),

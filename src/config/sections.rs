@@ -174,6 +174,11 @@ pub struct Timeouts {
     /// Silence in both directions after which a tunnel is closed (0 = never).
     #[serde(with = "duration")]
     pub idle: Duration,
+    /// Silence in both directions after which a plain tunnel gives up its relay
+    /// task and waits, as a small entry, for the next byte, deadline or command
+    /// (0 = never). Nothing about the tunnel changes for its peers.
+    #[serde(with = "duration")]
+    pub park_after: Duration,
     /// After a Close frame sent by the proxy, how long peers get to answer.
     #[serde(with = "duration")]
     pub close_grace: Duration,
@@ -235,6 +240,7 @@ impl Default for Timeouts {
             request_body: Duration::from_secs(60),
             backend_response: Duration::from_secs(30),
             idle: Duration::from_secs(3600),
+            park_after: Duration::from_secs(1),
             close_grace: Duration::from_secs(2),
             shutdown_grace: Duration::from_secs(10),
             upgrade_deadline: Duration::from_secs(3600),

@@ -28,6 +28,8 @@ pub struct Counters {
     pub started: Option<SystemTime>,
     pub backends: Vec<BackendInfo>,
     pub tunnels_active: u64,
+    /// Of those, how many wait parked (silent for `park_after`).
+    pub tunnels_parked: u64,
     pub tunnels_total: u64,
     /// Relayed by live and closed tunnels since the proxy started; never decrease.
     pub client_to_backend: Flow,

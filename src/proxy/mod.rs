@@ -21,6 +21,7 @@ mod health;
 mod listener;
 mod listeners;
 mod pacing;
+mod park;
 mod pool;
 mod recorder;
 mod registry;

@@ -191,9 +191,11 @@ impl Registry {
     /// or missed while it leaves.
     pub fn counters(&self) -> Counters {
         let mut flows = [Flow::default(); 2];
+        let mut parked = 0;
         let active = {
             let map = lock(&self.tunnels);
             for t in map.values() {
+                parked += u64::from(t.parked.is_parked());
                 for (i, dir) in [Dir::ClientToBackend, Dir::BackendToClient]
                     .into_iter()
                     .enumerate()
@@ -215,6 +217,7 @@ impl Registry {
             started: Some(self.started),
             backends: self.pools.infos(),
             tunnels_active: active,
+            tunnels_parked: parked,
             tunnels_total: self.total_tunnels.load(Ordering::Relaxed),
             client_to_backend: flows[0],
             backend_to_client: flows[1],

@@ -29,6 +29,7 @@ mod keepalive;
 mod lifecycle;
 mod limits;
 mod pacing;
+mod park;
 mod plain_http;
 mod probes;
 mod recording;

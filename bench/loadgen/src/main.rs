@@ -73,7 +73,7 @@ struct One {
     /// Measured seconds.
     #[arg(long, default_value_t = 4.0)]
     secs: f64,
-    /// Warm-up seconds.
+    /// Warm-up seconds (idle: how long the tunnels sit idle before the memory is read).
     #[arg(long, default_value_t = 1.0)]
     warm: f64,
     /// Idle tunnels to hold (idle only).
@@ -140,7 +140,7 @@ fn one(o: One, what: &str) -> Result<()> {
                 );
             }
             _ => {
-                let r = load::idle(&ep, o.tunnels, run::IDLE_SAMPLE, Duration::from_secs(1), &meter).await?;
+                let r = load::idle(&ep, o.tunnels, run::IDLE_SAMPLE, warm, &meter).await?;
                 println!(
                     "opened {}/{} in {:.1}s  rss {} -> {} KiB = {:.2} KiB/tunnel  sample echoed {}/{}",
                     r.opened,

@@ -12,6 +12,7 @@ pub mod fault;
 mod h2;
 mod keepalive;
 mod plain;
+mod tunnel_task;
 mod upgrade;
 
 use std::convert::Infallible;

@@ -16,6 +16,7 @@ use tracing::{info, warn, Span};
 use super::connect::{connect_backend, forward_context, hash_key};
 use super::h2;
 use super::plain::relay_response;
+use super::tunnel_task::TunnelTask;
 use super::{path_and_query, text, Body, ConnInfo};
 use crate::config::WsLimits;
 use crate::event::{Event, Handshake, Limit, Refusal};
@@ -361,7 +362,6 @@ async fn run_tunnel(
         core.unregister(shared.id);
         return;
     };
-    let id = shared.id;
     lease.established();
     // A recorded tunnel captures everything from its start.
     let recorded = match &core.recorder {
@@ -392,6 +392,7 @@ async fn run_tunnel(
                 .as_deref()
                 .and_then(crate::proxy::frame::capture::deflate_resets),
         },
+        park_after: Some(config.timeouts.park_after).filter(|d| !d.is_zero()),
         ping: (!config.timeouts.ping_interval.is_zero()).then(|| tunnel::PingSettings {
             interval: config.timeouts.ping_interval,
             timeout: config.timeouts.ping_timeout,
@@ -402,59 +403,21 @@ async fn run_tunnel(
     // Not held for the tunnel's life: a long tunnel would keep every configuration
     // it outlived, and the task room for it.
     drop(config);
-    let _cut = EndGuard(&shared);
-    let ending = tunnel::run(
-        &shared,
+    let task = Box::new(TunnelTask {
+        core,
+        shared,
+        _lease: lease,
+        slots: Some(slots),
+        span,
+        settings,
+    });
+    let start = tunnel::Start::Fresh {
         client,
         client_pre,
         backend,
         backend_pre,
-        settings,
-        &core.bus,
-    )
-    .await;
-    shared.set_ended(&ending);
-    core.unregister(id);
-    if let Some(limit) = ending.limit {
-        core.limit_hit(limit);
-    }
-    // Its places under the connection limits are free before its end is published.
-    drop(slots);
-    let stats = shared.stats();
-    let duration = shared.opened.elapsed().unwrap_or_default();
-    let (up, down) = (&stats.client_to_backend, &stats.backend_to_client);
-    let _entered = span.enter();
-    info!(
-        target: "tunnelscope::access",
-        client = %shared.client,
-        listener = %shared.listener,
-        route = %shared.route,
-        backend = %shared.backend,
-        path = %shared.path,
-        subprotocol = shared.handshake.subprotocol.as_deref().unwrap_or("-"),
-        duration_ms = duration.as_millis() as u64,
-        frames_in = up.frames(),
-        bytes_in = up.bytes,
-        frames_out = down.frames(),
-        bytes_out = down.bytes,
-        close_code = ending.code.map_or_else(|| "-".to_string(), |c| c.to_string()),
-        closed_by = %ending.side,
-        error = ending.error.as_deref().unwrap_or("-"),
-        reason = %ending.reason,
-        "tunnel closed"
-    );
-    if core.observed() {
-        core.publish(Event::TunnelClosed {
-            id,
-            code: ending.code,
-            reason: ending.reason,
-            side: ending.side,
-            duration,
-            stats,
-            error: ending.error,
-        });
-    }
-    drop(lease);
+    };
+    super::tunnel_task::relay(task, start).await;
 }
 
 /// The raw stream and any bytes hyper read past the HTTP head.
@@ -475,21 +438,4 @@ fn unwrap_upgraded(up: hyper::upgrade::Upgraded) -> Option<(Stream, Bytes)> {
 /// The idle timeout a new tunnel gets, as observers are told it.
 fn idle_of(config: &crate::config::Config) -> Option<std::time::Duration> {
     Some(config.timeouts.idle).filter(|d| !d.is_zero())
-}
-
-/// Says how a tunnel ended if its task is dropped before it can (its event loop
-/// stopped with the shutdown grace run out), so a recording still gets its `end`
-/// line. The first ending set wins: a tunnel that ended normally is unaffected.
-struct EndGuard<'a>(&'a TunnelShared);
-
-impl Drop for EndGuard<'_> {
-    fn drop(&mut self) {
-        self.0.set_ended(&tunnel::Ending {
-            side: crate::event::Side::Proxy,
-            code: None,
-            reason: "cut: the shutdown grace ran out".into(),
-            error: None,
-            limit: None,
-        });
-    }
 }

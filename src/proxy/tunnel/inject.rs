@@ -54,6 +54,13 @@ pub(super) struct Controls {
     holds: Mutex<Option<Box<Holds>>>,
 }
 
+impl Controls {
+    /// Whether an injection waits or a direction is held.
+    pub(super) fn waiting(&self) -> bool {
+        self.held.iter().any(|h| h.load(Ordering::Relaxed)) || !lock(&self.pending).is_empty()
+    }
+}
+
 /// Each direction's hold, by [`super::ping::dir_index`].
 pub(super) type Holds = [Option<HoldState>; 2];
 
@@ -72,7 +79,7 @@ impl TunnelShared {
         }
         pending.push_back(Outgoing { to, kind, payload });
         drop(pending);
-        self.wake.notify_one();
+        self.notify();
         Ok(())
     }
 
@@ -100,7 +107,7 @@ impl TunnelShared {
             (false, _) => None,
         };
         drop(guard);
-        self.wake.notify_one();
+        self.notify();
         Ok(())
     }
 

@@ -15,21 +15,21 @@ mod close;
 mod inject;
 mod ping;
 mod relay;
+mod resume;
 mod shared;
 
 use std::io;
 use std::time::{Duration, Instant, SystemTime};
 
-use bytes::Bytes;
 use tokio::sync::broadcast;
 
 use self::close::{close_dead_side, close_on_purpose, BACKEND_GONE};
 pub use self::ping::PingSettings;
 use self::ping::Pinger;
-use self::relay::{Ctx, Half, Mode, Relay, Stop};
+use self::relay::{Ctx, Mode, Stop};
+pub use self::resume::{Outcome, Resume, Start};
 use self::shared::CloseRequest;
 pub use self::shared::TunnelShared;
-use super::stream::Stream;
 use crate::event::{Dir, Event, Limit, Side};
 use crate::sync::lock;
 
@@ -46,6 +46,9 @@ pub struct RelaySettings {
     pub ping: Option<PingSettings>,
     /// When whole messages are kept, and how many bytes.
     pub capture: CaptureSettings,
+    /// Silence after which a plain tunnel gives up its task and waits in its event
+    /// loop's lot (`proxy::park`); `None`: never.
+    pub park_after: Option<Duration>,
 }
 
 /// `[inspect] capture`, `message_bytes`, `tunnel_memory` for one tunnel.
@@ -92,16 +95,14 @@ pub struct Ending {
     pub limit: Option<Limit>,
 }
 
-/// Relays until the tunnel ends; returns how it ended.
+/// Relays until the tunnel ends, or until it has been silent for `park_after`
+/// (then it hands back what resuming it takes).
 pub async fn run(
     shared: &TunnelShared,
-    client: Stream,
-    client_pre: Bytes,
-    backend: Stream,
-    backend_pre: Bytes,
+    start: Start,
     settings: RelaySettings,
     bus: &broadcast::Sender<Event>,
-) -> Ending {
+) -> Outcome {
     // Taken apart: each setting lives where it is used, not twice in the task.
     let RelaySettings {
         idle,
@@ -110,19 +111,15 @@ pub async fn run(
         close_on_backend_loss,
         ping,
         capture,
+        park_after,
     } = settings;
-    let mut relay = Relay {
-        client,
-        backend,
-        up: Half::new(Dir::ClientToBackend, client_pre),
-        down: Half::new(Dir::BackendToClient, backend_pre),
-    };
     let started = Instant::now();
+    let (mut relay, resumed) = start.into_relay();
     let mut ctx = Ctx {
         shared,
         bus,
         strict,
-        last_active: started,
+        last_active: resumed.as_ref().map_or(started, |r| r.last_active),
         anchor: (started, SystemTime::now()),
         first_close: None,
         backend_error: None,
@@ -131,9 +128,15 @@ pub async fn run(
         pong: [None, None],
         capture,
     };
-    let mut pinger = ping.map(Pinger::new);
-    let mut ping_due = pinger.as_ref().map_or(started, |p| p.first_due(started));
-    let mut idle_deadline = Instant::now() + idle;
+    let mut pinger = ping.map(|p| Pinger::new(p, resumed.as_ref().map_or(0, |r| r.ping_seq)));
+    let mut ping_due = match &resumed {
+        Some(r) => r.ping_due,
+        None => pinger.as_ref().map_or(started, |p| p.first_due(started)),
+    };
+    let mut idle_deadline = resumed.as_ref().map_or(started + idle, |r| r.idle_deadline);
+    // Silence is measured from the last byte read, or from the resumption.
+    let parkable = park_after.filter(|_| relay.parkable());
+    let mut park_base = started;
     let mut gone = false;
     let mut delayed: Option<Box<CloseRequest>> = None;
     // When to try placing injections again, and to look behind holds.
@@ -152,6 +155,7 @@ pub async fn run(
             look_due,
             pinger.is_some().then_some(ping_due),
             (!idle.is_zero()).then_some(idle_deadline),
+            parkable.map(|d| relay.last_read().max(park_base) + d),
         ]
         .into_iter()
         .flatten()
@@ -172,13 +176,13 @@ pub async fn run(
                         Dir::ClientToBackend => to_client,
                         Dir::BackendToClient => to_backend,
                     };
-                    return Ending {
+                    return Outcome::Ended(Ending {
                         side: Side::Proxy,
                         code: Some(code),
                         reason: reason.to_string(),
                         error: None,
                         limit: policy.limit,
-                    };
+                    });
                 }
                 Err(e) if ctx.first_close == Some(Side::Backend)
                     && relay.down.backend_gone(Mode::Relay, &ctx) =>
@@ -194,8 +198,8 @@ pub async fn run(
                     gone = true;
                     break (BACKEND_GONE.0, BACKEND_GONE.1.to_string(), None);
                 }
-                Ok(_) => return natural_ending(shared, &ctx, None),
-                Err(e) => return natural_ending(shared, &ctx, Some(e)),
+                Ok(_) => return Outcome::Ended(natural_ending(shared, &ctx, None)),
+                Err(e) => return Outcome::Ended(natural_ending(shared, &ctx, Some(e))),
             },
             _ = shared.wake.notified() => {
                 place_due = Some(Instant::now());
@@ -228,13 +232,13 @@ pub async fn run(
                             };
                             let deadline = tokio::time::Instant::now() + close_grace;
                             Box::pin(close_dead_side(&mut relay, &mut ctx, dead, deadline, reason)).await;
-                            return Ending {
+                            return Outcome::Ended(Ending {
                                 side: dead,
                                 code: Some(crate::ws::close::GOING_AWAY),
                                 reason: reason.to_string(),
                                 error: None,
                                 limit: None,
-                            };
+                            });
                         }
                     }
                 }
@@ -256,6 +260,30 @@ pub async fn run(
                         idle_deadline = Instant::now() + (idle - quiet);
                     }
                 }
+                if parkable.is_some_and(|d| relay.last_read().max(park_base) + d <= now) {
+                    // A ping whose Pong came is done with (the Pong clears
+                    // `ctx.pong`); one still unanswered keeps the tunnel up.
+                    let quiet = delayed.is_none()
+                        && place_due.is_none()
+                        && look_due.is_none()
+                        && relay.quiet(&ctx);
+                    if quiet {
+                        let state = Resume {
+                            last_active: ctx.last_active,
+                            last_read: [relay.up.last_read, relay.down.last_read],
+                            idle_deadline,
+                            ping_due,
+                            ping_seq: pinger.as_ref().map_or(0, |p| p.seq()),
+                        };
+                        return Outcome::Parked {
+                            client: relay.client,
+                            backend: relay.backend,
+                            state,
+                        };
+                    }
+                    // Busy with something other than bytes: look again later.
+                    park_base = now;
+                }
             }
         }
     };
@@ -270,14 +298,14 @@ pub async fn run(
         &mut relay, &mut ctx, deadline, close, close,
     ))
     .await;
-    Ending {
+    Outcome::Ended(Ending {
         // A vanished backend ended it; the code is the Close the client was given.
         side: if gone { Side::Backend } else { Side::Proxy },
         code: Some(code),
         reason,
         error: ctx.backend_error.map(|e| e.to_string()),
         limit: None,
-    }
+    })
 }
 
 fn closed_both_ways(shared: &TunnelShared) -> bool {

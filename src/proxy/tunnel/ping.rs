@@ -39,12 +39,18 @@ pub(super) struct Pinger {
 }
 
 impl Pinger {
-    pub(super) fn new(settings: PingSettings) -> Self {
+    /// `seq`: the last ping's number (0 for a new tunnel; a resumed one goes on).
+    pub(super) fn new(settings: PingSettings, seq: u32) -> Self {
         Self {
             settings,
             sent: [None, None],
-            seq: 0,
+            seq,
         }
+    }
+
+    /// The last ping's number.
+    pub(super) fn seq(&self) -> u32 {
+        self.seq
     }
 
     /// When the first check is due.

@@ -56,6 +56,8 @@ pub struct TunnelShared {
     pub(super) controls: super::inject::Controls,
     /// How it ended, once it has.
     ending: std::sync::OnceLock<Box<super::Ending>>,
+    /// Where wakes go while the tunnel waits in its event loop's lot.
+    pub parked: crate::proxy::park::WakeSlot,
 }
 
 impl TunnelShared {
@@ -92,6 +94,7 @@ impl TunnelShared {
             idle_ms: std::sync::atomic::AtomicU64::new(0),
             controls: Default::default(),
             ending: std::sync::OnceLock::new(),
+            parked: Default::default(),
         }
     }
 
@@ -150,7 +153,20 @@ impl TunnelShared {
             }
         }
         drop(slot);
+        self.notify();
+    }
+
+    /// Tells the relay something waits for it (after recording what): its task if
+    /// it runs, its lot if it is parked.
+    pub(super) fn notify(&self) {
         self.wake.notify_one();
+        self.parked.wake();
+    }
+
+    /// Whether something waits for the relay: a close request, an injection, a
+    /// hold.
+    pub fn needs_relay(&self) -> bool {
+        self.is_closing() || self.controls.waiting()
     }
 
     /// Whether the tunnel has been asked to close.

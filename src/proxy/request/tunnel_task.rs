@@ -1,0 +1,221 @@
+//! A tunnel's life after the upgrade: its relay runs as a task until the tunnel
+//! ends or has been silent for `park_after`; then the task ends and the tunnel
+//! waits in its event loop's lot (`proxy::park`) as one small entry, and resumes
+//! as a new task when a byte, a deadline or a command comes. Its end is reported
+//! once, by whichever task sees it.
+
+use std::os::fd::{AsRawFd, RawFd};
+use std::sync::Arc;
+use std::time::Instant;
+
+use tracing::{info, Span};
+
+use crate::event::{Event, Side};
+use crate::proxy::admission::{ConnSlot, IpSlot};
+use crate::proxy::headtimer::InFlightGuard;
+use crate::proxy::park::{self, Parked};
+use crate::proxy::pool::Lease;
+use crate::proxy::registry::Registry;
+use crate::proxy::stream::Stream;
+use crate::proxy::tunnel::{self, Ending, Outcome, RelaySettings, Resume, Start, TunnelShared};
+
+/// The tunnel's places under the connection limits (and, over HTTP/2, as a stream
+/// in flight on its connection).
+pub(super) type Slots = (Arc<ConnSlot>, Option<IpSlot>, Option<InFlightGuard>);
+
+/// Everything a tunnel holds from its upgrade to its end, running or parked.
+pub(super) struct TunnelTask {
+    pub core: Arc<Registry>,
+    pub shared: Arc<TunnelShared>,
+    /// Its backend's count of tunnels; given back last.
+    pub _lease: Lease,
+    /// Given back before the end is published.
+    pub slots: Option<Slots>,
+    pub span: Span,
+    pub settings: RelaySettings,
+}
+
+/// Says how a tunnel ended if it is dropped before it can (its event loop stopped
+/// with the shutdown grace run out, running or parked), so a recording still gets
+/// its `end` line. The first ending set wins: a tunnel that ended normally is
+/// unaffected.
+impl Drop for TunnelTask {
+    fn drop(&mut self) {
+        self.shared.set_ended(&Ending {
+            side: Side::Proxy,
+            code: None,
+            reason: "cut: the shutdown grace ran out".into(),
+            error: None,
+            limit: None,
+        });
+    }
+}
+
+/// Relays until the tunnel ends or parks.
+pub(super) async fn relay(mut task: Box<TunnelTask>, mut start: Start) {
+    loop {
+        let settings = task.settings.clone();
+        match tunnel::run(&task.shared, start, settings, &task.core.bus).await {
+            Outcome::Ended(ending) => return finish(task, ending),
+            Outcome::Parked {
+                client,
+                backend,
+                state,
+            } => match park(task, client, backend, state) {
+                Ok(()) => return,
+                // Could not park (no lot here): relay on, and try again later.
+                Err(back) => (task, start) = *back,
+            },
+        }
+    }
+}
+
+/// A tunnel waiting in a lot: its sockets, out of the reactor, and its clocks.
+struct ParkedTunnel {
+    task: TunnelTask,
+    client: std::net::TcpStream,
+    backend: std::net::TcpStream,
+    state: Resume,
+    due: Option<Instant>,
+}
+
+impl Parked for ParkedTunnel {
+    fn fds(&self) -> [RawFd; 2] {
+        [self.client.as_raw_fd(), self.backend.as_raw_fd()]
+    }
+
+    fn due(&self) -> Option<Instant> {
+        self.due
+    }
+
+    fn resume(self: Box<Self>) {
+        let ParkedTunnel {
+            task,
+            client,
+            backend,
+            state,
+            due: _,
+        } = *self;
+        task.shared.parked.clear();
+        let task = Box::new(task);
+        let streams = tokio::net::TcpStream::from_std(client)
+            .and_then(|c| Ok((c, tokio::net::TcpStream::from_std(backend)?)));
+        match streams {
+            Ok((client, backend)) => {
+                let start = Start::Resumed {
+                    client: Stream::Plain(client),
+                    backend: Stream::Plain(backend),
+                    state,
+                };
+                tokio::spawn(relay(task, start));
+            }
+            Err(e) => finish(task, lost(e)),
+        }
+    }
+}
+
+/// Parks the tunnel in this event loop's lot; gives it back to relay on if it
+/// cannot be.
+fn park(
+    task: Box<TunnelTask>,
+    client: Stream,
+    backend: Stream,
+    state: Resume,
+) -> Result<(), Box<(Box<TunnelTask>, Start)>> {
+    let (client, backend) = match (client, backend) {
+        (Stream::Plain(c), Stream::Plain(b)) => (c, b),
+        (client, backend) => {
+            let start = Start::Resumed {
+                client,
+                backend,
+                state,
+            };
+            return Err(Box::new((task, start)));
+        }
+    };
+    // Out of the reactor (a failure here closes the socket: the tunnel is lost).
+    let streams = client.into_std().and_then(|c| Ok((c, backend.into_std()?)));
+    let (client, backend) = match streams {
+        Ok(s) => s,
+        Err(e) => {
+            finish(task, lost(e));
+            return Ok(());
+        }
+    };
+    let shared = task.shared.clone();
+    let due = state.due(&task.settings);
+    let entry = Box::new(ParkedTunnel {
+        task: *task,
+        client,
+        backend,
+        state,
+        due,
+    });
+    match park::park(entry, &shared.parked, || shared.needs_relay()) {
+        Ok(()) => Ok(()),
+        Err(entry) => {
+            // Straight back into the reactor, as a resumption does.
+            entry.resume();
+            Ok(())
+        }
+    }
+}
+
+/// The ending of a tunnel whose sockets could not move in or out of the reactor.
+fn lost(e: std::io::Error) -> Ending {
+    Ending {
+        side: Side::Proxy,
+        code: None,
+        reason: "lost while parking".into(),
+        error: Some(e.to_string()),
+        limit: None,
+    }
+}
+
+/// Records and reports the end.
+fn finish(mut task: Box<TunnelTask>, ending: Ending) {
+    let (core, shared) = (&task.core, &task.shared);
+    let id = shared.id;
+    shared.set_ended(&ending);
+    core.unregister(id);
+    if let Some(limit) = ending.limit {
+        core.limit_hit(limit);
+    }
+    // Its places under the connection limits are free before its end is published.
+    drop(task.slots.take());
+    let (core, shared) = (&task.core, &task.shared);
+    let stats = shared.stats();
+    let duration = shared.opened.elapsed().unwrap_or_default();
+    let (up, down) = (&stats.client_to_backend, &stats.backend_to_client);
+    let _entered = task.span.enter();
+    info!(
+        target: "tunnelscope::access",
+        client = %shared.client,
+        listener = %shared.listener,
+        route = %shared.route,
+        backend = %shared.backend,
+        path = %shared.path,
+        subprotocol = shared.handshake.subprotocol.as_deref().unwrap_or("-"),
+        duration_ms = duration.as_millis() as u64,
+        frames_in = up.frames(),
+        bytes_in = up.bytes,
+        frames_out = down.frames(),
+        bytes_out = down.bytes,
+        close_code = ending.code.map_or_else(|| "-".to_string(), |c| c.to_string()),
+        closed_by = %ending.side,
+        error = ending.error.as_deref().unwrap_or("-"),
+        reason = %ending.reason,
+        "tunnel closed"
+    );
+    if core.observed() {
+        core.publish(Event::TunnelClosed {
+            id,
+            code: ending.code,
+            reason: ending.reason,
+            side: ending.side,
+            duration,
+            stats,
+            error: ending.error,
+        });
+    }
+}
