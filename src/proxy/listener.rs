@@ -61,7 +61,7 @@ pub async fn serve(core: Arc<Registry>, mut bound: Bound) {
         // One config for the whole connection set-up (a reload swaps it meanwhile).
         let config = core.config();
         tuning.accepted(&bound, &tcp, peer, &config.timeouts);
-        let span = tracing::info_span!("conn", %peer, listener = %bound.name);
+        let span = conn_span(peer, &bound.name);
         let core = core.clone();
         let name = bound.name.clone();
         let tls = bound.tls.clone();
@@ -263,3 +263,8 @@ const H2_PING_EVERY: Duration = Duration::from_secs(20);
 
 /// Streams (requests and WebSocket tunnels) one HTTP/2 connection may carry at once.
 const MAX_H2_STREAMS: u32 = 256;
+
+/// The span a client connection's log lines are in.
+pub(crate) fn conn_span(peer: std::net::SocketAddr, listener: &str) -> tracing::Span {
+    tracing::info_span!("conn", %peer, listener = %listener)
+}

@@ -65,6 +65,11 @@ pub const LARGE: StreamSpec = StreamSpec {
 };
 pub const HANDSHAKE_WORKERS: usize = 32;
 pub const IDLE_SAMPLE: usize = 200;
+/// How long the idle tunnels sit before the memory is read: long enough for every
+/// proxy's allocator to have given back what the burst of handshakes left (jemalloc
+/// decays freed pages over about 10 s, then again; tunnelscope parks a tunnel
+/// silent for 1 s and frees its relay task).
+pub const IDLE_SETTLE: Duration = Duration::from_secs(25);
 
 /// Every figure of every round: (target, figure key) → one value per round.
 pub type Figures = BTreeMap<(Kind, &'static str), Vec<f64>>;

@@ -9,7 +9,7 @@ use anyhow::{Context, Result};
 
 use crate::load::{self, StreamSpec};
 use crate::net;
-pub use crate::plan::{Args, ECHO, HANDSHAKE_WORKERS, IDLE_SAMPLE, LARGE};
+pub use crate::plan::{Args, ECHO, HANDSHAKE_WORKERS, IDLE_SAMPLE, IDLE_SETTLE, LARGE};
 use crate::plan::{Figures, RunInfo, FIGURE_KEYS};
 use crate::procfs::{self, Meter};
 use crate::report;
@@ -284,7 +284,7 @@ async fn measure(
                 ep,
                 args.idle_tunnels,
                 IDLE_SAMPLE,
-                Duration::from_secs(1),
+                IDLE_SETTLE,
                 &meter,
             )
             .await?;

@@ -111,7 +111,7 @@ pub(super) async fn upgrade(
     let shared = attempt.into_tunnel(lease.backend(), handshake, deflate, limits);
     // The span is entered only where the tunnel logs, not around every poll of its
     // relay: entering and leaving a span on each wake-up was 1% of the relay's CPU.
-    let span = tracing::info_span!("tunnel", id = shared.id, client = %conn.client);
+    let span = tunnel_span(shared.id, conn.client);
     tokio::spawn(run_tunnel(
         conn.core.clone(),
         shared,
@@ -408,7 +408,6 @@ async fn run_tunnel(
         shared,
         _lease: lease,
         slots: Some(slots),
-        span,
         settings,
     });
     let start = tunnel::Start::Fresh {
@@ -438,4 +437,9 @@ fn unwrap_upgraded(up: hyper::upgrade::Upgraded) -> Option<(Stream, Bytes)> {
 /// The idle timeout a new tunnel gets, as observers are told it.
 fn idle_of(config: &crate::config::Config) -> Option<std::time::Duration> {
     Some(config.timeouts.idle).filter(|d| !d.is_zero())
+}
+
+/// The span a tunnel's log lines are in.
+pub(super) fn tunnel_span(id: crate::event::TunnelId, client: std::net::SocketAddr) -> Span {
+    tracing::info_span!("tunnel", id, client = %client)
 }

@@ -47,7 +47,10 @@ pub(super) struct Outgoing {
 /// The operator's side of a tunnel: injections waiting and holds.
 #[derive(Default)]
 pub(super) struct Controls {
-    pending: Mutex<VecDeque<Outgoing>>,
+    /// Boxed while any wait: an empty queue would be 32 bytes in every tunnel, and
+    /// this pointer keeps the shared state inside the allocator's 512-byte class.
+    #[allow(clippy::box_collection)]
+    pending: Mutex<Option<Box<VecDeque<Outgoing>>>>,
     /// By [`super::ping::dir_index`].
     held: [AtomicBool; 2],
     /// What observers see of each hold (boxed: held in every tunnel, used by few).
@@ -57,7 +60,8 @@ pub(super) struct Controls {
 impl Controls {
     /// Whether an injection waits or a direction is held.
     pub(super) fn waiting(&self) -> bool {
-        self.held.iter().any(|h| h.load(Ordering::Relaxed)) || !lock(&self.pending).is_empty()
+        self.held.iter().any(|h| h.load(Ordering::Relaxed))
+            || lock(&self.pending).as_ref().is_some_and(|p| !p.is_empty())
     }
 }
 
@@ -71,14 +75,15 @@ impl TunnelShared {
         if self.is_closing() {
             return Err("the tunnel is closing".into());
         }
-        let mut pending = lock(&self.controls.pending);
+        let mut guard = lock(&self.controls.pending);
+        let pending = guard.get_or_insert_with(Default::default);
         if pending.len() >= MAX_PENDING {
             return Err(format!(
                 "{MAX_PENDING} injected messages already wait for a frame boundary"
             ));
         }
         pending.push_back(Outgoing { to, kind, payload });
-        drop(pending);
+        drop(guard);
         self.notify();
         Ok(())
     }
@@ -130,7 +135,8 @@ impl TunnelShared {
 /// try again, if any are left. Those that can never go (the way toward their side
 /// is closing or shut) are dropped, and the log says so.
 pub(super) fn place(relay: &mut Relay, ctx: &mut Ctx<'_>) -> Option<Instant> {
-    let mut pending = lock(&ctx.shared.controls.pending);
+    let mut guard = lock(&ctx.shared.controls.pending);
+    let pending = guard.as_mut()?;
     // Per side written to: something earlier toward it waits (or was just placed).
     let mut busy = [false; 2];
     let mut i = 0;
@@ -178,7 +184,11 @@ pub(super) fn place(relay: &mut Relay, ctx: &mut Ctx<'_>) -> Option<Instant> {
             masked,
         );
     }
-    (!pending.is_empty()).then(|| Instant::now() + RETRY)
+    if pending.is_empty() {
+        *guard = None;
+        return None;
+    }
+    Some(Instant::now() + RETRY)
 }
 
 /// Looks at what waits behind each hold and publishes what changed (a hold begun,

@@ -422,7 +422,7 @@ async fn a_backend_is_pinged_masked_and_any_answer_keeps_the_tunnel() {
 /// while it is not parked: 8,000 tunnels hold 8,000 of each. Rarely used state
 /// (timers beyond one, the close sequences' futures, hold and close mailboxes, the
 /// ending) is boxed on first use instead of being room in every tunnel. Bounds with
-/// a margin over the sizes measured (1,416 and 512 bytes), so that growth is a
+/// a margin over the sizes measured (1,416 and 488 bytes), so that growth is a
 /// decision.
 #[tokio::test]
 async fn an_idle_tunnel_holds_a_small_task_and_state() {
@@ -449,8 +449,10 @@ async fn an_idle_tunnel_holds_a_small_task_and_state() {
     let task_bytes = std::mem::size_of_val(&task);
     assert!(task_bytes <= 1500, "the relay task is {task_bytes} bytes");
     let shared_bytes = std::mem::size_of::<TunnelShared>();
+    // In its Arc (two counts more), it must fit the allocator's 512-byte class:
+    // the next one up is 640.
     assert!(
-        shared_bytes <= 600,
+        shared_bytes + 16 <= 512,
         "a tunnel's shared state is {shared_bytes} bytes"
     );
 }

@@ -395,10 +395,12 @@ pub fn write(out: &Path, figs: &Figures, info: &RunInfo) -> Result<()> {
     writeln!(
         w,
         "- **idle memory**: {} tunnels opened (64 handshakes at a time) and left idle; the \
-         proxy's VmRSS (`/proc/PID/status`, nginx master + worker) 1 s after the last one opened, \
-         minus before the first, divided by the tunnels. Then one message on {IDLE_SAMPLE} \
+         proxy's VmRSS (`/proc/PID/status`, nginx master + worker) {} s after the last one opened \
+         (idle tunnels, once every allocator has given back what the burst of handshakes \
+         left), minus before the first, divided by the tunnels. Then one message on {IDLE_SAMPLE} \
          tunnels spread over them must come back. Open files: 20,000 per process.",
-        a.idle_tunnels
+        a.idle_tunnels,
+        crate::plan::IDLE_SETTLE.as_secs()
     )?;
     writeln!(
         w,
