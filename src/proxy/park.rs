@@ -298,3 +298,35 @@ async fn run(lot: Arc<Lot>, mut fd: AsyncFd<Poll>) {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    struct Nothing;
+
+    impl Parked for Nothing {
+        fn fds(&self) -> [RawFd; 2] {
+            [-1, -1]
+        }
+        fn due(&self) -> Option<Instant> {
+            None
+        }
+        fn resume(self: Box<Self>) {}
+    }
+
+    /// A wake that comes late, for an entry that has left, never resumes the one
+    /// that took its place.
+    #[test]
+    fn a_late_key_does_not_take_out_the_entry_that_reused_its_slot() {
+        let mut slab = Slab::default();
+        let first = slab.insert(Box::new(Nothing));
+        assert!(slab.remove(first).is_some());
+        let second = slab.insert(Box::new(Nothing));
+        assert_eq!(second as u32, first as u32, "the slot is reused");
+        assert_ne!(second, first);
+        assert!(slab.remove(first).is_none());
+        assert!(slab.remove(second).is_some());
+        assert!(slab.remove(second).is_none(), "taken out once");
+    }
+}

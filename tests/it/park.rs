@@ -130,7 +130,7 @@ async fn a_parked_tunnel_is_closed_at_its_idle_timeout_not_before() {
 #[tokio::test]
 async fn a_parked_tunnel_is_pinged_and_cut_when_its_client_stops_answering() {
     let mut backend = RawBackend::start().await;
-    let timeouts = "ping_interval = \"200ms\"\nping_timeout = \"300ms\"\nping = \"client\"";
+    let timeouts = "ping_interval = \"300ms\"\nping_timeout = \"1s\"\nping = \"client\"";
     let proxy = proxy(&parking_config(backend.addr, timeouts)).await;
     let mut client = raw_upgrade(proxy.local_addrs()[0]).await;
     let _conn = backend.accept().await;
