@@ -8,6 +8,7 @@ use std::os::fd::{AsRawFd, RawFd};
 use std::sync::Arc;
 use std::time::Instant;
 
+use tokio::net::TcpStream;
 use tracing::info;
 
 use crate::event::{Event, Side};
@@ -16,7 +17,6 @@ use crate::proxy::headtimer::InFlightGuard;
 use crate::proxy::park::{self, Parked};
 use crate::proxy::pool::Lease;
 use crate::proxy::registry::Registry;
-use crate::proxy::stream::Stream;
 use crate::proxy::tunnel::{self, Ending, Outcome, RelaySettings, Resume, Start, TunnelShared};
 
 /// The tunnel's places under the connection limits (and, over HTTP/2, as a stream
@@ -51,21 +51,15 @@ impl Drop for TunnelTask {
 }
 
 /// Relays until the tunnel ends or parks.
-pub(super) async fn relay(mut task: Box<TunnelTask>, mut start: Start) {
-    loop {
-        let settings = task.settings.clone();
-        match tunnel::run(&task.shared, start, settings, &task.core.bus).await {
-            Outcome::Ended(ending) => return finish(task, ending),
-            Outcome::Parked {
-                client,
-                backend,
-                state,
-            } => match park(task, client, backend, state) {
-                Ok(()) => return,
-                // Could not park (no lot here): relay on, and try again later.
-                Err(back) => (task, start) = *back,
-            },
-        }
+pub(super) async fn relay(task: Box<TunnelTask>, start: Start) {
+    let settings = task.settings.clone();
+    match tunnel::run(&task.shared, start, settings, &task.core.bus).await {
+        Outcome::Ended(ending) => finish(task, ending),
+        Outcome::Parked {
+            client,
+            backend,
+            state,
+        } => park(task, client, backend, state),
     }
 }
 
@@ -75,7 +69,6 @@ struct ParkedTunnel {
     client: std::net::TcpStream,
     backend: std::net::TcpStream,
     state: Resume,
-    due: Option<Instant>,
 }
 
 impl Parked for ParkedTunnel {
@@ -84,7 +77,7 @@ impl Parked for ParkedTunnel {
     }
 
     fn due(&self) -> Option<Instant> {
-        self.due
+        self.state.due(&self.task.settings)
     }
 
     fn resume(self: Box<Self>) {
@@ -93,17 +86,16 @@ impl Parked for ParkedTunnel {
             client,
             backend,
             state,
-            due: _,
         } = *self;
         task.shared.parked.clear();
         let task = Box::new(task);
-        let streams = tokio::net::TcpStream::from_std(client)
-            .and_then(|c| Ok((c, tokio::net::TcpStream::from_std(backend)?)));
+        let streams =
+            TcpStream::from_std(client).and_then(|c| Ok((c, TcpStream::from_std(backend)?)));
         match streams {
             Ok((client, backend)) => {
                 let start = Start::Resumed {
-                    client: Stream::Plain(client),
-                    backend: Stream::Plain(backend),
+                    client,
+                    backend,
                     state,
                 };
                 tokio::spawn(relay(task, start));
@@ -113,50 +105,24 @@ impl Parked for ParkedTunnel {
     }
 }
 
-/// Parks the tunnel in this event loop's lot; gives it back to relay on if it
-/// cannot be.
-fn park(
-    task: Box<TunnelTask>,
-    client: Stream,
-    backend: Stream,
-    state: Resume,
-) -> Result<(), Box<(Box<TunnelTask>, Start)>> {
-    let (client, backend) = match (client, backend) {
-        (Stream::Plain(c), Stream::Plain(b)) => (c, b),
-        (client, backend) => {
-            let start = Start::Resumed {
-                client,
-                backend,
-                state,
-            };
-            return Err(Box::new((task, start)));
-        }
-    };
+/// Parks the tunnel in this event loop's lot; resumes it at once if it cannot be.
+fn park(task: Box<TunnelTask>, client: TcpStream, backend: TcpStream, state: Resume) {
     // Out of the reactor (a failure here closes the socket: the tunnel is lost).
     let streams = client.into_std().and_then(|c| Ok((c, backend.into_std()?)));
     let (client, backend) = match streams {
         Ok(s) => s,
-        Err(e) => {
-            finish(task, lost(e));
-            return Ok(());
-        }
+        Err(e) => return finish(task, lost(e)),
     };
     let shared = task.shared.clone();
-    let due = state.due(&task.settings);
     let entry = Box::new(ParkedTunnel {
         task: *task,
         client,
         backend,
         state,
-        due,
     });
-    match park::park(entry, &shared.parked, || shared.needs_relay()) {
-        Ok(()) => Ok(()),
-        Err(entry) => {
-            // Straight back into the reactor, as a resumption does.
-            entry.resume();
-            Ok(())
-        }
+    if let Err(entry) = park::park(entry, &shared.parked, || shared.needs_relay()) {
+        // Straight back into the reactor, as a resumption does.
+        entry.resume();
     }
 }
 
@@ -173,6 +139,7 @@ fn lost(e: std::io::Error) -> Ending {
 
 /// Records and reports the end.
 fn finish(mut task: Box<TunnelTask>, ending: Ending) {
+    let slots = task.slots.take();
     let (core, shared) = (&task.core, &task.shared);
     let id = shared.id;
     shared.set_ended(&ending);
@@ -181,8 +148,7 @@ fn finish(mut task: Box<TunnelTask>, ending: Ending) {
         core.limit_hit(limit);
     }
     // Its places under the connection limits are free before its end is published.
-    drop(task.slots.take());
-    let (core, shared) = (&task.core, &task.shared);
+    drop(slots);
     let stats = shared.stats();
     let duration = shared.opened.elapsed().unwrap_or_default();
     let (up, down) = (&stats.client_to_backend, &stats.backend_to_client);

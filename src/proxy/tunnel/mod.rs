@@ -275,11 +275,16 @@ pub async fn run(
                             ping_due,
                             ping_seq: pinger.as_ref().map_or(0, |p| p.seq()),
                         };
-                        return Outcome::Parked {
-                            client: relay.client,
-                            backend: relay.backend,
-                            state,
-                        };
+                        match relay.into_plain() {
+                            Ok((client, backend)) => {
+                                return Outcome::Parked {
+                                    client,
+                                    backend,
+                                    state,
+                                }
+                            }
+                            Err(back) => relay = back,
+                        }
                     }
                     // Busy with something other than bytes: look again later.
                     park_base = now;

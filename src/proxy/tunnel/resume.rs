@@ -6,6 +6,7 @@
 use std::time::Instant;
 
 use bytes::Bytes;
+use tokio::net::TcpStream;
 
 use super::relay::{Ctx, Half, Relay};
 use super::{Ending, RelaySettings};
@@ -21,10 +22,10 @@ pub enum Start {
         backend: Stream,
         backend_pre: Bytes,
     },
-    /// Back from the lot.
+    /// Back from the lot (only plain tunnels park).
     Resumed {
-        client: Stream,
-        backend: Stream,
+        client: TcpStream,
+        backend: TcpStream,
         state: Resume,
     },
 }
@@ -32,11 +33,11 @@ pub enum Start {
 /// How a relay stopped.
 pub enum Outcome {
     Ended(Ending),
-    /// Silent for `park_after` with nothing in flight: the streams, and what the
+    /// Silent for `park_after` with nothing in flight: the sockets, and what the
     /// relay picks up from when it resumes.
     Parked {
-        client: Stream,
-        backend: Stream,
+        client: TcpStream,
+        backend: TcpStream,
         state: Resume,
     },
 }
@@ -89,8 +90,8 @@ impl Start {
                 [up.last_read, down.last_read] = state.last_read;
                 (
                     Relay {
-                        client,
-                        backend,
+                        client: Stream::Plain(client),
+                        backend: Stream::Plain(backend),
                         up,
                         down,
                     },
@@ -109,6 +110,22 @@ impl Relay {
             (&self.client, &self.backend),
             (Stream::Plain(_), Stream::Plain(_))
         )
+    }
+
+    /// The two sockets of a plain tunnel; the relay back otherwise. (Only a relay
+    /// that [`parkable`](Self::parkable) said yes to is asked, so the large `Err`
+    /// is never moved in practice.)
+    #[allow(clippy::result_large_err)]
+    pub(super) fn into_plain(self) -> Result<(TcpStream, TcpStream), Relay> {
+        match (self.client, self.backend) {
+            (Stream::Plain(client), Stream::Plain(backend)) => Ok((client, backend)),
+            (client, backend) => Err(Relay {
+                client,
+                backend,
+                up: self.up,
+                down: self.down,
+            }),
+        }
     }
 
     /// When bytes last came from either side.
