@@ -93,6 +93,10 @@ pub struct Capture {
     control: Building,
     /// permessage-deflate: the messages are inflated as they pass.
     inflate: Option<Inflate>,
+    /// The last frame's time, and as a record keeps it: the frames of one read
+    /// share their time, which is converted once.
+    last_at: SystemTime,
+    last_nanos: u64,
 }
 
 /// Which message the frame flowing now belongs to.
@@ -138,6 +142,8 @@ impl Capture {
             direct_mask: [0; 4],
             direct_pos: 0,
             next_seq: 0,
+            last_at: std::time::UNIX_EPOCH,
+            last_nanos: 0,
         }
     }
 
@@ -225,7 +231,11 @@ impl Capture {
             self.data.reset();
             self.assembling = false;
         }
-        let header = record::single_frame_header(frame, kind, record::nanos(frame.at), lazy);
+        if frame.at != self.last_at {
+            self.last_at = frame.at;
+            self.last_nanos = record::nanos(frame.at);
+        }
+        let header = record::single_frame_header(frame, kind, self.last_nanos, lazy);
         self.store.open(self.next_seq, &header, frame.len as usize);
         self.flow = Flow::Direct;
         self.direct_mask = mask;

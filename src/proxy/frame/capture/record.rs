@@ -56,9 +56,16 @@ impl Extra {
     }
 }
 
-/// A record's header: at, len, inflated_len, frame_seq (u64 each), data and
-/// inflated bytes kept, frames (u32 each), kind, rsv, opcode, flags.
+/// A record's header. Every record starts with the short form: at, frame_seq (u64
+/// each), data bytes kept (u32), kind (its top bit set when the long form follows),
+/// rsv, opcode, flags. A message in one frame, kept whole and not inflated as it
+/// passed (most of them) needs no more. The long form adds len, inflated_len (u64
+/// each), inflated bytes kept and frames (u32 each).
+pub(super) const SHORT: usize = 24;
 pub(super) const HEADER: usize = 48;
+
+/// Set in a record's kind byte when its header is the long form.
+const LONG: u8 = 0x80;
 
 /// The flags a message's first frame gives it.
 fn flags_of(frame: &CapturedFrame) -> u8 {
@@ -81,35 +88,25 @@ pub(super) fn nanos(at: SystemTime) -> u64 {
     u64::try_from(at.as_nanos()).unwrap_or(u64::MAX)
 }
 
-/// A record header's fields, and the one place their bytes are laid out ([`Meta::read`]
-/// reads them back).
-struct Header {
+/// The short form's bytes (see [`SHORT`]); `long`: the long form follows.
+#[allow(clippy::too_many_arguments)]
+fn short_header(
     at: u64,
-    len: u64,
-    inflated_len: u64,
     frame_seq: u64,
     data: usize,
-    inflated: usize,
-    frames: u32,
     kind: OpKind,
+    long: bool,
     rsv: u8,
     opcode: u8,
     flags: u8,
-}
-
-impl Header {
-    fn bytes(&self) -> [u8; HEADER] {
-        let mut h = [0u8; HEADER];
-        h[0..8].copy_from_slice(&self.at.to_le_bytes());
-        h[8..16].copy_from_slice(&self.len.to_le_bytes());
-        h[16..24].copy_from_slice(&self.inflated_len.to_le_bytes());
-        h[24..32].copy_from_slice(&self.frame_seq.to_le_bytes());
-        h[32..36].copy_from_slice(&(self.data as u32).to_le_bytes());
-        h[36..40].copy_from_slice(&(self.inflated as u32).to_le_bytes());
-        h[40..44].copy_from_slice(&self.frames.to_le_bytes());
-        h[44..48].copy_from_slice(&[self.kind as u8, self.rsv, self.opcode, self.flags]);
-        h
-    }
+) -> [u8; SHORT] {
+    let mut h = [0u8; SHORT];
+    h[0..8].copy_from_slice(&at.to_le_bytes());
+    h[8..16].copy_from_slice(&frame_seq.to_le_bytes());
+    h[16..20].copy_from_slice(&(data as u32).to_le_bytes());
+    let kind = kind as u8 | if long { LONG } else { 0 };
+    h[20..24].copy_from_slice(&[kind, rsv, opcode, flags]);
+    h
 }
 
 /// The header of a message that is `frame` alone, kept whole (`at`: its time as
@@ -120,21 +117,19 @@ pub(super) fn single_frame_header(
     kind: OpKind,
     at: u64,
     lazy: bool,
-) -> [u8; HEADER] {
-    Header {
+) -> [u8; SHORT] {
+    let flags = flags_of(frame) | if lazy { LAZY } else { 0 };
+    let data = frame.len as usize;
+    short_header(
         at,
-        len: frame.len,
-        inflated_len: 0,
-        frame_seq: frame.seq,
-        data: frame.len as usize,
-        inflated: 0,
-        frames: 1,
+        frame.seq,
+        data,
         kind,
-        rsv: frame.rsv,
-        opcode: frame.opcode,
-        flags: flags_of(frame) | if lazy { LAZY } else { 0 },
-    }
-    .bytes()
+        false,
+        frame.rsv,
+        frame.opcode,
+        flags,
+    )
 }
 
 impl Meta {
@@ -161,41 +156,61 @@ impl Meta {
         self.extra.get_or_insert_with(Default::default)
     }
 
-    pub(super) fn header(&self, data: usize, inflated: usize) -> [u8; HEADER] {
-        Header {
-            at: nanos(self.at),
-            len: self.len,
-            inflated_len: self.inflated_len,
-            frame_seq: self.frame_seq,
+    /// The record header for this message with `data` and `inflated` bytes kept,
+    /// and how many of its bytes are used (the short form when it says all).
+    pub(super) fn header(&self, data: usize, inflated: usize) -> ([u8; HEADER], usize) {
+        let flags = self.flags | if self.extra.is_some() { EXTRA } else { 0 };
+        let long =
+            self.frames != 1 || self.len != data as u64 || inflated > 0 || self.inflated_len > 0;
+        let mut h = [0u8; HEADER];
+        let short = short_header(
+            nanos(self.at),
+            self.frame_seq,
             data,
-            inflated,
-            frames: self.frames,
-            kind: self.kind,
-            rsv: self.rsv,
-            opcode: self.opcode,
-            flags: self.flags | if self.extra.is_some() { EXTRA } else { 0 },
+            self.kind,
+            long,
+            self.rsv,
+            self.opcode,
+            flags,
+        );
+        h[..SHORT].copy_from_slice(&short);
+        if !long {
+            return (h, SHORT);
         }
-        .bytes()
+        h[24..32].copy_from_slice(&self.len.to_le_bytes());
+        h[32..40].copy_from_slice(&self.inflated_len.to_le_bytes());
+        h[40..44].copy_from_slice(&(inflated as u32).to_le_bytes());
+        h[44..48].copy_from_slice(&self.frames.to_le_bytes());
+        (h, HEADER)
     }
 
-    /// The header at the start of `r`, and the lengths of the payload and inflated
-    /// payload after it.
-    pub(super) fn read(r: &[u8]) -> (Meta, usize, usize) {
+    /// The header at the start of `r`: the message, the lengths of the payload and
+    /// inflated payload after it, and the header's own.
+    pub(super) fn read(r: &[u8]) -> (Meta, usize, usize, usize) {
         let u64_at = |i: usize| u64::from_le_bytes(r[i..i + 8].try_into().expect("8 bytes"));
         let u32_at = |i: usize| u32::from_le_bytes(r[i..i + 4].try_into().expect("4 bytes"));
-        let meta = Meta {
+        let data = u32_at(16) as usize;
+        let long = r[20] & LONG != 0;
+        let kind = usize::from(r[20] & !LONG).min(OpKind::ALL.len() - 1);
+        let mut meta = Meta {
             at: UNIX_EPOCH + Duration::from_nanos(u64_at(0)),
-            len: u64_at(8),
-            inflated_len: u64_at(16),
-            frame_seq: u64_at(24),
-            frames: u32_at(40),
-            kind: OpKind::ALL[usize::from(r[44]).min(OpKind::ALL.len() - 1)],
-            rsv: r[45],
-            opcode: r[46],
-            flags: r[47],
+            len: data as u64,
+            inflated_len: 0,
+            frame_seq: u64_at(8),
+            frames: 1,
+            kind: OpKind::ALL[kind],
+            rsv: r[21],
+            opcode: r[22],
+            flags: r[23],
             extra: None,
         };
-        (meta, u32_at(32) as usize, u32_at(36) as usize)
+        if !long {
+            return (meta, data, 0, SHORT);
+        }
+        meta.len = u64_at(24);
+        meta.inflated_len = u64_at(32);
+        meta.frames = u32_at(44);
+        (meta, data, u32_at(40) as usize, HEADER)
     }
 }
 

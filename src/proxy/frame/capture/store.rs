@@ -1,5 +1,6 @@
 //! Where one direction's captured messages are kept: one after another, each a
-//! 48-byte record header followed by its payload and inflated payload, in a few
+//! record header (24 bytes, 48 for the few that need more) followed by its payload
+//! and inflated payload, in a few
 //! blocks (growing from 1 KiB to 64 KiB). Keeping a message appends to the newest
 //! block (a single-frame message is written there as its bytes pass, unmasked on
 //! the way); making room lets the oldest block go whole (its messages with it) and
@@ -10,7 +11,7 @@
 //! What is held (the blocks as allocated) counts against the direction's budget and
 //! the proxy-wide one, which is claimed a block at a time rather than per message.
 
-use super::record::{Extra, Kept, Meta, EXTRA, HEADER};
+use super::record::{Extra, Kept, Meta, EXTRA, SHORT};
 use crate::event::Dir;
 use crate::ws::unmask_into;
 use std::collections::VecDeque;
@@ -148,14 +149,14 @@ impl Store {
     /// payload and inflated payload (and takes its extra), letting the oldest go as
     /// the budgets require; false when it cannot be kept at all.
     pub fn push(&mut self, seq: u64, meta: &mut Meta, data: &[u8], inflated: &[u8]) -> bool {
-        let n = HEADER + data.len() + inflated.len();
+        let (header, hlen) = meta.header(data.len(), inflated.len());
+        let n = hlen + data.len() + inflated.len();
         if !self.make_room(seq, n) {
             return false;
         }
-        let header = meta.header(data.len(), inflated.len());
         self.head_count += 1;
         let b = &mut self.head;
-        b.extend_from_slice(&header);
+        b.extend_from_slice(&header[..hlen]);
         b.extend_from_slice(data);
         b.extend_from_slice(inflated);
         prefetch_for_write(b.spare_capacity_mut(), n);
@@ -180,8 +181,8 @@ impl Store {
     /// nothing inflated, nothing cut. A message no budget has room for is not
     /// opened: writing and committing it then do nothing.
     #[inline]
-    pub fn open(&mut self, seq: u64, header: &[u8; HEADER], len: usize) {
-        if !self.make_room(seq, HEADER + len) {
+    pub fn open(&mut self, seq: u64, header: &[u8; SHORT], len: usize) {
+        if !self.make_room(seq, SHORT + len) {
             return;
         }
         let Ok(at) = u32::try_from(self.head.len()) else {
@@ -331,8 +332,8 @@ impl Store {
                 let mut at = 0;
                 (0..u64::from(count)).map(move |i| {
                     let r = &buf[at..];
-                    let (meta, d, f) = Meta::read(r);
-                    at += HEADER + d + f;
+                    let (meta, d, f, h) = Meta::read(r);
+                    at += h + d + f;
                     let seq = first_seq + i;
                     let extra = if meta.has(EXTRA) {
                         self.extra(seq)
@@ -345,8 +346,8 @@ impl Store {
                         dir,
                         meta,
                         extra,
-                        data: &r[HEADER..HEADER + d],
-                        inflated: &r[HEADER + d..HEADER + d + f],
+                        data: &r[h..h + d],
+                        inflated: &r[h + d..h + d + f],
                     }
                 })
             })

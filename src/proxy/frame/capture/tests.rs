@@ -374,3 +374,53 @@ fn messages_no_budget_has_room_for_are_counted_and_not_kept() {
     assert!(c.owned().is_empty());
     assert_eq!((c.next_seq(), c.bytes_held()), (3, 0));
 }
+
+#[test]
+fn a_whole_message_in_one_frame_costs_a_short_header_and_others_keep_every_field() {
+    // 64-byte messages in a 1 KiB budget (one block): 11 fit with the 24-byte
+    // header; with 48 bytes the tenth would have let the first nine go.
+    let mut c = plain(Dir::ClientToBackend, 1024, 1024);
+    for i in 0..11u8 {
+        frame(
+            &mut c,
+            OpKind::Text,
+            true,
+            &[b'a' + i % 26; 64],
+            [1, 2, 3, 4],
+        );
+    }
+    assert_eq!(c.owned().len(), 11, "whole messages, short headers");
+
+    // The long form: truncated, fragmented and injected ones read back whole.
+    let mut c = plain(Dir::ClientToBackend, 8, 1 << 20);
+    frame(&mut c, OpKind::Binary, true, &[7u8; 100], [0; 4]);
+    frame(&mut c, OpKind::Text, false, b"abc", [1, 1, 1, 1]);
+    frame(&mut c, OpKind::Continuation, true, b"def", [2, 2, 2, 2]);
+    c.injected(9, t(), 2, b"mine");
+    frame(&mut c, OpKind::Pong, true, b"p", [3, 3, 3, 3]);
+    let got = c.owned();
+    let summary: Vec<_> = got
+        .iter()
+        .map(|m| {
+            (
+                m.kind,
+                m.len,
+                m.frames,
+                m.data.clone(),
+                m.truncated,
+                m.injected,
+            )
+        })
+        .collect();
+    assert_eq!(
+        summary,
+        [
+            (OpKind::Binary, 100, 1, vec![7u8; 8], true, false),
+            (OpKind::Text, 6, 2, b"abcdef".to_vec(), false, false),
+            (OpKind::Binary, 4, 1, b"mine".to_vec(), false, true),
+            (OpKind::Pong, 1, 1, b"p".to_vec(), false, false),
+        ]
+    );
+    assert_eq!(got[1].first.len, 3, "the first fragment's own length");
+    assert!(got.iter().all(|m| m.first.masked));
+}
