@@ -169,11 +169,23 @@ async fn the_proxy_runs_one_allocator_thread_that_gives_memory_back() {
     let backend = Backend::start("b").await;
     let (_dir, mut proc) = headless(&backend, &[]);
     proc.listening().await;
-    let names: Vec<String> = std::fs::read_dir(format!("/proc/{}/task", proc.pid))
-        .unwrap()
-        .filter_map(|t| std::fs::read_to_string(t.ok()?.path().join("comm")).ok())
-        .map(|n| n.trim().to_string())
-        .collect();
+    // The thread names itself once it first runs, which a loaded machine may
+    // delay; nothing signals it, so its name is looked for until a deadline.
+    let threads = || -> Vec<String> {
+        std::fs::read_dir(format!("/proc/{}/task", proc.pid))
+            .unwrap()
+            .filter_map(|t| std::fs::read_to_string(t.ok()?.path().join("comm")).ok())
+            .map(|n| n.trim().to_string())
+            .collect()
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let mut names = threads();
+    while !names.iter().any(|n| n.starts_with("jemalloc_bg_thd"))
+        && std::time::Instant::now() < deadline
+    {
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        names = threads();
+    }
     let allocator = names.iter().filter(|n| n.starts_with("jemalloc_bg_thd"));
     assert_eq!(
         allocator.count(),
