@@ -116,6 +116,9 @@ impl Scanner {
         let mut start = None;
         let mut code = None;
         let limit_before = self.limit_hit();
+        if let Some(c) = self.capture.as_deref_mut() {
+            c.expect(data.len());
+        }
         let mut limit = None;
         while used < data.len() && code.is_none() && limit.is_none() {
             if self.at_boundary() {

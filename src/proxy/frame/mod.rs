@@ -173,6 +173,9 @@ impl Scanner {
         on_violation: &mut dyn FnMut(Violation),
     ) {
         self.stats.bytes += data.len() as u64;
+        if let Some(c) = self.capture.as_deref_mut() {
+            c.expect(data.len());
+        }
         while !data.is_empty() {
             let (used, _) = self.step(data, now, on_violation);
             data = &data[used..];

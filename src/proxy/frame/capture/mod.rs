@@ -243,6 +243,12 @@ impl Capture {
         true
     }
 
+    /// A read of `wire` bytes is about to be scanned (see [`Store::expect`]).
+    #[inline]
+    pub fn expect(&mut self, wire: usize) {
+        self.store.expect(wire);
+    }
+
     /// Payload bytes of the frame flowing (as on the wire, masked or not).
     pub fn payload(&mut self, chunk: &[u8]) {
         let cap = self.cap;

@@ -207,6 +207,17 @@ impl Store {
         true
     }
 
+    /// A read of `wire` bytes is about to be scanned: asks for the lines of the head
+    /// block its records will likely take (a record is at most a third longer than
+    /// the frame it keeps, for small frames), up to 16. Without it, only the first
+    /// record of a read finds its lines waiting (prefetched after the previous
+    /// read's last record); the others, written right after, each wait on memory.
+    #[inline]
+    pub fn expect(&mut self, wire: usize) {
+        let bytes = (wire + wire / 3 + SHORT).min(16 * 64);
+        prefetch_for_write(self.head.spare_capacity_mut(), bytes);
+    }
+
     /// Payload bytes of the message opened, as on the wire: unmasked with `mask`
     /// from payload offset `pos`.
     pub fn write(&mut self, chunk: &[u8], mask: [u8; 4], pos: u64) {
@@ -367,12 +378,12 @@ impl Store {
 /// (the one just written: a direction's messages tend to look alike) into cache
 /// now, so that writing the next record does not wait on memory: with many tunnels
 /// captured, each direction's ring is cold by the time its next message comes, and
-/// the stores to it stall the relay. At most 8 lines.
+/// the stores to it stall the relay. At most 16 lines.
 fn prefetch_for_write(next: &mut [std::mem::MaybeUninit<u8>], bytes: usize) {
     #[cfg(target_arch = "x86_64")]
     {
         use std::arch::x86_64::{_mm_prefetch, _MM_HINT_ET0};
-        let want = bytes.min(next.len()).min(8 * 64);
+        let want = bytes.min(next.len()).min(16 * 64);
         let skew = next.as_ptr() as usize & 63;
         // The first line (maybe partly written already), then each line after it.
         let mut at = 0;
