@@ -117,7 +117,7 @@ impl Scanner {
         let mut code = None;
         let limit_before = self.limit_hit();
         if let Some(c) = self.capture.as_deref_mut() {
-            c.expect(data.len());
+            c.expect(data.len(), now);
         }
         let mut limit = None;
         while used < data.len() && code.is_none() && limit.is_none() {

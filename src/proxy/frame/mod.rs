@@ -174,7 +174,7 @@ impl Scanner {
     ) {
         self.stats.bytes += data.len() as u64;
         if let Some(c) = self.capture.as_deref_mut() {
-            c.expect(data.len());
+            c.expect(data.len(), now);
         }
         while !data.is_empty() {
             let (used, _) = self.step(data, now, on_violation);
@@ -196,6 +196,9 @@ impl Scanner {
     ) -> usize {
         if self.at_boundary() {
             return 0;
+        }
+        if let Some(c) = self.capture.as_deref_mut() {
+            c.expect(data.len(), now);
         }
         let mut used = 0;
         while used < data.len() {

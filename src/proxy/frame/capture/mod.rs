@@ -83,6 +83,9 @@ pub struct Capture {
     /// `cap`, where it fits in 32 bits: frames longer go the long way.
     direct_cap: u32,
     next_seq: u64,
+    /// The time of the read being scanned, as a record keeps it (its frames share
+    /// it: converted once per read, by [`Capture::expect`]).
+    now_nanos: u64,
     store: Store,
     /// Payload bytes kept per message at most.
     cap: usize,
@@ -93,10 +96,6 @@ pub struct Capture {
     control: Building,
     /// permessage-deflate: the messages are inflated as they pass.
     inflate: Option<Inflate>,
-    /// The last frame's time, and as a record keeps it: the frames of one read
-    /// share their time, which is converted once.
-    last_at: SystemTime,
-    last_nanos: u64,
 }
 
 /// Which message the frame flowing now belongs to.
@@ -142,8 +141,7 @@ impl Capture {
             direct_mask: [0; 4],
             direct_pos: 0,
             next_seq: 0,
-            last_at: std::time::UNIX_EPOCH,
-            last_nanos: 0,
+            now_nanos: 0,
         }
     }
 
@@ -231,11 +229,7 @@ impl Capture {
             self.data.reset();
             self.assembling = false;
         }
-        if frame.at != self.last_at {
-            self.last_at = frame.at;
-            self.last_nanos = record::nanos(frame.at);
-        }
-        let header = record::single_frame_header(frame, kind, self.last_nanos, lazy);
+        let header = record::single_frame_header(frame, kind, self.now_nanos, lazy);
         self.store.open(self.next_seq, &header, frame.len as usize);
         self.flow = Flow::Direct;
         self.direct_mask = mask;
@@ -243,9 +237,12 @@ impl Capture {
         true
     }
 
-    /// A read of `wire` bytes is about to be scanned (see [`Store::expect`]).
+    /// A read of `wire` bytes, made at `now`, is about to be scanned: its frames'
+    /// time is converted once, and the lines their records will take are asked for
+    /// (see [`Store::expect`]).
     #[inline]
-    pub fn expect(&mut self, wire: usize) {
+    pub fn expect(&mut self, wire: usize, now: SystemTime) {
+        self.now_nanos = record::nanos(now);
         self.store.expect(wire);
     }
 

@@ -75,14 +75,14 @@ struct Block {
 #[repr(C)]
 pub struct Store {
     /// The block written now (no capacity before the first message), its fields
-    /// inline so that keeping a message reads nothing else: its bytes, its first
-    /// message's number, its count.
+    /// inline so that keeping a message reads nothing else: its bytes, its count
+    /// (and, read only when a block begins, its first message's number).
     head: Vec<u8>,
-    head_first_seq: u64,
     head_count: u32,
     /// Where the message being written in place began in `head` ([`Store::open`]),
     /// or [`NOT_OPEN`].
     open_at: u32,
+    head_first_seq: u64,
     /// The blocks before it, oldest first.
     older: VecDeque<Block>,
     /// A block let go, kept to be reused.

@@ -360,6 +360,7 @@ fn what_every_kept_message_touches_lies_in_the_first_cache_line() {
     let store = offset_of!(Capture, store);
     assert!(offset_of!(Capture, flow) < store && offset_of!(Capture, next_seq) < store);
     assert!(offset_of!(Capture, direct_cap) < store && offset_of!(Capture, direct_pos) < store);
+    assert!(offset_of!(Capture, now_nanos) < store);
     let hot_end = store + store::Store::HOT_END;
     assert!(hot_end <= 64, "hot state ends at byte {hot_end}");
 }
