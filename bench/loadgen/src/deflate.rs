@@ -35,6 +35,40 @@ fn deflate(z: &mut flate2::Compress) -> Vec<u8> {
     out
 }
 
+/// What inflating the context-takeover stream costs alone, in this process: µs
+/// per message over `messages` of them, as a capture that shows the text must
+/// inflate each one, in `contexts` contexts of their own taken in turn (the
+/// load's 100 tunnels have one per direction, each cold by its next message).
+pub fn inflate_alone(messages: usize, contexts: usize) -> f64 {
+    let mut z = flate2::Compress::new(flate2::Compression::default(), false);
+    // Each context's stream is the same; only its state is its own.
+    let per = messages.div_ceil(contexts);
+    let stream: Vec<Vec<u8>> = (0..per).map(|_| deflate(&mut z)).collect();
+    let mut ds: Vec<flate2::Decompress> = (0..contexts)
+        .map(|_| flate2::Decompress::new(false))
+        .collect();
+    let mut out = vec![0u8; 8192];
+    let start = std::time::Instant::now();
+    for m in &stream {
+        for d in &mut ds {
+            for (input, flush) in [
+                (&m[..], flate2::FlushDecompress::None),
+                (&[0, 0, 0xff, 0xff][..], flate2::FlushDecompress::Sync),
+            ] {
+                let before = d.total_out();
+                d.decompress(input, &mut out, flush)
+                    .expect("the stream inflates");
+                std::hint::black_box(&out[..(d.total_out() - before) as usize]);
+            }
+        }
+    }
+    let us = start.elapsed().as_secs_f64() * 1e6 / (per * contexts) as f64;
+    for d in &ds {
+        assert_eq!(d.total_out(), (TEXT.len() * per) as u64, "inflated whole");
+    }
+    us
+}
+
 /// The message compressed on its own (no context takeover).
 pub fn message() -> Vec<u8> {
     deflate(&mut flate2::Compress::new(

@@ -280,14 +280,7 @@ async fn measure(
             ))
         }
         Test::Idle { tls } => {
-            let run = load::idle(
-                ep,
-                args.idle_tunnels,
-                IDLE_SAMPLE,
-                IDLE_SETTLE,
-                &meter,
-            )
-            .await?;
+            let run = load::idle(ep, args.idle_tunnels, IDLE_SAMPLE, IDLE_SETTLE, &meter).await?;
             let pre = if tls { "idle_tls" } else { "idle" };
             let kib = run.kib_per_tunnel();
             push(figs, kind, key(pre, "kib"), kib);
