@@ -339,6 +339,9 @@ pub struct TunnelInfo {
     pub idle_timeout: Option<Duration>,
     /// The directions an operator holds.
     pub held: Vec<HoldState>,
+    /// Silent long enough that its relay gave up its task: it waits as a small
+    /// entry in its event loop's own poll set until a byte, a timer or a command.
+    pub parked: bool,
     /// The proxy it runs on, when an observer follows several (`top`).
     pub instance: Option<Arc<str>>,
 }
@@ -421,6 +424,12 @@ pub enum Event {
         id: TunnelId,
         dir: Dir,
         state: Option<HoldState>,
+    },
+    /// A silent tunnel's relay gave up its task (`parked`), or took it up again
+    /// (a byte, a timer or a command came).
+    Parked {
+        id: TunnelId,
+        parked: bool,
     },
     /// The backend answered 101 and the tunnel is relaying.
     Handshake {

@@ -50,6 +50,11 @@ pub enum Message<'a> {
         dir: &'static str,
         held: Option<json::message::Hold>,
     },
+    /// A silent tunnel's relay gave up its task (`parked` true), or took it up again.
+    Parked {
+        id: u64,
+        parked: bool,
+    },
     Handshake {
         id: u64,
         handshake: Handshake<'a>,
@@ -136,6 +141,10 @@ impl<'a> Message<'a> {
                 id: *id,
                 dir: dir_name(*dir),
                 held: state.as_ref().map(json::message::Hold::new),
+            },
+            Event::Parked { id, parked } => Message::Parked {
+                id: *id,
+                parked: *parked,
             },
             Event::Handshake { id, handshake } => Message::Handshake {
                 id: *id,

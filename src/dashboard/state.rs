@@ -190,6 +190,11 @@ impl State {
                     t.backend = Some(backend.clone());
                 }
             }
+            Event::Parked { id, parked } => {
+                if let Some(t) = self.tunnels.get_mut(id) {
+                    t.parked = *parked;
+                }
+            }
             Event::Handshake { id, handshake } => {
                 if let Some(t) = self.tunnels.get_mut(id) {
                     if t.handshake.is_none() {

@@ -38,6 +38,8 @@ pub struct Tunnel {
     pub idle_timeout: Option<std::time::Duration>,
     /// The directions an operator holds.
     pub held: Vec<crate::event::HoldState>,
+    /// Silent, its relay task given up until a byte, a timer or a command.
+    pub parked: bool,
     /// The proxy it runs on (`tunnelscope top` following several).
     pub instance: Option<std::sync::Arc<str>>,
 }
@@ -62,6 +64,7 @@ impl Tunnel {
             last_seq: [None, None],
             idle_timeout: None,
             held: Vec::new(),
+            parked: false,
             instance: None,
         }
     }
@@ -81,6 +84,7 @@ impl Tunnel {
             samples: self.tail.iter().cloned().collect(),
             idle_timeout: self.idle_timeout,
             held: self.held.clone(),
+            parked: self.parked,
             instance: self.instance.clone(),
         }
     }
@@ -93,6 +97,7 @@ impl Tunnel {
         t.backend = info.backend.clone();
         t.handshake = info.handshake.clone();
         t.idle_timeout = info.idle_timeout;
+        t.parked = info.parked;
         t.held = info.held.clone();
         t.instance = info.instance.clone();
         t.rate = MsgRate::starting(now, messages(&info.stats));

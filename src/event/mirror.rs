@@ -12,6 +12,7 @@ impl Event {
             Event::TunnelOpened { id, .. }
             | Event::BackendChosen { id, .. }
             | Event::Hold { id, .. }
+            | Event::Parked { id, .. }
             | Event::Handshake { id, .. }
             | Event::Refused { id, .. }
             | Event::FrameStats { id, .. }
@@ -61,6 +62,7 @@ impl Snapshot {
                         samples: Vec::new(),
                         idle_timeout: *idle_timeout,
                         held: Vec::new(),
+                        parked: false,
                         instance: instance.clone(),
                     });
                 }
@@ -91,6 +93,11 @@ impl Snapshot {
                 if let Some(t) = find(&mut self.tunnels, *id) {
                     t.held.retain(|h| h.dir != *dir);
                     t.held.extend(state.clone());
+                }
+            }
+            Event::Parked { id, parked } => {
+                if let Some(t) = find(&mut self.tunnels, *id) {
+                    t.parked = *parked;
                 }
             }
             Event::Refused { id, .. } | Event::TunnelClosed { id, .. } => {
@@ -134,6 +141,7 @@ impl TunnelInfo {
             samples: Vec::new(),
             idle_timeout: None,
             held: Vec::new(),
+            parked: false,
             instance: None,
         }
     }

@@ -62,9 +62,10 @@ impl WakeSlot {
         lock(&self.0).is_some()
     }
 
-    /// Called by the entry as it resumes.
-    pub fn clear(&self) {
-        *lock(&self.0) = None;
+    /// Called by the entry as it resumes: whether it was parked (not when it could
+    /// not be, and is resumed straight away).
+    pub fn clear(&self) -> bool {
+        lock(&self.0).take().is_some()
     }
 
     fn set(&self, ticket: Ticket) {

@@ -105,6 +105,10 @@ pub fn message(text: &str) -> R<Message> {
                 },
             }
         }
+        "parked" => Event::Parked {
+            id: id()?,
+            parked: v["parked"].as_bool().ok_or_else(|| bad("parked"))?,
+        },
         "handshake" => Event::Handshake {
             id: id()?,
             handshake: handshake(&v["handshake"])?,
@@ -294,6 +298,8 @@ fn tunnel(v: &Value) -> R<TunnelInfo> {
         samples: Vec::new(),
         idle_timeout: secs(&v["idle_timeout_s"]),
         held,
+        // Absent from proxies older than parking: none of theirs park.
+        parked: v["parked"].as_bool().unwrap_or(false),
         instance: None,
     })
 }

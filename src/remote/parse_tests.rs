@@ -76,3 +76,38 @@ fn listed_tunnels_past_their_handshake_read_back_as_such_and_huge_numbers_do_not
         assert!(message(bad).is_err(), "{bad}");
     }
 }
+
+#[test]
+fn parking_reads_back_from_events_and_listings_and_is_refused_without_its_flag() {
+    for (text, want) in [
+        (r#"{"type":"parked","id":4,"parked":true}"#, true),
+        (r#"{"type":"parked","id":4,"parked":false}"#, false),
+    ] {
+        match message(text).unwrap() {
+            Message::Event(ev) => match *ev {
+                Event::Parked { id, parked } => assert_eq!((id, parked), (4, want)),
+                other => panic!("{other:?}"),
+            },
+            other => panic!("{other:?}"),
+        }
+    }
+    assert!(message(r#"{"type":"parked","id":4}"#).is_err());
+    let listed = |parked: &str| {
+        format!(
+            r#"{{"type":"snapshot","version":1,"instance":null,"started":null,
+            "listeners":[],"backends":[],"totals":{{"tunnels_total":1}},"dns":[],
+            "tunnels":[{{"id":7,"client":"127.0.0.1:5000","listener":"l","route":"r","path":"/",
+              "backend":null,"opened":"2026-12-04T10:00:00.000Z","subprotocol":null,
+              "extensions":null,"http":"h1","idle_timeout_s":null,
+              "client_to_backend":{{"frames":0,"messages":0,"bytes":0,"last_frame":null,"close":null,"violations":0}},
+              "backend_to_client":{{"frames":0,"messages":0,"bytes":0,"last_frame":null,"close":null,"violations":0}},
+              "held":[]{parked}}}]}}"#
+        )
+    };
+    for (field, want) in [(r#","parked":true"#, true), ("", false)] {
+        let Message::Snapshot(s, _) = message(&listed(field)).unwrap() else {
+            panic!("a snapshot")
+        };
+        assert_eq!(s.tunnels[0].parked, want, "{field:?}");
+    }
+}

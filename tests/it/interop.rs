@@ -945,7 +945,8 @@ async fn got(check: &mut Proc, kinds: &[&str]) {
 }
 
 /// The event stream against its published contract: a real session (a tunnel
-/// talking, held and released, its backend drained and undrained, then closed)
+/// talking, parking when silent, held and released, its backend drained and
+/// undrained, then closed)
 /// read by Python's `websockets` and every message checked by `jsonschema` against
 /// `assets/events.schema.json`.
 #[tokio::test]
@@ -959,7 +960,11 @@ async fn every_event_stream_message_matches_the_published_json_schema() {
         return;
     }
     let (a, b) = (Backend::start("a").await, Backend::start("b").await);
-    let proxy = proxy(&simple_config(&[&a, &b], "")).await;
+    let config = format!(
+        "[timeouts]\npark_after = \"50ms\"\n\n{}",
+        simple_config(&[&a, &b], "")
+    );
+    let proxy = proxy(&config).await;
     let admin = crate::admin::client::Admin::start(&proxy, Some("t0k")).await;
     let schema = Path::new(env!("CARGO_MANIFEST_DIR")).join("assets/events.schema.json");
     let args: Vec<OsString> = vec![
@@ -979,11 +984,25 @@ async fn every_event_stream_message_matches_the_published_json_schema() {
         ws.send(Message::text(format!("m{i}"))).await.unwrap();
         next_data(&mut ws).await;
     }
-    got(&mut check, &["frame_samples", "frame_stats"]).await;
+    // Silent after its messages, it parks, and is listed so (nothing wakes it
+    // meanwhile); its counters may be told before or after.
+    let mut events = proxy.subscribe();
+    if !proxy.snapshot().tunnels.iter().all(|t| t.parked) {
+        tokio::time::timeout(WAIT, async {
+            while !matches!(
+                events.recv().await,
+                Ok(tunnelscope::event::Event::Parked { parked: true, .. })
+            ) {}
+        })
+        .await
+        .expect("the silent tunnel parks");
+    }
+    got(&mut check, &["frame_samples", "frame_stats", "parked"]).await;
     let tunnels = admin.get_json("/api/tunnels").await;
     let id = tunnels["tunnels"][0]["id"]
         .as_u64()
         .expect("the tunnel listed");
+    assert_eq!(tunnels["tunnels"][0]["parked"], true, "{tunnels}");
     for action in ["hold", "release"] {
         let path = format!("/api/tunnels/{id}/{action}?from=client");
         assert_eq!(admin.post(&path).await.status, 200, "{action}");
@@ -1014,6 +1033,7 @@ async fn every_event_stream_message_matches_the_published_json_schema() {
         "frame_stats",
         "frame_samples",
         "hold",
+        "parked",
         "backend_state",
         "tunnel_closed",
     ] {

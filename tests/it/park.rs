@@ -22,13 +22,18 @@ fn parking_config(backend: std::net::SocketAddr, timeouts: &str) -> String {
     )
 }
 
-/// Waits until exactly `n` tunnels are parked (the gauge `/metrics` exports).
-/// Parking has no event of its own, so this looks every few milliseconds, bounded.
+/// Waits until exactly `n` tunnels are parked (the gauge `/metrics` exports),
+/// woken by each `Parked` event.
 async fn parked(proxy: &ProxyHandle, n: u64) {
+    let mut events = proxy.subscribe();
     let counters = proxy.counters_source();
     tokio::time::timeout(WAIT, async {
+        // Subscribed before looking: a park after the look is an event here.
         while counters().tunnels_parked != n {
-            tokio::time::sleep(Duration::from_millis(5)).await;
+            match events.recv().await {
+                Ok(_) | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
+                Err(e) => panic!("the event stream ended: {e}"),
+            }
         }
     })
     .await
@@ -248,4 +253,35 @@ async fn a_client_that_vanishes_while_parked_ends_only_its_own_tunnel() {
         read_masked(&mut stays_conn).await,
         (0x1, b"still here".to_vec())
     );
+}
+
+#[tokio::test]
+async fn observers_are_told_when_a_tunnel_parks_and_resumes_and_see_it_listed() {
+    let mut backend = RawBackend::start().await;
+    let proxy = proxy(&parking_config(backend.addr, "")).await;
+    let mut events = proxy.subscribe();
+    let mut client = connect(proxy.local_addrs()[0], "/").await;
+    let mut conn = backend.accept().await;
+    let id = only_tunnel(&proxy);
+    // Parked, then resumed by a message, then parked again: said in that order.
+    let mut said = Vec::new();
+    tokio::time::timeout(WAIT, async {
+        while said.len() < 3 {
+            if let tunnelscope::event::Event::Parked { id: of, parked } =
+                events.recv().await.unwrap()
+            {
+                assert_eq!(of, id);
+                said.push(parked);
+                if said == [true] {
+                    assert!(proxy.snapshot().tunnels[0].parked, "listed as parked");
+                    client.send(Message::text("wake")).await.unwrap();
+                    assert_eq!(read_masked(&mut conn).await, (0x1, b"wake".to_vec()));
+                }
+            }
+        }
+    })
+    .await
+    .unwrap_or_else(|_| panic!("told only {said:?}"));
+    assert_eq!(said, [true, false, true]);
+    assert!(proxy.snapshot().tunnels[0].parked);
 }

@@ -192,6 +192,9 @@ pub struct Tunnel<'a> {
     pub idle_timeout_s: Option<f64>,
     /// The directions an operator holds.
     pub held: Vec<message::Hold>,
+    /// Silent long enough that its relay gave up its task (`[timeouts]
+    /// park_after`); any byte, timer or command takes it up again.
+    pub parked: bool,
 }
 
 impl<'a> Tunnel<'a> {
@@ -212,6 +215,7 @@ impl<'a> Tunnel<'a> {
             backend_to_client: Direction::new(&t.stats.backend_to_client, false),
             idle_timeout_s: t.idle_timeout.map(|d| d.as_secs_f64()),
             held: t.held.iter().map(message::Hold::new).collect(),
+            parked: t.parked,
         }
     }
 }

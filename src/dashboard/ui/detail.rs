@@ -139,6 +139,12 @@ fn title<'a>(t: &Tunnel, closed: Option<&ClosedTunnel>, state: &State) -> Line<'
             idle_style(left, timeout),
         ));
     }
+    if closed.is_none() && t.parked {
+        spans.push(Span::styled(
+            "· parked: silent, no relay task until a byte, timer or command ",
+            theme::closed(),
+        ));
+    }
     Line::from(spans)
 }
 

@@ -105,10 +105,12 @@ pub fn draw(frame: &mut Frame, area: Rect, state: &State, ui: &Ui) {
     cols[1].width = widest(&|r| r.tunnel.client.to_string().len() + label(r)).clamp(6, 56);
     cols[3].width =
         widest(&|r| r.tunnel.backend.as_ref().map_or(1, |b| b.to_string().len())).clamp(7, 40);
-    // Closed tunnels say why in the Last column: as wide as that needs, within reason.
-    cols[11].width = widest(&|r| {
-        r.closed
-            .map_or(0, |c| ending_text(&c.ending).chars().count())
+    // Closed tunnels say why in the Last column: as wide as that needs, within reason;
+    // parked ones add a word ("12m03s parked ✂59m59s").
+    cols[11].width = widest(&|r| match r.closed {
+        Some(c) => ending_text(&c.ending).chars().count(),
+        None if r.tunnel.parked => 21,
+        None => 0,
     })
     .clamp(14, 36);
     let keep = fit(&cols, inner.width);
@@ -216,12 +218,15 @@ fn last_cell(r: &rows::Row, state: &State) -> Cell<'static> {
         if t.handshake.is_none() {
             return Cell::from(Span::styled("handshake", Style::new().fg(theme::WARN)));
         }
+        // A parked tunnel (its relay task given up while silent) says so.
+        let parked = t.parked.then(|| Span::styled(" parked", theme::closed()));
         // When an idle timeout applies: how long idle, and until it cuts (✂).
         let Some((idle, left)) = t.idle_cut(state.now) else {
-            return match t.last_frame() {
-                Some(at) => Cell::from(fmt::ago(fmt::since(state.now, at))),
-                None => Cell::from(Span::styled("no frames", theme::closed())),
+            let quiet = match t.last_frame() {
+                Some(at) => Span::raw(fmt::ago(fmt::since(state.now, at))),
+                None => Span::styled("no frames", theme::closed()),
             };
+            return Cell::from(Line::from_iter(std::iter::once(quiet).chain(parked)));
         };
         let quiet = match t.last_frame() {
             Some(_) if idle < Duration::from_secs(1) => Span::raw("now"),
@@ -233,7 +238,9 @@ fn last_cell(r: &rows::Row, state: &State) -> Cell<'static> {
             format!(" ✂{}", fmt::duration(left)),
             super::detail::idle_style(left, timeout),
         );
-        return Cell::from(Line::from(vec![quiet, cut]));
+        return Cell::from(Line::from_iter(
+            std::iter::once(quiet).chain(parked).chain([cut]),
+        ));
     };
     let text = ending_text(&closed.ending);
     Cell::from(Span::styled(text, Style::new().add_modifier(Modifier::DIM)))

@@ -87,7 +87,12 @@ impl Parked for ParkedTunnel {
             backend,
             state,
         } = *self;
-        task.shared.parked.clear();
+        if task.shared.parked.clear() {
+            let _ = task.core.bus.send(Event::Parked {
+                id: task.shared.id,
+                parked: false,
+            });
+        }
         let task = Box::new(task);
         let streams =
             TcpStream::from_std(client).and_then(|c| Ok((c, TcpStream::from_std(backend)?)));
@@ -114,15 +119,25 @@ fn park(task: Box<TunnelTask>, client: TcpStream, backend: TcpStream, state: Res
         Err(e) => return finish(task, lost(e)),
     };
     let shared = task.shared.clone();
+    let bus = task.core.bus.clone();
     let entry = Box::new(ParkedTunnel {
         task: *task,
         client,
         backend,
         state,
     });
-    if let Err(entry) = park::park(entry, &shared.parked, || shared.needs_relay()) {
+    match park::park(entry, &shared.parked, || shared.needs_relay()) {
+        // Said once the entry is in the lot (the gauge counts it). Its resumption
+        // is said after: the lot resumes entries on this thread, never before this
+        // returns.
+        Ok(()) => {
+            let _ = bus.send(Event::Parked {
+                id: shared.id,
+                parked: true,
+            });
+        }
         // Straight back into the reactor, as a resumption does.
-        entry.resume();
+        Err(entry) => entry.resume(),
     }
 }
 

@@ -270,6 +270,7 @@ impl TunnelShared {
             samples,
             idle_timeout: self.idle_timeout(),
             held: self.holds(),
+            parked: self.parked.is_parked(),
             instance: None,
         }
     }

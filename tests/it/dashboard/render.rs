@@ -287,6 +287,57 @@ fn the_idle_timeout_counts_down_in_the_list_and_the_detail() {
     );
 }
 
+/// A parked tunnel says so in the list and the detail, and stops saying so once it
+/// relays again; a tunnel without an idle timeout says it too.
+#[test]
+fn a_parked_tunnel_is_marked_in_the_list_and_the_detail_until_it_resumes() {
+    for timeout in [Some(Duration::from_secs(90)), None] {
+        let mut s = State::from_snapshot(snapshot(), at(0.0));
+        for mut ev in super::open_events(5, "10.0.0.5:5000", "/quiet", "127.0.0.1:9001", 1.0) {
+            if let Event::TunnelOpened { idle_timeout, .. } = &mut ev {
+                *idle_timeout = timeout;
+            }
+            s.apply(&ev, at(1.0));
+        }
+        s.apply(
+            &Event::FrameStats {
+                id: 5,
+                stats: super::stats((1, 10), (0, 0), 3.0),
+            },
+            at(3.0),
+        );
+        let quiet = screen(&s, &Ui::default(), 160, 40);
+        assert!(!quiet.contains("parked"), "{quiet}");
+        s.apply(
+            &Event::Parked {
+                id: 5,
+                parked: true,
+            },
+            at(4.0),
+        );
+        let list = screen(&s, &Ui::default(), 160, 40);
+        let cell = if timeout.is_some() {
+            "1s parked ✂1m29s"
+        } else {
+            "1s ago parked"
+        };
+        assert!(list.contains(cell), "{timeout:?}: {list}");
+        let mut ui = Ui::default();
+        handle(key(KeyCode::Enter), &s, &mut ui);
+        let detail = screen(&s, &ui, 160, 40);
+        assert!(detail.contains("parked: silent, no relay task"), "{detail}");
+        s.apply(
+            &Event::Parked {
+                id: 5,
+                parked: false,
+            },
+            at(4.5),
+        );
+        let resumed = screen(&s, &Ui::default(), 160, 40);
+        assert!(!resumed.contains("parked"), "{resumed}");
+    }
+}
+
 /// A tunnel opened over HTTP/2 is marked in the list and the detail.
 #[test]
 fn a_tunnel_over_http2_is_marked_h2() {

@@ -43,6 +43,7 @@ fn snapshot_gives_backends_listeners_uptime_and_live_tunnels() {
         samples: vec![sample(0, Dir::ClientToBackend, 1, 0, b"hi", -1.0)],
         idle_timeout: None,
         held: Vec::new(),
+        parked: false,
         instance: None,
     });
     let s = State::from_snapshot(snap, at(0.0));
@@ -249,6 +250,7 @@ fn resync_after_lag_keeps_history_and_retires_vanished_tunnels() {
         samples: Vec::new(),
         idle_timeout: None,
         held: Vec::new(),
+        parked: false,
         instance: None,
     };
     let snap = Snapshot {
