@@ -245,14 +245,16 @@ fn detail_state() -> State {
     s
 }
 
-/// With an idle timeout, the list says when each live tunnel will be cut, and the
-/// detail how long it has been idle and when it is cut; near the end it warns.
-#[test]
-fn the_idle_timeout_counts_down_in_the_list_and_the_detail() {
+/// Tunnel 5 on `/quiet`, opened at 1 s with `idle_timeout`, its one frame sent at
+/// 3 s, as the dashboard sees it at `now` seconds.
+fn quiet_tunnel(idle_timeout: Option<Duration>, now: f64) -> State {
     let mut s = State::from_snapshot(snapshot(), at(0.0));
     for mut ev in super::open_events(5, "10.0.0.5:5000", "/quiet", "127.0.0.1:9001", 1.0) {
-        if let Event::TunnelOpened { idle_timeout, .. } = &mut ev {
-            *idle_timeout = Some(Duration::from_secs(90));
+        if let Event::TunnelOpened {
+            idle_timeout: t, ..
+        } = &mut ev
+        {
+            *t = idle_timeout;
         }
         s.apply(&ev, at(1.0));
     }
@@ -261,8 +263,16 @@ fn the_idle_timeout_counts_down_in_the_list_and_the_detail() {
             id: 5,
             stats: super::stats((1, 10), (0, 0), 3.0),
         },
-        at(33.0),
+        at(now),
     );
+    s
+}
+
+/// With an idle timeout, the list says when each live tunnel will be cut, and the
+/// detail how long it has been idle and when it is cut; near the end it warns.
+#[test]
+fn the_idle_timeout_counts_down_in_the_list_and_the_detail() {
+    let s = quiet_tunnel(Some(Duration::from_secs(90)), 33.0);
     let text = screen(&s, &Ui::default(), 160, 40);
     assert!(text.contains("30s ✂1m00s"), "{text}");
     let mut ui = Ui::default();
@@ -292,20 +302,7 @@ fn the_idle_timeout_counts_down_in_the_list_and_the_detail() {
 #[test]
 fn a_parked_tunnel_is_marked_in_the_list_and_the_detail_until_it_resumes() {
     for timeout in [Some(Duration::from_secs(90)), None] {
-        let mut s = State::from_snapshot(snapshot(), at(0.0));
-        for mut ev in super::open_events(5, "10.0.0.5:5000", "/quiet", "127.0.0.1:9001", 1.0) {
-            if let Event::TunnelOpened { idle_timeout, .. } = &mut ev {
-                *idle_timeout = timeout;
-            }
-            s.apply(&ev, at(1.0));
-        }
-        s.apply(
-            &Event::FrameStats {
-                id: 5,
-                stats: super::stats((1, 10), (0, 0), 3.0),
-            },
-            at(3.0),
-        );
+        let mut s = quiet_tunnel(timeout, 3.0);
         let quiet = screen(&s, &Ui::default(), 160, 40);
         assert!(!quiet.contains("parked"), "{quiet}");
         s.apply(
