@@ -1,6 +1,7 @@
 //! The messages of the `/api/events` stream: one JSON object per bus event, tagged
 //! by `type` (`tunnel_opened`, `backend_chosen`, `handshake`, `refused`,
-//! `frame_stats`, `frame_samples`, `hold`, `violation`, `tunnel_closed`, `backend_state`,
+//! `frame_stats`, `frame_samples`, `hold`, `parked`, `violation`, `tunnel_closed`,
+//! `backend_state`,
 //! `config_reloaded`, `resolved`, `reload_preview`, `http_request`), plus the
 //! stream's own `snapshot` and `lagged`. The contract, version 1, is
 //! `assets/events.schema.json`: within a version, fields and types are only added.

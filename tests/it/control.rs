@@ -513,6 +513,8 @@ async fn a_tunnels_life_is_published_with_batched_stats_samples_and_exact_totals
         Event::TunnelOpened { id: i, .. }
         | Event::BackendChosen { id: i, .. }
         | Event::Handshake { id: i, .. }
+        | Event::Parked { id: i, .. }
+        | Event::Hold { id: i, .. }
         | Event::FrameStats { id: i, .. }
         | Event::FrameSamples { id: i, .. }
         | Event::Violation { id: i, .. }

@@ -1,9 +1,12 @@
 //! What the inspector asks of the scanner beyond counting: where the frame in
-//! progress ends (to find a Pong in a chunk), and whole-message capture switched on
-//! and off while the tunnel runs.
+//! progress ends (to find a Pong in a chunk, or to inject a frame after it), and
+//! whole-message capture switched on and off while the tunnel runs.
 
 use super::capture::Capture;
+use std::time::SystemTime;
+
 use super::{header_len, Scanner};
+use crate::event::Violation;
 
 /// What [`Scanner::set_capture`] keeps: each message up to `cap` bytes, `budget`
 /// bytes for this direction, counted against `global` too; `inflate` as
@@ -43,6 +46,36 @@ impl Scanner {
         }
         let rest = (used as u64).checked_add(crate::ws::payload_len(&hdr))?;
         usize::try_from(rest).ok().filter(|&r| r <= data.len())
+    }
+
+    /// Scans only as much of `data` as is needed to finish the frame in progress and
+    /// returns how many bytes that was: 0 if the scanner is already at a frame
+    /// boundary, `data.len()` if the frame does not end within `data`.
+    ///
+    /// The relay forwards exactly that many bytes before injecting a frame of its own
+    /// (a Close), so the injected frame never lands inside another one.
+    pub fn feed_to_boundary(
+        &mut self,
+        data: &[u8],
+        now: SystemTime,
+        on_violation: &mut dyn FnMut(Violation),
+    ) -> usize {
+        if self.at_boundary() {
+            return 0;
+        }
+        if let Some(c) = self.capture.as_deref_mut() {
+            c.expect(data.len(), now);
+        }
+        let mut used = 0;
+        while used < data.len() {
+            let (n, ended) = self.step(&data[used..], now, on_violation);
+            used += n;
+            if ended {
+                break;
+            }
+        }
+        self.stats.bytes += used as u64;
+        used
     }
 
     /// Starts keeping whole messages (each up to `cap` payload bytes, `budget` bytes

@@ -182,36 +182,6 @@ impl Scanner {
         }
     }
 
-    /// Scans only as much of `data` as is needed to finish the frame in progress and
-    /// returns how many bytes that was: 0 if the scanner is already at a frame
-    /// boundary, `data.len()` if the frame does not end within `data`.
-    ///
-    /// The relay forwards exactly that many bytes before injecting a frame of its own
-    /// (a Close), so the injected frame never lands inside another one.
-    pub fn feed_to_boundary(
-        &mut self,
-        data: &[u8],
-        now: SystemTime,
-        on_violation: &mut dyn FnMut(Violation),
-    ) -> usize {
-        if self.at_boundary() {
-            return 0;
-        }
-        if let Some(c) = self.capture.as_deref_mut() {
-            c.expect(data.len(), now);
-        }
-        let mut used = 0;
-        while used < data.len() {
-            let (n, ended) = self.step(&data[used..], now, on_violation);
-            used += n;
-            if ended {
-                break;
-            }
-        }
-        self.stats.bytes += used as u64;
-        used
-    }
-
     /// True when no frame is partially seen: neither part of a header nor part of a
     /// payload is outstanding.
     pub fn at_boundary(&self) -> bool {

@@ -64,7 +64,7 @@ impl Building {
 /// The captured messages of one direction.
 ///
 /// Laid out for the relay's sake: what every message touches comes first, in the
-/// first cache line (the store's own hot fields start at byte 24), so that a
+/// first cache line (the store's own hot fields start at byte 32), so that a
 /// captured message costs the relay one line of state besides the record written.
 /// With many tunnels captured this state is out of cache by the time the
 /// direction's next message comes, and each line more costs a wait on memory.
@@ -119,6 +119,8 @@ impl Capture {
     /// message has passed in this direction yet (else, with context takeover, the
     /// earlier context is missing and nothing can be inflated).
     pub fn new(dir: Dir, cap: usize, budget: usize, inflate: Option<bool>, fresh: bool) -> Self {
+        // A record says how much it kept in 32 bits.
+        let cap = cap.min(u32::MAX as usize);
         let inflate = inflate.map(|reset| Inflate {
             z: flate2::Decompress::new(false),
             reset,
@@ -145,7 +147,8 @@ impl Capture {
         }
     }
 
-    /// A frame begins (its header has been read).
+    /// A frame begins (its header has been read), in a read announced with
+    /// [`Capture::expect`] at the frame's time.
     pub fn begin(&mut self, frame: CapturedFrame, mask: [u8; 4]) {
         let kind = OpKind::from_opcode(frame.opcode);
         if self.begin_direct(&frame, kind, mask) {
@@ -229,6 +232,11 @@ impl Capture {
             self.data.reset();
             self.assembling = false;
         }
+        debug_assert_eq!(
+            self.now_nanos,
+            record::nanos(frame.at),
+            "the read was announced (expect) with its time"
+        );
         let header = record::single_frame_header(frame, kind, self.now_nanos, lazy);
         self.store.open(self.next_seq, &header, frame.len as usize);
         self.flow = Flow::Direct;

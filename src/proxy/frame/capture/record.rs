@@ -1,5 +1,5 @@
-//! One captured message as a direction keeps it: a fixed-size header (what the
-//! message says about itself) followed by its payload and inflated payload, written
+//! One captured message as a direction keeps it: a header of 24 or 48 bytes (what
+//! the message says about itself) followed by its payload and inflated payload, written
 //! into the store's blocks and read back in place.
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -88,25 +88,41 @@ pub(super) fn nanos(at: SystemTime) -> u64 {
     u64::try_from(at.as_nanos()).unwrap_or(u64::MAX)
 }
 
-/// The short form's bytes (see [`SHORT`]); `long`: the long form follows.
-#[allow(clippy::too_many_arguments)]
-fn short_header(
+/// Where each field of a record header lies: the short form, then the long form's.
+mod at {
+    pub const TIME: usize = 0;
+    pub const FRAME_SEQ: usize = 8;
+    pub const DATA: usize = 16;
+    /// Kind (with [`super::LONG`]), rsv, opcode, flags: a byte each.
+    pub const KIND: usize = 20;
+    pub const LEN: usize = 24;
+    pub const INFLATED_LEN: usize = 32;
+    pub const INFLATED: usize = 40;
+    pub const FRAMES: usize = 44;
+}
+
+/// The short form's fields (see [`SHORT`]).
+struct Short {
     at: u64,
     frame_seq: u64,
     data: usize,
     kind: OpKind,
-    long: bool,
     rsv: u8,
     opcode: u8,
     flags: u8,
-) -> [u8; SHORT] {
-    let mut h = [0u8; SHORT];
-    h[0..8].copy_from_slice(&at.to_le_bytes());
-    h[8..16].copy_from_slice(&frame_seq.to_le_bytes());
-    h[16..20].copy_from_slice(&(data as u32).to_le_bytes());
-    let kind = kind as u8 | if long { LONG } else { 0 };
-    h[20..24].copy_from_slice(&[kind, rsv, opcode, flags]);
-    h
+}
+
+impl Short {
+    /// Its bytes; `long`: the long form follows.
+    fn bytes(&self, long: bool) -> [u8; SHORT] {
+        let mut h = [0u8; SHORT];
+        h[at::TIME..at::TIME + 8].copy_from_slice(&self.at.to_le_bytes());
+        h[at::FRAME_SEQ..at::FRAME_SEQ + 8].copy_from_slice(&self.frame_seq.to_le_bytes());
+        h[at::DATA..at::DATA + 4].copy_from_slice(&(self.data as u32).to_le_bytes());
+        let kind = self.kind as u8 | if long { LONG } else { 0 };
+        h[at::KIND..at::KIND + 4].copy_from_slice(&[kind, self.rsv, self.opcode, self.flags]);
+        h
+    }
 }
 
 /// The header of a message that is `frame` alone, kept whole (`at`: its time as
@@ -118,18 +134,16 @@ pub(super) fn single_frame_header(
     at: u64,
     lazy: bool,
 ) -> [u8; SHORT] {
-    let flags = flags_of(frame) | if lazy { LAZY } else { 0 };
-    let data = frame.len as usize;
-    short_header(
+    Short {
         at,
-        frame.seq,
-        data,
+        frame_seq: frame.seq,
+        data: frame.len as usize,
         kind,
-        false,
-        frame.rsv,
-        frame.opcode,
-        flags,
-    )
+        rsv: frame.rsv,
+        opcode: frame.opcode,
+        flags: flags_of(frame) | if lazy { LAZY } else { 0 },
+    }
+    .bytes(false)
 }
 
 impl Meta {
@@ -163,24 +177,23 @@ impl Meta {
         let long =
             self.frames != 1 || self.len != data as u64 || inflated > 0 || self.inflated_len > 0;
         let mut h = [0u8; HEADER];
-        let short = short_header(
-            nanos(self.at),
-            self.frame_seq,
+        let short = Short {
+            at: nanos(self.at),
+            frame_seq: self.frame_seq,
             data,
-            self.kind,
-            long,
-            self.rsv,
-            self.opcode,
+            kind: self.kind,
+            rsv: self.rsv,
+            opcode: self.opcode,
             flags,
-        );
-        h[..SHORT].copy_from_slice(&short);
+        };
+        h[..SHORT].copy_from_slice(&short.bytes(long));
         if !long {
             return (h, SHORT);
         }
-        h[24..32].copy_from_slice(&self.len.to_le_bytes());
-        h[32..40].copy_from_slice(&self.inflated_len.to_le_bytes());
-        h[40..44].copy_from_slice(&(inflated as u32).to_le_bytes());
-        h[44..48].copy_from_slice(&self.frames.to_le_bytes());
+        h[at::LEN..at::LEN + 8].copy_from_slice(&self.len.to_le_bytes());
+        h[at::INFLATED_LEN..at::INFLATED_LEN + 8].copy_from_slice(&self.inflated_len.to_le_bytes());
+        h[at::INFLATED..at::INFLATED + 4].copy_from_slice(&(inflated as u32).to_le_bytes());
+        h[at::FRAMES..at::FRAMES + 4].copy_from_slice(&self.frames.to_le_bytes());
         (h, HEADER)
     }
 
@@ -189,28 +202,29 @@ impl Meta {
     pub(super) fn read(r: &[u8]) -> (Meta, usize, usize, usize) {
         let u64_at = |i: usize| u64::from_le_bytes(r[i..i + 8].try_into().expect("8 bytes"));
         let u32_at = |i: usize| u32::from_le_bytes(r[i..i + 4].try_into().expect("4 bytes"));
-        let data = u32_at(16) as usize;
-        let long = r[20] & LONG != 0;
-        let kind = usize::from(r[20] & !LONG).min(OpKind::ALL.len() - 1);
+        let data = u32_at(at::DATA) as usize;
+        let [kind, rsv, opcode, flags] = [0, 1, 2, 3].map(|i| r[at::KIND + i]);
+        let long = kind & LONG != 0;
+        let kind = usize::from(kind & !LONG).min(OpKind::ALL.len() - 1);
         let mut meta = Meta {
-            at: UNIX_EPOCH + Duration::from_nanos(u64_at(0)),
+            at: UNIX_EPOCH + Duration::from_nanos(u64_at(at::TIME)),
             len: data as u64,
             inflated_len: 0,
-            frame_seq: u64_at(8),
+            frame_seq: u64_at(at::FRAME_SEQ),
             frames: 1,
             kind: OpKind::ALL[kind],
-            rsv: r[21],
-            opcode: r[22],
-            flags: r[23],
+            rsv,
+            opcode,
+            flags,
             extra: None,
         };
         if !long {
             return (meta, data, 0, SHORT);
         }
-        meta.len = u64_at(24);
-        meta.inflated_len = u64_at(32);
-        meta.frames = u32_at(44);
-        (meta, data, u32_at(40) as usize, HEADER)
+        meta.len = u64_at(at::LEN);
+        meta.inflated_len = u64_at(at::INFLATED_LEN);
+        meta.frames = u32_at(at::FRAMES);
+        (meta, data, u32_at(at::INFLATED) as usize, HEADER)
     }
 }
 
@@ -275,7 +289,11 @@ impl Kept<'_> {
             first: CapturedFrame {
                 seq: m.frame_seq,
                 at: m.at,
-                len: self.extra.map_or(m.len, |e| e.first_len),
+                // An extra without fragments (an inflate error) says nothing of it.
+                len: self
+                    .extra
+                    .filter(|e| !e.more.is_empty())
+                    .map_or(m.len, |e| e.first_len),
                 fin: m.has(FIN),
                 rsv: m.rsv,
                 opcode: m.opcode,

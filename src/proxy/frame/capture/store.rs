@@ -1,6 +1,6 @@
 //! Where one direction's captured messages are kept: one after another, each a
-//! record header (24 bytes, 48 for the few that need more) followed by its payload
-//! and inflated payload, in a few
+//! record header (24 bytes, 48 for the few that need more) followed by its
+//! payload and inflated payload, in a few
 //! blocks (growing from 1 KiB to 64 KiB). Keeping a message appends to the newest
 //! block (a single-frame message is written there as its bytes pass, unmasked on
 //! the way); making room lets the oldest block go whole (its messages with it) and
@@ -208,8 +208,9 @@ impl Store {
     }
 
     /// A read of `wire` bytes is about to be scanned: asks for the lines of the head
-    /// block its records will likely take (a record is at most a third longer than
-    /// the frame it keeps, for small frames), up to 16. Without it, only the first
+    /// block its records will likely take, up to 16 (a guess: a record is a header
+    /// of 24 bytes against a frame's 2 to 14, so a third more than the read from
+    /// 64-byte payloads up; a wrong guess only costs a hint). Without it, only the first
     /// record of a read finds its lines waiting (prefetched after the previous
     /// read's last record); the others, written right after, each wait on memory.
     #[inline]

@@ -392,7 +392,8 @@ fn a_whole_message_in_one_frame_costs_a_short_header_and_others_keep_every_field
     }
     assert_eq!(c.owned().len(), 11, "whole messages, short headers");
 
-    // The long form: truncated, fragmented and injected ones read back whole.
+    // The long form (truncated, fragmented) and the short one (injected, a control
+    // frame) read back whole.
     let mut c = plain(Dir::ClientToBackend, 8, 1 << 20);
     frame(&mut c, OpKind::Binary, true, &[7u8; 100], [0; 4]);
     frame(&mut c, OpKind::Text, false, b"abc", [1, 1, 1, 1]);
