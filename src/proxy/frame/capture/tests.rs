@@ -209,6 +209,11 @@ fn capture_begun_mid_stream_with_context_takeover_says_the_context_is_missing() 
     let m = c.owned().into_iter().next().unwrap();
     let why = m.inflated.clone().unwrap().unwrap_err();
     assert!(why.contains("context is missing"), "{why}");
+    assert_eq!(
+        (m.first.len, m.len),
+        (wire[1].len() as u64, wire[1].len() as u64),
+        "its one frame's length"
+    );
     // Without context takeover each message stands alone: inflated even so.
     let wire = deflate_messages(&[b"first", b"second"], true);
     let mut c = Capture::new(Dir::ClientToBackend, 1024, 1 << 20, Some(true), false);
