@@ -1,7 +1,8 @@
 //! Inflating what a direction's permessage-deflate messages carry, beside the relay
 //! (whose bytes are never touched), and what the handshake negotiated.
 
-use super::{Building, TRUNCATED};
+use super::record::Meta;
+use super::TRUNCATED;
 
 /// What RFC 7692 §7.2.2 has the sender strip from each message's end.
 pub(super) const DEFLATE_TAIL: [u8; 4] = [0x00, 0x00, 0xff, 0xff];
@@ -30,10 +31,17 @@ impl std::fmt::Debug for Inflate {
 }
 
 impl Inflate {
-    /// Inflates `input` (unmasked compressed bytes of `b`'s message), keeping what
-    /// fits under `cap` and counting the rest; `last`: the message's end (its
-    /// stripped tail), which flushes.
-    pub(super) fn feed(&mut self, input: &[u8], b: &mut Building, cap: usize, last: bool) {
+    /// Inflates `input` (unmasked compressed bytes of the message `meta` describes),
+    /// keeping in `inflated` what fits under `cap` and counting the rest; `last`:
+    /// the message's end (its stripped tail), which flushes.
+    pub(super) fn feed(
+        &mut self,
+        input: &[u8],
+        inflated: &mut Vec<u8>,
+        meta: &mut Option<Meta>,
+        cap: usize,
+        last: bool,
+    ) {
         if self.broken.is_some() {
             return;
         }
@@ -44,18 +52,11 @@ impl Inflate {
         };
         // Sized once, never cleared: inflating overwrites what it reports.
         self.out.resize(8192, 0);
-        let before = b.inflated.len();
-        let (made, error) = inflate_chunk(
-            &mut self.z,
-            input,
-            flush,
-            &mut self.out,
-            &mut b.inflated,
-            cap,
-        );
-        if let Some(m) = &mut b.meta {
+        let before = inflated.len();
+        let (made, error) = inflate_chunk(&mut self.z, input, flush, &mut self.out, inflated, cap);
+        if let Some(m) = meta {
             m.inflated_len += made;
-            if ((b.inflated.len() - before) as u64) < made {
+            if ((inflated.len() - before) as u64) < made {
                 m.flags |= TRUNCATED;
             }
         }

@@ -283,11 +283,17 @@ impl Capture {
         let compressed = m.has(COMPRESSED);
         let in_control = self.flow == Flow::Control;
         if let (true, false, Some(inf)) = (compressed, in_control, &mut self.inflate) {
-            inf.scratch.resize(chunk.len(), 0);
-            unmask_into(&mut inf.scratch, chunk, b.mask, b.pos);
-            let input = std::mem::take(&mut inf.scratch);
-            inf.feed(&input, b, cap, false);
-            inf.scratch = input;
+            if take == chunk.len() {
+                // All of it was kept, unmasked: inflated from there.
+                let kept = &b.data[have..];
+                inf.feed(kept, &mut b.inflated, &mut b.meta, cap, false);
+            } else {
+                inf.scratch.resize(chunk.len(), 0);
+                unmask_into(&mut inf.scratch, chunk, b.mask, b.pos);
+                let input = std::mem::take(&mut inf.scratch);
+                inf.feed(&input, &mut b.inflated, &mut b.meta, cap, false);
+                inf.scratch = input;
+            }
         }
         b.pos += chunk.len() as u64;
     }
@@ -310,7 +316,7 @@ impl Capture {
             None => return,
         };
         if let (true, Some(inf)) = (compressed, &mut self.inflate) {
-            inf.feed(&DEFLATE_TAIL, b, self.cap, true);
+            inf.feed(&DEFLATE_TAIL, &mut b.inflated, &mut b.meta, self.cap, true);
             if let Some(m) = &mut b.meta {
                 match &inf.broken {
                     Some(why) => m.extra().inflate_error = Some(why.clone()),

@@ -201,6 +201,29 @@ fn an_inflated_message_over_the_cap_is_truncated_and_its_length_counted() {
     assert_eq!((m.inflated_len, m.truncated), (10_000, true));
 }
 
+/// Compressed bytes past the cap are not kept, yet still inflated: the shared
+/// context stays in step for the messages after.
+#[test]
+fn compressed_bytes_past_the_cap_still_keep_the_shared_context_in_step() {
+    let first: Vec<u8> = (0..400u32).map(|i| (i * 7919 % 251) as u8).collect();
+    let second = [&first[..200], b"and then some"].concat();
+    let wire = deflate_messages(&[&first, &second], false);
+    assert!(
+        wire[0].len() > 64,
+        "the first is longer than the cap compressed"
+    );
+    let mut c = Capture::new(Dir::ClientToBackend, 64, 1 << 20, Some(false), true);
+    for w in &wire {
+        compressed(&mut c, w, [9, 8, 7, 6]);
+    }
+    let got = c.owned();
+    for ((m, text), w) in got.iter().zip([&first, &second]).zip(&wire) {
+        assert_eq!((m.data.len(), m.truncated), (w.len().min(64), true));
+        assert_eq!(m.inflated.as_ref().unwrap().as_deref(), Ok(&text[..64]));
+        assert_eq!(m.inflated_len, text.len() as u64);
+    }
+}
+
 #[test]
 fn capture_begun_mid_stream_with_context_takeover_says_the_context_is_missing() {
     let wire = deflate_messages(&[b"first", b"second"], false);
