@@ -40,6 +40,17 @@ async fn parked(proxy: &ProxyHandle, n: u64) {
     .unwrap_or_else(|_| panic!("{} parked, not {n}", counters().tunnels_parked));
 }
 
+/// One tunnel through a proxy that parks after 50 ms, to a hand-made backend,
+/// parked: the backend (kept listening), the proxy, the client, the backend's side.
+async fn parked_tunnel() -> (RawBackend, ProxyHandle, Client, RawConn) {
+    let mut backend = RawBackend::start().await;
+    let proxy = proxy(&parking_config(backend.addr, "")).await;
+    let client = connect(proxy.local_addrs()[0], "/").await;
+    let conn = backend.accept().await;
+    parked(&proxy, 1).await;
+    (backend, proxy, client, conn)
+}
+
 fn only_tunnel(proxy: &ProxyHandle) -> TunnelId {
     let tunnels = proxy.snapshot().tunnels;
     assert_eq!(tunnels.len(), 1);
@@ -69,11 +80,7 @@ async fn read_masked(conn: &mut RawConn) -> (u8, Vec<u8>) {
 
 #[tokio::test]
 async fn a_silent_tunnel_parks_and_resumes_when_either_side_speaks() {
-    let mut backend = RawBackend::start().await;
-    let proxy = proxy(&parking_config(backend.addr, "")).await;
-    let mut client = connect(proxy.local_addrs()[0], "/").await;
-    let mut conn = backend.accept().await;
-    parked(&proxy, 1).await;
+    let (_backend, proxy, mut client, mut conn) = parked_tunnel().await;
     for i in 0..3 {
         // The client speaks first...
         let up = format!("up {i}");
@@ -164,12 +171,8 @@ async fn a_parked_tunnel_is_pinged_and_cut_when_its_client_stops_answering() {
 
 #[tokio::test]
 async fn commands_reach_a_parked_tunnel_at_once() {
-    let mut backend = RawBackend::start().await;
-    let proxy = proxy(&parking_config(backend.addr, "")).await;
+    let (_backend, proxy, mut client, mut conn) = parked_tunnel().await;
     let control = proxy.control();
-    let mut client = connect(proxy.local_addrs()[0], "/").await;
-    let mut conn = backend.accept().await;
-    parked(&proxy, 1).await;
     let id = only_tunnel(&proxy);
 
     let inject = |to, text: &str| Command::Inject {
@@ -220,11 +223,7 @@ async fn commands_reach_a_parked_tunnel_at_once() {
 
 #[tokio::test]
 async fn a_backend_that_vanishes_while_parked_gets_its_client_a_1011() {
-    let mut backend = RawBackend::start().await;
-    let proxy = proxy(&parking_config(backend.addr, "")).await;
-    let mut client = connect(proxy.local_addrs()[0], "/").await;
-    let conn = backend.accept().await;
-    parked(&proxy, 1).await;
+    let (_backend, proxy, mut client, conn) = parked_tunnel().await;
     drop(conn);
     let close = expect_close(&mut client).await;
     assert_eq!(u16::from(close.code), 1011);

@@ -88,10 +88,7 @@ impl Parked for ParkedTunnel {
             state,
         } = *self;
         if task.shared.parked.clear() {
-            let _ = task.core.bus.send(Event::Parked {
-                id: task.shared.id,
-                parked: false,
-            });
+            tell_parked(&task.core, task.shared.id, false);
         }
         let task = Box::new(task);
         let streams =
@@ -118,8 +115,7 @@ fn park(task: Box<TunnelTask>, client: TcpStream, backend: TcpStream, state: Res
         Ok(s) => s,
         Err(e) => return finish(task, lost(e)),
     };
-    let shared = task.shared.clone();
-    let bus = task.core.bus.clone();
+    let (shared, core) = (task.shared.clone(), task.core.clone());
     let entry = Box::new(ParkedTunnel {
         task: *task,
         client,
@@ -130,14 +126,16 @@ fn park(task: Box<TunnelTask>, client: TcpStream, backend: TcpStream, state: Res
         // Said once the entry is in the lot (the gauge counts it). Its resumption
         // is said after: the lot resumes entries on this thread, never before this
         // returns.
-        Ok(()) => {
-            let _ = bus.send(Event::Parked {
-                id: shared.id,
-                parked: true,
-            });
-        }
+        Ok(()) => tell_parked(&core, shared.id, true),
         // Straight back into the reactor, as a resumption does.
         Err(entry) => entry.resume(),
+    }
+}
+
+/// Tells observers, if any, that a tunnel parked or resumed.
+fn tell_parked(core: &Registry, id: crate::event::TunnelId, parked: bool) {
+    if core.observed() {
+        core.publish(Event::Parked { id, parked });
     }
 }
 

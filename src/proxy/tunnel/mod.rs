@@ -26,7 +26,7 @@ use tokio::sync::broadcast;
 use self::close::{close_dead_side, close_on_purpose, BACKEND_GONE};
 pub use self::ping::PingSettings;
 use self::ping::Pinger;
-use self::relay::{Ctx, Mode, Stop};
+use self::relay::{Ctx, Mode, Relay, Stop};
 pub use self::resume::{Outcome, Resume, Start};
 use self::shared::CloseRequest;
 pub use self::shared::TunnelShared;
@@ -137,6 +137,7 @@ pub async fn run(
     // Silence is measured from the last byte read, or from the resumption.
     let parkable = park_after.filter(|_| relay.parkable());
     let mut park_base = started;
+    let park_at = |relay: &Relay, base: Instant| parkable.map(|d| relay.last_read().max(base) + d);
     let mut gone = false;
     let mut delayed: Option<Box<CloseRequest>> = None;
     // When to try placing injections again, and to look behind holds.
@@ -155,7 +156,7 @@ pub async fn run(
             look_due,
             pinger.is_some().then_some(ping_due),
             (!idle.is_zero()).then_some(idle_deadline),
-            parkable.map(|d| relay.last_read().max(park_base) + d),
+            park_at(&relay, park_base),
         ]
         .into_iter()
         .flatten()
@@ -260,7 +261,7 @@ pub async fn run(
                         idle_deadline = Instant::now() + (idle - quiet);
                     }
                 }
-                if parkable.is_some_and(|d| relay.last_read().max(park_base) + d <= now) {
+                if park_at(&relay, park_base).is_some_and(|at| at <= now) {
                     // A ping whose Pong came is done with (the Pong clears
                     // `ctx.pong`); one still unanswered keeps the tunnel up.
                     let quiet = delayed.is_none()
